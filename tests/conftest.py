@@ -1,0 +1,168 @@
+"""Real-PostgreSQL fixtures: an embedded server (or $ANALYTICS_TEST_DSN) and fresh databases."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from analytics_cli import embedded
+
+SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.sql"
+TEMPLATE = "analytics_cli_test_platform"
+
+
+def with_db(dsn: str, dbname: str) -> str:
+    """The same server, another database."""
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser connection string: $ANALYTICS_TEST_DSN, else a throwaway embedded server."""
+    given = os.environ.get("ANALYTICS_TEST_DSN")
+    if given:
+        yield given
+        return
+    home = tmp_path_factory.mktemp("embedded-server")
+    options = (
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    with embedded.server(home, databases=(), options=options) as server:
+        yield server.dsn("postgres")
+
+
+@pytest.fixture(scope="session")
+def platform_template(admin_dsn: str) -> str:
+    """A template database holding the iR Engine schema, created once per session."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    with psycopg.connect(with_db(admin_dsn, TEMPLATE), autocommit=True) as conn:
+        conn.execute(SCHEMA_SQL.read_text())  # type: ignore[call-overload]
+    return TEMPLATE
+
+
+@dataclass
+class Databases:
+    """A fresh source (iR Engine schema) and store database for one test."""
+
+    admin: str
+    source: str
+    store: str
+    source_name: str
+    store_name: str
+
+    def source_conn(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.source, autocommit=True)
+
+    def store_conn(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.store, autocommit=True)
+
+
+@pytest.fixture
+def dbs(admin_dsn: str, platform_template: str) -> Iterator[Databases]:
+    """Fresh databases per test, dropped afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    source_name, store_name = f"t_src_{suffix}", f"t_store_{suffix}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(source_name), sql.Identifier(platform_template)
+            )
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(store_name)))
+    yield Databases(
+        admin_dsn,
+        with_db(admin_dsn, source_name),
+        with_db(admin_dsn, store_name),
+        source_name,
+        store_name,
+    )
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in (source_name, store_name):
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No stray configuration: a private HOME and cwd, no ANALYTICS_* or libpq variables."""
+    for name in list(os.environ):
+        if (name.startswith(("ANALYTICS_", "PG", "XDG_"))) and name != "ANALYTICS_TEST_DSN":
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "100")
+    return home
+
+
+@dataclass
+class Result:
+    """What a CLI run produced."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str) -> Result:
+    """Run the CLI in-process (through ``main``, so exit codes are the real ones)."""
+    from analytics_cli.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return Result(code, stdout.getvalue(), stderr.getvalue())
+
+
+def proc_env(**extra: str) -> dict[str, str]:
+    """The current (cleaned) environment plus extra variables, for subprocesses."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def run_proc(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    """Run the CLI as a real process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "analytics_cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or proc_env(),
+        timeout=timeout,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the CLI as a background process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "analytics_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or proc_env(),
+    )
