@@ -164,7 +164,16 @@ def parse_file(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        message = str(exc)
+        if "line" not in message:
+            # tomllib says "at end of document" without a number; name the last line.
+            lines = data.decode("utf-8", "replace").count("\n") + 1
+            message = f"{message} (line {lines})"
+        raise ConfigError(f"{path}: invalid TOML: {message}") from None
+    except (ValueError, RecursionError) as exc:
+        # tomllib lets these through for absurd input: a 5000-digit number, deep nesting.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise ConfigError(f"{path}: invalid TOML: {reason}") from None
     for section, value in doc.items():
         if section == "metric":
             if not isinstance(value, list):

@@ -123,8 +123,7 @@ def connect(
                 continue
             raise DatabaseError(
                 f"cannot connect to the {purpose} database ({describe(dsn)}): "
-                f"{scrub(one_line(str(exc)), secrets)}",
-                hint="check the connection string, that the server runs and accepts connections",
+                f"{scrub(one_line(str(exc)), secrets)}"
             ) from None
 
 
@@ -142,7 +141,7 @@ def resolved(settings: Settings, *, announce: Any = None) -> Iterator[Settings]:
     from analytics_cli import embedded
 
     with embedded.server() as server:
-        if announce is not None:
+        if announce is not None and not server.nested:
             announce(f"using the embedded PostgreSQL in {server.home} (no connection string set)")
         yield replace(
             settings,

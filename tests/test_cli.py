@@ -1,0 +1,86 @@
+"""The command line surface: help, version, global options, usage errors, docs coverage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from analytics_cli import __version__
+from analytics_cli.cli import app
+from tests.conftest import cli, run_proc
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names: list[str] = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        sub = getattr(command, "commands", None)
+        if sub:
+            names += [f"{name} {s}" for s in sub]
+        else:
+            names.append(name)
+    return sorted(names)
+
+
+def test_no_arguments_prints_help() -> None:
+    result = cli()
+    assert result.exit_code == 0
+    assert "Usage: analytics-cli" in result.stdout
+    assert "collect" in result.stdout
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"analytics-cli {__version__}\n"
+
+
+def test_module_entry_point() -> None:
+    result = run_proc("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"analytics-cli {__version__}"
+
+
+def test_unknown_option_is_one_line_exit_2() -> None:
+    result = cli("collect", "--bogus")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: No such option: --bogus (see 'analytics-cli collect --help')"
+    ]
+
+
+def test_unknown_command_exit_2() -> None:
+    result = cli("colect")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: No such command 'colect'")
+
+
+def test_bad_at_exit_2() -> None:
+    result = cli("collect", "--at", "tomorrow-ish")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "error: invalid --at 'tomorrow-ish'"
+
+
+def test_global_options_go_before_the_command(tmp_path: Path) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text("[collect]\nnot_a_key = 1\n")
+    result = cli("--config", str(config), "collect")
+    assert result.exit_code == 2
+    assert "unknown key collect.not_a_key" in result.stderr
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_help_and_a_readme_mention(command: str) -> None:
+    result = cli(*command.split(), "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.stdout
+    doc = re.search(r"Usage: .*?\n\s*\n\s*(\S.*)", result.stdout)
+    assert doc is not None, f"{command} has no help text"
+    assert f"analytics-cli {command}" in README.read_text(), f"README does not mention {command}"
