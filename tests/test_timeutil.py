@@ -83,6 +83,8 @@ def test_format_duration_round_trips(seconds: int) -> None:
 def test_parsers_raise_only_config_errors(text: str) -> None:
     for parse in (parse_duration, parse_timestamp, lambda t: parse_when(t, now=NOW)):
         try:
-            parse(text)
-        except ConfigError:
-            pass
+            value = parse(text)
+        except ConfigError as exc:
+            assert str(exc).startswith(("invalid", "empty"))
+        else:
+            assert isinstance(value, (timedelta, datetime))
