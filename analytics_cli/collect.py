@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,6 +92,36 @@ def number(value: Decimal | None) -> int | float | None:
     return float(value)
 
 
+def _begin_snapshot(conn: psycopg.Connection[Any], settings: Settings) -> None:
+    """Make the next statement open a READ ONLY, REPEATABLE READ transaction with a timeout."""
+    import psycopg
+
+    # psycopg opens the transaction itself (BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY)
+    # before the first statement; an explicit BEGIN here would only draw a warning.
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
+    conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+
+
+def _run_all(
+    conn: psycopg.Connection[Any],
+    specs: list[MetricSpec],
+    settings: Settings,
+    slot: datetime,
+) -> list[Sample | MetricFailure]:
+    outcomes: list[Sample | MetricFailure] = []
+    for spec in specs:
+        outcome = run_metric(conn, spec, slot=slot, interval=settings.interval)
+        if conn.broken:
+            detail = outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
+            raise DatabaseError(
+                f"lost the connection to the source database while running {spec.type}: {detail}"
+            )
+        outcomes.append(outcome)
+    return outcomes
+
+
 def read_source(
     settings: Settings, specs: list[MetricSpec], slot: datetime
 ) -> tuple[datetime, list[Sample | MetricFailure]]:
@@ -101,25 +132,65 @@ def read_source(
     conn = connect(settings.source_dsn, settings, purpose="source", retries=settings.retries)
     try:
         with conn:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
-            conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
-            row = conn.execute("SELECT now()").fetchone()
-            assert row is not None
-            collected_at: datetime = row[0]
-            outcomes: list[Sample | MetricFailure] = []
-            for spec in specs:
-                outcome = run_metric(conn, spec, slot=slot, interval=settings.interval)
-                if conn.broken:
-                    raise DatabaseError(
-                        f"lost the connection to the source database while running "
-                        f"{spec.type}: {outcome.error if isinstance(outcome, MetricFailure) else ''}"
-                    )
-                outcomes.append(outcome)
+            _begin_snapshot(conn, settings)
+            workers = min(settings.parallel, len(specs))
+            if workers > 1:
+                row = conn.execute("SELECT now(), pg_export_snapshot()").fetchone()
+                assert row is not None
+                collected_at: datetime = row[0]
+                outcomes = _run_parallel(conn, str(row[1]), specs, settings, slot, workers)
+            else:
+                row = conn.execute("SELECT now()").fetchone()
+                assert row is not None
+                collected_at = row[0]
+                outcomes = _run_all(conn, specs, settings, slot)
             conn.rollback()
             return collected_at, outcomes
     except psycopg.Error as exc:
         raise database_error(exc, settings.source_dsn, doing="source database error") from None
+
+
+def _run_parallel(
+    leader: psycopg.Connection[Any],
+    snapshot: str,
+    specs: list[MetricSpec],
+    settings: Settings,
+    slot: datetime,
+    workers: int,
+) -> list[Sample | MetricFailure]:
+    """Spread metrics over ``workers`` connections that all import the leader's snapshot."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from psycopg import sql
+
+    assert settings.source_dsn is not None
+    helpers: list[psycopg.Connection[Any]] = []
+    try:
+        for _ in range(workers - 1):
+            helper = connect(settings.source_dsn, settings, purpose="source")
+            helpers.append(helper)
+            _begin_snapshot(helper, settings)
+            # SET TRANSACTION SNAPSHOT takes a literal, not a bound parameter.
+            helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        conns = [leader, *helpers]
+        shares = [specs[i :: len(conns)] for i in range(len(conns))]
+        with ThreadPoolExecutor(max_workers=len(conns)) as pool:
+            futures = [
+                pool.submit(_run_all, c, share, settings, slot)
+                for c, share in zip(conns, shares, strict=True)
+            ]
+            done = {o.type: o for future in futures for o in future.result()}
+        return [done[spec.type] for spec in specs]
+    except BaseException:
+        # Interrupted or failed: stop the queries still running on the other connections.
+        for conn in [leader, *helpers]:
+            if not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.cancel_safe(timeout=2)
+        raise
+    finally:
+        for helper in helpers:
+            helper.close()
 
 
 def _results(outcomes: list[Sample | MetricFailure], status: Status) -> list[MetricResult]:

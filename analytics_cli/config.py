@@ -52,6 +52,7 @@ class Settings:
     statement_timeout: timedelta = timedelta(seconds=30)
     connect_timeout: timedelta = timedelta(seconds=10)
     retries: int = DEFAULT_RETRIES
+    parallel: int = 1
     metrics: tuple[str, ...] | None = None
     custom: tuple[MetricSpec, ...] = ()
     ping_url: str | None = None
@@ -78,6 +79,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "retries": int,
         "metrics": list,
         "ping_url": str,
+        "parallel": int,
     },
 }
 _METRIC_KEYS: dict[str, type] = {"type": str, "sql": str, "description": str}
@@ -232,6 +234,9 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
     retries = collect.get("retries", DEFAULT_RETRIES)
     if not 0 <= retries <= 10:
         raise ConfigError(f"{where}: collect.retries must be between 0 and 10")
+    parallel = collect.get("parallel", 1)
+    if not 1 <= parallel <= 16:
+        raise ConfigError(f"{where}: collect.parallel must be between 1 and 16")
     custom: list[MetricSpec] = []
     seen: set[str] = set()
     for index, item in enumerate(doc.get("metric", [])):
@@ -274,6 +279,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
             collect.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
         ),
         retries=retries,
+        parallel=parallel,
         metrics=tuple(metrics) if metrics is not None else None,
         custom=tuple(custom),
         ping_url=ping_url,
@@ -345,6 +351,7 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
         "statement_timeout": format_duration(settings.statement_timeout),
         "connect_timeout": format_duration(settings.connect_timeout),
         "retries": settings.retries,
+        "parallel": settings.parallel,
     }
     if settings.metrics is not None:
         collect["metrics"] = list(settings.metrics)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,18 +33,23 @@ def with_db(dsn: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def admin_dsn() -> Iterator[str]:
     """A superuser connection string: $ANALYTICS_TEST_DSN, else a throwaway embedded server."""
     given = os.environ.get("ANALYTICS_TEST_DSN")
     if given:
         yield given
         return
-    home = tmp_path_factory.mktemp("embedded-server")
+    # Not under pytest's basetemp: pytest resets that folder's mode to 0700 when another
+    # session starts, which would lock the unprivileged server account out of its data.
+    home = Path(tempfile.mkdtemp(prefix="analytics-cli-test-"))
     options = (
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    with embedded.server(home, databases=(), options=options) as server:
-        yield server.dsn("postgres")
+    try:
+        with embedded.server(home, databases=(), options=options) as server:
+            yield server.dsn("postgres")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

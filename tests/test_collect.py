@@ -267,3 +267,57 @@ def test_quiet_prints_only_the_summary(platform: Databases) -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("collect slot=2026-11-29T10:00:00Z stored=9 present=0 failed=0 ")
+
+
+SNAPSHOT_PROBE = """
+[[metric]]
+type = "snapshotMode"
+sql = '''
+SELECT CASE WHEN current_setting('transaction_isolation') = 'repeatable read'
+             AND current_setting('transaction_read_only') = 'on' THEN 1 ELSE 0 END AS count
+'''
+"""
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_metrics_run_read_only_in_one_repeatable_read_snapshot(
+    platform: Databases, tmp_path: Path, parallel: int
+) -> None:
+    config = write_config(
+        tmp_path / "c.toml", f"[collect]\nparallel = {parallel}\n" + SNAPSHOT_PROBE
+    )
+    result = cli("--config", str(config), "collect", "--at", AT, "--json")
+    assert result.exit_code == 0, result.stderr
+    values = {m["type"]: m["count"] for m in json.loads(result.stdout)["metrics"]}
+    assert values == {**platform_data.EXPECTED, "snapshotMode": 1}
+
+
+def test_parallel_workers_share_the_snapshot(platform: Databases, tmp_path: Path) -> None:
+    # Rows committed after the snapshot was exported must be invisible to every worker.
+    config = write_config(
+        tmp_path / "c.toml",
+        "[collect]\nparallel = 4\n"
+        '[[metric]]\ntype = "waitThenCount"\n'
+        "sql = 'SELECT count(*) AS count FROM instance, pg_sleep(1.5) AS s'\n",
+    )
+    env = proc_env(ANALYTICS_SOURCE_DSN=platform.source, ANALYTICS_STORE_DSN=platform.store)
+    proc = spawn("--config", str(config), "collect", "--at", AT, "--json", env=env)
+    with platform.source_conn() as conn:
+        for _ in range(300):
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                "AND application_name = 'analytics-cli'"
+            ).fetchone()
+            if busy and busy[0]:
+                break
+            time.sleep(0.05)
+        conn.execute(
+            'INSERT INTO instance (id, "roomCode", ended, "createdAt", "updatedAt") '
+            "SELECT gen_random_uuid(), 'late' || g, false, now(), now() FROM generate_series(1, 5) g"
+        )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    values = {m["type"]: m["count"] for m in json.loads(out)["metrics"]}
+    # instance holds 10 rows at the snapshot; the 5 late rows are not seen by any worker.
+    assert values["waitThenCount"] == 10
+    assert values["activeInstances"] == platform_data.EXPECTED["activeInstances"]
