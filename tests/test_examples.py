@@ -1,0 +1,199 @@
+"""The files in examples/ (and the ConfigMap's TOML) work against a real iR Engine database."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from analytics_cli import config
+from analytics_cli.timeutil import utcnow
+from tests.conftest import Databases, cli
+from tests.test_ops import BUILTINS, env, seed_platform  # noqa: F401  (env is a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TOML_EXAMPLES = sorted(EXAMPLES.glob("*.toml"))
+DASHBOARD = EXAMPLES / "grafana-dashboard.json"
+
+
+def check_values(path: Path) -> dict[str, str]:
+    """Run ``config check`` on a file; every metric must succeed. Returns type -> value."""
+    result = cli("-c", str(path), "config", "check")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    values = {}
+    for line in lines[6:-2]:
+        status, type_, count, _when = line.split()
+        assert status == "ok", line
+        values[type_] = count
+    assert lines[-1] == f"{len(values)} metrics ok, 0 failed; nothing was written"
+    return values
+
+
+def test_examples_exist() -> None:
+    assert [p.name for p in TOML_EXAMPLES] == ["analytics-cli.toml", "custom-metrics.toml"]
+    assert DASHBOARD.is_file()
+
+
+@pytest.mark.parametrize("path", TOML_EXAMPLES, ids=lambda p: p.name)
+def test_example_toml_passes_config_check(path: Path, env: Databases) -> None:  # noqa: F811
+    with env.source_conn() as conn:
+        seed_platform(conn)
+    settings = config.load(path, env={})
+    values = check_values(path)
+    assert list(values) == [*BUILTINS, *(m.type for m in settings.custom)]
+    assert values["activeInstances"] == "2"
+
+
+def test_custom_metric_examples_count_what_they_say(env: Databases) -> None:  # noqa: F811
+    with env.source_conn() as conn:
+        seed_platform(conn)
+    values = check_values(EXAMPLES / "custom-metrics.toml")
+    custom = {k: v for k, v in values.items() if k not in BUILTINS}
+    assert custom == {
+        "registeredUsers": "3",
+        "guestUsersNow": "1",
+        "lobbyUsers": "2",
+        # The seeded attendance rows were created two hours ago.
+        "joinsPerInterval": "0",
+        "weeklyNewScenes": "0",
+        "usersPerInstance": "1.5",
+        "instanceFillPercent": "15",
+        "busiestChannelMessages": "0",
+    }
+
+
+def test_example_custom_metrics_use_the_documented_parameters() -> None:
+    settings = config.load(EXAMPLES / "custom-metrics.toml", env={})
+    texts = [m.sql for m in settings.custom]
+    assert any("%(slot)s" in t for t in texts)
+    assert any("%(interval)s" in t for t in texts)
+    for text in texts:
+        assert set(re.findall(r"%\((\w+)\)s", text)) <= {"slot", "interval"}
+        assert all(m.description for m in settings.custom)
+
+
+def test_configmap_toml_passes_config_check(env: Databases, tmp_path: Path) -> None:  # noqa: F811
+    manifest = yaml.safe_load((ROOT / "cron" / "kubernetes" / "configmap.yaml").read_text())
+    path = tmp_path / "config.toml"
+    path.write_text(manifest["data"]["config.toml"])
+    values = check_values(path)
+    assert list(values) == [*BUILTINS, "registeredUsers"]
+
+
+# ---------------------------------------------------------------------------- Grafana
+
+
+def dashboard() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return doc
+
+
+def queries() -> list[tuple[str, str]]:
+    """(where, SQL) for every panel target and query variable of the dashboard."""
+    doc = dashboard()
+    found = []
+    for panel in doc["panels"]:
+        for target in panel["targets"]:
+            found.append((f"panel {panel['title']!r} {target['refId']}", target["rawSql"]))
+    for variable in doc["templating"]["list"]:
+        if variable["type"] == "query":
+            found.append((f"variable {variable['name']}", variable["query"]))
+    return found
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def expand_macros(text: str, *, start: datetime, end: datetime, types: list[str]) -> str:
+    """Replace Grafana's PostgreSQL macros and variables the way Grafana does."""
+    start_sql, end_sql = f"'{start.isoformat()}'", f"'{end.isoformat()}'"
+
+    def group(match: re.Match[str]) -> str:
+        column, amount, unit = match.group(2), int(match.group(3)), match.group(4)
+        seconds = amount * _UNITS[unit]
+        alias = ' AS "time"' if match.group(1) == "Alias" else ""
+        return f"floor(extract(epoch from {column})/{seconds})*{seconds}{alias}"
+
+    text = re.sub(r"\$__timeGroup(Alias)?\(([^,]+),\s*'?(\d+)([smhd])'?\)", group, text)
+    text = re.sub(
+        r"\$__timeFilter\(([^)]+)\)",
+        lambda m: f"{m.group(1)} BETWEEN {start_sql} AND {end_sql}",
+        text,
+    )
+    text = text.replace("$__timeFrom()", start_sql).replace("$__timeTo()", end_sql)
+    quoted = ",".join("'" + t.replace("'", "''") + "'" for t in types)
+    text = text.replace("${type}", quoted).replace("$type", quoted)
+    assert "$" not in text, f"unexpanded macro in: {text}"
+    return text
+
+
+def test_expand_macros() -> None:
+    start = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    end = datetime.fromisoformat("2026-01-02T00:00:00+00:00")
+    assert expand_macros(
+        'SELECT $__timeGroupAlias("timestamp", 1h) WHERE $__timeFilter("timestamp") '
+        "AND type IN ($type)",
+        start=start,
+        end=end,
+        types=["a", "b"],
+    ) == (
+        'SELECT floor(extract(epoch from "timestamp")/3600)*3600 AS "time" WHERE '
+        "\"timestamp\" BETWEEN '2026-01-01T00:00:00+00:00' AND '2026-01-02T00:00:00+00:00' "
+        "AND type IN ('a','b')"
+    )
+    with pytest.raises(AssertionError):
+        expand_macros("SELECT $__unixEpochFilter(x)", start=start, end=end, types=[])
+
+
+def test_dashboard_uses_a_postgresql_data_source() -> None:
+    doc = dashboard()
+    (source,) = [v for v in doc["templating"]["list"] if v["type"] == "datasource"]
+    assert source["query"] == "grafana-postgresql-datasource"
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in doc["panels"]:
+        assert panel["datasource"] == {
+            "type": "grafana-postgresql-datasource",
+            "uid": "${datasource}",
+        }
+        for target in panel["targets"]:
+            assert target["rawQuery"] is True
+            assert target["format"] in ("time_series", "table")
+            if target["format"] == "time_series":
+                assert '"time"' in target["rawSql"]
+    assert len(queries()) >= 7
+
+
+def test_dashboard_sql_runs_on_a_real_store(env: Databases) -> None:  # noqa: F811
+    with env.source_conn() as conn:
+        seed_platform(conn)
+    result = cli("-c", str(EXAMPLES / "custom-metrics.toml"), "collect")
+    assert result.exit_code == 0, result.stderr
+    now = utcnow()
+    with env.store_conn() as conn:
+        types = [str(r[0]) for r in conn.execute("SELECT DISTINCT type FROM analytics ORDER BY 1")]
+        assert len(types) == len(BUILTINS) + 8
+        rows_by_query = {}
+        for where, sql in queries():
+            text = expand_macros(
+                sql, start=now - timedelta(days=7), end=now + timedelta(minutes=1), types=types
+            )
+            rows_by_query[where] = conn.execute(text.encode()).fetchall()
+    for where, rows in rows_by_query.items():
+        assert rows, f"{where} returned no rows"
+    assert sorted(str(r[0]) for r in rows_by_query["variable type"]) == types
+    now_rows = {r[0]: r[1] for r in rows_by_query["panel 'Now' A"]}
+    assert now_rows["instanceUsers"] == 3
+    assert now_rows["usersPerInstance"] == pytest.approx(1.5)
+    health = rows_by_query["panel 'Collection health' A"]
+    assert len(health) == len(types)
+    assert {r[3] for r in health} == {1}
+    assert {r[4] for r in health} == {336}
