@@ -103,9 +103,11 @@ def connect(
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(
-            f"invalid {purpose} connection string: {scrub(one_line(str(exc)), secrets)}"
-        ) from None
+        reason = scrub(one_line(str(exc)), secrets)
+        if secrets or "password" in dsn.lower():
+            # Unparsable text may hold a password the parser could not delimit: quote none of it.
+            reason = re.sub(r'"[^"]{2,}"', '"..."', reason)
+        raise ConfigError(f"invalid {purpose} connection string: {reason}") from None
     extra: dict[str, Any] = {}
     if "application_name" not in params:
         extra["application_name"] = APPLICATION_NAME

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 # Counts beyond this are refused: no platform metric is that large, a runaway query may be.
 MAX_ABS_COUNT = Decimal(10) ** 18
+# No count needs more text than this; a longer value (a runaway 100 MB string) is refused by
+# the server before it is sent, so the collector's memory stays bounded.
+MAX_COUNT_OCTETS = 1000
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,16 @@ def _as_count(value: object) -> Decimal:
     return result
 
 
+def _measured(text: str) -> str:
+    """The metric's query with its count column size-checked by the server."""
+    # The newline ends a trailing "-- comment" in the metric's text before the parenthesis.
+    return (
+        f"SELECT CASE WHEN octet_length(q.count::text) <= {MAX_COUNT_OCTETS:d} "
+        f"THEN q.count END AS count, octet_length(q.count::text) AS octets "
+        f"FROM (\n{text}\n) AS q"
+    )
+
+
 def run_metric(
     conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
 ) -> Sample | MetricFailure:
@@ -126,11 +139,16 @@ def run_metric(
 
     params = {"slot": slot, "interval": interval}
     try:
+        text = spec.sql.strip().rstrip(";")
+        rows: list[Any] = []
         # A server-side cursor: a query returning millions of rows costs two fetched rows.
         with conn.transaction(), conn.cursor(name="analytics_cli_metric") as cur:
-            cur.execute(spec.sql.strip().rstrip(";"), params)
-            rows = cur.fetchmany(2)
+            # DECLARE alone runs nothing: it tells the columns before any row is fetched.
+            cur.execute(text, params)
             names = [d.name for d in cur.description or []]
+            if "count" in names:
+                cur.execute(_measured(text), params)
+                rows = cur.fetchmany(2)
     except psycopg.Error as exc:
         from analytics_cli.db import one_line
 
@@ -141,8 +159,13 @@ def run_metric(
     if len(rows) != 1:
         got = "no rows" if not rows else "more than one row"
         return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
+    value, octets = rows[0]
+    if octets is not None and octets > MAX_COUNT_OCTETS:
+        return MetricFailure(
+            spec.type, f"count value is too large ({octets} bytes as text), not a count"
+        )
     try:
-        count = _as_count(rows[0][names.index("count")])
+        count = _as_count(value)
     except ValueError as exc:
         return MetricFailure(spec.type, str(exc))
     return Sample(spec.type, count)

@@ -39,12 +39,12 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
             f"invalid {what} {text!r}",
             hint="use a number and a unit: 30s, 30m, 6h, 7d, 2w (or combined: 1h30m)",
         )
-    result = timedelta(seconds=seconds)
-    if result <= timedelta(0):
+    if seconds <= 0:
         raise ConfigError(f"invalid {what} {text!r}: must be greater than zero")
-    if result > MAX_DURATION:
+    # Compared as an integer first: a long enough sum overflows timedelta itself.
+    if seconds > MAX_DURATION.total_seconds():
         raise ConfigError(f"invalid {what} {text!r}: longer than {MAX_DURATION.days} days")
-    return result
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
