@@ -81,7 +81,11 @@ class Output:
 
         message = scrub(message, self.secrets)
         if self.log_format is LogFormat.json:
-            record = {"level": level, "message": message, **fields}
+            # Scrub every field before encoding: JSON escaping would hide a quote or backslash.
+            clean = {
+                k: scrub(v, self.secrets) if isinstance(v, str) else v for k, v in fields.items()
+            }
+            record = {"level": level, "message": message, **clean}
             text = scrub(json.dumps(record, default=str), self.secrets)
             print(text, file=sys.stderr, flush=True)
         else:
@@ -240,6 +244,23 @@ def collect(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a machine-readable report of the cycle on stdout.")
     ] = False,
+    textfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--textfile",
+            help="Also write the cycle in Prometheus text format here (node_exporter textfile).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    ping_url: Annotated[
+        str | None,
+        typer.Option(
+            "--ping-url",
+            help="Heartbeat: GET this URL after exit 0, URL/fail after any other exit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run ONE collection cycle: count every metric and store one row each for the slot.
 
@@ -250,19 +271,25 @@ def collect(
     """
     from analytics_cli import collect as collect_mod
     from analytics_cli import db, render
+    from analytics_cli.metrics import enabled_metrics
     from analytics_cli.timeutil import parse_timestamp
 
-    with handled():
-        settings = _load(ctx)
-        when = parse_timestamp(at, what="--at") if at else None
-        with db.resolved(settings, announce=_announce) as live:
-            report = collect_mod.run_cycle(
-                live, at=when, only=only, dry_run=dry_run, replace=replace
-            )
-    if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
-    render.print_collect_report(report, out, show_metrics=not as_json)
-    raise typer.Exit(report.exit_code)
+    with _cycle_hooks(textfile, ping_url) as hooks:
+        with handled():
+            settings = _load(ctx)
+            hooks.loaded(settings)
+            when = parse_timestamp(at, what="--at") if at else None
+            # Configuration errors (an unknown --only type) surface before any database is used.
+            enabled_metrics(settings, only)
+            with db.resolved(settings, announce=_announce) as live:
+                report = collect_mod.run_cycle(
+                    live, at=when, only=only, dry_run=dry_run, replace=replace
+                )
+                hooks.finished(live, report)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        render.print_collect_report(report, out, show_metrics=not as_json)
+        raise typer.Exit(report.exit_code)
 
 
 # ---------------------------------------------------------------------------- db
@@ -285,10 +312,727 @@ def db_init(ctx: typer.Context) -> None:
 # ---------------------------------------------------------------------------- show / export
 
 
+class ShowFormat(StrEnum):
+    """What ``show`` prints."""
+
+    table = "table"
+    chart = "chart"
+    json = "json"
+    csv = "csv"
+
+
+class ExportFormat(StrEnum):
+    """What ``export`` writes."""
+
+    csv = "csv"
+    json = "json"
+    ndjson = "ndjson"
+
+
+class Agg(StrEnum):
+    """How points in one bucket are combined."""
+
+    avg = "avg"
+    min = "min"
+    max = "max"
+    sum = "sum"
+    last = "last"
+
+
+TypeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--type", "-t", help="Metric type (repeatable).", show_default=False),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        help="End of the window (exclusive): ISO 8601 or a duration ago. Default: now.",
+        show_default=False,
+    ),
+]
+BucketOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bucket",
+        help="Aggregate into buckets of this size in SQL (date_bin, aligned to UTC): 1h, 1d.",
+        show_default=False,
+    ),
+]
+AggOpt = Annotated[Agg, typer.Option("--agg", help="How a bucket's points are combined.")]
+
+
+def _window(
+    since: str | None, until: str | None, bucket: str | None, *, open_end: bool = True
+) -> tuple[Any, Any, Any]:
+    """Parse --since / --until / --bucket (now is read once so both ends agree)."""
+    from analytics_cli.errors import ConfigError
+    from analytics_cli.timeutil import parse_duration, parse_when, utcnow
+
+    now = utcnow()
+    start = parse_when(since, now=now, what="--since") if since else None
+    end = parse_when(until, now=now, what="--until") if until else None if open_end else now
+    if start is not None and end is not None and start >= end:
+        raise ConfigError("--since must be before --until")
+    size = parse_duration(bucket, what="--bucket") if bucket else None
+    return start, end, size
+
+
+def _types(*groups: list[str] | None) -> tuple[str, ...] | None:
+    chosen: list[str] = []
+    for group in groups:
+        for name in group or []:
+            if name not in chosen:
+                chosen.append(name)
+    return tuple(chosen) or None
+
+
+def _no_data(table: str) -> None:
+    out.info(f"no data yet: the store has no table {table} (run 'analytics-cli collect' first)")
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    types: Annotated[
+        list[str] | None,
+        typer.Argument(help="Metric types to chart (same as --type).", show_default=False),
+    ] = None,
+    type_: TypeOpt = None,
+    since: Annotated[
+        str, typer.Option("--since", help="Start of the window: ISO 8601 or a duration ago.")
+    ] = "7d",
+    until: UntilOpt = None,
+    bucket: BucketOpt = None,
+    agg: AggOpt = Agg.avg,
+    fmt: Annotated[
+        ShowFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, chart, json or csv. Default: a chart with --type on a terminal, "
+            "else a table; plain text when stdout is not a terminal.",
+            show_default=False,
+        ),
+    ] = None,
+    tz: Annotated[
+        str, typer.Option("--tz", help="Time zone for displayed times: UTC, local or IANA name.")
+    ] = "UTC",
+) -> None:
+    """Show the stored history: every metric at a glance, or a chart of some.
+
+    Without a type: one row per metric type with its latest value, min / avg / max,
+    points, missing slots (gaps) and a trend. With types: a line chart sized to the
+    terminal above a compact table. Long windows are bucketed automatically for
+    charts and tables (the bucket used is printed); json and csv give every stored
+    point unless --bucket is given.
+    """
+    from analytics_cli import db, render, store
+    from analytics_cli import export as export_mod
+
+    with handled():
+        settings = _load(ctx)
+        start, end, size = _window(since, until, bucket, open_end=False)
+        zone = render.zone(tz)
+        chosen = _types(types, type_)
+        terminal = render.stdout_is_terminal()
+        mode = fmt or (ShowFormat.chart if chosen and terminal else ShowFormat.table)
+        if mode is ShowFormat.chart and not chosen:
+            mode = ShowFormat.table  # the overview's sparklines are the chart of every type
+        sel = store.Selection(settings.table, start, end, chosen, size, agg.value)
+        with db.resolved(settings, announce=_announce) as live:
+            try:
+                if mode in (ShowFormat.json, ShowFormat.csv):
+                    keys = store.SHOW_KEYS if size is None else store.SHOW_KEYS[:3]
+                    rows = export_mod.export(live, sel, mode.value, None, keys=keys)
+                    if rows == 0:
+                        out.info("no data in this window")
+                    return
+                width = render.terminal_width()
+                target = (width - 10) * 2 if mode is ShowFormat.chart else render.TABLE_TARGET
+                data = export_mod.show_data(
+                    live,
+                    sel,
+                    series=bool(chosen),
+                    summary=not chosen or mode is ShowFormat.chart,
+                    target=target,
+                    spark_width=render.spark_width(end - start, settings.interval)
+                    if terminal and not chosen
+                    else 0,
+                )
+            except export_mod.NoData:
+                _no_data(settings.table)
+                return
+    if not data.points and not data.summaries:
+        out.info(f"no data in this window ({render.window_line(data, zone)})")
+        return
+    if mode is ShowFormat.chart:
+        render.print_chart(data, zone, terminal=terminal)
+    elif chosen:
+        render.print_series(data, zone, terminal=terminal)
+    else:
+        render.print_overview(data, zone, terminal=terminal)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row (default).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+    ndjson: Annotated[bool, typer.Option("--ndjson", help="One JSON object a line.")] = False,
+    fmt: Annotated[
+        ExportFormat | None,
+        typer.Option("--format", "-f", help="csv, json or ndjson.", show_default=False),
+    ] = None,
+    type_: TypeOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Start of the window: ISO 8601 or a duration ago. Default: everything.",
+            show_default=False,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="End of the window (exclusive): ISO 8601 or a duration ago. Default: no end.",
+            show_default=False,
+        ),
+    ] = None,
+    bucket: BucketOpt = None,
+    agg: AggOpt = Agg.avg,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file (complete or not at all) instead of stdout.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Stream the stored rows out as CSV, JSON or NDJSON, with flat memory however many.
+
+    Columns: type, count, timestamp (ISO 8601, UTC), metadata (JSON), collected_at.
+    CSV comes straight from PostgreSQL's COPY. With --output the file appears only
+    when the export is complete; a closed pipe (| head) ends quietly.
+    """
+    from analytics_cli import db, store
+    from analytics_cli import export as export_mod
+
+    with handled():
+        flags = [f for f, on in (("csv", csv), ("json", as_json), ("ndjson", ndjson)) if on]
+        if fmt is not None:
+            flags.append(fmt.value)
+        if len(set(flags)) > 1:
+            fail("choose one of --csv, --json, --ndjson (or --format)")
+        chosen_fmt = flags[0] if flags else "csv"
+        settings = _load(ctx)
+        start, end, size = _window(since, until, bucket)
+        sel = store.Selection(settings.table, start, end, _types(type_), size, agg.value)
+        progress = output is not None and sys.stderr.isatty() and not out.quiet
+        with db.resolved(settings, announce=_announce) as live:
+            try:
+                rows = export_mod.export(live, sel, chosen_fmt, output, progress=progress)
+            except export_mod.NoData:
+                _no_data(settings.table)
+                return
+    if output is not None:
+        out.info(f"exported {rows} rows to {output}")
+
+
 # ---------------------------------------------------------------------------- demo
 
 
+class Scale(StrEnum):
+    """How big the demo platform is."""
+
+    small = "small"
+    large = "large"
+
+
+DEMO_NEXT = """
+Next, try:
+  analytics-cli show                         the latest value and trend of every metric
+  analytics-cli show activeInstances --since 7d
+  analytics-cli export --format csv > analytics.csv
+  analytics-cli collect                      one more cycle now (what cron runs every 30 minutes)
+  analytics-cli config init                  write a config file for your own platform
+"""
+
+
+@app.command("demo")
+def demo_cmd(
+    ctx: typer.Context,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=90, help="How many days of history to simulate.")
+    ] = 7,
+    scale: Annotated[
+        Scale,
+        typer.Option(
+            "--scale",
+            help="small: a lively platform collected slot by slot; large: 1 million users and "
+            "5 million attendance rows built in the database, collected once (for benchmarks).",
+        ),
+    ] = Scale.small,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed: the same seed gives the same platform.")
+    ] = 1,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask before writing to a configured database."),
+    ] = False,
+) -> None:
+    """Simulate an iR Engine platform for N days and collect its history.
+
+    With no connection string configured it runs on the embedded PostgreSQL
+    (nothing to set up). Users sign up, join and leave world and channel
+    instances and chat, with a daily and weekly rhythm. For every 30-minute
+    slot the platform is brought to that moment and the real collect cycle
+    runs for the slot (as 'collect --at'): the history shown at the end is
+    collected, not invented. On a configured database it asks first (--yes
+    skips the question) and never drops tables it did not create.
+    """
+    from analytics_cli import db
+    from analytics_cli import demo as demo_mod
+
+    with handled():
+        settings = _load(ctx)
+        if not settings.embedded:
+            _confirm_demo(settings, days=days, yes=yes)
+        with db.resolved(settings, announce=_announce) as live:
+            unit = "slots" if scale is Scale.small else "steps"
+            with _demo_progress(unit) as progress:
+                result = demo_mod.run(
+                    live, days=days, seed=seed, scale=scale.value, progress=progress
+                )
+            rows = ", ".join(f"{n} {t}" for t, n in result.rows.items() if n)
+            out.info(
+                f"demo: {result.slots} slots collected in {result.seconds:.1f}s "
+                f"(seed {seed}; platform rows: {rows})"
+            )
+            # The history read back by the real 'show': the overview, then one chart.
+            window = f"{days}d" if scale is Scale.small else "1h"
+            show(ctx, since=window)
+            print()
+            show(ctx, types=["activeInstances"], since=window, fmt=ShowFormat.chart)
+    print(DEMO_NEXT, end="")
+    if result.failed:
+        out.warn(f"{result.failed} metric results failed; see the table above")
+        raise typer.Exit(1)
+
+
+def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
+    from analytics_cli.db import describe
+
+    source = describe(settings.source_dsn or "")
+    store = describe(settings.store_dsn or "")
+    what = (
+        f"the demo creates the iR Engine platform tables in {source} and writes "
+        f"{days} days of collected history to table {settings.table} in {store}"
+    )
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{what}: confirmation needed", 2, hint="pass --yes to go ahead without a question")
+    if not typer.confirm(f"{what}. Continue?", default=False, err=True):
+        fail("cancelled; nothing was changed", 1)
+
+
+@contextmanager
+def _demo_progress(unit: str) -> Iterator[Any]:
+    """A progress bar on a terminal, a few plain lines otherwise, nothing with -q."""
+    if out.quiet:
+        yield None
+        return
+    if sys.stderr.isatty() and out.log_format is LogFormat.text:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        ) as bar:
+            task = bar.add_task(f"demo: collecting {unit}", total=None)
+
+            def update(done: int, total: int, report: Any) -> None:
+                slot = f" {report.slot:%a %d %b %H:%M}" if report is not None else ""
+                bar.update(task, completed=done, total=total, description=f"demo: {unit}{slot}")
+
+            yield update
+        return
+    said: set[int] = set()
+
+    def lines(done: int, total: int, report: Any) -> None:
+        quarter = done * 4 // max(total, 1)
+        if quarter in said:
+            return
+        said.add(quarter)
+        verb = "collected" if unit == "slots" else "done"
+        out.info(f"demo: {done}/{total} {unit} {verb}", done=done, total=total)
+
+    yield lines
+
+
 # ---------------------------------------------------------------------------- operations
+
+
+config_app = typer.Typer(help="Write, show and check the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+PathArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Config file (default: --config or the usual lookup).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+
+
+class _CycleHooks:
+    """What ``collect --textfile/--ping-url`` does around one cycle."""
+
+    def __init__(self, textfile: Path | None, ping_url: str | None) -> None:
+        self.textfile = textfile
+        self.ping_url = ping_url
+        self.settings: Settings | None = None
+        self.written = False
+
+    def loaded(self, settings: Settings) -> None:
+        """Take ``[collect] ping_url`` when no --ping-url was given."""
+        from analytics_cli import ops
+
+        self.settings = settings
+        if self.ping_url is None and settings.ping_url:
+            self.ping_url = ops.check_ping_url(settings.ping_url)
+
+    def finished(self, live: Settings, report: Any) -> None:
+        """Write the textfile while the store is still reachable (embedded server running)."""
+        if report.dry_run and self.ping_url == live.ping_url:
+            self.ping_url = None  # a dry run is not a collection: the monitor is not told
+        if self.textfile is not None:
+            self._write(live, report, report.exit_code)
+
+    def _write(self, live: Settings | None, report: Any, code: int) -> None:
+        from analytics_cli import ops
+
+        assert self.textfile is not None
+        self.written = True
+        try:
+            ops.write_cycle_textfile(self.textfile, live, report, code)
+        except (AnalyticsError, OSError) as exc:
+            out.warn(f"could not write the textfile {self.textfile}: {exc}")
+
+    def done(self, code: int) -> None:
+        """After the run: a textfile for runs that ended without a report, then the ping."""
+        from analytics_cli import ops
+
+        if self.textfile is not None and not self.written:
+            self._write(None, None, code)
+        if self.ping_url:
+            problem = ops.ping(self.ping_url, code)
+            if problem:
+                out.warn(problem)
+            else:
+                out.debug(f"heartbeat sent ({'ok' if code == 0 else 'fail'})")
+
+
+@contextmanager
+def _cycle_hooks(textfile: Path | None, ping_url: str | None) -> Iterator[_CycleHooks]:
+    from analytics_cli import ops
+
+    with handled():
+        if ping_url is not None:
+            ops.check_ping_url(ping_url)
+    hooks = _CycleHooks(textfile, ping_url)
+    code = 130
+    try:
+        with handled():
+            if textfile is not None:
+                hooks.textfile = None  # no textfile at all when its path is unusable
+                ops.check_textfile_path(textfile)
+                hooks.textfile = textfile
+        yield hooks
+        code = 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+        raise
+    except KeyboardInterrupt as exc:
+        code = 128 + exc.signum if isinstance(exc, Interrupted) else 130
+        raise
+    finally:
+        hooks.done(code)
+
+
+def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
+    """Like ``_load``, with an optional config path given to the command itself."""
+    from dataclasses import replace
+
+    from analytics_cli.db import dsn_secrets
+
+    if path is None:
+        return _load(ctx)
+    settings = replace(_globals(ctx), config=path).settings()
+    out.secrets |= dsn_secrets(settings.source_dsn) | dsn_secrets(settings.store_dsn)
+    return settings
+
+
+def _stdout(text: str) -> None:
+    from analytics_cli.db import scrub
+
+    sys.stdout.write(scrub(text, out.secrets))
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[
+        Path,
+        typer.Argument(help="Where to write it ('-' for stdout).", dir_okay=False),
+    ] = Path("analytics-cli.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
+    from analytics_cli import ops
+
+    with handled():
+        if str(path) == "-":
+            _stdout(ops.starter_config(ops.DEFAULT_CONFIG_PATH))
+            return
+        ops.write_starter(path, force=force)
+    out.info(f"wrote {path}; check it with: analytics-cli -c {path} config check")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, path: PathArg = None) -> None:
+    """Print the effective configuration (file + environment + flags) as TOML, passwords redacted."""
+    from analytics_cli import config, ops
+
+    with handled():
+        settings = _load_from(ctx, path)
+    lines = [f"# config file: {settings.path or 'none (built-in defaults)'}"]
+    if settings.embedded:
+        lines.append("# connection: the embedded PostgreSQL (no connection string set)")
+    else:
+        lines.append(f"# source dsn from: {settings.source_dsn_origin}")
+        lines.append(f"# store dsn from: {settings.store_dsn_origin}")
+    text = ops.readable_toml(config.dump(config.to_document(settings)))
+    _stdout("\n".join(lines) + "\n\n" + text)
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    path: PathArg = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Also print each metric's plan: estimated cost, real time, sequential scans "
+            "over large tables and the index that would make the metric cheap.",
+        ),
+    ] = False,
+) -> None:
+    """Validate the config, connect to both databases and run every metric read-only.
+
+    Prints each value and the time of the snapshot it was read in; writes nothing.
+    Exit 0 ok, 1 some metrics failed, 2 config error, 3 database unreachable.
+    """
+    from analytics_cli import db, ops, render
+    from analytics_cli.metrics import MetricFailure, enabled_metrics
+    from analytics_cli.timeutil import iso
+
+    plans = []
+    with handled():
+        settings = _load_from(ctx, path)
+        with db.resolved(settings, announce=_announce) as live:
+            report = ops.check(live)
+            if explain:
+                from analytics_cli import explain as explain_mod
+
+                plans = explain_mod.explain(live, enabled_metrics(live), report.slot)
+    assert live.source_dsn is not None and live.store_dsn is not None
+    state = "exists" if report.table_exists else "absent, the first collect creates it"
+    lines = [
+        f"config: {settings.path or 'none (built-in defaults)'}",
+        f"source: {db.describe(live.source_dsn)} (from {live.source_dsn_origin})",
+        f"store:  {db.describe(live.store_dsn)} (from {live.store_dsn_origin})",
+        f"table:  {live.table} ({state})",
+        f"slot:   {iso(report.slot)}",
+        "",
+    ]
+    rows = []
+    for o in report.outcomes:
+        if isinstance(o, MetricFailure):
+            rows.append(("FAILED", o.type, "-", o.error))
+        else:
+            rows.append(("ok", o.type, render.format_count(o.count), iso(report.collected_at)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
+    for r in rows:
+        lines.append("  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]))
+    failed = sum(1 for r in rows if r[0] == "FAILED")
+    lines.append("")
+    lines.append(f"{len(rows) - failed} metrics ok, {failed} failed; nothing was written")
+    if plans:
+        lines += ["", "plans (EXPLAIN ANALYZE, read-only; the tool never creates indexes):"]
+        for plan in plans:
+            if plan.error:
+                lines.append(f"  {plan.type}: cannot explain: {plan.error}")
+                continue
+            lines.append(f"  {plan.type}: cost {plan.cost:,.1f}, {plan.time_ms:,.1f} ms")
+            for scan in plan.scans:
+                lines.append(
+                    f"    sequential scan on {scan.table!r} ({scan.rows:,} rows)"
+                    + (f" filter {scan.filter}" if scan.filter else "")
+                )
+                if scan.suggestion:
+                    lines.append(f"    index that would help: {scan.suggestion};")
+    _stdout("\n".join(lines) + "\n")
+    if failed:
+        out.error(f"{failed} metric(s) failed")
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("metrics")
+def metrics_cmd(
+    ctx: typer.Context,
+    show_sql: Annotated[bool, typer.Option("--sql", help="Print each metric's SQL.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List the metrics: type, built-in or custom, enabled, description."""
+    from analytics_cli.metrics import all_metrics, enabled_metrics
+
+    with handled():
+        settings = _load(ctx)
+        every = all_metrics(settings)
+        enabled = {m.type for m in enabled_metrics(settings)}
+    if as_json:
+        items = [
+            {
+                "type": m.type,
+                "kind": "builtin" if m.builtin else "custom",
+                "enabled": m.type in enabled,
+                "description": m.description,
+                **({"sql": m.sql} if show_sql else {}),
+            }
+            for m in every
+        ]
+        _stdout(json.dumps(items, indent=2) + "\n")
+        return
+    if show_sql:
+        blocks = []
+        for m in every:
+            kind = "builtin" if m.builtin else "custom"
+            state = "enabled" if m.type in enabled else "disabled"
+            blocks.append(f"-- {m.type} ({kind}, {state}): {m.description}\n{m.sql.strip()}\n")
+        _stdout("\n".join(blocks))
+        return
+    rows = [("type", "kind", "enabled", "description")]
+    rows += [
+        (
+            m.type,
+            "builtin" if m.builtin else "custom",
+            "yes" if m.type in enabled else "no",
+            m.description,
+        )
+        for m in every
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    text = "\n".join(
+        "  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows
+    )
+    _stdout(text + "\n")
+
+
+@app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            "--max-age",
+            help="Stale when the newest row is older than this (default: twice the interval).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Show the latest slot of each metric and the slots missing in the last 24 hours.
+
+    Exit 1 when the newest row is older than --max-age, so it can drive an alert or a probe.
+    """
+    from analytics_cli import db, ops
+    from analytics_cli.timeutil import format_duration, parse_duration
+
+    with handled():
+        settings = _load(ctx)
+        limit = parse_duration(max_age, what="--max-age") if max_age else None
+        with db.resolved(settings, announce=_announce) as live:
+            report = ops.status(live, max_age=limit)
+    _stdout(json.dumps(report.to_dict(), indent=2) + "\n" if as_json else ops.render_status(report))
+    if report.stale:
+        newest = report.newest
+        if not report.table_exists:
+            out.error(f"table {report.table} does not exist: nothing was collected yet")
+        elif newest is None:
+            out.error(f"table {report.table} holds no rows")
+        else:
+            out.error(
+                f"stale: the newest row is {ops.format_age(report.now, newest)} old, "
+                f"older than {format_duration(report.max_age)}"
+            )
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("prune")
+def prune_cmd(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", help="Delete rows whose slot is older than this (90d, 52w)."),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count the rows that would be deleted.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows deleted per transaction.")
+    ] = 10_000,
+) -> None:
+    """Delete old rows in small batches (no long lock); asks first on a terminal unless --yes."""
+    from analytics_cli import db, ops
+    from analytics_cli.timeutil import iso, parse_duration
+
+    with handled():
+        settings = _load(ctx)
+        older = parse_duration(older_than, what="--older-than")
+        if not (dry_run or yes or sys.stdin.isatty()):
+            fail(
+                "refusing to delete without confirmation (no terminal)",
+                hint="add --yes to prune from a script or cron, or --dry-run to count",
+            )
+        with db.resolved(settings, announce=_announce) as live:
+            cutoff = ops.prune_cutoff(older)
+            where = f"older than {iso(cutoff)} from table {live.table}"
+            todo = ops.count_older(live, cutoff)
+            if dry_run:
+                _stdout(f"would delete {todo} rows {where}\n")
+                return
+            if todo and not yes and not typer.confirm(f"delete {todo} rows {where}?"):
+                fail("nothing was deleted", code=1)
+            deleted, batches = ops.prune(
+                live,
+                cutoff,
+                batch_size=batch_size,
+                progress=lambda n: out.debug(f"deleted {n} rows so far"),
+            )
+    _stdout(f"deleted {deleted} rows {where} ({batches} batch{'' if batches == 1 else 'es'})\n")
 
 
 # ---------------------------------------------------------------------------- entry point

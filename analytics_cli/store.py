@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -181,3 +181,230 @@ def slot_count(since: datetime, until: datetime, interval: timedelta) -> int:
     if first >= until:
         return 0
     return int((until - first - timedelta(microseconds=1)) // interval) + 1
+
+
+# ---------------------------------------------------------------------------- reading back
+
+# Buckets are aligned to a Monday midnight UTC so that daily and weekly buckets start on
+# calendar boundaries (date_bin's origin).
+BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+
+AGGREGATES = ("avg", "min", "max", "sum", "last")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rows to read: table, types (None = all), half-open window, optional bucketing."""
+
+    table: str
+    since: datetime | None = None
+    until: datetime | None = None
+    types: tuple[str, ...] | None = None
+    bucket: timedelta | None = None
+    agg: str = "avg"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a series: a stored row, or one bucket's aggregate (metadata None)."""
+
+    type: str
+    timestamp: datetime
+    count: Decimal
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TypeSummary:
+    """One metric type over a window: latest value, min/avg/max, points and distinct slots."""
+
+    type: str
+    latest: Decimal
+    latest_at: datetime
+    min: Decimal
+    avg: Decimal
+    max: Decimal
+    points: int
+    first_at: datetime
+    slots: int
+
+
+def _aggregate(agg: str) -> sql.Composable:
+    from psycopg import sql
+
+    if agg not in AGGREGATES:
+        raise ConfigError(f"invalid aggregate {agg!r}", hint="use one of: " + ", ".join(AGGREGATES))
+    if agg == "last":
+        return sql.SQL('(array_agg(count ORDER BY "timestamp" DESC, id DESC))[1]')
+    return sql.SQL("{}(count)").format(sql.SQL(agg))
+
+
+def _where(sel: Selection, literal: bool) -> sql.Composable:
+    """The WHERE clause; literals (safely quoted by psycopg) where COPY cannot take parameters."""
+    from psycopg import sql
+
+    def value(name: str, val: Any) -> sql.Composable:
+        return sql.Literal(val) if literal else sql.Placeholder(name)
+
+    parts: list[sql.Composable] = [sql.SQL("true")]
+    if sel.types is not None:
+        parts.append(sql.SQL("type = ANY({})").format(value("types", list(sel.types))))
+    if sel.since is not None:
+        parts.append(sql.SQL('"timestamp" >= {}').format(value("since", sel.since)))
+    if sel.until is not None:
+        parts.append(sql.SQL('"timestamp" < {}').format(value("until", sel.until)))
+    return sql.SQL(" AND ").join(parts)
+
+
+def _params(sel: Selection) -> dict[str, Any]:
+    params: dict[str, Any] = {"since": sel.since, "until": sel.until, "origin": BUCKET_ORIGIN}
+    if sel.types is not None:
+        params["types"] = list(sel.types)
+    if sel.bucket is not None:
+        params["bucket"] = sel.bucket
+    return params
+
+
+def select_rows(sel: Selection, *, literal: bool = False) -> sql.Composed:
+    """SELECT type, count, "timestamp", metadata, collected_at, ordered by type and time.
+
+    With a bucket, one row per type and bucket: the aggregate as count, the bucket start as
+    timestamp, ``{}`` as metadata and the latest collection time of the bucket.
+    """
+    from psycopg import sql
+
+    where = _where(sel, literal)
+    table = identifier(sel.table)
+    if sel.bucket is None:
+        return sql.SQL(
+            'SELECT type, count, "timestamp", metadata, collected_at FROM {} WHERE {} '
+            'ORDER BY type, "timestamp", id'
+        ).format(table, where)
+    bucket = sql.Literal(sel.bucket) if literal else sql.Placeholder("bucket")
+    origin = sql.Literal(BUCKET_ORIGIN) if literal else sql.Placeholder("origin")
+    return sql.SQL(
+        'SELECT type, {agg} AS count, date_bin({bucket}, "timestamp", {origin}) AS "timestamp", '
+        "'{{}}'::jsonb AS metadata, max(collected_at) AS collected_at "
+        "FROM {table} WHERE {where} GROUP BY 1, 3 ORDER BY 1, 3"
+    ).format(agg=_aggregate(sel.agg), bucket=bucket, origin=origin, table=table, where=where)
+
+
+def _iso_sql(column: str) -> sql.Composable:
+    """ISO 8601 UTC text of a timestamptz column, like timeutil.iso (microseconds when present)."""
+    from psycopg import sql
+
+    col = sql.Identifier(column)
+    return sql.SQL(
+        "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+        "CASE WHEN date_trunc('second', {c}) = {c} THEN '' ELSE to_char({c}, '.US') END || 'Z'"
+    ).format(c=col)
+
+
+EXPORT_KEYS = ("type", "count", "timestamp", "metadata", "collected_at")
+SHOW_KEYS = ("type", "timestamp", "count", "metadata")
+
+
+def copy_statement(sel: Selection, fmt: str, keys: Sequence[str] = EXPORT_KEYS) -> sql.Composed:
+    """The ``COPY (…) TO STDOUT`` that streams a selection as CSV, or one JSON object a line.
+
+    JSON lines use CSV format with a quote and delimiter byte that JSON text never contains
+    (PostgreSQL escapes control characters in JSON), so each line is the object verbatim.
+    """
+    from psycopg import sql
+
+    inner = select_rows(sel, literal=True)
+    rendered: dict[str, sql.Composable] = {
+        "type": sql.SQL("type"),
+        "count": sql.SQL("count"),
+        "timestamp": _iso_sql("timestamp"),
+        "metadata": sql.SQL("metadata"),
+        "collected_at": _iso_sql("collected_at"),
+    }
+    if fmt == "csv":
+        rendered["metadata"] = sql.SQL("metadata::text")
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(rendered[k], sql.Identifier(k)) for k in keys
+        )
+        return sql.SQL("COPY (SELECT {} FROM ({}) AS r) TO STDOUT (FORMAT csv, HEADER)").format(
+            columns, inner
+        )
+    fields = [sql.SQL("{}, {}").format(sql.Literal(key), rendered[key]) for key in keys]
+    obj = sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(fields))
+    return sql.SQL(
+        "COPY (SELECT {} FROM ({}) AS r) TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+    ).format(obj, inner)
+
+
+def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
+    """How many rows a selection yields (for progress bars and automatic bucketing)."""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT count(*) FROM ({}) AS r").format(select_rows(sel))
+    row = conn.execute(query, _params(sel)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
+    """How many stored rows fall in a selection's window (bucketing ignored)."""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+        identifier(sel.table), _where(sel, literal=False)
+    )
+    row = conn.execute(query, _params(sel)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
+    """A selection's points, ordered by type and time."""
+    from psycopg.rows import class_row
+
+    with conn.cursor(row_factory=class_row(Point)) as cur:
+        from psycopg import sql
+
+        query = sql.SQL('SELECT type, "timestamp", count, {} AS metadata FROM ({}) AS r').format(
+            sql.SQL("metadata") if sel.bucket is None else sql.SQL("NULL::jsonb"),
+            select_rows(sel),
+        )
+        return cur.execute(query, _params(sel)).fetchall()
+
+
+def summaries(
+    conn: psycopg.Connection[Any], sel: Selection, interval: timedelta
+) -> list[TypeSummary]:
+    """Per type in the window: latest value, min/avg/max, points, distinct slots of ``interval``."""
+    from psycopg import sql
+    from psycopg.rows import class_row
+
+    query = sql.SQL(
+        "SELECT type, "
+        '(array_agg(count ORDER BY "timestamp" DESC, id DESC))[1] AS latest, '
+        'max("timestamp") AS latest_at, min(count) AS min, avg(count) AS avg, '
+        'max(count) AS max, count(*) AS points, min("timestamp") AS first_at, '
+        'count(DISTINCT date_bin(%(interval)s, "timestamp", %(origin)s)) AS slots '
+        "FROM {} WHERE {} GROUP BY type ORDER BY type"
+    ).format(identifier(sel.table), _where(sel, literal=False))
+    with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
+        return cur.execute(query, {**_params(sel), "interval": interval}).fetchall()
+
+
+def sparkline_values(
+    conn: psycopg.Connection[Any], sel: Selection, width: int
+) -> dict[str, list[float | None]]:
+    """Per type, ``width`` averages over equal slices of the window (None where empty)."""
+    from psycopg import sql
+
+    assert sel.since is not None and sel.until is not None
+    step = (sel.until - sel.since) / width
+    step = max(step, timedelta(seconds=1))
+    query = sql.SQL(
+        'SELECT type, floor(extract(epoch FROM "timestamp" - %(since)s) / %(step)s)::int AS i, '
+        "avg(count)::float8 FROM {} WHERE {} GROUP BY 1, 2"
+    ).format(identifier(sel.table), _where(sel, literal=False))
+    result: dict[str, list[float | None]] = {}
+    params = {**_params(sel), "step": step.total_seconds()}
+    for type_, index, value in conn.execute(query, params):
+        values = result.setdefault(type_, [None] * width)
+        if 0 <= index < width:
+            values[index] = value
+    return result

@@ -1,0 +1,328 @@
+"""Reading the history back: show's data and streaming exports (CSV via COPY, JSON, NDJSON)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from analytics_cli import store
+from analytics_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from analytics_cli.config import Settings
+
+FORMATS = ("csv", "json", "ndjson")
+
+# Candidate bucket sizes for automatic bucketing, smallest first.
+NICE_BUCKETS = tuple(
+    timedelta(seconds=s)
+    for s in (
+        60,
+        300,
+        600,
+        900,
+        1800,
+        3600,
+        7200,
+        10800,
+        21600,
+        43200,
+        86400,
+        2 * 86400,
+        7 * 86400,
+        14 * 86400,
+        28 * 86400,
+        91 * 86400,
+        364 * 86400,
+    )
+)
+
+
+class NoData(Exception):
+    """The store has no analytics table yet: nothing was ever collected."""
+
+
+@contextmanager
+def store_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """A read-only, repeatable-read connection to the store whose table has the native layout."""
+    import psycopg
+
+    from analytics_cli.db import connect, database_error
+
+    assert settings.store_dsn is not None
+    conn = connect(settings.store_dsn, settings, purpose="store", retries=settings.retries)
+    try:
+        with conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            conn.execute("SET client_encoding = 'UTF8'")
+            if not store.require_table(conn, settings.table):
+                raise NoData(settings.table)
+            yield conn
+    except psycopg.Error as exc:
+        raise database_error(exc, settings.store_dsn, doing="store read failed") from None
+
+
+def check_types(conn: psycopg.Connection[Any], table: str, types: list[str] | None) -> None:
+    """Refuse types the store has never seen, suggesting the nearest known ones."""
+    if not types:
+        return
+    from analytics_cli.metrics import suggest
+
+    known = store.known_types(conn, table)
+    for name in types:
+        if name not in known:
+            raise ConfigError(f"unknown metric type {name!r}", hint=suggest(name, known))
+
+
+def auto_bucket(span: timedelta, points: int, target: int) -> timedelta | None:
+    """The smallest nice bucket that brings a window down to about ``target`` points."""
+    if points <= target:
+        return None
+    needed = span / max(target, 1)
+    for bucket in NICE_BUCKETS:
+        if bucket >= needed:
+            return bucket
+    return NICE_BUCKETS[-1]
+
+
+@dataclass
+class ShowData:
+    """Everything ``show`` renders: window, bucket used, points and per-type summaries."""
+
+    selection: store.Selection
+    interval: timedelta
+    automatic: bool = False
+    points: list[store.Point] = field(default_factory=list)
+    summaries: list[store.TypeSummary] = field(default_factory=list)
+    sparklines: dict[str, list[float | None]] = field(default_factory=dict)
+
+
+def show_data(
+    settings: Settings,
+    sel: store.Selection,
+    *,
+    series: bool,
+    summary: bool,
+    target: int | None = None,
+    spark_width: int = 0,
+) -> ShowData:
+    """Read what ``show`` needs in one snapshot; ``target`` enables automatic bucketing."""
+    data = ShowData(sel, settings.interval)
+    with store_connection(settings) as conn:
+        check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        if series:
+            if sel.bucket is None and target is not None:
+                assert sel.since is not None and sel.until is not None
+                bucket = auto_bucket(sel.until - sel.since, store.count_points(conn, sel), target)
+                if bucket is not None:
+                    sel = replace(sel, bucket=bucket)
+                    data.automatic = True
+            data.selection = sel
+            data.points = store.read_points(conn, sel)
+        if summary:
+            data.summaries = store.summaries(conn, sel, settings.interval)
+        if spark_width:
+            data.sparklines = store.sparkline_values(conn, sel, spark_width)
+    return data
+
+
+class TextSink:
+    """Bytes in, text out: for a stdout replaced by a text stream (no ``.buffer``)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        import codecs
+
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Decode and forward."""
+        self.stream.write(self.decoder.decode(bytes(data)))
+        return len(data)
+
+    def flush(self) -> None:
+        """Flush the underlying stream."""
+        self.stream.flush()
+
+
+def binary_stdout() -> Any:
+    """stdout as a byte sink (its buffer, or a decoding wrapper when it is a text stream)."""
+    import sys
+
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    return buffer if buffer is not None else TextSink(sys.stdout)
+
+
+def stream(
+    conn: psycopg.Connection[Any],
+    sel: store.Selection,
+    fmt: str,
+    sink: Any,
+    *,
+    keys: tuple[str, ...] = store.EXPORT_KEYS,
+    on_rows: Callable[[int], None] | None = None,
+) -> int:
+    """Stream a selection to ``sink`` as csv, json or ndjson; returns the number of rows.
+
+    Every format is a server-side ``COPY … TO STDOUT``: rows arrive one at a time and are
+    written straight through, so memory stays flat however many rows there are.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"invalid format {fmt!r}", hint="use csv, json or ndjson")
+    statement = store.copy_statement(sel, fmt, keys)
+    rows = 0
+    write = sink.write
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        if fmt == "json":
+            rows = _json_array(copy, write, on_rows)
+        elif on_rows is None:
+            for chunk in copy:
+                write(chunk)
+        else:
+            header = fmt == "csv"
+            for chunk in copy:
+                write(chunk)
+                lines = bytes(chunk).count(b"\n")
+                if header and lines:
+                    lines, header = lines - 1, False
+                on_rows(lines)
+        if fmt != "json":
+            rows = max(cur.rowcount, 0)
+    return rows
+
+
+def _json_array(copy: Any, write: Callable[[bytes], Any], on_rows: Any) -> int:
+    # COPY sends one object per line; JSON text holds no raw newline, so every "\n" ends an
+    # object. The last newline is held back so the array closes without a trailing comma.
+    rows = 0
+    held = False
+    started = False
+    for chunk in copy:
+        data = bytes(chunk)
+        if not data:
+            continue
+        if not started:
+            write(b"[\n")
+            started = True
+        if held:
+            write(b",\n")
+        held = data.endswith(b"\n")
+        body = data[:-1] if held else data
+        write(body.replace(b"\n", b",\n"))
+        lines = data.count(b"\n")
+        rows += lines
+        if on_rows is not None:
+            on_rows(lines)
+    if not started:
+        write(b"[]\n")
+    else:
+        write(b"\n]\n")
+    return rows
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[IO[bytes]]:
+    """A temporary file beside ``path``, renamed onto it only when the block completes."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder")
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb", buffering=1024 * 1024) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; give the result the mode a plain open() would have had.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+class Progress:
+    """A progress bar on stderr, updated at most ten times a second."""
+
+    def __init__(self, total: int, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as Bar
+
+        self.bar = Bar(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.task = self.bar.add_task(label, total=total)
+        self.done = 0
+        self.shown = 0.0
+
+    def __enter__(self) -> Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def advance(self, rows: int) -> None:
+        """Count rows written; redraw when due."""
+        self.done += rows
+        now = time.monotonic()
+        if now - self.shown >= 0.1:
+            self.shown = now
+            self.bar.update(self.task, completed=self.done)
+
+
+def export(
+    settings: Settings,
+    sel: store.Selection,
+    fmt: str,
+    output: Path | None,
+    *,
+    progress: bool = False,
+    keys: tuple[str, ...] = store.EXPORT_KEYS,
+) -> int:
+    """Export a selection to ``output`` (atomically) or stdout; returns the number of rows."""
+    rows = 0
+    with store_connection(settings) as conn:
+        check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        if output is None:
+            rows = stream(conn, sel, fmt, binary_stdout(), keys=keys)
+        elif not progress:
+            with atomic_output(output) as handle:
+                rows = stream(conn, sel, fmt, handle, keys=keys)
+        else:
+            total = store.count_rows(conn, sel)
+            with (
+                atomic_output(output) as handle,
+                Progress(total, f"exporting {output.name}") as bar,
+            ):
+                rows = stream(conn, sel, fmt, handle, keys=keys, on_rows=bar.advance)
+    return rows

@@ -1,0 +1,138 @@
+"""Benchmark: `export --csv` and `show --bucket` over N stored rows vs psql doing the same work.
+
+Run by hand (not part of pytest):
+
+    python tests/benchmarks/bench_show_export.py [--rows 10000000] [--repeat 3] [--dsn DSN]
+
+It starts a throwaway embedded PostgreSQL (or uses --dsn: a superuser connection string),
+creates a scratch database with the analytics table, loads N rows server-side with
+generate_series (one metric type, spread over the last 30 days, so both measurements
+read every row: the worst case), then measures in the same run, median of --repeat:
+- `analytics-cli export --csv` vs `psql -c "\\copy (same query) to stdout csv header"`,
+  both to /dev/null: wall-time ratio (target <= 1.5) and the tool's peak RSS (target <= 100 MB);
+- `analytics-cli show --type activeInstances --since 30d --bucket 1h` vs psql running the
+  same date_bin query: wall-time ratio (target <= 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from analytics_cli import store
+from tests.benchmarks.common import (
+    admin_server,
+    cli_command,
+    median_runs,
+    psql_command,
+    scratch_database,
+    timed,
+)
+
+TYPE = "activeInstances"
+SPAN = timedelta(days=30)
+
+
+def load(dsn: str, rows: int) -> float:
+    """N rows of one type, evenly spread over the last 30 days (minus a minute)."""
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            store.ensure_table(conn, "analytics")
+        step = (SPAN - timedelta(minutes=1)).total_seconds() / rows
+        conn.execute(
+            'INSERT INTO analytics (type, count, "timestamp", collected_at) '
+            "SELECT %s, (g %% 1000) + (g %% 7) / 4.0, now() - make_interval(secs => g * %s), "
+            "now() - make_interval(secs => g * %s) FROM generate_series(1, %s) g",
+            (TYPE, step, step, rows),
+        )
+        conn.execute("VACUUM ANALYZE analytics")
+    return time.perf_counter() - started
+
+
+def export_psql_query(conn: psycopg.Connection[object]) -> str:
+    """The tool's own COPY statement, as psql's one-line \\copy of the same SELECT."""
+    statement = store.copy_statement(
+        store.Selection("analytics"), "csv", store.EXPORT_KEYS
+    ).as_string(conn)
+    prefix, suffix = "COPY (", ") TO STDOUT (FORMAT csv, HEADER)"
+    assert statement.startswith(prefix) and statement.endswith(suffix), statement
+    inner = statement[len(prefix) : -len(suffix)]
+    return f"\\copy ({inner}) to stdout csv header"
+
+
+def show_psql_query(conn: psycopg.Connection[object]) -> str:
+    """The date_bin query `show --bucket 1h` runs, with the window computed by the server."""
+    sel = store.Selection(
+        "analytics",
+        datetime(2000, 1, 1, tzinfo=UTC),
+        datetime(2000, 1, 2, tzinfo=UTC),
+        (TYPE,),
+        timedelta(hours=1),
+        "avg",
+    )
+    text = store.select_rows(sel, literal=True).as_string(conn)
+    text = text.replace("'2000-01-01 00:00:00+00:00'::timestamptz", "now() - interval '30 days'")
+    text = text.replace("'2000-01-02 00:00:00+00:00'::timestamptz", "now()")
+    assert "now() - interval '30 days'" in text and "now()" in text, text
+    return text
+
+
+def main() -> None:
+    """Load, measure, print ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dsn", help="superuser connection string (default: embedded server)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+
+    with admin_server(args.dsn) as admin, scratch_database(admin, "bench_show", args.keep) as dsn:
+        print(f"loading {args.rows:,} rows ...", flush=True)
+        print(f"loaded in {load(dsn, args.rows):.1f}s", flush=True)
+        with psycopg.connect(dsn) as conn:
+            copy_query = export_psql_query(conn)
+            show_query = show_psql_query(conn)
+        env = {**os.environ, "ANALYTICS_DSN": dsn}
+        for key in ("ANALYTICS_SOURCE_DSN", "ANALYTICS_STORE_DSN", "ANALYTICS_CLI_CONFIG"):
+            env.pop(key, None)
+
+        tool_export = cli_command("export", "--csv")
+        psql_export = psql_command(dsn, "-c", copy_query)
+        tool_show = cli_command(
+            "show", "--type", TYPE, "--since", "30d", "--bucket", "1h", "--format", "table"
+        )
+        psql_show = psql_command(dsn, "-c", show_query)
+
+        # Warm the caches once so neither side pays for the first read from disk.
+        timed(psql_export, env)
+        results = []
+        for name, tool, psql in (
+            ("export --csv", tool_export, psql_export),
+            ("show --bucket 1h", tool_show, psql_show),
+        ):
+            ours = median_runs(args.repeat, lambda t=tool: timed(t, env))
+            theirs = median_runs(args.repeat, lambda p=psql: timed(p, env))
+            results.append((name, ours, theirs))
+
+    print()
+    print(f"{args.rows:,} rows, median of {args.repeat} runs, stdout to /dev/null")
+    print(f"{'measure':<18} {'tool s':>8} {'psql s':>8} {'ratio':>6} {'target':>7} {'tool RSS':>9}")
+    for name, ours, theirs in results:
+        ratio = ours.seconds / theirs.seconds
+        print(
+            f"{name:<18} {ours.seconds:8.2f} {theirs.seconds:8.2f} {ratio:6.2f} "
+            f"{'<= 1.5':>7} {ours.max_rss_mb:7.1f}MB"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Shared helpers for the hand-run benchmarks: a server, a scratch database, timed processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+# Benchmark servers trade durability for load speed; the measured reads are unaffected.
+FAST_OPTIONS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+
+
+@contextmanager
+def admin_server(dsn: str | None) -> Iterator[str]:
+    """A superuser connection string: the given one, or a throwaway embedded server."""
+    if dsn:
+        yield dsn
+        return
+    from analytics_cli import embedded
+
+    home = Path(tempfile.mkdtemp(prefix="analytics-cli-bench-"))
+    try:
+        with embedded.server(home, databases=(), options=FAST_OPTIONS) as server:
+            yield server.dsn("postgres")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def with_db(dsn: str, dbname: str) -> str:
+    """The same server, another database."""
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@contextmanager
+def scratch_database(admin: str, prefix: str, keep: bool = False) -> Iterator[str]:
+    """A new empty database, dropped afterwards unless ``keep``."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_db(admin, name)
+    finally:
+        if keep:
+            print(f"kept database {name}", file=sys.stderr)
+        else:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed child process."""
+
+    seconds: float
+    max_rss_mb: float
+    exit_code: int
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run ``cmd`` with stdout to /dev/null; wall time and the child's peak RSS (wait4)."""
+    started = time.perf_counter()
+    with open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(cmd, stdout=devnull, stderr=subprocess.PIPE, env=env)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err.decode(errors='replace')}")
+    # ru_maxrss is in KiB on Linux.
+    return Run(seconds, usage.ru_maxrss / 1024, proc.returncode)
+
+
+def median_runs(repeat: int, fn: Callable[[], Run]) -> Run:
+    """Median wall time of ``repeat`` runs; the largest peak RSS seen."""
+    runs = [fn() for _ in range(repeat)]
+    return Run(statistics.median(r.seconds for r in runs), max(r.max_rss_mb for r in runs), 0)
+
+
+def cli_command(*args: str) -> list[str]:
+    """The analytics-cli command line of this interpreter."""
+    return [sys.executable, "-m", "analytics_cli", *args]
+
+
+def psql_command(dsn: str, *args: str) -> list[str]:
+    """psql without ~/.psqlrc, quiet, stopping at the first error."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise SystemExit("psql not found: install the PostgreSQL client (postgresql-client)")
+    return [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, *args]
