@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,16 +24,37 @@ RUNAWAY = [
 ]
 
 
+# The measured command runs under a small Python parent. A child started straight from the
+# test process would inherit the test process's own peak RSS (the kernel keeps the high-water
+# mark across vfork + exec), so a long pytest session would look like a hungry collector.
+_MEASURE = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as handle:
+    handle.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measured(
+    command: list[str], tmp: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str, int]:
+    """Run a command; exit code, stdout, stderr and the command's own peak RSS in MB."""
+    out, err, peak = tmp / "stdout", tmp / "stderr", tmp / "peak"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        code = subprocess.call(
+            [sys.executable, "-c", _MEASURE, str(peak), *command],
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+        )
+    return code, out.read_text(), err.read_text(), int(peak.read_text()) // 1024
+
+
 def _run_measured(args: list[str], env: dict[str, str], tmp: Path) -> tuple[int, str, str, int]:
     """Run the CLI as a process; exit code, stdout, stderr and its own peak RSS in MB."""
-    out, err = tmp / "stdout", tmp / "stderr"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "analytics_cli", *args], stdout=stdout, stderr=stderr, env=env
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out.read_text(), err.read_text(), usage.ru_maxrss // 1024
+    return measured([sys.executable, "-m", "analytics_cli", *args], tmp, env)
 
 
 def test_runaway_metrics_are_refused_with_bounded_memory(dbs: Databases, tmp_path: Path) -> None:
@@ -83,19 +103,21 @@ def test_runaway_metrics_are_refused_with_bounded_memory(dbs: Databases, tmp_pat
 
 
 def test_the_measure_sees_a_memory_hungry_process(tmp_path: Path) -> None:
-    # The RSS measure itself works: a process that holds 300 MB is seen above the bound.
-    out, err = tmp_path / "o", tmp_path / "e"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "x = bytearray(300 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096])",
-            ],
-            stdout=stdout,
-            stderr=stderr,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0
-    assert usage.ru_maxrss // 1024 > MAX_RSS_MB
+    # The RSS measure itself works: a process that holds 300 MB is seen above the bound,
+    # and a small one is seen small even from a test process that is large.
+    ballast = bytearray(300 * 1024 * 1024)
+    ballast[::4096] = b"1" * len(ballast[::4096])
+    code, _, _, small = measured([sys.executable, "-c", "pass"], tmp_path)
+    assert code == 0
+    assert small < 50
+    del ballast
+    code, _, _, big = measured(
+        [
+            sys.executable,
+            "-c",
+            "x = bytearray(300 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096])",
+        ],
+        tmp_path,
+    )
+    assert code == 0
+    assert big > MAX_RSS_MB
