@@ -23,41 +23,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analytics_cli import embedded
 from analytics_cli.metrics import builtin_metrics
+from tests.benchmarks.common import Result, admin_server, print_table, with_db
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "analytics_cli" / "ir_engine_schema.sql"
 SLOT = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 TOOL = [sys.executable, "-m", "analytics_cli"]
-
-
-def with_db(dsn: str, dbname: str) -> str:
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
-@contextmanager
-def server(dsn: str | None) -> Iterator[str]:
-    if dsn:
-        yield dsn
-        return
-    home = Path(tempfile.mkdtemp(prefix="analytics-cli-bench-"))
-    try:
-        with embedded.server(home, databases=()) as srv:
-            yield srv.dsn("postgres")
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 BUILD = """
@@ -141,7 +123,7 @@ def build(admin: str, args: argparse.Namespace) -> str:
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (kB) of one child process."""
+    """Wall seconds and peak RSS (kB) of one child process (the caller stays small)."""
     started = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -180,6 +162,76 @@ def old_collector(dsn: str) -> None:
             len(rows)
 
 
+def measure(admin: str, users: int, attendance: int, messages: int, runs: int) -> list[Result]:
+    """Build the platform on ``admin``'s server and measure collect against psql."""
+    args = argparse.Namespace(users=users, attendance=attendance, messages=messages)
+    psql = shutil.which("psql") or str(embedded.bin_dir() / "psql")
+    source = build(admin, args)
+    store = with_db(admin, "bench_store")
+    work = Path(tempfile.mkdtemp(prefix="analytics-cli-bench-work-"))
+    try:
+        script = work / "metrics.sql"
+        psql_script(script)
+        env = {**os.environ, "ANALYTICS_SOURCE_DSN": source, "ANALYTICS_STORE_DSN": store}
+        env.pop("ANALYTICS_DSN", None)
+        config1 = work / "p1.toml"
+        config1.write_text("[collect]\nparallel = 1\n")
+        config4 = work / "p4.toml"
+        config4.write_text("[collect]\nparallel = 4\n")
+        at = SLOT.isoformat()
+        collect = [*TOOL, "-q", "--config", str(config1), "collect", "--replace", "--at", at]
+        collect4 = [*TOOL, "-q", "--config", str(config4), "collect", "--replace", "--at", at]
+        psql_run = [psql, "-q", "-X", "-o", "/dev/null", "-d", source, "-f", str(script)]
+        # Warm the caches once for every contender.
+        timed(psql_run)
+        timed(collect, env)
+        psql_t, _ = median_of(runs, lambda: timed(psql_run))
+        tool_t, tool_rss = median_of(runs, lambda: timed(collect, env))
+        par_t, _ = median_of(runs, lambda: timed(collect4, env))
+        old_started = time.monotonic()
+        old_collector(source)
+        old_t = time.monotonic() - old_started
+        help_t, _ = median_of(max(runs, 10), lambda: timed([*TOOL, "--help"]))
+        metrics_t, _ = median_of(max(runs, 10), lambda: timed([*TOOL, "metrics"], env))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    scale = f"{users:,} users, {attendance:,} attendance"
+    return [
+        Result(
+            f"collect vs psql (9 statements, one session), {scale}",
+            f"{tool_t:.3f} s / {psql_t:.3f} s",
+            f"{tool_t / psql_t:.2f}x",
+            "<= 1.2x",
+            tool_t / psql_t <= 1.2,
+        ),
+        Result(
+            "collect peak RSS", f"{tool_rss / 1024:.1f} MB", "", "<= 80 MB", tool_rss / 1024 <= 80
+        ),
+        Result(
+            "collect parallel=4 vs parallel=1",
+            f"{par_t:.3f} s / {tool_t:.3f} s",
+            f"{par_t / tool_t:.2f}x",
+            "report",
+            None,
+        ),
+        Result(
+            "old collector (rows to the client) vs collect",
+            f"{old_t:.3f} s / {tool_t:.3f} s",
+            f"{old_t / tool_t:.1f}x",
+            "report",
+            None,
+        ),
+        Result("analytics-cli --help, median", f"{help_t:.3f} s", "", "<= 0.25 s", help_t <= 0.25),
+        Result(
+            "analytics-cli metrics, median",
+            f"{metrics_t:.3f} s",
+            "",
+            "<= 0.25 s",
+            metrics_t <= 0.25,
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -190,71 +242,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    psql = shutil.which("psql") or str(embedded.bin_dir() / "psql")
-    with server(args.dsn) as admin:
-        source = build(admin, args)
-        store = with_db(admin, "bench_store")
-        work = Path(tempfile.mkdtemp(prefix="analytics-cli-bench-work-"))
-        script = work / "metrics.sql"
-        psql_script(script)
-        env = {**os.environ, "ANALYTICS_SOURCE_DSN": source, "ANALYTICS_STORE_DSN": store}
-        config1 = work / "p1.toml"
-        config1.write_text("[collect]\nparallel = 1\n")
-        config4 = work / "p4.toml"
-        config4.write_text("[collect]\nparallel = 4\n")
-        at = SLOT.isoformat()
-        collect = [*TOOL, "-q", "--config", str(config1), "collect", "--replace", "--at", at]
-        collect4 = [*TOOL, "-q", "--config", str(config4), "collect", "--replace", "--at", at]
-        # Warm the caches once for every contender.
-        timed([psql, "-q", "-X", "-o", "/dev/null", "-d", source, "-f", str(script)])
-        timed(collect, env)
-        rows = []
-        psql_t, _ = median_of(
-            args.runs,
-            lambda: timed([psql, "-q", "-X", "-o", "/dev/null", "-d", source, "-f", str(script)]),
-        )
-        tool_t, tool_rss = median_of(args.runs, lambda: timed(collect, env))
-        par_t, _par_rss = median_of(args.runs, lambda: timed(collect4, env))
-        old_started = time.monotonic()
-        old_collector(source)
-        old_t = time.monotonic() - old_started
-        help_t, _ = median_of(10, lambda: timed([*TOOL, "--help"]))
-        metrics_t, _ = median_of(10, lambda: timed([*TOOL, "metrics"], env))
-        rows.append(
-            (
-                "collect vs psql (9 statements, one session)",
-                f"{tool_t:.3f} s / {psql_t:.3f} s",
-                f"{tool_t / psql_t:.2f}x",
-                "<= 1.2x",
-            )
-        )
-        rows.append(("collect peak RSS", f"{tool_rss / 1024:.1f} MB", "", "<= 80 MB"))
-        rows.append(
-            (
-                "collect parallel=4 vs parallel=1",
-                f"{par_t:.3f} s / {tool_t:.3f} s",
-                f"{par_t / tool_t:.2f}x",
-                "< 1x helps",
-            )
-        )
-        rows.append(
-            (
-                "old collector (rows to client) vs collect",
-                f"{old_t:.3f} s / {tool_t:.3f} s",
-                f"{old_t / tool_t:.1f}x",
-                "report",
-            )
-        )
-        rows.append(("analytics-cli --help (median)", f"{help_t:.3f} s", "", "<= 0.25 s"))
-        rows.append(("analytics-cli metrics (median)", f"{metrics_t:.3f} s", "", "<= 0.25 s"))
-        print(
-            f"platform: {args.users:,} users, {args.attendance:,} attendance rows, {args.messages:,} messages; {args.runs} runs each"
-        )
-        width = max(len(r[0]) for r in rows)
-        print(f"{'measure'.ljust(width)}  {'value':<24} {'ratio':>7}  target")
-        for name, value, ratio, target in rows:
-            print(f"{name.ljust(width)}  {value:<24} {ratio:>7}  {target}")
-        shutil.rmtree(work, ignore_errors=True)
+    with admin_server(args.dsn) as admin:
+        results = measure(admin, args.users, args.attendance, args.messages, args.runs)
+    print_table(f"median of {args.runs} runs", results)
 
 
 if __name__ == "__main__":

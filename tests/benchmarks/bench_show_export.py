@@ -29,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analytics_cli import store
 from tests.benchmarks.common import (
+    Result,
     admin_server,
     cli_command,
     median_runs,
+    print_table,
     psql_command,
     scratch_database,
     timed,
@@ -86,18 +88,11 @@ def show_psql_query(conn: psycopg.Connection[object]) -> str:
     return text
 
 
-def main() -> None:
-    """Load, measure, print ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dsn", help="superuser connection string (default: embedded server)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    args = parser.parse_args()
-
-    with admin_server(args.dsn) as admin, scratch_database(admin, "bench_show", args.keep) as dsn:
-        print(f"loading {args.rows:,} rows ...", flush=True)
-        print(f"loaded in {load(dsn, args.rows):.1f}s", flush=True)
+def measure(admin: str, rows: int, repeat: int, keep: bool = False) -> list[Result]:
+    """Load ``rows`` into a scratch store and measure export and show against psql."""
+    with scratch_database(admin, "bench_show", keep) as dsn:
+        print(f"loading {rows:,} rows ...", file=sys.stderr, flush=True)
+        print(f"loaded in {load(dsn, rows):.1f}s", file=sys.stderr, flush=True)
         with psycopg.connect(dsn) as conn:
             copy_query = export_psql_query(conn)
             show_query = show_psql_query(conn)
@@ -115,23 +110,46 @@ def main() -> None:
         # Warm the caches once so neither side pays for the first read from disk.
         timed(psql_export, env)
         results = []
-        for name, tool, psql in (
-            ("export --csv", tool_export, psql_export),
-            ("show --bucket 1h", tool_show, psql_show),
+        for name, tool, psql, rss_target in (
+            (f"export --csv, {rows:,} rows, vs psql \\copy", tool_export, psql_export, 100.0),
+            (f"show --bucket 1h, {rows:,} rows, vs psql date_bin", tool_show, psql_show, None),
         ):
-            ours = median_runs(args.repeat, lambda t=tool: timed(t, env))
-            theirs = median_runs(args.repeat, lambda p=psql: timed(p, env))
-            results.append((name, ours, theirs))
+            ours = median_runs(repeat, lambda t=tool: timed(t, env))
+            theirs = median_runs(repeat, lambda p=psql: timed(p, env))
+            ratio = ours.seconds / theirs.seconds
+            results.append(
+                Result(
+                    name,
+                    f"{ours.seconds:.2f} s / {theirs.seconds:.2f} s",
+                    f"{ratio:.2f}x",
+                    "<= 1.5x",
+                    ratio <= 1.5,
+                )
+            )
+            if rss_target is not None:
+                results.append(
+                    Result(
+                        f"export --csv peak RSS, {rows:,} rows",
+                        f"{ours.max_rss_mb:.1f} MB",
+                        "",
+                        f"<= {rss_target:.0f} MB",
+                        ours.max_rss_mb <= rss_target,
+                    )
+                )
+    return results
 
-    print()
-    print(f"{args.rows:,} rows, median of {args.repeat} runs, stdout to /dev/null")
-    print(f"{'measure':<18} {'tool s':>8} {'psql s':>8} {'ratio':>6} {'target':>7} {'tool RSS':>9}")
-    for name, ours, theirs in results:
-        ratio = ours.seconds / theirs.seconds
-        print(
-            f"{name:<18} {ours.seconds:8.2f} {theirs.seconds:8.2f} {ratio:6.2f} "
-            f"{'<= 1.5':>7} {ours.max_rss_mb:7.1f}MB"
-        )
+
+def main() -> None:
+    """Load, measure, print ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dsn", help="superuser connection string (default: embedded server)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    with admin_server(args.dsn) as admin:
+        results = measure(admin, args.rows, args.repeat, args.keep)
+    print_table(f"median of {args.repeat} runs, stdout to /dev/null", results)
 
 
 if __name__ == "__main__":

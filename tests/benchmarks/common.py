@@ -106,3 +106,27 @@ def psql_command(dsn: str, *args: str) -> list[str]:
     if psql is None:
         raise SystemExit("psql not found: install the PostgreSQL client (postgresql-client)")
     return [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, *args]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One line of a benchmark table."""
+
+    measure: str
+    value: str
+    ratio: str
+    target: str
+    met: bool | None
+
+
+def print_table(title: str, results: list[Result]) -> None:
+    """Print results as an aligned plain-text table (paste-able into the README)."""
+    width = max(len(r.measure) for r in results)
+    vwidth = max(len(r.value) for r in results)
+    print(title)
+    print(f"{'measure'.ljust(width)}  {'value'.ljust(vwidth)}  {'ratio':>6}  {'target':<10} met")
+    for r in results:
+        met = "-" if r.met is None else ("yes" if r.met else "NO")
+        print(
+            f"{r.measure.ljust(width)}  {r.value.ljust(vwidth)}  {r.ratio:>6}  {r.target:<10} {met}"
+        )
