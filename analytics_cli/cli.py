@@ -197,7 +197,10 @@ def main_callback(
     ctx.obj = Globals(config=config, dsn=dsn, log_format=log_format, verbosity=verbose - quiet)
     out.log_format = log_format
     out.verbosity = verbose - quiet
+    from analytics_cli import irengine
     from analytics_cli.db import dsn_secrets
+
+    irengine.listen(out.info)  # the store layout's notice: once per command, like other info
 
     out.secrets = dsn_secrets(dsn) | dsn_secrets(os.environ.get("ANALYTICS_DSN"))
     out.secrets |= dsn_secrets(os.environ.get("ANALYTICS_SOURCE_DSN"))
@@ -209,6 +212,8 @@ def _load(ctx: typer.Context) -> Settings:
 
     settings = _globals(ctx).settings()
     out.secrets |= dsn_secrets(settings.source_dsn) | dsn_secrets(settings.store_dsn)
+    for source in settings.sources:
+        out.secrets |= dsn_secrets(source.dsn)
     return settings
 
 
@@ -261,6 +266,14 @@ def collect(
             show_default=False,
         ),
     ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="Read only this [[source]] (repeatable); HTTP metrics are then skipped.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run ONE collection cycle: count every metric and store one row each for the slot.
 
@@ -280,10 +293,10 @@ def collect(
             hooks.loaded(settings)
             when = parse_timestamp(at, what="--at") if at else None
             # Configuration errors (an unknown --only type) surface before any database is used.
-            enabled_metrics(settings, only)
+            collect_mod.plan(settings, enabled_metrics(settings, only), source)
             with db.resolved(settings, announce=_announce) as live:
                 report = collect_mod.run_cycle(
-                    live, at=when, only=only, dry_run=dry_run, replace=replace
+                    live, at=when, only=only, dry_run=dry_run, replace=replace, sources=source
                 )
                 hooks.finished(live, report)
         if as_json:
@@ -360,6 +373,33 @@ BucketOpt = Annotated[
     ),
 ]
 AggOpt = Annotated[Agg, typer.Option("--agg", help="How a bucket's points are combined.")]
+WhereOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        help="Only rows whose metadata has key=value, e.g. location=Lobby or source=eu "
+        "(repeatable; all must match).",
+        show_default=False,
+    ),
+]
+
+
+def _where_pairs(items: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """Parse --where key=value options."""
+    from analytics_cli.errors import ConfigError
+
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--where {item!r} is not key=value", hint="for example: --where location=Lobby"
+            )
+        key = key.strip()
+        if key in pairs and pairs[key] != value:
+            raise ConfigError(f"--where gives two values for {key!r}; a row has only one")
+        pairs[key] = value
+    return tuple(pairs.items())
 
 
 def _window(
@@ -418,6 +458,19 @@ def show(
     tz: Annotated[
         str, typer.Option("--tz", help="Time zone for displayed times: UTC, local or IANA name.")
     ] = "UTC",
+    where: WhereOpt = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="With one --type: one series per value of this metadata key "
+            "(location, source), the --top ones by average.",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", min=1, max=100, help="How many --by series to draw.")
+    ] = 5,
 ) -> None:
     """Show the stored history: every metric at a glance, or a chart of some.
 
@@ -435,15 +488,21 @@ def show(
         start, end, size = _window(since, until, bucket, open_end=False)
         zone = render.zone(tz)
         chosen = _types(types, type_)
+        pairs = _where_pairs(where)
+        if by is not None and (chosen is None or len(chosen) != 1):
+            fail("--by needs exactly one metric type", hint="e.g. show --type X --by location")
         terminal = render.stdout_is_terminal()
         mode = fmt or (ShowFormat.chart if chosen and terminal else ShowFormat.table)
         if mode is ShowFormat.chart and not chosen:
             mode = ShowFormat.table  # the overview's sparklines are the chart of every type
-        sel = store.Selection(settings.table, start, end, chosen, size, agg.value)
+        sel = store.Selection(
+            settings.table, start, end, chosen, size, agg.value, where=pairs, by=by
+        )
         with db.resolved(settings, announce=_announce) as live:
             try:
                 if mode in (ShowFormat.json, ShowFormat.csv):
-                    keys = store.SHOW_KEYS if size is None else store.SHOW_KEYS[:3]
+                    whole = size is None or by is not None  # --by keeps the values apart
+                    keys = store.SHOW_KEYS if whole else store.SHOW_KEYS[:3]
                     rows = export_mod.export(live, sel, mode.value, None, keys=keys)
                     if rows == 0:
                         out.info("no data in this window")
@@ -459,6 +518,7 @@ def show(
                     spark_width=render.spark_width(end - start, settings.interval)
                     if terminal and not chosen
                     else 0,
+                    top=top if by is not None else None,
                 )
             except export_mod.NoData:
                 _no_data(settings.table)
@@ -503,6 +563,7 @@ def export(
     ] = None,
     bucket: BucketOpt = None,
     agg: AggOpt = Agg.avg,
+    where: WhereOpt = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -532,7 +593,9 @@ def export(
         chosen_fmt = flags[0] if flags else "csv"
         settings = _load(ctx)
         start, end, size = _window(since, until, bucket)
-        sel = store.Selection(settings.table, start, end, _types(type_), size, agg.value)
+        sel = store.Selection(
+            settings.table, start, end, _types(type_), size, agg.value, where=_where_pairs(where)
+        )
         progress = output is not None and sys.stderr.isatty() and not out.quiet
         with db.resolved(settings, announce=_announce) as live:
             try:
@@ -820,7 +883,11 @@ def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     if settings.embedded:
         lines.append("# connection: the embedded PostgreSQL (no connection string set)")
     else:
-        lines.append(f"# source dsn from: {settings.source_dsn_origin}")
+        if settings.sources:
+            names = ", ".join(s.name for s in settings.sources)
+            lines.append(f"# sources: {names} ([[source]] tables)")
+        else:
+            lines.append(f"# source dsn from: {settings.source_dsn_origin}")
         lines.append(f"# store dsn from: {settings.store_dsn_origin}")
     text = ops.readable_toml(config.dump(config.to_document(settings)))
     _stdout("\n".join(lines) + "\n\n" + text)
@@ -844,6 +911,8 @@ def config_check(
     Prints each value and the time of the snapshot it was read in; writes nothing.
     Exit 0 ok, 1 some metrics failed, 2 config error, 3 database unreachable.
     """
+    from dataclasses import replace
+
     from analytics_cli import db, ops, render
     from analytics_cli.metrics import MetricFailure, enabled_metrics
     from analytics_cli.timeutil import iso
@@ -856,12 +925,17 @@ def config_check(
             if explain:
                 from analytics_cli import explain as explain_mod
 
-                plans = explain_mod.explain(live, enabled_metrics(live), report.slot)
+                # Plans of the SQL metrics, on the first [[source]] when there are several.
+                target = replace(live, source_dsn=live.sources[0].dsn) if live.sources else live
+                sql_metrics = [m for m in enabled_metrics(live) if m.http is None]
+                plans = explain_mod.explain(target, sql_metrics, report.slot)
     assert live.source_dsn is not None and live.store_dsn is not None
     state = "exists" if report.table_exists else "absent, the first collect creates it"
     lines = [
         f"config: {settings.path or 'none (built-in defaults)'}",
-        f"source: {db.describe(live.source_dsn)} (from {live.source_dsn_origin})",
+        f"source: {db.describe(live.source_dsn)} (from {live.source_dsn_origin})"
+        if not live.sources
+        else "source: " + ", ".join(f"{s.name} ({db.describe(s.dsn or '')})" for s in live.sources),
         f"store:  {db.describe(live.store_dsn)} (from {live.store_dsn_origin})",
         f"table:  {live.table} ({state})",
         f"slot:   {iso(report.slot)}",
@@ -872,7 +946,11 @@ def config_check(
         if isinstance(o, MetricFailure):
             rows.append(("FAILED", o.type, "-", o.error))
         else:
-            rows.append(("ok", o.type, render.format_count(o.count), iso(report.collected_at)))
+            # A dimensional or per-source row names its metadata: type {"location": "Lobby"}.
+            name = (
+                f"{o.type} {json.dumps(o.metadata, ensure_ascii=False)}" if o.metadata else o.type
+            )
+            rows.append(("ok", name, render.format_count(o.count), iso(report.collected_at)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
     for r in rows:
         lines.append("  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]))
@@ -919,7 +997,10 @@ def metrics_cmd(
                 "kind": "builtin" if m.builtin else "custom",
                 "enabled": m.type in enabled,
                 "description": m.description,
-                **({"sql": m.sql} if show_sql else {}),
+                **({"dimensions": list(m.dimensions)} if m.dimensions else {}),
+                **({"sources": list(m.sources)} if m.sources is not None else {}),
+                **({"sql": m.sql} if show_sql and m.http is None else {}),
+                **({"http": {"url": m.http.url, "path": m.http.path}} if m.http else {}),
             }
             for m in every
         ]
@@ -930,7 +1011,8 @@ def metrics_cmd(
         for m in every:
             kind = "builtin" if m.builtin else "custom"
             state = "enabled" if m.type in enabled else "disabled"
-            blocks.append(f"-- {m.type} ({kind}, {state}): {m.description}\n{m.sql.strip()}\n")
+            text = m.sql.strip() if m.http is None else f"GET {m.http.url}\n{m.http.path}"
+            blocks.append(f"-- {m.type} ({kind}, {state}): {m.description}\n{text}\n")
         _stdout("\n".join(blocks))
         return
     rows = [("type", "kind", "enabled", "description")]

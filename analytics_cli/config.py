@@ -16,6 +16,7 @@ from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import format_duration, parse_duration
 
 DEFAULT_TABLE = "analytics"
+STORE_LAYOUTS = ("auto", "native", "ir-engine")
 DEFAULT_INTERVAL = "30m"
 DEFAULT_STATEMENT_TIMEOUT = "30s"
 DEFAULT_CONNECT_TIMEOUT = "10s"
@@ -28,14 +29,54 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGPORT")
 
 
+DEFAULT_MAX_SERIES = 1000
+DEFAULT_HTTP_TIMEOUT = "10s"
+SOURCE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+@dataclass(frozen=True)
+class HttpSpec:
+    """Where an HTTP metric fetches its JSON and the path expression that reduces it."""
+
+    url: str
+    path: str
+    # None: the in-cluster service-account file when running in a pod, else nothing.
+    token_file: str | None = None
+    ca_file: str | None = None
+    timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One platform database from a ``[[source]]`` table; ``dsn`` is resolved from the env."""
+
+    name: str
+    dsn: str | None = None
+    dsn_env: str | None = None
+
+
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric: its type name, the SQL that counts it and a one-line description."""
+    """One metric: its type name, the SQL that counts it and a one-line description.
+
+    A metric with ``dimensions`` returns one row per combination of those columns (at most
+    ``max_series``); a metric with ``http`` reads a JSON document instead of a database.
+    """
 
     type: str
     sql: str
     description: str = ""
     builtin: bool = False
+    enabled: bool = True
+    dimensions: tuple[str, ...] = ()
+    max_series: int = DEFAULT_MAX_SERIES
+    sources: tuple[str, ...] | None = None
+    http: HttpSpec | None = None
+
+    @property
+    def dimensional(self) -> bool:
+        """True when the metric stores several rows per slot (one per dimension value)."""
+        return bool(self.dimensions)
 
 
 @dataclass(frozen=True)
@@ -48,6 +89,8 @@ class Settings:
     store_dsn: str | None = None
     store_dsn_origin: str = "default"
     table: str = DEFAULT_TABLE
+    # "auto", "native" or "ir-engine" (the platform's own table; see irengine.py).
+    layout: str = "auto"
     interval: timedelta = timedelta(minutes=30)
     statement_timeout: timedelta = timedelta(seconds=30)
     connect_timeout: timedelta = timedelta(seconds=10)
@@ -57,6 +100,8 @@ class Settings:
     custom: tuple[MetricSpec, ...] = ()
     ping_url: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    # [[source]] tables; empty means the single [source] dsn (rows stay untagged).
+    sources: tuple[SourceSpec, ...] = ()
 
     @property
     def table_parts(self) -> tuple[str, ...]:
@@ -71,7 +116,7 @@ class Settings:
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "source": {"dsn": str},
-    "store": {"dsn": str, "table": str},
+    "store": {"dsn": str, "table": str, "layout": str},
     "collect": {
         "interval": str,
         "statement_timeout": str,
@@ -82,7 +127,24 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "parallel": int,
     },
 }
-_METRIC_KEYS: dict[str, type] = {"type": str, "sql": str, "description": str}
+_METRIC_KEYS: dict[str, type] = {
+    "type": str,
+    "sql": str,
+    "description": str,
+    "enabled": bool,
+    "dimensions": list,
+    "max_series": int,
+    "sources": list,
+    "http": dict,
+}
+_HTTP_KEYS: dict[str, type] = {
+    "url": str,
+    "path": str,
+    "token_file": str,
+    "ca_file": str,
+    "timeout": str,
+}
+_SOURCE_KEYS: dict[str, type] = {"name": str, "dsn": str, "dsn_env": str}
 
 
 def candidate_paths(env: Mapping[str, str]) -> list[tuple[Path, str]]:
@@ -114,14 +176,19 @@ def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", list: "a list"}
+    names = {str: "a string", int: "an integer", list: "a list", bool: "true or false"}
+    names[dict] = "an inline table"
     if isinstance(expected, tuple):
         return " or ".join(names.get(t, t.__name__) for t in expected)
     return names.get(expected, expected.__name__)
 
 
 def _check_type(path: Path, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
-    if isinstance(value, bool) or not isinstance(value, expected):
+    if expected is bool:
+        wrong = not isinstance(value, bool)
+    else:
+        wrong = isinstance(value, bool) or not isinstance(value, expected)
+    if wrong:
         raise ConfigError(
             f"{path}: {key} must be {_type_name(expected)}, got {type(value).__name__}"
         )
@@ -166,6 +233,12 @@ def parse_file(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
+        if _mixed_sources(data.decode("utf-8", "replace")):
+            raise ConfigError(
+                f"{path}: both [source] and [[source]] are declared; use one of them",
+                hint="one platform database: [source] dsn = ...; several: a [[source]] "
+                "table each with name and dsn (or dsn_env)",
+            ) from None
         message = str(exc)
         if "line" not in message:
             # tomllib says "at end of document" without a number; name the last line.
@@ -184,16 +257,28 @@ def parse_file(path: Path) -> dict[str, Any]:
                 where = f"metric[{index}]"
                 if not isinstance(item, dict):
                     raise ConfigError(f"{path}: {where} must be a table")
-                for key, val in item.items():
-                    if key not in _METRIC_KEYS:
-                        raise ConfigError(
-                            f"{path}: unknown key {where}.{key}",
-                            hint=f"allowed: {', '.join(_METRIC_KEYS)}",
-                        )
-                    _check_type(path, f"{where}.{key}", val, _METRIC_KEYS[key])
+                _check_keys(path, where, item, _METRIC_KEYS)
+                if "http" in item:
+                    _check_keys(path, f"{where}.http", item["http"], _HTTP_KEYS)
+                    for key in ("url", "path"):
+                        if key not in item["http"]:
+                            raise ConfigError(f"{path}: {where}.http is missing {key!r}")
+                    if "sql" in item:
+                        raise ConfigError(f"{path}: {where} has both sql and http; choose one")
                 for key in ("type", "sql"):
-                    if key not in item:
+                    if key not in item and not (key == "sql" and "http" in item):
                         raise ConfigError(f"{path}: {where} is missing {key!r}")
+            continue
+        if section == "source" and isinstance(value, list):
+            for index, item in enumerate(value):
+                where = f"source[{index}]"
+                if not isinstance(item, dict):
+                    raise ConfigError(f"{path}: {where} must be a table")
+                _check_keys(path, where, item, _SOURCE_KEYS)
+                if "name" not in item:
+                    raise ConfigError(f"{path}: {where} is missing 'name'")
+                if ("dsn" in item) == ("dsn_env" in item):
+                    raise ConfigError(f"{path}: {where} needs exactly one of dsn or dsn_env")
             continue
         if section not in _SCHEMA:
             raise ConfigError(
@@ -213,6 +298,22 @@ def parse_file(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _check_keys(path: Path, where: str, item: Mapping[str, Any], keys: Mapping[str, type]) -> None:
+    for key, val in item.items():
+        if key not in keys:
+            raise ConfigError(
+                f"{path}: unknown key {where}.{key}", hint=f"allowed: {', '.join(keys)}"
+            )
+        _check_type(path, f"{where}.{key}", val, keys[key])
+
+
+def _mixed_sources(text: str) -> bool:
+    """True when a file declares both a [source] table and [[source]] tables."""
+    single = re.search(r"^\s*\[\s*source\s*\]", text, re.MULTILINE)
+    several = re.search(r"^\s*\[\[\s*source\s*\]\]", text, re.MULTILINE)
+    return bool(single and several)
+
+
 def _has_password(dsn: str) -> bool:
     from analytics_cli.db import dsn_secrets
 
@@ -222,10 +323,17 @@ def _has_password(dsn: str) -> bool:
 def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
     """Turn a validated document into Settings (before environment and flags apply)."""
     where = path or Path("<defaults>")
-    source = doc.get("source", {})
+    raw_source = doc.get("source", {})
+    source: Mapping[str, Any] = raw_source if isinstance(raw_source, dict) else {}
+    sources = _sources(where, raw_source if isinstance(raw_source, list) else [])
     store = doc.get("store", {})
     collect = doc.get("collect", {})
     table = validate_table(store.get("table", DEFAULT_TABLE), where=f"{where}: store.table")
+    layout = store.get("layout", "auto")
+    if layout not in STORE_LAYOUTS:
+        raise ConfigError(
+            f"{where}: store.layout must be one of {', '.join(STORE_LAYOUTS)}, got {layout!r}"
+        )
     metrics = collect.get("metrics")
     if metrics is not None:
         for index, name in enumerate(metrics):
@@ -244,11 +352,17 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         if name in seen:
             raise ConfigError(f"{where}: metric type {name!r} is defined twice")
         seen.add(name)
-        if not item["sql"].strip():
-            raise ConfigError(f"{where}: metric[{index}].sql is empty")
-        custom.append(MetricSpec(name, item["sql"], item.get("description", ""), builtin=False))
+        spec = metric_spec(item, where=f"{where}: metric[{index}]", builtin=False)
+        for wanted in spec.sources or ():
+            if wanted not in {s.name for s in sources}:
+                known = ", ".join(s.name for s in sources) or "none: add [[source]] tables"
+                raise ConfigError(
+                    f"{where}: metric[{index}].sources names unknown source {wanted!r}",
+                    hint=f"sources: {known}",
+                )
+        custom.append(spec)
     warnings: list[str] = []
-    dsns = [d for d in (source.get("dsn"), store.get("dsn")) if d]
+    dsns = [d for d in (source.get("dsn"), store.get("dsn"), *(s.dsn for s in sources)) if d]
     if path is not None and any(_has_password(d) for d in dsns):
         try:
             mode = path.stat().st_mode
@@ -267,6 +381,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         store_dsn=store.get("dsn"),
         store_dsn_origin=f"{path}: [store] dsn" if store.get("dsn") else "default",
         table=table,
+        layout=layout,
         interval=_duration(where, "collect.interval", collect.get("interval", DEFAULT_INTERVAL)),
         statement_timeout=_duration(
             where,
@@ -284,6 +399,83 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         custom=tuple(custom),
         ping_url=ping_url,
         warnings=tuple(warnings),
+        sources=sources,
+    )
+
+
+def _sources(where: Path, items: list[dict[str, Any]]) -> tuple[SourceSpec, ...]:
+    out: list[SourceSpec] = []
+    for index, item in enumerate(items):
+        name = item["name"]
+        if not SOURCE_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"{where}: source[{index}].name {name!r} is not a valid source name",
+                hint="use letters, digits, '_', '.' or '-' (max 63), e.g. eu-west",
+            )
+        if any(s.name == name for s in out):
+            raise ConfigError(f"{where}: source {name!r} is defined twice")
+        out.append(SourceSpec(name, item.get("dsn"), item.get("dsn_env")))
+    return tuple(out)
+
+
+def metric_spec(item: Mapping[str, Any], *, where: str, builtin: bool) -> MetricSpec:
+    """Build one MetricSpec from a validated ``[[metric]]`` table (custom or built-in)."""
+    http = None
+    if "http" in item:
+        conf = item["http"]
+        for key in ("url", "path"):
+            if not conf[key].strip():
+                raise ConfigError(f"{where}.http.{key} is empty")
+        if not conf["url"].startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.http.url must start with http:// or https://")
+        from analytics_cli.http_source import parse_path
+
+        parse_path(conf["path"], where=f"{where}.http.path")
+        timeout = _duration(Path(where), "http.timeout", conf.get("timeout", DEFAULT_HTTP_TIMEOUT))
+        if not timedelta(0) < timeout <= timedelta(minutes=10):
+            raise ConfigError(f"{where}.http.timeout must be more than 0 and at most 10m")
+        http = HttpSpec(
+            conf["url"], conf["path"], conf.get("token_file"), conf.get("ca_file"), timeout
+        )
+    elif not item["sql"].strip():
+        raise ConfigError(f"{where}.sql is empty")
+    dimensions: list[str] = []
+    for index, name in enumerate(item.get("dimensions", [])):
+        if not isinstance(name, str) or not _IDENT_RE.fullmatch(name) or name == "count":
+            raise ConfigError(
+                f"{where}.dimensions[{index}] must be a column name other than count",
+                hint='list the query\'s columns that become metadata: dimensions = ["location"]',
+            )
+        if name == "source":
+            raise ConfigError(
+                f"{where}.dimensions: 'source' is reserved for the [[source]] tag of each row"
+            )
+        if name in dimensions:
+            raise ConfigError(f"{where}.dimensions lists {name!r} twice")
+        dimensions.append(name)
+    if dimensions and http is not None:
+        raise ConfigError(f"{where}: an http metric gives one number; it cannot have dimensions")
+    max_series = item.get("max_series", DEFAULT_MAX_SERIES)
+    if not 1 <= max_series <= 100_000:
+        raise ConfigError(f"{where}.max_series must be between 1 and 100000")
+    if "max_series" in item and not dimensions:
+        raise ConfigError(f"{where}.max_series applies only to a metric with dimensions")
+    sources = item.get("sources")
+    if sources is not None:
+        if http is not None:
+            raise ConfigError(f"{where}: an http metric runs once per cycle; it has no sources")
+        if not sources or not all(isinstance(n, str) for n in sources):
+            raise ConfigError(f"{where}.sources must be a non-empty list of source names")
+    return MetricSpec(
+        item["type"],
+        item.get("sql", "").strip() if builtin else item.get("sql", ""),
+        item.get("description", ""),
+        builtin=builtin,
+        enabled=item.get("enabled", True),
+        dimensions=tuple(dimensions),
+        max_series=max_series,
+        sources=tuple(dict.fromkeys(sources)) if sources is not None else None,
+        http=http,
     )
 
 
@@ -309,6 +501,11 @@ def apply_overrides(settings: Settings, *, dsn: str | None, env: Mapping[str, st
         source, source_origin = env["ANALYTICS_DSN"], "$ANALYTICS_DSN"
         store, store_origin = env["ANALYTICS_DSN"], "$ANALYTICS_DSN"
     if env.get("ANALYTICS_SOURCE_DSN"):
+        if settings.sources:
+            raise ConfigError(
+                "$ANALYTICS_SOURCE_DSN is set but the config file has [[source]] tables",
+                hint="unset ANALYTICS_SOURCE_DSN, or give that database a [[source]] table",
+            )
         source, source_origin = env["ANALYTICS_SOURCE_DSN"], "$ANALYTICS_SOURCE_DSN"
     if env.get("ANALYTICS_STORE_DSN"):
         store, store_origin = env["ANALYTICS_STORE_DSN"], "$ANALYTICS_STORE_DSN"
@@ -329,7 +526,26 @@ def apply_overrides(settings: Settings, *, dsn: str | None, env: Mapping[str, st
         source_dsn_origin=source_origin,
         store_dsn=store,
         store_dsn_origin=store_origin,
+        sources=_resolve_sources(settings.sources, env),
     )
+
+
+def _resolve_sources(
+    sources: tuple[SourceSpec, ...], env: Mapping[str, str]
+) -> tuple[SourceSpec, ...]:
+    """Fill each [[source]]'s dsn from its dsn_env variable."""
+    out = []
+    for source in sources:
+        if source.dsn_env is not None:
+            value = env.get(source.dsn_env)
+            if not value:
+                raise ConfigError(
+                    f"source {source.name!r}: environment variable {source.dsn_env} is not set",
+                    hint=f"export {source.dsn_env}='postgresql://...' or set dsn in [[source]]",
+                )
+            source = replace(source, dsn=value)
+        out.append(source)
+    return tuple(out)
 
 
 def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
@@ -345,7 +561,16 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
     source = show(settings.source_dsn)
     store = show(settings.store_dsn)
     doc["source"] = {"dsn": source} if source is not None else {}
+    if settings.sources:
+        doc["source"] = [
+            {"name": s.name, "dsn_env": s.dsn_env}
+            if s.dsn_env is not None
+            else {"name": s.name, "dsn": show(s.dsn)}
+            for s in settings.sources
+        ]
     doc["store"] = {**({"dsn": store} if store is not None else {}), "table": settings.table}
+    if settings.layout != "auto":
+        doc["store"]["layout"] = settings.layout
     collect: dict[str, Any] = {
         "interval": format_duration(settings.interval),
         "statement_timeout": format_duration(settings.statement_timeout),
@@ -359,10 +584,32 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
         collect["ping_url"] = settings.ping_url
     doc["collect"] = collect
     if settings.custom:
-        doc["metric"] = [
-            {"type": m.type, "description": m.description, "sql": m.sql} for m in settings.custom
-        ]
+        doc["metric"] = [metric_document(m) for m in settings.custom]
     return doc
+
+
+def metric_document(spec: MetricSpec) -> dict[str, Any]:
+    """One metric as a ``[[metric]]`` table (only the keys that differ from the defaults)."""
+    item: dict[str, Any] = {"type": spec.type, "description": spec.description}
+    if not spec.enabled:
+        item["enabled"] = False
+    if spec.dimensions:
+        item["dimensions"] = list(spec.dimensions)
+        if spec.max_series != DEFAULT_MAX_SERIES:
+            item["max_series"] = spec.max_series
+    if spec.sources is not None:
+        item["sources"] = list(spec.sources)
+    if spec.http is not None:
+        http: dict[str, Any] = {"url": spec.http.url, "path": spec.http.path}
+        if spec.http.token_file is not None:
+            http["token_file"] = spec.http.token_file
+        if spec.http.ca_file is not None:
+            http["ca_file"] = spec.http.ca_file
+        http["timeout"] = format_duration(spec.http.timeout)
+        item["http"] = http
+    else:
+        item["sql"] = spec.sql
+    return item
 
 
 def dump(doc: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from analytics_cli import store
+from analytics_cli import irengine, store
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def store_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             conn.execute("SET client_encoding = 'UTF8'")
-            if not store.require_table(conn, settings.table):
+            if not irengine.require_table(conn, settings):
                 raise NoData(settings.table)
             yield conn
     except psycopg.Error as exc:
@@ -105,6 +105,8 @@ class ShowData:
     points: list[store.Point] = field(default_factory=list)
     summaries: list[store.TypeSummary] = field(default_factory=list)
     sparklines: dict[str, list[float | None]] = field(default_factory=dict)
+    # With --by: how many distinct values the window holds (the chart shows the top ones).
+    by_total: int = 0
 
 
 def show_data(
@@ -115,11 +117,17 @@ def show_data(
     summary: bool,
     target: int | None = None,
     spark_width: int = 0,
+    top: int | None = None,
 ) -> ShowData:
     """Read what ``show`` needs in one snapshot; ``target`` enables automatic bucketing."""
     data = ShowData(sel, settings.interval)
     with store_connection(settings) as conn:
+        sel = irengine.selection(conn, settings, sel)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        if sel.by is not None and top is not None:
+            values, data.by_total = store.top_values(conn, sel, top)
+            sel = replace(sel, by_values=tuple(v for v in values if v is not None))
+            data.selection = sel
         if series:
             if sel.bucket is None and target is not None:
                 assert sel.since is not None and sel.until is not None
@@ -312,6 +320,7 @@ def export(
     """Export a selection to ``output`` (atomically) or stdout; returns the number of rows."""
     rows = 0
     with store_connection(settings) as conn:
+        sel = irengine.selection(conn, settings, sel)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
         if output is None:
             rows = stream(conn, sel, fmt, binary_stdout(), keys=keys)

@@ -23,6 +23,8 @@ MAX_ABS_COUNT = Decimal(10) ** 18
 # No count needs more text than this; a longer value (a runaway 100 MB string) is refused by
 # the server before it is sent, so the collector's memory stays bounded.
 MAX_COUNT_OCTETS = 1000
+# A dimension value (a location name) longer than this is not a label; refuse it the same way.
+MAX_DIMENSION_OCTETS = 1000
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,26 @@ class MetricFailure:
     error: str
 
 
+@dataclass(frozen=True)
+class Series:
+    """A dimensional metric's rows for a slot: one Sample per dimension value (maybe none)."""
+
+    type: str
+    samples: tuple[Sample, ...]
+
+
+Outcome = Sample | Series | MetricFailure
+
+
 @cache
 def builtin_metrics() -> tuple[MetricSpec, ...]:
     """The built-in iR Engine pack, read from the packaged ``metrics.toml``."""
+    from analytics_cli.config import metric_spec
+
     text = resources.files("analytics_cli").joinpath("metrics.toml").read_text("utf-8")
     doc = tomllib.loads(text)
     return tuple(
-        MetricSpec(m["type"], m["sql"].strip(), m["description"], builtin=True)
-        for m in doc["metric"]
+        metric_spec(m, where=f"metrics.toml: {m['type']}", builtin=True) for m in doc["metric"]
     )
 
 
@@ -90,8 +104,9 @@ def enabled_metrics(settings: Settings, only: list[str] | None = None) -> list[M
                 )
         chosen = [by_name[n] for n in builtin_names if n in settings.metrics]
     else:
-        chosen = [m for m in every if m.builtin]
-    chosen += [m for m in every if not m.builtin]
+        # Built-ins marked enabled = false (dimensional, HTTP) run only when asked for.
+        chosen = [m for m in every if m.builtin and m.enabled]
+    chosen += [m for m in every if not m.builtin and m.enabled]
     if only:
         known = [m.type for m in every]
         for name in only:
@@ -99,6 +114,11 @@ def enabled_metrics(settings: Settings, only: list[str] | None = None) -> list[M
                 raise ConfigError(f"unknown metric type {name!r}", hint=suggest(name, known))
         chosen = [by_name[n] for n in dict.fromkeys(only)]
     return chosen
+
+
+def check_count(value: object) -> Decimal:
+    """A count value as an exact, finite Decimal within range; ValueError otherwise."""
+    return _as_count(value)
 
 
 def _as_count(value: object) -> Decimal:
@@ -131,12 +151,95 @@ def _measured(text: str) -> str:
     )
 
 
+def _measured_series(conn: psycopg.Connection[Any], text: str, dimensions: tuple[str, ...]) -> str:
+    """Like _measured, plus each dimension as text, size-checked by the server."""
+    from psycopg import sql
+
+    columns = [
+        f"CASE WHEN octet_length(q.count::text) <= {MAX_COUNT_OCTETS:d} THEN q.count END",
+        "octet_length(q.count::text)",
+    ]
+    for name in dimensions:
+        col = "q." + sql.Identifier(name).as_string(conn)
+        columns.append(
+            f"CASE WHEN octet_length({col}::text) <= {MAX_DIMENSION_OCTETS:d} THEN {col}::text END"
+        )
+        columns.append(f"octet_length({col}::text)")
+    return f"SELECT {', '.join(columns)} FROM (\n{text}\n) AS q"
+
+
+def run_series(
+    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
+) -> Series | MetricFailure:
+    """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
+    import psycopg
+
+    params = {"slot": slot, "interval": interval}
+    dims = spec.dimensions
+    rows: list[Any] = []
+    try:
+        text = spec.sql.strip().rstrip(";")
+        with conn.transaction(), conn.cursor(name="analytics_cli_metric") as cur:
+            cur.execute(text, params)
+            names = [d.name for d in cur.description or []]
+            if "count" in names and sorted(names) == sorted(["count", *dims]):
+                cur.execute(_measured_series(conn, text, dims), params)
+                # One row more than allowed tells "too many" without reading the rest.
+                rows = cur.fetchmany(spec.max_series + 1)
+    except psycopg.Error as exc:
+        from analytics_cli.db import one_line
+
+        return MetricFailure(spec.type, one_line(exc.diag.message_primary or str(exc)))
+    if "count" not in names:
+        return MetricFailure(spec.type, f"query returned no column named count (got {names})")
+    if sorted(names) != sorted(["count", *dims]):
+        return MetricFailure(
+            spec.type,
+            f"query columns {names} do not match count plus dimensions {list(dims)}",
+        )
+    if len(rows) > spec.max_series:
+        return MetricFailure(
+            spec.type,
+            f"query returned more than max_series = {spec.max_series} rows; nothing was stored",
+        )
+    samples: list[Sample] = []
+    seen: set[tuple[Any, ...]] = set()
+    for row in rows:
+        value, octets = row[0], row[1]
+        if octets is not None and octets > MAX_COUNT_OCTETS:
+            return MetricFailure(
+                spec.type, f"count value is too large ({octets} bytes as text), not a count"
+            )
+        metadata: dict[str, Any] = {}
+        for i, name in enumerate(dims):
+            text_value, size = row[2 + 2 * i], row[3 + 2 * i]
+            if size is not None and size > MAX_DIMENSION_OCTETS:
+                return MetricFailure(
+                    spec.type, f"dimension {name} value is too long ({size} bytes)"
+                )
+            metadata[name] = text_value
+        key = tuple(metadata[name] for name in dims)
+        if key in seen:
+            return MetricFailure(
+                spec.type, f"query returned the dimensions {metadata} more than once"
+            )
+        seen.add(key)
+        try:
+            count = _as_count(value)
+        except ValueError as exc:
+            return MetricFailure(spec.type, f"{exc} (at {metadata})")
+        samples.append(Sample(spec.type, count, metadata))
+    return Series(spec.type, tuple(samples))
+
+
 def run_metric(
     conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
-) -> Sample | MetricFailure:
+) -> Outcome:
     """Run one metric inside its own savepoint; any failure is returned, never raised."""
     import psycopg
 
+    if spec.dimensional:
+        return run_series(conn, spec, slot=slot, interval=interval)
     params = {"slot": slot, "interval": interval}
     try:
         text = spec.sql.strip().rstrip(";")

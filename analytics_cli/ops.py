@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli import __version__, store
+from analytics_cli import __version__, irengine, store
 from analytics_cli.config import Settings
 from analytics_cli.db import connect, database_error
 from analytics_cli.errors import ConfigError
@@ -108,7 +108,8 @@ def starter_config(path: Path) -> str:
             "statement_timeout": DEFAULT_STATEMENT_TIMEOUT,
             "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
             "retries": DEFAULT_RETRIES,
-            "metrics": [m.type for m in builtin_metrics()],
+            # The default set: built-ins marked enabled = false stay out until added here.
+            "metrics": [m.type for m in builtin_metrics() if m.enabled],
         }
     }
     metric_doc = {"metric": [EXAMPLE_METRIC]}
@@ -157,7 +158,7 @@ def check(settings: Settings) -> CheckReport:
     """Connect to both databases and run every enabled metric read-only; write nothing."""
     import psycopg
 
-    from analytics_cli.collect import read_source
+    from analytics_cli.collect import flatten, plan, read_all
     from analytics_cli.metrics import enabled_metrics
 
     specs = enabled_metrics(settings)
@@ -166,13 +167,17 @@ def check(settings: Settings) -> CheckReport:
     try:
         with conn:
             conn.read_only = True
-            exists = store.require_table(conn, settings.table)
+            exists = irengine.require_table(conn, settings)
+            if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
+                irengine.refuse_dimensional(settings, specs)
             conn.rollback()
     except psycopg.Error as exc:
         raise database_error(exc, settings.store_dsn, doing="store database error") from None
     slot = floor_slot(utcnow(), settings.interval)
-    collected_at, outcomes = read_source(settings, specs, slot)
-    return CheckReport(slot, collected_at, exists, outcomes)
+    # Every source in its own snapshot, then the HTTP metrics (as one collect cycle reads).
+    batches = read_all(settings, plan(settings, specs, None), slot)
+    collected_at = min((b.collected_at for b in batches), default=utcnow())
+    return CheckReport(slot, collected_at, exists, flatten(batches))
 
 
 # ---------------------------------------------------------------------------- status
@@ -289,7 +294,7 @@ def status(
     try:
         with conn:
             conn.read_only = True
-            report.table_exists = store.require_table(conn, settings.table)
+            report.table_exists = irengine.require_table(conn, settings)
             stored = store.known_types(conn, settings.table) if report.table_exists else []
             for name in [*enabled, *(t for t in stored if t not in enabled)]:
                 if not report.table_exists:
@@ -314,6 +319,8 @@ def _metric_status(
 ) -> MetricStatus:
     from psycopg import sql
 
+    if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
+        return irengine.metric_status(conn, settings, name, enabled, window_start, window_end)
     table = store.identifier(settings.table)
     # max/min on the (type, "timestamp") index: two probes, however long the history.
     row = conn.execute(
@@ -395,8 +402,10 @@ def count_older(settings: Settings, cutoff: datetime) -> int:
     try:
         with conn:
             conn.read_only = True
-            if not store.require_table(conn, settings.table):
+            if not irengine.require_table(conn, settings):
                 return 0
+            if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
+                return irengine.count_older(conn, settings.table, cutoff)
             row = conn.execute(
                 sql.SQL('SELECT count(*) FROM {} WHERE "timestamp" < %s').format(
                     store.identifier(settings.table)
@@ -434,8 +443,10 @@ def prune(
     deleted = batches = 0
     try:
         with conn:
-            if not store.require_table(conn, settings.table):
+            if not irengine.require_table(conn, settings):
                 return 0, 0
+            if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
+                query = irengine.prune_query(settings.table)
             timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
             conn.execute(f"SET statement_timeout = {timeout_ms:d}")
             while True:
@@ -474,12 +485,12 @@ def slot_values(settings: Settings, slot: datetime) -> dict[str, Decimal]:
     try:
         with conn:
             conn.read_only = True
-            if not store.require_table(conn, settings.table):
+            if not irengine.require_table(conn, settings):
                 return {}
             rows = conn.execute(
                 sql.SQL(
                     "SELECT type, count FROM {} WHERE \"timestamp\" = %s AND metadata = '{{}}'::jsonb"
-                ).format(store.identifier(settings.table)),
+                ).format(irengine.readable(conn, settings)),
                 (slot,),
             ).fetchall()
             conn.rollback()
@@ -579,8 +590,10 @@ def write_cycle_textfile(
     if report is not None:
         duration = report.duration
         failed = [r.type for r in report.failed]
-        values = {r.type: r.count for r in report.results if r.count is not None}
-        unknown = [r.type for r in report.results if r.count is None and r.status != "failed"]
+        # One gauge per type: rows tagged with a [[source]] or a dimension have no place here.
+        plain = [r for r in report.results if r.source is None and r.series is None]
+        values = {r.type: r.count for r in plain if r.count is not None}
+        unknown = [r.type for r in plain if r.count is None and r.status != "failed"]
         if unknown and settings is not None and not report.dry_run:
             # "Already collected" carries no value in the report: read what the slot holds.
             stored = slot_values(settings, report.slot)

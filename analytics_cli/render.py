@@ -33,6 +33,7 @@ def print_collect_report(report: CycleReport, out: Any, *, show_metrics: bool = 
     if show_metrics and not out.quiet:
         if sys.stderr.isatty() and not json_logs and report.results:
             from rich.console import Console
+            from rich.markup import escape
             from rich.table import Table
 
             table = Table(title=f"slot {slot}", title_justify="left")
@@ -42,8 +43,10 @@ def print_collect_report(report: CycleReport, out: Any, *, show_metrics: bool = 
             styles = {"failed": "red", "stored": "green", "replaced": "green", "present": "dim"}
             for r in report.results:
                 status = r.status if not r.error else f"failed: {r.error}"
+                name = r.type if r.source is None else f"{r.type} ({r.source})"
+                count = format_count(r.count) if r.series is None else f"{r.series} series"
                 table.add_row(
-                    r.type, format_count(r.count), f"[{styles.get(r.status, '')}]{status}[/]"
+                    escape(name), count, f"[{styles.get(r.status, '')}]{escape(status)}[/]"
                 )
             Console(stderr=True).print(table)
         else:
@@ -54,6 +57,10 @@ def print_collect_report(report: CycleReport, out: Any, *, show_metrics: bool = 
                     "count": format_count(r.count) if r.count is not None else None,
                     "status": r.status,
                 }
+                if r.source is not None:
+                    fields["source"] = r.source
+                if r.series is not None:
+                    fields["series"] = r.series
                 if r.error:
                     fields["error"] = r.error
                 if json_logs:
@@ -355,7 +362,8 @@ def chart_lines(
 ) -> list[list[tuple[str, int | None]]]:
     """A braille line chart of the points: lines of (text, series index or None) segments."""
     sel = data.selection
-    types = list(sel.types or sorted({p.type for p in data.points}))
+    types = series_names(data)
+    by = getattr(sel, "by", None)
     values = [float(p.count) for p in data.points]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high == low:
@@ -378,7 +386,7 @@ def chart_lines(
 
     for who, name in enumerate(types):
         previous: tuple[int, int, float] | None = None
-        for p in (p for p in data.points if p.type == name):
+        for p in (p for p in data.points if series_of(p, by) == name):
             ts = p.timestamp.timestamp()
             x = int((ts - t0) / span * (dots_x - 1))
             y = round((float(p.count) - low) / (high - low) * (dots_y - 1))
@@ -423,6 +431,25 @@ def chart_lines(
     return lines
 
 
+def series_of(point: Any, by: str | None) -> str:
+    """The series a point belongs to: its type, or with --by its value of that key."""
+    if by is None:
+        return str(point.type)
+    value = (point.metadata or {}).get(by)
+    return "null" if value is None else str(value)
+
+
+def series_names(data: Any) -> list[str]:
+    """The chart's series in legend order: the types, or with --by the (top) values."""
+    sel = data.selection
+    by = getattr(sel, "by", None)
+    if by is None:
+        return list(sel.types or sorted({p.type for p in data.points}))
+    if getattr(sel, "by_values", None) is not None:
+        return list(sel.by_values)
+    return sorted({series_of(p, by) for p in data.points})
+
+
 def number_label(value: float) -> str:
     """A compact axis label."""
     if value == int(value) and abs(value) < 1e9:
@@ -451,15 +478,24 @@ def _line(x0: int, y0: int, x1: int, y1: int, plot: Any) -> None:
 def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
     """show --type as a line chart above a compact summary table."""
     width = terminal_width()
-    types = list(data.selection.types or [])
+    types = series_names(data)
     lines = chart_lines(data, tz, width=width, fancy=terminal)
     rows = _summary_rows(data, tz)
+    by = getattr(data.selection, "by", None)
+    headers = SUMMARY_HEADERS if by is None else [by, *SUMMARY_HEADERS[1:]]
+    if by is not None:
+        order = {name: i for i, name in enumerate(types)}
+        rows.sort(key=lambda r: order.get(r[0], len(order)))
+    hidden = max(0, getattr(data, "by_total", 0) - len(types)) if by is not None else 0
+    more = f"{hidden} more {by} value{'s' if hidden != 1 else ''} not shown; see --top"
     if not terminal:
         print(window_line(data, tz))
         print("  ".join(types))
         for line in lines:
             print("".join(seg for seg, _ in line).rstrip())
-        print(plain_table(SUMMARY_HEADERS, rows, SUMMARY_RIGHT))
+        print(plain_table(headers, rows, SUMMARY_RIGHT))
+        if hidden:
+            print(more)
         return
     from rich.console import Console
     from rich.table import Table
@@ -478,9 +514,11 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
             text.append(seg, style=COLOURS[who % len(COLOURS)] if who is not None else "dim")
         console.print(text)
     table = Table(box=None, pad_edge=False)
-    for i, header in enumerate(SUMMARY_HEADERS):
+    for i, header in enumerate(headers):
         table.add_column(header, justify="right" if i in SUMMARY_RIGHT else "left")
     for row in rows:
         colour = COLOURS[types.index(row[0]) % len(COLOURS)] if row[0] in types else ""
         table.add_row(Text(row[0], style=colour), *row[1:])
     console.print(table)
+    if hidden:
+        console.print(Text(more, style="dim"))

@@ -60,15 +60,19 @@ def _foreign_table_error(table: str, columns: Sequence[str]) -> ConfigError:
     )
 
 
-def ensure_table(conn: psycopg.Connection[Any], table: str) -> bool:
-    """Create the store table if missing (inside the caller's transaction); True if created."""
-    from psycopg import sql
-
-    # Serialise creation: concurrent first runs must not race on CREATE TABLE.
+def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:
+    """Serialise table creation: concurrent first runs must not race on CREATE TABLE."""
     conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
         (f"analytics-cli:schema:{table}",),
     )
+
+
+def ensure_table(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Create the store table if missing (inside the caller's transaction); True if created."""
+    from psycopg import sql
+
+    lock_schema(conn, table)
     columns = table_columns(conn, table)
     if columns is not None:
         if sorted(columns) != sorted(NATIVE_COLUMNS):
@@ -109,6 +113,40 @@ def stored_types(conn: psycopg.Connection[Any], table: str, slot: datetime) -> s
     return {row[0] for row in conn.execute(query, (slot,))}
 
 
+def stored_keys(
+    conn: psycopg.Connection[Any], table: str, slot: datetime
+) -> tuple[set[tuple[str, str | None]], set[tuple[str, str | None]]]:
+    """(type, source tag) pairs present for this slot: those with a plain row (no metadata
+    besides the source tag), and those with any row at all (dimensional metrics)."""
+    from psycopg import sql
+
+    query = sql.SQL(
+        "SELECT type, metadata->>'source', bool_or((metadata - 'source') = '{{}}'::jsonb) "
+        'FROM {} WHERE "timestamp" = %s GROUP BY 1, 2'
+    ).format(identifier(table))
+    plain: set[tuple[str, str | None]] = set()
+    anything: set[tuple[str, str | None]] = set()
+    for type_, source, is_plain in conn.execute(query, (slot,)):
+        anything.add((type_, source))
+        if is_plain:
+            plain.add((type_, source))
+    return plain, anything
+
+
+def delete_series(
+    conn: psycopg.Connection[Any], table: str, slot: datetime, type_: str, source: str | None
+) -> int:
+    """Delete a metric's rows of one slot (of one source tag, or untagged); returns how many."""
+    from psycopg import sql
+
+    tag = sql.SQL("metadata->>'source' = %s" if source is not None else "NOT metadata ? 'source'")
+    query = sql.SQL('DELETE FROM {} WHERE type = %s AND "timestamp" = %s AND {}').format(
+        identifier(table), tag
+    )
+    params: tuple[Any, ...] = (type_, slot, source) if source is not None else (type_, slot)
+    return conn.execute(query, params).rowcount
+
+
 def insert_samples(
     conn: psycopg.Connection[Any],
     table: str,
@@ -137,7 +175,8 @@ def insert_samples(
             query,
             (sample.type, sample.count, slot, collected_at, json.dumps(sample.metadata)),
         ).fetchone()
-        result[sample.type] = row is not None
+        # Several rows per type (dimensions): written when any of them was.
+        result[sample.type] = result.get(sample.type, False) or row is not None
     return result
 
 
@@ -202,6 +241,23 @@ class Selection:
     types: tuple[str, ...] | None = None
     bucket: timedelta | None = None
     agg: str = "avg"
+    # "ir-engine": the platform's own table, read through irengine.relation's column mapping.
+    layout: str = "native"
+    # --where key=value pairs: rows whose metadata contains all of them (jsonb @>).
+    where: tuple[tuple[str, str], ...] = ()
+    # --by key: one series per metadata value (bucketing keeps the values apart), limited
+    # to by_values when given (the top N).
+    by: str | None = None
+    by_values: tuple[str, ...] | None = None
+
+
+def relation(sel: Selection) -> sql.Composable:
+    """What the read queries select from: the table itself, or the mapped iR Engine table."""
+    if sel.layout == "ir-engine":
+        from analytics_cli import irengine
+
+        return irengine.relation(sel.table)
+    return identifier(sel.table)
 
 
 @dataclass(frozen=True)
@@ -253,7 +309,21 @@ def _where(sel: Selection, literal: bool) -> sql.Composable:
         parts.append(sql.SQL('"timestamp" >= {}').format(value("since", sel.since)))
     if sel.until is not None:
         parts.append(sql.SQL('"timestamp" < {}').format(value("until", sel.until)))
+    if sel.where:
+        parts.append(sql.SQL("metadata @> {}::jsonb").format(value("where", _where_json(sel))))
+    if sel.by is not None:
+        parts.append(sql.SQL("metadata ? {}").format(value("by", sel.by)))
+        if sel.by_values is not None:
+            parts.append(
+                sql.SQL("metadata->>{} = ANY({})").format(
+                    value("by", sel.by), value("by_values", list(sel.by_values))
+                )
+            )
     return sql.SQL(" AND ").join(parts)
+
+
+def _where_json(sel: Selection) -> str:
+    return json.dumps(dict(sel.where), ensure_ascii=False)
 
 
 def _params(sel: Selection) -> dict[str, Any]:
@@ -262,6 +332,12 @@ def _params(sel: Selection) -> dict[str, Any]:
         params["types"] = list(sel.types)
     if sel.bucket is not None:
         params["bucket"] = sel.bucket
+    if sel.where:
+        params["where"] = _where_json(sel)
+    if sel.by is not None:
+        params["by"] = sel.by
+        if sel.by_values is not None:
+            params["by_values"] = list(sel.by_values)
     return params
 
 
@@ -274,7 +350,7 @@ def select_rows(sel: Selection, *, literal: bool = False) -> sql.Composed:
     from psycopg import sql
 
     where = _where(sel, literal)
-    table = identifier(sel.table)
+    table = relation(sel)
     if sel.bucket is None:
         return sql.SQL(
             'SELECT type, count, "timestamp", metadata, collected_at FROM {} WHERE {} '
@@ -282,6 +358,18 @@ def select_rows(sel: Selection, *, literal: bool = False) -> sql.Composed:
         ).format(table, where)
     bucket = sql.Literal(sel.bucket) if literal else sql.Placeholder("bucket")
     origin = sql.Literal(BUCKET_ORIGIN) if literal else sql.Placeholder("origin")
+    if sel.by is not None:
+        # One bucket per type, time and value of the --by key: the series stay apart.
+        by = sql.Literal(sel.by) if literal else sql.Placeholder("by")
+        return sql.SQL(
+            "SELECT type, {agg} AS count, "
+            'date_bin({bucket}, "timestamp", {origin}) AS "timestamp", '
+            "jsonb_build_object({by}::text, metadata->>{by}::text) AS metadata, "
+            "max(collected_at) AS collected_at "
+            "FROM {table} WHERE {where} GROUP BY 1, 3, 4 ORDER BY 1, 3, 4::text"
+        ).format(
+            agg=_aggregate(sel.agg), bucket=bucket, origin=origin, by=by, table=table, where=where
+        )
     return sql.SQL(
         'SELECT type, {agg} AS count, date_bin({bucket}, "timestamp", {origin}) AS "timestamp", '
         "'{{}}'::jsonb AS metadata, max(collected_at) AS collected_at "
@@ -349,7 +437,7 @@ def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
     from psycopg import sql
 
     query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-        identifier(sel.table), _where(sel, literal=False)
+        relation(sel), _where(sel, literal=False)
     )
     row = conn.execute(query, _params(sel)).fetchone()
     return int(row[0]) if row else 0
@@ -363,10 +451,26 @@ def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
         from psycopg import sql
 
         query = sql.SQL('SELECT type, "timestamp", count, {} AS metadata FROM ({}) AS r').format(
-            sql.SQL("metadata") if sel.bucket is None else sql.SQL("NULL::jsonb"),
+            sql.SQL("metadata")
+            if sel.bucket is None or sel.by is not None
+            else sql.SQL("NULL::jsonb"),
             select_rows(sel),
         )
         return cur.execute(query, _params(sel)).fetchall()
+
+
+def top_values(conn: psycopg.Connection[Any], sel: Selection, limit: int) -> tuple[list[str], int]:
+    """The ``limit`` values of the --by key with the highest average count in the window,
+    and how many distinct values there are in all."""
+    from psycopg import sql
+
+    assert sel.by is not None
+    query = sql.SQL(
+        "SELECT metadata->>%(by)s AS value, avg(count) AS mean, count(*) OVER () AS total "
+        "FROM {} WHERE {} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s"
+    ).format(relation(sel), _where(sel, literal=False))
+    rows = conn.execute(query, {**_params(sel), "limit": limit}).fetchall()
+    return [r[0] for r in rows], int(rows[0][2]) if rows else 0
 
 
 def summaries(
@@ -376,14 +480,18 @@ def summaries(
     from psycopg import sql
     from psycopg.rows import class_row
 
+    # With --by, one summary per value of that metadata key, named by the value.
+    label = (
+        sql.SQL("coalesce(metadata->>%(by)s, 'null')") if sel.by is not None else sql.SQL("type")
+    )
     query = sql.SQL(
-        "SELECT type, "
+        "SELECT {} AS type, "
         '(array_agg(count ORDER BY "timestamp" DESC, id DESC))[1] AS latest, '
         'max("timestamp") AS latest_at, min(count) AS min, avg(count) AS avg, '
         'max(count) AS max, count(*) AS points, min("timestamp") AS first_at, '
         'count(DISTINCT date_bin(%(interval)s, "timestamp", %(origin)s)) AS slots '
-        "FROM {} WHERE {} GROUP BY type ORDER BY type"
-    ).format(identifier(sel.table), _where(sel, literal=False))
+        "FROM {} WHERE {} GROUP BY 1 ORDER BY 1"
+    ).format(label, relation(sel), _where(sel, literal=False))
     with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
         return cur.execute(query, {**_params(sel), "interval": interval}).fetchall()
 
@@ -400,7 +508,7 @@ def sparkline_values(
     query = sql.SQL(
         'SELECT type, floor(extract(epoch FROM "timestamp" - %(since)s) / %(step)s)::int AS i, '
         "avg(count)::float8 FROM {} WHERE {} GROUP BY 1, 2"
-    ).format(identifier(sel.table), _where(sel, literal=False))
+    ).format(relation(sel), _where(sel, literal=False))
     result: dict[str, list[float | None]] = {}
     params = {**_params(sel), "step": step.total_seconds()}
     for type_, index, value in conn.execute(query, params):

@@ -203,8 +203,10 @@ def test_sigterm_during_slow_metric_exits_143_and_writes_nothing(
 
 
 def test_foreign_analytics_table_is_left_untouched(dbs: Databases) -> None:
-    # The source database holds the iR Engine's own analytics table.
+    # The source database holds the iR Engine's own analytics table; with one more column it
+    # is neither the analytics-cli nor the iR Engine layout (see test_irengine.py for that).
     with dbs.source_conn() as conn:
+        conn.execute("ALTER TABLE analytics ADD COLUMN note text")
         conn.execute(
             'INSERT INTO analytics (id, count, type, "createdAt", "updatedAt") '
             "VALUES (gen_random_uuid(), 5, 'activeInstances', now(), now())"
@@ -215,7 +217,7 @@ def test_foreign_analytics_table_is_left_untouched(dbs: Databases) -> None:
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         "error: table 'analytics' already exists with columns (id, count, type, createdAt, "
-        "updatedAt), which is not the analytics-cli layout (id, type, count, timestamp, "
+        "updatedAt, note), which is not the analytics-cli layout (id, type, count, timestamp, "
         "collected_at, metadata); it was left untouched",
         'hint: point [store] table at another name, for example table = "analytics_cli"',
     ]

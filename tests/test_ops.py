@@ -23,7 +23,8 @@ from analytics_cli.metrics import builtin_metrics
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 from tests.conftest import Databases, Result, cli
 
-BUILTINS = [m.type for m in builtin_metrics()]
+BUILTINS = [m.type for m in builtin_metrics() if m.enabled]  # the default set
+ALL_BUILTINS = [m.type for m in builtin_metrics()]  # also those marked enabled = false
 SECRET = "s3cr3t-pw"
 FAKE_DSN = f"postgresql://user:{SECRET}@db.example.com/platform"
 INTERVAL = timedelta(minutes=30)
@@ -298,7 +299,10 @@ def test_config_check_exit_codes_for_config_and_database(
     assert config_error.stdout == ""
     assert config_error.stderr.startswith(f"error: {bad}: unknown key collect.intervall\n")
 
-    # The store is the platform database, whose own "analytics" table has another layout.
+    # The store is the platform database, whose own "analytics" table has another layout
+    # (one more column: not the iR Engine layout either).
+    with psycopg.connect(env.source, autocommit=True) as conn:
+        conn.execute("ALTER TABLE analytics ADD COLUMN note text")
     monkeypatch.setenv("ANALYTICS_STORE_DSN", env.source)
     foreign = cli("config", "check")
     assert foreign.exit_code == 2
@@ -329,8 +333,9 @@ def test_metrics_lists_kind_and_enabled(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0] == "type             kind     enabled  description"
-    assert len(lines) == 1 + len(BUILTINS) + 1
+    width = max(len(t) for t in ALL_BUILTINS)
+    assert lines[0] == f"{'type':<{width}}  kind     enabled  description"
+    assert len(lines) == 1 + len(ALL_BUILTINS) + 1
     by_type = {line.split()[0]: line.split(maxsplit=3) for line in lines[1:]}
     assert by_type["activeInstances"][1:3] == ["builtin", "yes"]
     assert by_type["activeScenes"][1:3] == ["builtin", "no"]
@@ -338,7 +343,7 @@ def test_metrics_lists_kind_and_enabled(tmp_path: Path) -> None:
     assert by_type["registeredUsers"] == ["registeredUsers", "custom", "yes", "Accounts"]
 
     listed = json.loads(cli("-c", str(path), "metrics", "--json", "--sql").stdout)
-    assert [m["type"] for m in listed] == [*BUILTINS, "registeredUsers"]
+    assert [m["type"] for m in listed] == [*ALL_BUILTINS, "registeredUsers"]
     assert listed[-1] == {
         "type": "registeredUsers",
         "kind": "custom",
@@ -353,7 +358,7 @@ def test_metrics_sql_prints_definitions() -> None:
     result = cli("metrics", "--sql")
     assert result.exit_code == 0
     blocks = result.stdout.split("\n\n")
-    assert len(blocks) == len(BUILTINS)
+    assert len(blocks) == len(ALL_BUILTINS)
     assert blocks[0] == (
         "-- activeInstances (builtin, enabled): "
         "Instances running now (world and media servers, ended = false)\n"

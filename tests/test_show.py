@@ -263,6 +263,9 @@ def test_store_without_table_says_no_data_yet(
 
 def test_foreign_table_is_refused(dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANALYTICS_DSN", dbs.source)  # holds the iR Engine's own analytics
+    with dbs.source_conn() as conn:
+        # One more column: neither the analytics-cli nor the iR Engine layout any more.
+        conn.execute("ALTER TABLE analytics ADD COLUMN note text")
     result = cli("show")
     assert result.exit_code == 2
     assert result.stdout == ""

@@ -146,7 +146,7 @@ def psql_script(path: Path) -> None:
     interval = "interval '30 minutes'"
     slot = f"'{SLOT.isoformat()}'::timestamptz"
     lines = []
-    for spec in builtin_metrics():
+    for spec in (m for m in builtin_metrics() if m.enabled):
         text = spec.sql.replace("%(slot)s", slot).replace("%(interval)s", interval)
         lines.append(text.rstrip().rstrip(";") + ";")
     path.write_text(
