@@ -270,7 +270,7 @@ def collect(
         list[str] | None,
         typer.Option(
             "--source",
-            help="Read only this [[source]] (repeatable); HTTP metrics are then skipped.",
+            help="Read only the source of this name (repeatable); HTTP metrics are then skipped.",
             show_default=False,
         ),
     ] = None,

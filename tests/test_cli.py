@@ -83,4 +83,6 @@ def test_every_command_has_help_and_a_readme_mention(command: str) -> None:
     assert "Usage:" in result.stdout
     doc = re.search(r"Usage: .*?\n\s*\n\s*(\S.*)", result.stdout)
     assert doc is not None, f"{command} has no help text"
+    # Square brackets in help strings are rich markup: an unescaped "[[source]]" vanishes.
+    assert "[]" not in result.stdout
     assert f"analytics-cli {command}" in README.read_text(), f"README does not mention {command}"
