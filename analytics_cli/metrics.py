@@ -141,6 +141,12 @@ def _as_count(value: object) -> Decimal:
     return result
 
 
+def _columns(conn: psycopg.Connection[Any], text: str, params: dict[str, Any]) -> list[str]:
+    """The metric query's column names: planned, but no row is computed (LIMIT 0)."""
+    cur = conn.execute(f"SELECT * FROM (\n{text}\n) AS q LIMIT 0", params)
+    return [d.name for d in cur.description or []]
+
+
 def _measured(text: str) -> str:
     """The metric's query with its count column size-checked by the server."""
     # The newline ends a trailing "-- comment" in the metric's text before the parenthesis.
@@ -179,13 +185,12 @@ def run_series(
     rows: list[Any] = []
     try:
         text = spec.sql.strip().rstrip(";")
-        with conn.transaction(), conn.cursor(name="analytics_cli_metric") as cur:
-            cur.execute(text, params)
-            names = [d.name for d in cur.description or []]
+        with conn.transaction():
+            names = _columns(conn, text, params)
             if "count" in names and sorted(names) == sorted(["count", *dims]):
-                cur.execute(_measured_series(conn, text, dims), params)
                 # One row more than allowed tells "too many" without reading the rest.
-                rows = cur.fetchmany(spec.max_series + 1)
+                query = _measured_series(conn, text, dims) + f"\nLIMIT {spec.max_series + 1:d}"
+                rows = conn.execute(query, params).fetchall()
     except psycopg.Error as exc:
         from analytics_cli.db import one_line
 
@@ -244,14 +249,13 @@ def run_metric(
     try:
         text = spec.sql.strip().rstrip(";")
         rows: list[Any] = []
-        # A server-side cursor: a query returning millions of rows costs two fetched rows.
-        with conn.transaction(), conn.cursor(name="analytics_cli_metric") as cur:
-            # DECLARE alone runs nothing: it tells the columns before any row is fetched.
-            cur.execute(text, params)
-            names = [d.name for d in cur.description or []]
+        with conn.transaction():
+            names = _columns(conn, text, params)
             if "count" in names:
-                cur.execute(_measured(text), params)
-                rows = cur.fetchmany(2)
+                # LIMIT 2: a query returning millions of rows sends two; "more than one" is
+                # all that needs telling. Not a server-side cursor: cursors never run in
+                # parallel, and the big counts profit from parallel workers.
+                rows = conn.execute(_measured(text) + "\nLIMIT 2", params).fetchall()
     except psycopg.Error as exc:
         from analytics_cli.db import one_line
 

@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from analytics_cli import embedded
 from analytics_cli.metrics import builtin_metrics
 from tests.benchmarks.common import Result, admin_server, print_table, with_db
+from tests.benchmarks.common import timed as common_timed
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "analytics_cli" / "ir_engine_schema.sql"
@@ -123,18 +123,9 @@ def build(admin: str, args: argparse.Namespace) -> str:
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (kB) of one child process (the caller stays small)."""
-    started = time.monotonic()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    if proc.returncode not in (0,):
-        raise SystemExit(f"{command[:4]} failed ({proc.returncode}): {err}")
-    return elapsed, usage.ru_maxrss
+    """Wall seconds and peak RSS (kB) of one command, measured by a small parent process."""
+    run = common_timed(command, env)
+    return run.seconds, int(run.max_rss_mb * 1024)
 
 
 def median_of(runs: int, measure: Callable[[], tuple[float, int]]) -> tuple[float, int]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,20 +71,37 @@ class Run:
     exit_code: int
 
 
+# The command runs under a small Python parent that reports its peak RSS. Measured straight
+# from this process, a child would inherit this process's own high-water RSS (the kernel
+# keeps it across vfork + exec), and the benchmark process grows while it works.
+_MEASURE = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+seconds = time.perf_counter() - started
+with open(sys.argv[1], "w") as handle:
+    handle.write(f"{usage.ru_maxrss} {seconds}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> Run:
-    """Run ``cmd`` with stdout to /dev/null; wall time and the child's peak RSS (wait4)."""
-    started = time.perf_counter()
-    with open(os.devnull, "wb") as devnull:
-        proc = subprocess.Popen(cmd, stdout=devnull, stderr=subprocess.PIPE, env=env)
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err.decode(errors='replace')}")
-    # ru_maxrss is in KiB on Linux.
-    return Run(seconds, usage.ru_maxrss / 1024, proc.returncode)
+    """Run ``cmd`` with stdout to /dev/null; its wall time and its own peak RSS."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as peak:
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEASURE, peak.name, *cmd],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(
+                f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}"
+            )
+        rss_kib, seconds = peak.read().split()
+        # ru_maxrss is in KiB on Linux; the time is the command's alone, not its parent's.
+        return Run(float(seconds), int(rss_kib) / 1024, proc.returncode)
 
 
 def median_runs(repeat: int, fn: Callable[[], Run]) -> Run:
