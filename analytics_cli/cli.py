@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from analytics_cli import __version__
 from analytics_cli.errors import AnalyticsError, Interrupted
@@ -28,9 +29,26 @@ HELP = (
     "With no connection string configured, an embedded PostgreSQL is used: try 'demo'."
 )
 
-EPILOG = "Exit codes: 0 ok, 1 some metrics failed or stale, 2 usage/config error, 3 database error."
+EPILOG = (
+    "Exit codes: 0 ok, 1 some metrics failed or stale, 2 usage/config error, "
+    "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
+)
+
+
+class _Group(TyperGroup):
+    """The command group: a reader that closed the pipe (| head) ends any command with exit 0."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; BrokenPipeError anywhere in it is a quiet end, not exit 1."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(0) from None
+
 
 app = typer.Typer(
+    cls=_Group,
     help=HELP,
     epilog=EPILOG,
     no_args_is_help=True,
@@ -208,9 +226,14 @@ def main_callback(
 
 
 def _load(ctx: typer.Context) -> Settings:
+    """The effective settings of this invocation; their passwords join the scrub list."""
+    return _remember_secrets(_globals(ctx).settings())
+
+
+def _remember_secrets(settings: Settings) -> Settings:
+    """Every password the settings carry is scrubbed from all later output."""
     from analytics_cli.db import dsn_secrets
 
-    settings = _globals(ctx).settings()
     out.secrets |= dsn_secrets(settings.source_dsn) | dsn_secrets(settings.store_dsn)
     for source in settings.sources:
         out.secrets |= dsn_secrets(source.dsn)
@@ -287,7 +310,7 @@ def collect(
     from analytics_cli.metrics import enabled_metrics
     from analytics_cli.timeutil import parse_timestamp
 
-    with _cycle_hooks(textfile, ping_url) as hooks:
+    with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
         with handled():
             settings = _load(ctx)
             hooks.loaded(settings)
@@ -762,25 +785,24 @@ PathArg = Annotated[
 class _CycleHooks:
     """What ``collect --textfile/--ping-url`` does around one cycle."""
 
-    def __init__(self, textfile: Path | None, ping_url: str | None) -> None:
+    def __init__(self, textfile: Path | None, ping_url: str | None, dry_run: bool) -> None:
         self.textfile = textfile
         self.ping_url = ping_url
-        self.settings: Settings | None = None
+        # A dry run is a check, not a collection: no heartbeat, no textfile (its
+        # last-success time would hide a collector that stopped storing).
+        self.dry_run = dry_run
         self.written = False
 
     def loaded(self, settings: Settings) -> None:
         """Take ``[collect] ping_url`` when no --ping-url was given."""
         from analytics_cli import ops
 
-        self.settings = settings
         if self.ping_url is None and settings.ping_url:
             self.ping_url = ops.check_ping_url(settings.ping_url)
 
     def finished(self, live: Settings, report: Any) -> None:
         """Write the textfile while the store is still reachable (embedded server running)."""
-        if report.dry_run and self.ping_url == live.ping_url:
-            self.ping_url = None  # a dry run is not a collection: the monitor is not told
-        if self.textfile is not None:
+        if self.textfile is not None and not self.dry_run:
             self._write(live, report, report.exit_code)
 
     def _write(self, live: Settings | None, report: Any, code: int) -> None:
@@ -797,6 +819,8 @@ class _CycleHooks:
         """After the run: a textfile for runs that ended without a report, then the ping."""
         from analytics_cli import ops
 
+        if self.dry_run:
+            return
         if self.textfile is not None and not self.written:
             self._write(None, None, code)
         if self.ping_url:
@@ -808,13 +832,15 @@ class _CycleHooks:
 
 
 @contextmanager
-def _cycle_hooks(textfile: Path | None, ping_url: str | None) -> Iterator[_CycleHooks]:
+def _cycle_hooks(
+    textfile: Path | None, ping_url: str | None, dry_run: bool = False
+) -> Iterator[_CycleHooks]:
     from analytics_cli import ops
 
     with handled():
         if ping_url is not None:
             ops.check_ping_url(ping_url)
-    hooks = _CycleHooks(textfile, ping_url)
+    hooks = _CycleHooks(textfile, ping_url, dry_run)
     code = 130
     try:
         with handled():
@@ -838,13 +864,9 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     """Like ``_load``, with an optional config path given to the command itself."""
     from dataclasses import replace
 
-    from analytics_cli.db import dsn_secrets
-
     if path is None:
         return _load(ctx)
-    settings = replace(_globals(ctx), config=path).settings()
-    out.secrets |= dsn_secrets(settings.source_dsn) | dsn_secrets(settings.store_dsn)
-    return settings
+    return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
 def _stdout(text: str) -> None:
@@ -1106,7 +1128,7 @@ def prune_cmd(
             if dry_run:
                 _stdout(f"would delete {todo} rows {where}\n")
                 return
-            if todo and not yes and not typer.confirm(f"delete {todo} rows {where}?"):
+            if todo and not yes and not typer.confirm(f"delete {todo} rows {where}?", err=True):
                 fail("nothing was deleted", code=1)
             deleted, batches = ops.prune(
                 live,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,9 +123,13 @@ def _run_all(
     specs: list[MetricSpec],
     settings: Settings,
     slot: datetime,
+    stop: threading.Event | None = None,
 ) -> list[Outcome]:
+    """Run metrics one after another on one connection (until ``stop`` is set)."""
     outcomes: list[Outcome] = []
     for spec in specs:
+        if stop is not None and stop.is_set():
+            break
         outcome = run_metric(conn, spec, slot=slot, interval=settings.interval)
         if conn.broken:
             detail = outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
@@ -178,6 +183,7 @@ def _run_parallel(
 
     assert settings.source_dsn is not None
     helpers: list[psycopg.Connection[Any]] = []
+    stop = threading.Event()
     try:
         for _ in range(workers - 1):
             helper = connect(settings.source_dsn, settings, purpose="source")
@@ -187,20 +193,25 @@ def _run_parallel(
             helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         conns = [leader, *helpers]
         shares = [specs[i :: len(conns)] for i in range(len(conns))]
-        with ThreadPoolExecutor(max_workers=len(conns)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(conns))
+        try:
             futures = [
-                pool.submit(_run_all, c, share, settings, slot)
+                pool.submit(_run_all, c, share, settings, slot, stop)
                 for c, share in zip(conns, shares, strict=True)
             ]
             done = {o.type: o for future in futures for o in future.result()}
+        except BaseException:
+            # Interrupted or failed: no further metric starts, and the running queries are
+            # cancelled before the workers are joined (joining first would wait them out).
+            stop.set()
+            for conn in conns:
+                if not conn.closed:
+                    with contextlib.suppress(Exception):
+                        conn.cancel_safe(timeout=2)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return [done[spec.type] for spec in specs]
-    except BaseException:
-        # Interrupted or failed: stop the queries still running on the other connections.
-        for conn in [leader, *helpers]:
-            if not conn.closed:
-                with contextlib.suppress(Exception):
-                    conn.cancel_safe(timeout=2)
-        raise
     finally:
         for helper in helpers:
             helper.close()
@@ -386,7 +397,7 @@ def run_cycle(
     try:
         with conn:
             _write_cycle(conn, settings, specs, slot, report, replace=replace, jobs=jobs)
-    except psycopg.errors.LockNotAvailable:
+    except store.SlotBusy:
         report.note = "another run holds this slot's lock; it collects the slot"
         report.results = []
     except psycopg.Error as exc:
@@ -413,8 +424,7 @@ def _write_cycle(
         jobs = plan(settings, specs, None)
     with conn.transaction():
         wait_ms = int(max(settings.statement_timeout.total_seconds() * 2, 60) * 1000)
-        conn.execute(f"SET LOCAL lock_timeout = {wait_ms:d}")
-        store.lock_slot(conn, settings.table, slot)
+        store.lock_slot(conn, settings.table, slot, wait_ms=wait_ms)
         plain, anything = (
             (set(), set()) if replace else store.stored_keys(conn, settings.table, slot)
         )

@@ -161,16 +161,24 @@ def candidate_paths(env: Mapping[str, str]) -> list[tuple[Path, str]]:
     return paths
 
 
+def _is_file(path: Path) -> bool:
+    """Like Path.is_file, but a folder the user may not enter is an error, not a traceback."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise ConfigError(f"cannot look for config file {path}: {exc.strerror}") from None
+
+
 def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
     """The config file to read: ``--config``, then the lookup list; None when there is none."""
     if explicit is not None:
-        if not explicit.is_file():
+        if not _is_file(explicit):
             raise ConfigError(f"config file not found: {explicit}")
         return explicit
     for path, origin in candidate_paths(env):
-        if origin == "$ANALYTICS_CLI_CONFIG" and not path.is_file():
+        if origin == "$ANALYTICS_CLI_CONFIG" and not _is_file(path):
             raise ConfigError(f"config file not found: {path} (from $ANALYTICS_CLI_CONFIG)")
-        if path.is_file():
+        if _is_file(path):
             return path
     return None
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from analytics_cli.errors import ConfigError, DatabaseError
+from analytics_cli.errors import AnalyticsError, ConfigError, DatabaseError
 
 SOURCE_DB = "platform"
 STORE_DB = "analytics"
@@ -244,7 +244,7 @@ def _stop(bins: Path, pgdata: Path) -> None:
 def _ensure_databases(server: EmbeddedServer, names: tuple[str, ...]) -> None:
     import psycopg
 
-    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+    with psycopg.connect(server.dsn("postgres"), autocommit=True, connect_timeout=30) as conn:
         for name in names:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
@@ -303,22 +303,30 @@ def server(
             _IN_PROCESS[home] -= 1
         return
     handle = EmbeddedServer(home=home, socket_dir=socket_dir)
-    home.mkdir(parents=True, exist_ok=True)
     users = _Users(home / "users.json")
     me = os.getpid()
     pending: list[int] = []
-    # A signal between starting the server and registering as its user would leave it
-    # running with nobody to stop it: hold signals until the try block below owns it.
-    with _signals_held(pending), _locked(home):
-        _prepare(bins, home, pgdata, socket_dir)
-        if not _running(bins, pgdata):
-            _start(bins, pgdata, socket_dir, options)
-        users.save({**users.live(), me: _start_time(me)})
-        try:
-            _ensure_databases(handle, databases)
-        except BaseException:
-            _leave(bins, pgdata, users, me)
-            raise
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        # A signal between starting the server and registering as its user would leave it
+        # running with nobody to stop it: hold signals until the try block below owns it.
+        # The lock comes first: waiting for it must stay interruptible.
+        with _locked(home), _signals_held(pending):
+            _prepare(bins, home, pgdata, socket_dir)
+            if not _running(bins, pgdata):
+                _start(bins, pgdata, socket_dir, options)
+            users.save({**users.live(), me: _start_time(me)})
+            try:
+                _ensure_databases(handle, databases)
+            except BaseException:
+                _leave(bins, pgdata, users, me)
+                raise
+    except AnalyticsError:
+        raise
+    except Exception as exc:
+        raise DatabaseError(
+            f"the embedded PostgreSQL in {home} could not be started: {type(exc).__name__}: {exc}"
+        ) from None
     _IN_PROCESS[home] = 1
     try:
         _deliver(pending)
@@ -326,7 +334,7 @@ def server(
     finally:
         _IN_PROCESS.pop(home, None)
         pending = []
-        with _signals_held(pending), _locked(home):
+        with _locked(home), _signals_held(pending):
             _leave(bins, pgdata, users, me)
         _deliver(pending)
 

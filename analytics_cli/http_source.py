@@ -16,6 +16,7 @@ Values are JSON numbers or Kubernetes quantities ("250m", "1Gi", "1e3", "500n"),
 
 from __future__ import annotations
 
+import http.client as http_client
 import json
 import os
 import re
@@ -296,24 +297,43 @@ def fetch_json(spec: MetricSpec, env: Mapping[str, str] | None = None) -> Any:
                 size += len(chunk)
                 if size > MAX_RESPONSE_BYTES:
                     raise ValueError(
-                        f"response from {http.url} is larger than {MAX_RESPONSE_BYTES} bytes"
+                        f"response from {shown_url(http.url)} is larger than {MAX_RESPONSE_BYTES} bytes"
                     )
                 chunks.append(chunk)
     except urllib.error.HTTPError as exc:
-        raise ValueError(f"HTTP {exc.code} {exc.reason} from {http.url}") from None
+        raise ValueError(f"HTTP {exc.code} {exc.reason} from {shown_url(http.url)}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            raise ValueError(f"no answer from {http.url} within {timeout:g}s") from None
-        raise ValueError(f"cannot fetch {http.url}: {reason}") from None
+            raise ValueError(f"no answer from {shown_url(http.url)} within {timeout:g}s") from None
+        raise ValueError(f"cannot fetch {shown_url(http.url)}: {reason}") from None
     except TimeoutError:
-        raise ValueError(f"no answer from {http.url} within {timeout:g}s") from None
+        raise ValueError(f"no answer from {shown_url(http.url)} within {timeout:g}s") from None
     except OSError as exc:
-        raise ValueError(f"cannot fetch {http.url}: {exc}") from None
+        raise ValueError(f"cannot fetch {shown_url(http.url)}: {exc}") from None
+    except http_client.HTTPException as exc:
+        # A short or malformed answer (IncompleteRead, BadStatusLine) is not an OSError.
+        raise ValueError(
+            f"bad HTTP answer from {shown_url(http.url)}: {type(exc).__name__}"
+        ) from None
     try:
         return json.loads(b"".join(chunks))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ValueError(f"response from {http.url} is not JSON") from None
+        raise ValueError(f"response from {shown_url(http.url)} is not JSON") from None
+
+
+def shown_url(url: str) -> str:
+    """The URL for messages: no user:password@ and no query string (they may hold secrets)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def run_http_metric(
@@ -329,3 +349,5 @@ def run_http_metric(
         return Sample(spec.type, check_count(value))
     except (ValueError, InvalidOperation, ConfigError) as exc:
         return MetricFailure(spec.type, str(exc))
+    except Exception as exc:
+        return MetricFailure(spec.type, f"{type(exc).__name__}: {exc}")

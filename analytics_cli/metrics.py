@@ -150,9 +150,11 @@ def _columns(conn: psycopg.Connection[Any], text: str, params: dict[str, Any]) -
 def _measured(text: str) -> str:
     """The metric's query with its count column size-checked by the server."""
     # The newline ends a trailing "-- comment" in the metric's text before the parenthesis.
+    # Unqualified "count": q.count would silently become count(q), one row, when the
+    # query has no count column (PostgreSQL's functional notation).
     return (
-        f"SELECT CASE WHEN octet_length(q.count::text) <= {MAX_COUNT_OCTETS:d} "
-        f"THEN q.count END AS count, octet_length(q.count::text) AS octets "
+        f"SELECT CASE WHEN octet_length(count::text) <= {MAX_COUNT_OCTETS:d} "
+        f"THEN count END AS count, octet_length(count::text) AS octets "
         f"FROM (\n{text}\n) AS q"
     )
 
@@ -162,11 +164,12 @@ def _measured_series(conn: psycopg.Connection[Any], text: str, dimensions: tuple
     from psycopg import sql
 
     columns = [
-        f"CASE WHEN octet_length(q.count::text) <= {MAX_COUNT_OCTETS:d} THEN q.count END",
-        "octet_length(q.count::text)",
+        f"CASE WHEN octet_length(count::text) <= {MAX_COUNT_OCTETS:d} THEN count END",
+        "octet_length(count::text)",
     ]
     for name in dimensions:
-        col = "q." + sql.Identifier(name).as_string(conn)
+        # Unqualified, as in _measured: q.name could resolve to a function name(q).
+        col = sql.Identifier(name).as_string(conn)
         columns.append(
             f"CASE WHEN octet_length({col}::text) <= {MAX_DIMENSION_OCTETS:d} THEN {col}::text END"
         )
@@ -245,24 +248,28 @@ def run_metric(
 
     if spec.dimensional:
         return run_series(conn, spec, slot=slot, interval=interval)
-    params = {"slot": slot, "interval": interval}
-    try:
-        text = spec.sql.strip().rstrip(";")
-        rows: list[Any] = []
-        with conn.transaction():
-            names = _columns(conn, text, params)
-            if "count" in names:
-                # LIMIT 2: a query returning millions of rows sends two; "more than one" is
-                # all that needs telling. Not a server-side cursor: cursors never run in
-                # parallel, and the big counts profit from parallel workers.
-                rows = conn.execute(_measured(text) + "\nLIMIT 2", params).fetchall()
-    except psycopg.Error as exc:
-        from analytics_cli.db import one_line
+    from analytics_cli.db import one_line
 
-        message = one_line(exc.diag.message_primary or str(exc))
-        return MetricFailure(spec.type, message)
-    if "count" not in names:
-        return MetricFailure(spec.type, f"query returned no column named count (got {names})")
+    params = {"slot": slot, "interval": interval}
+    text = spec.sql.strip().rstrip(";")
+    try:
+        # LIMIT 2: a query returning millions of rows sends two; "more than one" is all
+        # that needs telling. Not a server-side cursor: cursors never run in parallel, and
+        # the big counts profit from parallel workers.
+        with conn.transaction():
+            rows = conn.execute(_measured(text) + "\nLIMIT 2", params).fetchall()
+    except psycopg.errors.UndefinedColumn as exc:
+        # Perhaps the query has no count column: name the columns it does have.
+        try:
+            with conn.transaction():
+                names = _columns(conn, text, params)
+        except psycopg.Error:
+            names = ["count"]
+        if "count" not in names:
+            return MetricFailure(spec.type, f"query returned no column named count (got {names})")
+        return MetricFailure(spec.type, one_line(exc.diag.message_primary or str(exc)))
+    except psycopg.Error as exc:
+        return MetricFailure(spec.type, one_line(exc.diag.message_primary or str(exc)))
     if len(rows) != 1:
         got = "no rows" if not rows else "more than one row"
         return MetricFailure(spec.type, f"query must return exactly one row, got {got}")

@@ -64,8 +64,9 @@ _STARTER_STORE = """
 
 _STARTER_COLLECT = """
 # interval: the slot length; schedule 'collect' at the same period (cron */30).
-# metrics: the built-in metrics to run; remove the key to run every built-in,
-# including ones added by later versions. Custom [[metric]] entries always run.
+# metrics: the built-in metrics to run; remove the key to run every built-in that
+# is enabled by default, including ones added by later versions. Custom [[metric]]
+# entries run unless they say enabled = false.
 # ping_url: a heartbeat URL called after each run (URL, or URL/fail on error).
 """
 

@@ -62,9 +62,13 @@ def _foreign_table_error(table: str, columns: Sequence[str]) -> ConfigError:
 
 def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:
     """Serialise table creation: concurrent first runs must not race on CREATE TABLE."""
+    # Keyed by schema-qualified name (an unqualified one gets current_schema()), and with
+    # no catalog lookup: to_regclass here would cache "no such table" for this backend.
+    schema, _, name = table.rpartition(".")
     conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-        (f"analytics-cli:schema:{table}",),
+        "SELECT pg_advisory_xact_lock(hashtextextended("
+        "'analytics-cli:schema:' || coalesce(%s, current_schema()) || '.' || %s, 0))",
+        (schema or None, name),
     )
 
 
@@ -95,12 +99,29 @@ def require_table(conn: psycopg.Connection[Any], table: str) -> bool:
     return True
 
 
-def lock_slot(conn: psycopg.Connection[Any], table: str, slot: datetime) -> None:
-    """Take the transaction-scoped advisory lock of one slot of one table (waits for holders)."""
-    conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-        (f"analytics-cli:slot:{table}:{slot.isoformat()}",),
-    )
+class SlotBusy(Exception):
+    """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
+
+
+def lock_slot(conn: psycopg.Connection[Any], table: str, slot: datetime, *, wait_ms: int) -> None:
+    """Take the transaction-scoped advisory lock of one slot of one table.
+
+    Waits up to ``wait_ms`` for a concurrent run, then raises SlotBusy. The key names the
+    table by its oid, so ``analytics`` and ``public.analytics`` share one lock. The lock
+    timeout stays set for the rest of the transaction: a later wait that runs out is a
+    database error, not a busy slot.
+    """
+    import psycopg
+
+    conn.execute(f"SET LOCAL lock_timeout = {wait_ms:d}")
+    try:
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended("
+            "'analytics-cli:slot:' || coalesce(to_regclass(%s)::oid::text, %s) || ':' || %s, 0))",
+            (_regclass_text(conn, table), table, slot.isoformat()),
+        )
+    except psycopg.errors.LockNotAvailable:
+        raise SlotBusy from None
 
 
 def stored_types(conn: psycopg.Connection[Any], table: str, slot: datetime) -> set[str]:

@@ -86,3 +86,33 @@ def test_every_command_has_help_and_a_readme_mention(command: str) -> None:
     # Square brackets in help strings are rich markup: an unescaped "[[source]]" vanishes.
     assert "[]" not in result.stdout
     assert f"analytics-cli {command}" in README.read_text(), f"README does not mention {command}"
+
+
+def test_a_closed_pipe_ends_any_command_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # 400 custom metrics: metrics --sql writes far more than a pipe buffer (64 KiB), and
+    # the reader takes one line and goes, so the command meets a closed pipe.
+    padding = "x" * 200
+    config = tmp_path / "many.toml"
+    config.write_text(
+        "".join(
+            f'[[metric]]\ntype = "m{i}"\nsql = "SELECT 1 AS count -- {padding}"\n'
+            for i in range(400)
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analytics_cli", "--config", str(config), "metrics", "--sql"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0, err
+    assert first
+    assert err == b""

@@ -251,6 +251,10 @@ def make_handler(state: Server) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
             elif self.path == "/html":
                 self.reply(200, b"<html>not json</html>", "text/html")
+            elif self.path == "/garbled":
+                # Not HTTP: http.client raises BadStatusLine, which is not an OSError.
+                self.wfile.write(b"HTTP/1.1 2xx Weird\r\n\r\n")
+                self.close_connection = True
             else:
                 self.reply(404, b"{}")
 
@@ -482,3 +486,39 @@ def test_http_metrics_listed_and_shown_in_config(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.stderr
     assert 'path = "sum(items[*].usage.cpu)"' in shown.stdout
     assert 'timeout = "3s"' in shown.stdout
+
+
+def test_a_garbled_answer_fails_its_metric_alone(
+    server: Server, store_only: Databases, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[collect]\nmetrics = []\n"
+        + http_metric("garbled", f"{server.url}/garbled", "count(items)")
+        + '[[metric]]\ntype = "fine"\nsql = "SELECT 7 AS count"\n'
+    )
+    result = cli("--config", str(config), "collect", "--json")
+    assert result.exit_code == 1, result.stderr
+    metrics = {m["type"]: m for m in json.loads(result.stdout)["metrics"]}
+    assert metrics["garbled"]["status"] == "failed"
+    assert (
+        metrics["garbled"]["error"] == f"bad HTTP answer from {server.url}/garbled: BadStatusLine"
+    )
+    assert "Traceback" not in result.stderr
+    assert stored(store_only) == {"fine": Decimal(7)}
+
+
+def test_urls_in_errors_carry_no_credentials(store_only: Databases, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[collect]\nmetrics = []\n"
+        + http_metric(
+            "secretive", "http://bob:hunter2@127.0.0.1:1/nodes?token=qs-secret", "count(items)"
+        )
+    )
+    result = cli("--config", str(config), "collect", "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["metrics"][0]["error"]
+    assert error.startswith("cannot fetch http://127.0.0.1:1/nodes: ")
+    for secret in ("hunter2", "qs-secret", "bob"):
+        assert secret not in result.stdout + result.stderr

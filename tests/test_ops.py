@@ -548,15 +548,17 @@ def test_prune_on_a_terminal_asks(env: Databases) -> None:
         )
         os.close(follower)
         os.write(leader, answer)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
         os.close(leader)
         assert proc.returncode == code, err
-        assert out.decode().startswith("delete 7 rows older than ")
+        # The question goes to stderr: stdout may be redirected to a log.
+        prompt, _, rest = err.decode().partition("[y/N]:")
+        assert prompt.startswith("delete 7 rows older than ")
         if code == 1:
-            assert err.decode() == "error: nothing was deleted\n"
+            assert rest == "error: nothing was deleted\n"
             assert store_rows(env) == before
         else:
-            assert err.decode() == ""
+            assert rest == ""
             assert len(store_rows(env)) == len(before) - 7
 
 
@@ -711,10 +713,15 @@ def test_ping_success_and_failure_paths(
     partial = cli("-c", str(path), "collect")
     assert partial.exit_code == 1
     assert handler.paths == ["/ping/abc", "/ping/abc/fail"]
-    # A dry run is not a collection: [collect] ping_url is not called.
+    # A dry run is not a collection: [collect] ping_url is not called, nor a --ping-url,
+    # and no textfile is written (its last-success time would hide a stopped collector).
     dry = cli("-c", str(path), "collect", "--dry-run")
     assert dry.exit_code == 1
+    textfile = tmp_path / "dry.prom"
+    dry_flag = cli("collect", "--dry-run", "--ping-url", url, "--textfile", str(textfile))
+    assert dry_flag.exit_code == 0, dry_flag.stderr
     assert handler.paths == ["/ping/abc", "/ping/abc/fail"]
+    assert not textfile.exists()
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[collect]\nretries = 99\n")
