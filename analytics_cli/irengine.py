@@ -6,7 +6,7 @@ import sys
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from analytics_cli.collect import CycleReport, Status
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.metrics import MetricFailure, Outcome, Sample
-    from analytics_cli.ops import MetricStatus
 
 IR_ENGINE = "ir-engine"
 NATIVE = "native"
@@ -328,58 +327,6 @@ def readable(conn: psycopg.Connection[Any], settings: Settings) -> sql.Composabl
     if layout_of(conn, settings) == IR_ENGINE:
         return relation(settings.table)
     return store.identifier(settings.table)
-
-
-def metric_status(
-    conn: psycopg.Connection[Any],
-    settings: Settings,
-    name: str,
-    enabled: bool,
-    window_start: datetime,
-    window_end: datetime,
-) -> MetricStatus:
-    """A metric's freshness in the iR Engine table; a row anywhere in a slot fills that slot.
-
-    The platform's old collector wrote rows at arbitrary times, so slots are found by
-    flooring "createdAt" to the interval (as ``collect`` floors the current time).
-    """
-    from psycopg import sql
-
-    from analytics_cli.ops import MetricStatus
-    from analytics_cli.timeutil import EPOCH, floor_slot
-
-    table = store.identifier(settings.table)
-    row = conn.execute(
-        sql.SQL('SELECT max("createdAt"), min("createdAt") FROM {} WHERE type = %s').format(table),
-        (name,),
-    ).fetchone()
-    newest, first = (row[0], row[1]) if row else (None, None)
-    latest = floor_slot(newest, settings.interval) if newest is not None else None
-    if first is None or not enabled:
-        return MetricStatus(name, enabled, latest, 0, ())
-    start = max(window_start, floor_slot(first, settings.interval))
-    expected = _slots(start, window_end, settings.interval)
-    present = {
-        r[0]
-        for r in conn.execute(
-            sql.SQL(
-                'SELECT DISTINCT date_bin(%s, "createdAt", %s) FROM {} '
-                'WHERE type = %s AND "createdAt" >= %s AND "createdAt" < %s'
-            ).format(table),
-            (settings.interval, EPOCH, name, start, window_end),
-        )
-    }
-    missing = tuple(s for s in expected if s not in present)
-    return MetricStatus(name, enabled, latest, len(expected), missing)
-
-
-def _slots(start: datetime, end: datetime, interval: timedelta) -> list[datetime]:
-    slots = []
-    slot = start
-    while slot < end:
-        slots.append(slot)
-        slot += interval
-    return slots
 
 
 def count_older(conn: psycopg.Connection[Any], table: str, cutoff: datetime) -> int:

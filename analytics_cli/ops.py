@@ -320,32 +320,39 @@ def _metric_status(
 ) -> MetricStatus:
     from psycopg import sql
 
-    if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
-        return irengine.metric_status(conn, settings, name, enabled, window_start, window_end)
+    from analytics_cli.timeutil import EPOCH, slots
+
     table = store.identifier(settings.table)
+    ir_engine = irengine.layout_of(conn, settings) == irengine.IR_ENGINE
+    if ir_engine:
+        # The platform's old collector wrote "createdAt" at arbitrary times: a row anywhere
+        # in a slot fills that slot (floored as collect floors the current time).
+        column = sql.Identifier("createdAt")
+        slot_of: sql.Composable = sql.SQL("date_bin({}, {}, {})").format(
+            sql.Literal(settings.interval), column, sql.Literal(EPOCH)
+        )
+    else:
+        column = sql.Identifier("timestamp")
+        slot_of = column
     # max/min on the (type, "timestamp") index: two probes, however long the history.
     row = conn.execute(
-        sql.SQL('SELECT max("timestamp"), min("timestamp") FROM {} WHERE type = %s').format(table),
+        sql.SQL("SELECT max({}), min({}) FROM {} WHERE type = %s").format(column, column, table),
         (name,),
     ).fetchone()
-    latest, first = (row[0], row[1]) if row else (None, None)
+    newest, first = (row[0], row[1]) if row else (None, None)
+    latest = floor_slot(newest, settings.interval) if ir_engine and newest else newest
     if first is None or not enabled:
         # A metric no longer enabled is expected to have gaps: none are reported.
         return MetricStatus(name, enabled, latest, 0, ())
     # Slots before the metric's first row are not missing: it did not exist yet.
     start = max(window_start, floor_slot(first, settings.interval))
-    expected: list[datetime] = []
-    slot = start
-    while slot < window_end:
-        expected.append(slot)
-        slot += settings.interval
+    expected = slots(start, window_end, settings.interval)
     present = {
         r[0]
         for r in conn.execute(
-            sql.SQL(
-                'SELECT DISTINCT "timestamp" FROM {} '
-                'WHERE type = %s AND "timestamp" >= %s AND "timestamp" < %s'
-            ).format(table),
+            sql.SQL("SELECT DISTINCT {} FROM {} WHERE type = %s AND {} >= %s AND {} < %s").format(
+                slot_of, table, column, column
+            ),
             (name, start, window_end),
         )
     }

@@ -99,6 +99,16 @@ def floor_slot(moment: datetime, interval: timedelta) -> datetime:
     return EPOCH + timedelta(seconds=offset - offset % step)
 
 
+def slots(start: datetime, end: datetime, interval: timedelta) -> list[datetime]:
+    """The slot starts from ``start`` (included) to ``end`` (excluded), ``interval`` apart."""
+    found = []
+    slot = start
+    while slot < end:
+        found.append(slot)
+        slot += interval
+    return found
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
