@@ -329,22 +329,8 @@ def readable(conn: psycopg.Connection[Any], settings: Settings) -> sql.Composabl
     return store.identifier(settings.table)
 
 
-def count_older(conn: psycopg.Connection[Any], table: str, cutoff: datetime) -> int:
-    """How many rows of the iR Engine table were created before ``cutoff``."""
+def time_column(ir_engine: bool) -> sql.Identifier:
+    """The column holding a row's time: "createdAt" in the iR Engine table, else "timestamp"."""
     from psycopg import sql
 
-    row = conn.execute(
-        sql.SQL('SELECT count(*) FROM {} WHERE "createdAt" < %s').format(store.identifier(table)),
-        (cutoff,),
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def prune_query(table: str) -> sql.Composed:
-    """One batch of prune: rows created before the cutoff, oldest first, skipping locked ones."""
-    from psycopg import sql
-
-    return sql.SQL(
-        'DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE "createdAt" < %s '
-        "LIMIT %s FOR UPDATE SKIP LOCKED)"
-    ).format(t=store.identifier(table))
+    return sql.Identifier("createdAt" if ir_engine else "timestamp")

@@ -324,16 +324,14 @@ def _metric_status(
 
     table = store.identifier(settings.table)
     ir_engine = irengine.layout_of(conn, settings) == irengine.IR_ENGINE
+    column = irengine.time_column(ir_engine)
+    slot_of: sql.Composable = column
     if ir_engine:
         # The platform's old collector wrote "createdAt" at arbitrary times: a row anywhere
         # in a slot fills that slot (floored as collect floors the current time).
-        column = sql.Identifier("createdAt")
-        slot_of: sql.Composable = sql.SQL("date_bin({}, {}, {})").format(
+        slot_of = sql.SQL("date_bin({}, {}, {})").format(
             sql.Literal(settings.interval), column, sql.Literal(EPOCH)
         )
-    else:
-        column = sql.Identifier("timestamp")
-        slot_of = column
     # max/min on the (type, "timestamp") index: two probes, however long the history.
     row = conn.execute(
         sql.SQL("SELECT max({}), min({}) FROM {} WHERE type = %s").format(column, column, table),
@@ -412,11 +410,10 @@ def count_older(settings: Settings, cutoff: datetime) -> int:
             conn.read_only = True
             if not irengine.require_table(conn, settings):
                 return 0
-            if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
-                return irengine.count_older(conn, settings.table, cutoff)
+            ir_engine = irengine.layout_of(conn, settings) == irengine.IR_ENGINE
             row = conn.execute(
-                sql.SQL('SELECT count(*) FROM {} WHERE "timestamp" < %s').format(
-                    store.identifier(settings.table)
+                sql.SQL("SELECT count(*) FROM {} WHERE {} < %s").format(
+                    store.identifier(settings.table), irengine.time_column(ir_engine)
                 ),
                 (cutoff,),
             ).fetchone()
@@ -441,20 +438,20 @@ def prune(
     conn = connect(
         settings.store_dsn, settings, purpose="store", autocommit=True, retries=settings.retries
     )
-    table = store.identifier(settings.table)
-    # Each batch is its own transaction: row locks on at most batch_size rows, held briefly,
-    # so collect keeps inserting and readers never wait behind a long delete.
-    query = sql.SQL(
-        'DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE "timestamp" < %s '
-        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-    ).format(t=table)
     deleted = batches = 0
     try:
         with conn:
             if not irengine.require_table(conn, settings):
                 return 0, 0
-            if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
-                query = irengine.prune_query(settings.table)
+            ir_engine = irengine.layout_of(conn, settings) == irengine.IR_ENGINE
+            # Oldest first by the identity key; the iR Engine table's uuid ids have no order.
+            order = sql.SQL("" if ir_engine else "ORDER BY id")
+            # Each batch is its own transaction: row locks on at most batch_size rows, held
+            # briefly, so collect keeps inserting and readers never wait behind a long delete.
+            query = sql.SQL(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {c} < %s "
+                "{o} LIMIT %s FOR UPDATE SKIP LOCKED)"
+            ).format(t=store.identifier(settings.table), c=irengine.time_column(ir_engine), o=order)
             timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
             conn.execute(f"SET statement_timeout = {timeout_ms:d}")
             while True:
