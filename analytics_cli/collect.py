@@ -423,8 +423,7 @@ def _write_cycle(
     if jobs is None:
         jobs = plan(settings, specs, None)
     with conn.transaction():
-        wait_ms = int(max(settings.statement_timeout.total_seconds() * 2, 60) * 1000)
-        store.lock_slot(conn, settings.table, slot, wait_ms=wait_ms)
+        store.lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)
         plain, anything = (
             (set(), set()) if replace else store.stored_keys(conn, settings.table, slot)
         )

@@ -87,6 +87,13 @@ def one_line(message: str) -> str:
     return "; ".join(parts)
 
 
+def error_line(exc: Exception) -> str:
+    """A database error as one line: the server's primary message when there is one."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return one_line(primary or str(exc))
+
+
 def connect(
     dsn: str,
     settings: Settings,

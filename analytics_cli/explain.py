@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import connect, database_error, one_line
+from analytics_cli.db import connect, database_error, error_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -145,5 +145,5 @@ def _explain_one(
                     SeqScan(table, rows, filter_text, suggest_index(table, columns, filter_text))
                 )
     except psycopg.Error as exc:
-        plan.error = one_line(exc.diag.message_primary or str(exc))
+        plan.error = error_line(exc)
     return plan

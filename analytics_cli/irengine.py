@@ -276,8 +276,7 @@ def write_cycle(
 
     refuse_dimensional(settings, specs)
     with conn.transaction():
-        wait_ms = int(max(settings.statement_timeout.total_seconds() * 2, 60) * 1000)
-        store.lock_slot(conn, settings.table, slot, wait_ms=wait_ms)
+        store.lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)
         present = set() if replace else stored_types(conn, settings.table, slot)
         todo = [s for s in specs if s.type not in present]
         already = [MetricResult(s.type, "present") for s in specs if s.type in present]

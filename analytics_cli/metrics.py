@@ -195,9 +195,9 @@ def run_series(
                 query = _measured_series(conn, text, dims) + f"\nLIMIT {spec.max_series + 1:d}"
                 rows = conn.execute(query, params).fetchall()
     except psycopg.Error as exc:
-        from analytics_cli.db import one_line
+        from analytics_cli.db import error_line
 
-        return MetricFailure(spec.type, one_line(exc.diag.message_primary or str(exc)))
+        return MetricFailure(spec.type, error_line(exc))
     if "count" not in names:
         return MetricFailure(spec.type, f"query returned no column named count (got {names})")
     if sorted(names) != sorted(["count", *dims]):
@@ -248,7 +248,7 @@ def run_metric(
 
     if spec.dimensional:
         return run_series(conn, spec, slot=slot, interval=interval)
-    from analytics_cli.db import one_line
+    from analytics_cli.db import error_line
 
     params = {"slot": slot, "interval": interval}
     text = spec.sql.strip().rstrip(";")
@@ -267,9 +267,9 @@ def run_metric(
             names = ["count"]
         if "count" not in names:
             return MetricFailure(spec.type, f"query returned no column named count (got {names})")
-        return MetricFailure(spec.type, one_line(exc.diag.message_primary or str(exc)))
+        return MetricFailure(spec.type, error_line(exc))
     except psycopg.Error as exc:
-        return MetricFailure(spec.type, one_line(exc.diag.message_primary or str(exc)))
+        return MetricFailure(spec.type, error_line(exc))
     if len(rows) != 1:
         got = "no rows" if not rows else "more than one row"
         return MetricFailure(spec.type, f"query must return exactly one row, got {got}")

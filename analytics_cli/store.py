@@ -103,16 +103,20 @@ class SlotBusy(Exception):
     """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
 
 
-def lock_slot(conn: psycopg.Connection[Any], table: str, slot: datetime, *, wait_ms: int) -> None:
+def lock_slot(
+    conn: psycopg.Connection[Any], table: str, slot: datetime, *, statement_timeout: timedelta
+) -> None:
     """Take the transaction-scoped advisory lock of one slot of one table.
 
-    Waits up to ``wait_ms`` for a concurrent run, then raises SlotBusy. The key names the
+    Waits for a concurrent run (twice the statement timeout, at least a minute: long
+    enough for a holder to finish its queries), then raises SlotBusy. The key names the
     table by its oid, so ``analytics`` and ``public.analytics`` share one lock. The lock
     timeout stays set for the rest of the transaction: a later wait that runs out is a
     database error, not a busy slot.
     """
     import psycopg
 
+    wait_ms = int(max(statement_timeout.total_seconds() * 2, 60) * 1000)
     conn.execute(f"SET LOCAL lock_timeout = {wait_ms:d}")
     try:
         conn.execute(
