@@ -1154,7 +1154,7 @@ def _click_exception() -> type[Exception]:
     try:
         from typer._click.exceptions import ClickException
     except ImportError:  # Typer releases that use the separate click package
-        from click.exceptions import ClickException  # type: ignore[no-redef, import-not-found]
+        from click.exceptions import ClickException  # type: ignore[no-redef, import-not-found, assignment, unused-ignore]
     return ClickException
 
 

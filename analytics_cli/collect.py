@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,8 +18,8 @@ from analytics_cli.metrics import (
     Sample,
     Series,
     enabled_metrics,
-    run_metric,
 )
+from analytics_cli.sources.base import open_source
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
@@ -106,117 +104,6 @@ def number(value: Decimal | None) -> int | float | None:
     return float(value)
 
 
-def _begin_snapshot(conn: psycopg.Connection[Any], settings: Settings) -> None:
-    """Make the next statement open a READ ONLY, REPEATABLE READ transaction with a timeout."""
-    import psycopg
-
-    # psycopg opens the transaction itself (BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY)
-    # before the first statement; an explicit BEGIN here would only draw a warning.
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
-    timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
-    conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
-
-
-def _run_all(
-    conn: psycopg.Connection[Any],
-    specs: list[MetricSpec],
-    settings: Settings,
-    slot: datetime,
-    stop: threading.Event | None = None,
-) -> list[Outcome]:
-    """Run metrics one after another on one connection (until ``stop`` is set)."""
-    outcomes: list[Outcome] = []
-    for spec in specs:
-        if stop is not None and stop.is_set():
-            break
-        outcome = run_metric(conn, spec, slot=slot, interval=settings.interval)
-        if conn.broken:
-            detail = outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
-            raise DatabaseError(
-                f"lost the connection to the source database while running {spec.type}: {detail}"
-            )
-        outcomes.append(outcome)
-    return outcomes
-
-
-def read_source(
-    settings: Settings, specs: list[MetricSpec], slot: datetime
-) -> tuple[datetime, list[Outcome]]:
-    """Run every metric in ONE read-only repeatable-read snapshot; failures stay per metric."""
-    import psycopg
-
-    assert settings.source_dsn is not None
-    conn = connect(settings.source_dsn, settings, purpose="source", retries=settings.retries)
-    try:
-        with conn:
-            _begin_snapshot(conn, settings)
-            workers = min(settings.parallel, len(specs))
-            if workers > 1:
-                row = conn.execute("SELECT now(), pg_export_snapshot()").fetchone()
-                assert row is not None
-                collected_at: datetime = row[0]
-                outcomes = _run_parallel(conn, str(row[1]), specs, settings, slot, workers)
-            else:
-                row = conn.execute("SELECT now()").fetchone()
-                assert row is not None
-                collected_at = row[0]
-                outcomes = _run_all(conn, specs, settings, slot)
-            conn.rollback()
-            return collected_at, outcomes
-    except psycopg.Error as exc:
-        raise database_error(exc, settings.source_dsn, doing="source database error") from None
-
-
-def _run_parallel(
-    leader: psycopg.Connection[Any],
-    snapshot: str,
-    specs: list[MetricSpec],
-    settings: Settings,
-    slot: datetime,
-    workers: int,
-) -> list[Outcome]:
-    """Spread metrics over ``workers`` connections that all import the leader's snapshot."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from psycopg import sql
-
-    assert settings.source_dsn is not None
-    helpers: list[psycopg.Connection[Any]] = []
-    stop = threading.Event()
-    try:
-        for _ in range(workers - 1):
-            helper = connect(settings.source_dsn, settings, purpose="source")
-            helpers.append(helper)
-            _begin_snapshot(helper, settings)
-            # SET TRANSACTION SNAPSHOT takes a literal, not a bound parameter.
-            helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        conns = [leader, *helpers]
-        shares = [specs[i :: len(conns)] for i in range(len(conns))]
-        pool = ThreadPoolExecutor(max_workers=len(conns))
-        try:
-            futures = [
-                pool.submit(_run_all, c, share, settings, slot, stop)
-                for c, share in zip(conns, shares, strict=True)
-            ]
-            done = {o.type: o for future in futures for o in future.result()}
-        except BaseException:
-            # Interrupted or failed: no further metric starts, and the running queries are
-            # cancelled before the workers are joined (joining first would wait them out).
-            stop.set()
-            for conn in conns:
-                if not conn.closed:
-                    with contextlib.suppress(Exception):
-                        conn.cancel_safe(timeout=2)
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return [done[spec.type] for spec in specs]
-    finally:
-        for helper in helpers:
-            helper.close()
-
-
 # ---------------------------------------------------------------------------- several sources
 
 Job = tuple[MetricSpec, str | None]  # a metric and the [[source]] it runs on (None: single/HTTP)
@@ -287,21 +174,22 @@ def read_all(settings: Settings, jobs: list[Job], slot: datetime) -> list[Batch]
     A [[source]] that cannot be reached fails its own metrics only; with the single
     ``[source] dsn`` an unreachable database still stops the run (DatabaseError).
     """
-    from dataclasses import replace
-
     from analytics_cli.http_source import run_http_metric
 
     batches: list[Batch] = []
     single = [spec for spec, name in jobs if name is None and spec.http is None]
     if single:
-        at, outcomes = read_source(settings, single, slot)
-        batches.append(Batch(None, at, outcomes))
+        assert settings.source_dsn is not None
+        snap = open_source(settings.source_dsn, settings).read(single, slot)
+        batches.append(Batch(None, snap.collected_at, snap.outcomes))
     for source in settings.sources:
         mine = [spec for spec, name in jobs if name == source.name]
         if not mine:
             continue
+        assert source.dsn is not None
         try:
-            at, outcomes = read_source(replace(settings, source_dsn=source.dsn), mine, slot)
+            snap = open_source(source.dsn, settings).read(mine, slot)
+            at, outcomes = snap.collected_at, snap.outcomes
         except DatabaseError as exc:
             at = utcnow()
             outcomes = [MetricFailure(spec.type, str(exc)) for spec in mine]

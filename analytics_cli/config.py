@@ -72,6 +72,15 @@ class MetricSpec:
     max_series: int = DEFAULT_MAX_SERIES
     sources: tuple[str, ...] | None = None
     http: HttpSpec | None = None
+    # Built-ins: the text for each other engine, as (engine, sql); ``sql`` is PostgreSQL's.
+    # A custom metric has one text, written in the dialect of the sources it runs on.
+    dialects: tuple[tuple[str, str], ...] = ()
+
+    def sql_for(self, engine: str) -> str | None:
+        """The text that runs on ``engine``; None when a built-in has none for it."""
+        if not self.builtin or engine == "postgresql":
+            return self.sql
+        return dict(self.dialects).get(engine)
 
     @property
     def dimensional(self) -> bool:

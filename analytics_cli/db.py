@@ -8,9 +8,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
+from analytics_cli.dsn import describe, dsn_secrets, one_line, redact_dsn, scrub
 from analytics_cli.errors import ConfigError, DatabaseError
+
+# Re-exported: the redaction helpers live in dsn.py, a leaf every layer may import.
+__all__ = [
+    "connect",
+    "database_error",
+    "describe",
+    "dsn_secrets",
+    "error_line",
+    "one_line",
+    "redact_dsn",
+    "resolved",
+    "scrub",
+]
 
 if TYPE_CHECKING:
     import psycopg
@@ -18,73 +31,6 @@ if TYPE_CHECKING:
     from analytics_cli.config import Settings
 
 APPLICATION_NAME = "analytics-cli"
-_URI_PASSWORD = re.compile(r"^(postgres(?:ql)?://[^:/@?#]*:)([^@/?#]*)(@)", re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
-
-
-def dsn_secrets(dsn: str | None) -> set[str]:
-    """Every spelling of the password a connection string carries (raw and decoded)."""
-    if not dsn:
-        return set()
-    found: set[str] = set()
-    for pattern in (_URI_PASSWORD, _QUERY_PASSWORD):
-        for match in pattern.finditer(dsn):
-            found.add(match.group(2))
-    for match in _KV_PASSWORD.finditer(dsn):
-        value = match.group(2)
-        if value.startswith("'") and value.endswith("'") and len(value) >= 2:
-            value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
-        found.add(value)
-    found |= {unquote(s) for s in found}
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        password = conninfo_to_dict(dsn).get("password")
-        if password:
-            found.add(str(password))
-    except Exception:
-        pass
-    return {s for s in found if s}
-
-
-def redact_dsn(dsn: str) -> str:
-    """The connection string with any password replaced by ``***``."""
-    text = _URI_PASSWORD.sub(r"\1***\3", dsn)
-    text = _QUERY_PASSWORD.sub(r"\1***", text)
-    text = _KV_PASSWORD.sub(r"\1***", text)
-    return scrub(text, dsn_secrets(dsn))
-
-
-def scrub(message: str, secrets: set[str]) -> str:
-    """Remove every known secret from a message, longest first."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 1:
-            message = message.replace(secret, "***")
-    return message
-
-
-def describe(dsn: str) -> str:
-    """A short, password-free name for a database: ``user@host:port/dbname``."""
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        params = conninfo_to_dict(dsn)
-    except Exception:
-        return redact_dsn(dsn)
-    host = str(params.get("host") or params.get("hostaddr") or "local socket")
-    port = params.get("port")
-    user = params.get("user")
-    dbname = params.get("dbname")
-    where = f"{host}:{port}" if port else host
-    text = f"{user}@{where}" if user else where
-    return f"{text}/{dbname}" if dbname else text
-
-
-def one_line(message: str) -> str:
-    """Collapse a multi-line database message to one line."""
-    parts = [p.strip() for p in str(message).splitlines() if p.strip()]
-    return "; ".join(parts)
 
 
 def error_line(exc: Exception) -> str:

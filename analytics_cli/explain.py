@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.db import connect, database_error, error_line
+from analytics_cli.sources.base import FullScan, MetricPlan
 
 if TYPE_CHECKING:
     import psycopg
@@ -17,27 +17,6 @@ if TYPE_CHECKING:
 LARGE_TABLE_ROWS = 100_000
 _COMPARISON = re.compile(r'"?(\w+)"?\s*(=|<>|<=|>=|<|>)')
 _NEGATED = re.compile(r'NOT\s+"?(\w+)"?')
-
-
-@dataclass(frozen=True)
-class SeqScan:
-    """A sequential scan over a table, with the index that would avoid it."""
-
-    table: str
-    rows: int
-    filter: str
-    suggestion: str | None
-
-
-@dataclass
-class MetricPlan:
-    """One metric's plan: estimated cost, real time, flagged scans (or the error)."""
-
-    type: str
-    cost: float = 0.0
-    time_ms: float = 0.0
-    scans: list[SeqScan] = field(default_factory=list)
-    error: str | None = None
 
 
 def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -88,11 +67,20 @@ def suggest_index(table: str, columns: list[str], filter_text: str) -> str | Non
 
 
 def explain(settings: Settings, specs: list[MetricSpec], slot: datetime) -> list[MetricPlan]:
+    """Every metric's plan on the (first) source, through its engine's Source."""
+    from analytics_cli.sources.base import open_source
+
+    assert settings.source_dsn is not None
+    return open_source(settings.source_dsn, settings).explain(specs, slot)
+
+
+def explain_snapshot(
+    dsn: str, settings: Settings, specs: list[MetricSpec], slot: datetime
+) -> list[MetricPlan]:
     """EXPLAIN ANALYZE every metric in one read-only snapshot; the platform is never changed."""
     import psycopg
 
-    assert settings.source_dsn is not None
-    conn = connect(settings.source_dsn, settings, purpose="source", retries=settings.retries)
+    conn = connect(dsn, settings, purpose="source", retries=settings.retries)
     plans: list[MetricPlan] = []
     params = {"slot": slot, "interval": settings.interval}
     try:
@@ -105,7 +93,7 @@ def explain(settings: Settings, specs: list[MetricSpec], slot: datetime) -> list
                 plans.append(_explain_one(conn, spec, params))
             conn.rollback()
     except psycopg.Error as exc:
-        raise database_error(exc, settings.source_dsn, doing="source database error") from None
+        raise database_error(exc, dsn, doing="source database error") from None
     return plans
 
 
@@ -142,7 +130,7 @@ def _explain_one(
                     continue
                 filter_text = str(node.get("Filter", ""))
                 plan.scans.append(
-                    SeqScan(table, rows, filter_text, suggest_index(table, columns, filter_text))
+                    FullScan(table, rows, filter_text, suggest_index(table, columns, filter_text))
                 )
     except psycopg.Error as exc:
         plan.error = error_line(exc)

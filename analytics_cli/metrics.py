@@ -6,7 +6,6 @@ import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -16,7 +15,7 @@ from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 # Counts beyond this are refused: no platform metric is that large, a runaway query may be.
 MAX_ABS_COUNT = Decimal(10) ** 18
@@ -55,15 +54,35 @@ class Series:
 Outcome = Sample | Series | MetricFailure
 
 
+# The packs other than PostgreSQL's: same types and meaning, each in its engine's dialect.
+DIALECT_PACKS = ("mysql",)
+
+
+def _pack(engine: str) -> list[dict[str, Any]]:
+    path = resources.files("analytics_cli").joinpath("packs", f"{engine}.toml")
+    if not path.is_file():
+        return []
+    metrics: list[dict[str, Any]] = tomllib.loads(path.read_text("utf-8"))["metric"]
+    return metrics
+
+
 @cache
 def builtin_metrics() -> tuple[MetricSpec, ...]:
-    """The built-in iR Engine pack, read from the packaged ``metrics.toml``."""
+    """The built-in iR Engine pack: ``packs/postgresql.toml``, plus the other dialects' texts."""
+    from dataclasses import replace
+
     from analytics_cli.config import metric_spec
 
-    text = resources.files("analytics_cli").joinpath("metrics.toml").read_text("utf-8")
-    doc = tomllib.loads(text)
+    texts: dict[str, list[tuple[str, str]]] = {}
+    for engine in DIALECT_PACKS:
+        for item in _pack(engine):
+            texts.setdefault(item["type"], []).append((engine, item["sql"].strip()))
     return tuple(
-        metric_spec(m, where=f"metrics.toml: {m['type']}", builtin=True) for m in doc["metric"]
+        replace(
+            metric_spec(m, where=f"packs/postgresql.toml: {m['type']}", builtin=True),
+            dialects=tuple(texts.get(m["type"], ())),
+        )
+        for m in _pack("postgresql")
     )
 
 
@@ -139,147 +158,3 @@ def _as_count(value: object) -> Decimal:
     if abs(result) >= MAX_ABS_COUNT:
         raise ValueError(f"count {value} is out of range (|count| < 1e18)")
     return result
-
-
-def _columns(conn: psycopg.Connection[Any], text: str, params: dict[str, Any]) -> list[str]:
-    """The metric query's column names: planned, but no row is computed (LIMIT 0)."""
-    cur = conn.execute(f"SELECT * FROM (\n{text}\n) AS q LIMIT 0", params)
-    return [d.name for d in cur.description or []]
-
-
-def _measured(text: str) -> str:
-    """The metric's query with its count column size-checked by the server."""
-    # The newline ends a trailing "-- comment" in the metric's text before the parenthesis.
-    # Unqualified "count": q.count would silently become count(q), one row, when the
-    # query has no count column (PostgreSQL's functional notation).
-    return (
-        f"SELECT CASE WHEN octet_length(count::text) <= {MAX_COUNT_OCTETS:d} "
-        f"THEN count END AS count, octet_length(count::text) AS octets "
-        f"FROM (\n{text}\n) AS q"
-    )
-
-
-def _measured_series(conn: psycopg.Connection[Any], text: str, dimensions: tuple[str, ...]) -> str:
-    """Like _measured, plus each dimension as text, size-checked by the server."""
-    from psycopg import sql
-
-    columns = [
-        f"CASE WHEN octet_length(count::text) <= {MAX_COUNT_OCTETS:d} THEN count END",
-        "octet_length(count::text)",
-    ]
-    for name in dimensions:
-        # Unqualified, as in _measured: q.name could resolve to a function name(q).
-        col = sql.Identifier(name).as_string(conn)
-        columns.append(
-            f"CASE WHEN octet_length({col}::text) <= {MAX_DIMENSION_OCTETS:d} THEN {col}::text END"
-        )
-        columns.append(f"octet_length({col}::text)")
-    return f"SELECT {', '.join(columns)} FROM (\n{text}\n) AS q"
-
-
-def run_series(
-    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
-) -> Series | MetricFailure:
-    """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
-    import psycopg
-
-    params = {"slot": slot, "interval": interval}
-    dims = spec.dimensions
-    rows: list[Any] = []
-    try:
-        text = spec.sql.strip().rstrip(";")
-        with conn.transaction():
-            names = _columns(conn, text, params)
-            if "count" in names and sorted(names) == sorted(["count", *dims]):
-                # One row more than allowed tells "too many" without reading the rest.
-                query = _measured_series(conn, text, dims) + f"\nLIMIT {spec.max_series + 1:d}"
-                rows = conn.execute(query, params).fetchall()
-    except psycopg.Error as exc:
-        from analytics_cli.db import error_line
-
-        return MetricFailure(spec.type, error_line(exc))
-    if "count" not in names:
-        return MetricFailure(spec.type, f"query returned no column named count (got {names})")
-    if sorted(names) != sorted(["count", *dims]):
-        return MetricFailure(
-            spec.type,
-            f"query columns {names} do not match count plus dimensions {list(dims)}",
-        )
-    if len(rows) > spec.max_series:
-        return MetricFailure(
-            spec.type,
-            f"query returned more than max_series = {spec.max_series} rows; nothing was stored",
-        )
-    samples: list[Sample] = []
-    seen: set[tuple[Any, ...]] = set()
-    for row in rows:
-        value, octets = row[0], row[1]
-        if octets is not None and octets > MAX_COUNT_OCTETS:
-            return MetricFailure(
-                spec.type, f"count value is too large ({octets} bytes as text), not a count"
-            )
-        metadata: dict[str, Any] = {}
-        for i, name in enumerate(dims):
-            text_value, size = row[2 + 2 * i], row[3 + 2 * i]
-            if size is not None and size > MAX_DIMENSION_OCTETS:
-                return MetricFailure(
-                    spec.type, f"dimension {name} value is too long ({size} bytes)"
-                )
-            metadata[name] = text_value
-        key = tuple(metadata[name] for name in dims)
-        if key in seen:
-            return MetricFailure(
-                spec.type, f"query returned the dimensions {metadata} more than once"
-            )
-        seen.add(key)
-        try:
-            count = _as_count(value)
-        except ValueError as exc:
-            return MetricFailure(spec.type, f"{exc} (at {metadata})")
-        samples.append(Sample(spec.type, count, metadata))
-    return Series(spec.type, tuple(samples))
-
-
-def run_metric(
-    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
-) -> Outcome:
-    """Run one metric inside its own savepoint; any failure is returned, never raised."""
-    import psycopg
-
-    if spec.dimensional:
-        return run_series(conn, spec, slot=slot, interval=interval)
-    from analytics_cli.db import error_line
-
-    params = {"slot": slot, "interval": interval}
-    text = spec.sql.strip().rstrip(";")
-    try:
-        # LIMIT 2: a query returning millions of rows sends two; "more than one" is all
-        # that needs telling. Not a server-side cursor: cursors never run in parallel, and
-        # the big counts profit from parallel workers.
-        with conn.transaction():
-            rows = conn.execute(_measured(text) + "\nLIMIT 2", params).fetchall()
-    except psycopg.errors.UndefinedColumn as exc:
-        # Perhaps the query has no count column: name the columns it does have.
-        try:
-            with conn.transaction():
-                names = _columns(conn, text, params)
-        except psycopg.Error:
-            names = ["count"]
-        if "count" not in names:
-            return MetricFailure(spec.type, f"query returned no column named count (got {names})")
-        return MetricFailure(spec.type, error_line(exc))
-    except psycopg.Error as exc:
-        return MetricFailure(spec.type, error_line(exc))
-    if len(rows) != 1:
-        got = "no rows" if not rows else "more than one row"
-        return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
-    value, octets = rows[0]
-    if octets is not None and octets > MAX_COUNT_OCTETS:
-        return MetricFailure(
-            spec.type, f"count value is too large ({octets} bytes as text), not a count"
-        )
-    try:
-        count = _as_count(value)
-    except ValueError as exc:
-        return MetricFailure(spec.type, str(exc))
-    return Sample(spec.type, count)

@@ -1,0 +1,1 @@
+"""Sources: one consistent read-only snapshot of a platform database per cycle, per engine."""

@@ -1,0 +1,76 @@
+"""The Source seam: open one consistent read-only snapshot, run metric specs in it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.metrics import Outcome
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one source gave: when its snapshot was taken, and one outcome per metric spec."""
+
+    collected_at: datetime
+    outcomes: list[Outcome]
+
+
+@dataclass(frozen=True)
+class FullScan:
+    """A full scan over a large table, with the index that would avoid it."""
+
+    table: str
+    rows: int
+    filter: str
+    suggestion: str | None
+
+
+@dataclass
+class MetricPlan:
+    """One metric's plan: estimated cost, real time, flagged scans (or the error)."""
+
+    type: str
+    cost: float = 0.0
+    time_ms: float = 0.0
+    scans: list[FullScan] = field(default_factory=list)
+    error: str | None = None
+
+
+class Source(Protocol):
+    """A platform database of one engine, reached through one connection string.
+
+    ``read`` opens ONE consistent read-only snapshot, runs every spec in it (a failing or
+    hostile metric fails alone) and closes it; it raises DatabaseError only when the
+    database cannot be reached or the snapshot is lost. ``explain`` does the same with the
+    engine's plan of each query.
+    """
+
+    engine: str
+
+    def read(self, specs: Sequence[MetricSpec], slot: datetime) -> Snapshot:
+        """Every spec's outcome, all from one snapshot."""
+        ...
+
+    def explain(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
+        """Every spec's plan, cost and time, from one read-only snapshot."""
+        ...
+
+
+def open_source(dsn: str, settings: Settings) -> Source:
+    """The Source for a connection string, chosen by its engine (the DSN's scheme)."""
+    from analytics_cli.dsn import engine_of
+
+    engine = engine_of(dsn)
+    # Imported here: only the engine in use is loaded (and PyMySQL is an optional extra).
+    if engine == "mysql":
+        from analytics_cli.errors import ConfigError
+
+        raise ConfigError("mysql:// and mariadb:// sources are not available in this build")
+    from analytics_cli.sources.postgresql import PostgresSource
+
+    return PostgresSource(dsn, settings)
