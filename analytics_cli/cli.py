@@ -305,7 +305,7 @@ def collect(
     the slot's advisory lock, so re-runs and concurrent runs never duplicate.
     Exit 0 ok (or already collected), 1 some metrics failed, 2 config, 3 database.
     """
-    from analytics_cli import collect as collect_mod
+    from analytics_cli import cycle as collect_mod
     from analytics_cli import db, render
     from analytics_cli.metrics import enabled_metrics
     from analytics_cli.timeutil import parse_timestamp
@@ -334,7 +334,7 @@ def collect(
 @db_app.command("init")
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
-    from analytics_cli import collect as collect_mod
+    from analytics_cli import cycle as collect_mod
     from analytics_cli import db
 
     with handled():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ __all__ = [
     "redact_dsn",
     "resolved",
     "scrub",
+    "session",
+    "set_statement_timeout",
+    "store_session",
 ]
 
 if TYPE_CHECKING:
@@ -69,7 +73,9 @@ def connect(
     attempt = 0
     while True:
         try:
-            return psycopg.connect(dsn, autocommit=autocommit, **extra)
+            # No server-side prepared statements: they outlive the transaction, which a
+            # transaction-pooling pgbouncer hands to another client ("_pg3_0 already exists").
+            return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None, **extra)
         except psycopg.OperationalError as exc:
             if attempt < retries:
                 # Bounded backoff: 1 s, 2 s, 4 s ... nothing has been written yet.
@@ -85,6 +91,52 @@ def connect(
 def database_error(exc: Exception, dsn: str | None, *, doing: str) -> DatabaseError:
     """Wrap a psycopg error into a one-line DatabaseError with secrets removed."""
     return DatabaseError(f"{doing}: {scrub(one_line(str(exc)), dsn_secrets(dsn))}")
+
+
+def set_statement_timeout(conn: psycopg.Connection[Any], settings: Settings) -> None:
+    """Bound every statement of the current transaction (``SET LOCAL``: nothing outlives it)."""
+    timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
+    conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+
+
+@contextmanager
+def session(
+    settings: Settings,
+    *,
+    side: str,
+    doing: str,
+    read_only: bool = False,
+    dsn: str | None = None,
+    retries: int | None = None,
+) -> Iterator[psycopg.Connection[Any]]:
+    """The one way a job opens a connection: connect (with retries), a first transaction
+    bounded by the statement timeout, read-only if asked; any database error becomes a
+    one-line DatabaseError starting with ``doing``. Committed when the job ends without an
+    error, rolled back otherwise; the connection is closed either way."""
+    import psycopg
+
+    target = (
+        dsn if dsn is not None else (settings.store_dsn if side == "store" else settings.source_dsn)
+    )
+    assert target is not None
+    conn = connect(
+        target, settings, purpose=side, retries=settings.retries if retries is None else retries
+    )
+    try:
+        with conn:
+            if read_only:
+                conn.read_only = True
+            set_statement_timeout(conn, settings)
+            yield conn
+    except psycopg.Error as exc:
+        raise database_error(exc, target, doing=doing) from None
+
+
+def store_session(
+    settings: Settings, *, doing: str, read_only: bool = False
+) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+    """A session on the store database."""
+    return session(settings, side="store", doing=doing, read_only=read_only)
 
 
 @contextmanager

@@ -21,8 +21,8 @@ from analytics_cli.timeutil import floor_slot, utcnow
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.collect import CycleReport
     from analytics_cli.config import Settings
+    from analytics_cli.cycle import CycleReport
 
 # Every platform table the demo creates carries this comment; tables without it are never touched.
 MARKER = "created by analytics-cli demo"
@@ -585,7 +585,7 @@ def run(
     """Build the demo platform and collect its history (``settings`` must hold concrete DSNs)."""
     import psycopg
 
-    from analytics_cli.collect import ensure_store, run_cycle
+    from analytics_cli.cycle import ensure_store, run_cycle
     from analytics_cli.db import database_error
 
     started = time.monotonic()
@@ -716,7 +716,7 @@ def _run_large(
     progress: Progress | None,
 ) -> DemoResult:
     """Build a large platform server-side and collect the current slot once."""
-    from analytics_cli.collect import run_cycle
+    from analytics_cli.cycle import run_cycle
 
     first = last - timedelta(days=days)
     params = {

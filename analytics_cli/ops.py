@@ -21,7 +21,7 @@ from analytics_cli.timeutil import floor_slot, format_duration, iso, utcnow
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.collect import CycleReport
+    from analytics_cli.cycle import CycleReport
     from analytics_cli.metrics import MetricFailure, Sample
 
 DEFAULT_CONFIG_PATH = Path("analytics-cli.toml")
@@ -159,7 +159,7 @@ def check(settings: Settings) -> CheckReport:
     """Connect to both databases and run every enabled metric read-only; write nothing."""
     import psycopg
 
-    from analytics_cli.collect import flatten, plan, read_all
+    from analytics_cli.cycle import flatten, plan, read_all
     from analytics_cli.metrics import enabled_metrics
 
     specs = enabled_metrics(settings)

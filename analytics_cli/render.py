@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from analytics_cli.collect import CycleReport
+    from analytics_cli.cycle import CycleReport
 
 
 def format_count(value: Any) -> str:

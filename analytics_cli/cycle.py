@@ -1,4 +1,4 @@
-"""One collection cycle: slot, lock, snapshot, write, report."""
+"""One collection cycle: plan, read the sources, ONE write skeleton through the Layout, report."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from analytics_cli import irengine, store
 from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import connect, database_error
+from analytics_cli.db import set_statement_timeout, store_session
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MetricFailure,
@@ -23,7 +22,7 @@ from analytics_cli.sources.base import open_source
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 Status = Literal["stored", "replaced", "present", "failed", "checked"]
 
@@ -240,18 +239,11 @@ def _ordered(results: list[MetricResult], jobs: list[Job]) -> list[MetricResult]
 
 
 def ensure_store(settings: Settings) -> bool:
-    """Create the store table if it does not exist; True when it was created."""
-    import psycopg
+    """Create the store table if it does not exist; True when it was created (``db init``)."""
+    from analytics_cli.store.layout import ensure
 
-    assert settings.store_dsn is not None
-    conn = connect(settings.store_dsn, settings, purpose="store", retries=settings.retries)
-    try:
-        with conn, conn.transaction():
-            return irengine.ensure_table(conn, settings)
-    except psycopg.Error as exc:
-        raise database_error(
-            exc, settings.store_dsn, doing="cannot prepare the store table"
-        ) from None
+    with store_session(settings, doing="cannot prepare the store table") as conn:
+        return ensure(conn, settings)[1]
 
 
 def run_cycle(
@@ -264,8 +256,6 @@ def run_cycle(
     sources: list[str] | None = None,
 ) -> CycleReport:
     """Collect one slot: every metric once (per source), written together or not at all."""
-    import psycopg
-
     started = time.monotonic()
     specs = enabled_metrics(settings, only)
     jobs = plan(settings, specs, sources)
@@ -278,66 +268,57 @@ def run_cycle(
         report.results = _ordered(results, jobs)
         report.duration = time.monotonic() - started
         return report
-
-    ensure_store(settings)
-    assert settings.store_dsn is not None
-    conn = connect(settings.store_dsn, settings, purpose="store", retries=settings.retries)
-    try:
-        with conn:
-            _write_cycle(conn, settings, specs, slot, report, replace=replace, jobs=jobs)
-    except store.SlotBusy:
-        report.note = "another run holds this slot's lock; it collects the slot"
-        report.results = []
-    except psycopg.Error as exc:
-        raise database_error(
-            exc, settings.store_dsn, doing="store write failed, nothing was stored"
-        ) from None
+    write_slot(settings, jobs, slot, report, replace=replace)
     report.duration = time.monotonic() - started
     return report
 
 
-def _write_cycle(
-    conn: psycopg.Connection[Any],
-    settings: Settings,
-    specs: list[MetricSpec],
-    slot: datetime,
-    report: CycleReport,
-    *,
-    replace: bool,
-    jobs: list[Job] | None = None,
+def write_slot(
+    settings: Settings, jobs: list[Job], slot: datetime, report: CycleReport, *, replace: bool
 ) -> None:
-    if irengine.layout_of(conn, settings) == irengine.IR_ENGINE:
-        return irengine.write_cycle(conn, settings, specs, slot, report, replace=replace)
-    if jobs is None:
-        jobs = plan(settings, specs, None)
-    with conn.transaction():
-        store.lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)
-        plain, anything = (
-            (set(), set()) if replace else store.stored_keys(conn, settings.table, slot)
-        )
+    """The write skeleton, the same for every layout, on ONE store connection.
 
-        def stored(job: Job) -> bool:
-            # A dimensional metric may legitimately have rows for some values only: any row
-            # of its type (and source) means the slot was collected.
-            return (job[0].type, job[1]) in (anything if job[0].dimensional else plain)
+    First transaction: find (or create) the table. Second: the slot's lock, the presence
+    check, the sources read, every batch written; committed together or not at all.
+    """
+    from analytics_cli.store.layout import ensure
+    from analytics_cli.store.locks import SlotBusy, lock_slot
 
-        todo = [job for job in jobs if not stored(job)]
-        already = [MetricResult(s.type, "present", source=n) for s, n in jobs if stored((s, n))]
-        if not todo:
-            report.results = already
-            report.note = "slot already collected"
-            return
-        batches = read_all(settings, todo, slot)
-        report.collected_at = min(b.collected_at for b in batches)
-        results = []
-        for batch in batches:
-            if replace:
-                for outcome in batch.outcomes:
-                    if isinstance(outcome, Series):
-                        # Values that vanished since the first run must not linger.
-                        store.delete_series(conn, settings.table, slot, outcome.type, batch.source)
-            written = store.insert_samples(
-                conn, settings.table, slot, batch.collected_at, batch.samples(), replace=replace
-            )
-            results += _results(batch, "replaced" if replace else "stored", written)
-        report.results = _ordered(results + already, jobs)
+    with store_session(settings, doing="store write failed, nothing was stored") as conn:
+        layout, _ = ensure(conn, settings)
+        layout.refuse(settings, [spec for spec, _ in jobs])
+        conn.commit()
+        try:
+            with conn.transaction():
+                set_statement_timeout(conn, settings)
+                lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)
+                present = set() if replace else layout.present(conn, slot, jobs)
+                todo = [job for job in jobs if (job[0].type, job[1]) not in present]
+                already = [
+                    MetricResult(s.type, "present", source=n)
+                    for s, n in jobs
+                    if (s.type, n) in present
+                ]
+                if not todo:
+                    report.results = already
+                    report.note = "slot already collected"
+                    return
+                batches = read_all(settings, todo, slot)
+                report.collected_at = min(b.collected_at for b in batches)
+                results = []
+                status: Status = "replaced" if replace else "stored"
+                for batch in batches:
+                    batch.outcomes = [layout.fit(o) for o in batch.outcomes]
+                    written = layout.write(
+                        conn,
+                        slot,
+                        batch.collected_at,
+                        batch.source,
+                        batch.outcomes,
+                        replace=replace,
+                    )
+                    results += _results(batch, status, written)
+                report.results = _ordered(results + already, jobs)
+        except SlotBusy:
+            report.note = "another run holds this slot's lock; it collects the slot"
+            report.results = []

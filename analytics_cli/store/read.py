@@ -1,219 +1,20 @@
-"""The analytics table: schema, the slot lock, inserts, and the queries that read it back."""
+"""Reading the store back: selections, points, summaries, COPY statements, known types."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.errors import ConfigError
+from analytics_cli.store.names import identifier
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
-
-    from analytics_cli.metrics import Sample
-
-NATIVE_COLUMNS = ("id", "type", "count", "timestamp", "collected_at", "metadata")
-
-
-@cache
-def _schema_template() -> str:
-    return resources.files("analytics_cli").joinpath("schema.sql").read_text("utf-8")
-
-
-def identifier(table: str) -> sql.Identifier:
-    """The store table as a safely quoted identifier (``schema.table`` allowed)."""
-    from psycopg import sql
-
-    return sql.Identifier(*table.split("."))
-
-
-def _regclass_text(conn: psycopg.Connection[Any], table: str) -> str:
-    return identifier(table).as_string(conn)
-
-
-def table_columns(conn: psycopg.Connection[Any], table: str) -> list[str] | None:
-    """The table's column names in order, or None when it does not exist."""
-    row = conn.execute("SELECT to_regclass(%s)::oid", (_regclass_text(conn, table),)).fetchone()
-    if row is None or row[0] is None:
-        return None
-    cols = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
-        "AND NOT attisdropped ORDER BY attnum",
-        (row[0],),
-    ).fetchall()
-    return [c[0] for c in cols]
-
-
-def _foreign_table_error(table: str, columns: Sequence[str]) -> ConfigError:
-    found = ", ".join(columns) if columns else "no columns"
-    return ConfigError(
-        f"table {table!r} already exists with columns ({found}), which is not the "
-        f"analytics-cli layout ({', '.join(NATIVE_COLUMNS)}); it was left untouched",
-        hint='point [store] table at another name, for example table = "analytics_cli"',
-    )
-
-
-def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:
-    """Serialise table creation: concurrent first runs must not race on CREATE TABLE."""
-    # Keyed by schema-qualified name (an unqualified one gets current_schema()), and with
-    # no catalog lookup: to_regclass here would cache "no such table" for this backend.
-    schema, _, name = table.rpartition(".")
-    conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended("
-        "'analytics-cli:schema:' || coalesce(%s, current_schema()) || '.' || %s, 0))",
-        (schema or None, name),
-    )
-
-
-def ensure_table(conn: psycopg.Connection[Any], table: str) -> bool:
-    """Create the store table if missing (inside the caller's transaction); True if created."""
-    from psycopg import sql
-
-    lock_schema(conn, table)
-    columns = table_columns(conn, table)
-    if columns is not None:
-        if sorted(columns) != sorted(NATIVE_COLUMNS):
-            raise _foreign_table_error(table, columns)
-        return False
-    parts = table.split(".")
-    if len(parts) == 2:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(parts[0])))
-    conn.execute(sql.SQL(_schema_template()).format(table=identifier(table)))  # type: ignore[arg-type,unused-ignore]
-    return True
-
-
-def require_table(conn: psycopg.Connection[Any], table: str) -> bool:
-    """Check a table to read from: True if it exists with the native layout, False if absent."""
-    columns = table_columns(conn, table)
-    if columns is None:
-        return False
-    if sorted(columns) != sorted(NATIVE_COLUMNS):
-        raise _foreign_table_error(table, columns)
-    return True
-
-
-class SlotBusy(Exception):
-    """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
-
-
-def lock_slot(
-    conn: psycopg.Connection[Any], table: str, slot: datetime, *, statement_timeout: timedelta
-) -> None:
-    """Take the transaction-scoped advisory lock of one slot of one table.
-
-    Waits for a concurrent run (twice the statement timeout, at least a minute: long
-    enough for a holder to finish its queries), then raises SlotBusy. The key names the
-    table by its oid, so ``analytics`` and ``public.analytics`` share one lock. The lock
-    timeout stays set for the rest of the transaction: a later wait that runs out is a
-    database error, not a busy slot.
-    """
-    import psycopg
-
-    wait_ms = int(max(statement_timeout.total_seconds() * 2, 60) * 1000)
-    conn.execute(f"SET LOCAL lock_timeout = {wait_ms:d}")
-    try:
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended("
-            "'analytics-cli:slot:' || coalesce(to_regclass(%s)::oid::text, %s) || ':' || %s, 0))",
-            (_regclass_text(conn, table), table, slot.isoformat()),
-        )
-    except psycopg.errors.LockNotAvailable:
-        raise SlotBusy from None
-
-
-def stored_types(conn: psycopg.Connection[Any], table: str, slot: datetime) -> set[str]:
-    """Metric types that already have their plain (no dimensions) row for this slot."""
-    from psycopg import sql
-
-    query = sql.SQL(
-        "SELECT DISTINCT type FROM {} WHERE \"timestamp\" = %s AND metadata = '{{}}'::jsonb"
-    ).format(identifier(table))
-    return {row[0] for row in conn.execute(query, (slot,))}
-
-
-def stored_keys(
-    conn: psycopg.Connection[Any], table: str, slot: datetime
-) -> tuple[set[tuple[str, str | None]], set[tuple[str, str | None]]]:
-    """(type, source tag) pairs present for this slot: those with a plain row (no metadata
-    besides the source tag), and those with any row at all (dimensional metrics)."""
-    from psycopg import sql
-
-    query = sql.SQL(
-        "SELECT type, metadata->>'source', bool_or((metadata - 'source') = '{{}}'::jsonb) "
-        'FROM {} WHERE "timestamp" = %s GROUP BY 1, 2'
-    ).format(identifier(table))
-    plain: set[tuple[str, str | None]] = set()
-    anything: set[tuple[str, str | None]] = set()
-    for type_, source, is_plain in conn.execute(query, (slot,)):
-        anything.add((type_, source))
-        if is_plain:
-            plain.add((type_, source))
-    return plain, anything
-
-
-def delete_series(
-    conn: psycopg.Connection[Any], table: str, slot: datetime, type_: str, source: str | None
-) -> int:
-    """Delete a metric's rows of one slot (of one source tag, or untagged); returns how many."""
-    from psycopg import sql
-
-    tag = sql.SQL("metadata->>'source' = %s" if source is not None else "NOT metadata ? 'source'")
-    query = sql.SQL('DELETE FROM {} WHERE type = %s AND "timestamp" = %s AND {}').format(
-        identifier(table), tag
-    )
-    params: tuple[Any, ...] = (type_, slot, source) if source is not None else (type_, slot)
-    return conn.execute(query, params).rowcount
-
-
-def insert_samples(
-    conn: psycopg.Connection[Any],
-    table: str,
-    slot: datetime,
-    collected_at: datetime,
-    samples: Iterable[Sample],
-    *,
-    replace: bool = False,
-) -> dict[str, bool]:
-    """Insert one row per sample; returns type -> True if written, False if already there."""
-    from psycopg import sql
-
-    conflict = (
-        "DO UPDATE SET count = EXCLUDED.count, collected_at = EXCLUDED.collected_at"
-        if replace
-        else "DO NOTHING"
-    )
-    query = sql.SQL(
-        'INSERT INTO {} (type, count, "timestamp", collected_at, metadata) '
-        "VALUES (%s, %s, %s, %s, %s::jsonb) "
-        'ON CONFLICT (type, "timestamp", metadata) ' + conflict + " RETURNING type"
-    ).format(identifier(table))
-    result: dict[str, bool] = {}
-    for sample in samples:
-        row = conn.execute(
-            query,
-            (sample.type, sample.count, slot, collected_at, json.dumps(sample.metadata)),
-        ).fetchone()
-        # Several rows per type (dimensions): written when any of them was.
-        result[sample.type] = result.get(sample.type, False) or row is not None
-    return result
-
-
-@dataclass(frozen=True)
-class StoredRow:
-    """One row of the analytics table as read back."""
-
-    type: str
-    count: Decimal
-    timestamp: datetime
-    metadata: dict[str, Any]
-    collected_at: datetime
 
 
 def known_types(conn: psycopg.Connection[Any], table: str) -> list[str]:
@@ -247,8 +48,6 @@ def slot_count(since: datetime, until: datetime, interval: timedelta) -> int:
     return int((until - first - timedelta(microseconds=1)) // interval) + 1
 
 
-# ---------------------------------------------------------------------------- reading back
-
 # Buckets are aligned to a Monday midnight UTC so that daily and weekly buckets start on
 # calendar boundaries (date_bin's origin).
 BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
@@ -266,8 +65,9 @@ class Selection:
     types: tuple[str, ...] | None = None
     bucket: timedelta | None = None
     agg: str = "avg"
-    # "ir-engine": the platform's own table, read through irengine.relation's column mapping.
-    layout: str = "native"
+    # What to read from instead of the table itself: the layout's mapping of its columns to
+    # the native ones (Layout.selection sets it), None for the native table.
+    source: sql.Composable | None = None
     # --where key=value pairs: rows whose metadata contains all of them (jsonb @>).
     where: tuple[tuple[str, str], ...] = ()
     # --by key: one series per metadata value (bucketing keeps the values apart), limited
@@ -277,12 +77,8 @@ class Selection:
 
 
 def relation(sel: Selection) -> sql.Composable:
-    """What the read queries select from: the table itself, or the mapped iR Engine table."""
-    if sel.layout == "ir-engine":
-        from analytics_cli import irengine
-
-        return irengine.relation(sel.table)
-    return identifier(sel.table)
+    """What the read queries select from: the layout's relation, else the table itself."""
+    return sel.source if sel.source is not None else identifier(sel.table)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,55 @@
+"""The store: its layouts (native, ir-engine), locks, and the queries that read it back."""
+
+from __future__ import annotations
+
+from analytics_cli.store.locks import SlotBusy, lock_schema, lock_slot
+from analytics_cli.store.names import identifier
+from analytics_cli.store.native import NATIVE_COLUMNS, ensure_table, require_table
+from analytics_cli.store.read import (
+    AGGREGATES,
+    BUCKET_ORIGIN,
+    EXPORT_KEYS,
+    SHOW_KEYS,
+    Point,
+    Selection,
+    TypeSummary,
+    copy_statement,
+    count_points,
+    count_rows,
+    known_types,
+    read_points,
+    relation,
+    select_rows,
+    slot_count,
+    sparkline_values,
+    summaries,
+    top_values,
+)
+
+__all__ = [
+    "AGGREGATES",
+    "BUCKET_ORIGIN",
+    "EXPORT_KEYS",
+    "NATIVE_COLUMNS",
+    "SHOW_KEYS",
+    "Point",
+    "Selection",
+    "SlotBusy",
+    "TypeSummary",
+    "copy_statement",
+    "count_points",
+    "count_rows",
+    "ensure_table",
+    "identifier",
+    "known_types",
+    "lock_schema",
+    "lock_slot",
+    "read_points",
+    "relation",
+    "require_table",
+    "select_rows",
+    "slot_count",
+    "sparkline_values",
+    "summaries",
+    "top_values",
+]

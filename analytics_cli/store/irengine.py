@@ -1,0 +1,224 @@
+"""The ir-engine store layout: the platform's own analytics table, used exactly as it is."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from analytics_cli.errors import ConfigError
+from analytics_cli.store.names import identifier, regclass_text
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.metrics import Outcome
+    from analytics_cli.store.layout import Key
+
+IR_ENGINE = "ir-engine"
+
+# The table the platform's knex migration creates, as PostgreSQL's format_type names it.
+# Nullability and constraints are not part of the match: the columns and types are.
+SHAPE = (
+    ("id", "uuid"),
+    ("count", "integer"),
+    ("type", "character varying(255)"),
+    ("createdAt", "timestamp with time zone"),
+    ("updatedAt", "timestamp with time zone"),
+)
+SHAPE_TEXT = 'id uuid, count integer, type varchar(255), "createdAt", "updatedAt"'
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
+def table_shape(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]] | None:
+    """The table's (column, type) pairs in order, or None when it does not exist."""
+    row = conn.execute("SELECT to_regclass(%s)::oid", (regclass_text(conn, table),)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    rows = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (row[0],),
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def is_ir_engine(shape: Sequence[tuple[str, str]]) -> bool:
+    """True when the columns and their types are exactly the iR Engine analytics table's."""
+    return sorted(shape) == sorted(SHAPE)
+
+
+def accept(settings: Settings) -> IrEngineLayout:
+    """The ir-engine layout for the table, unless the config insists on the native one."""
+    from analytics_cli.store.layout import notice
+
+    if settings.layout == "native":
+        raise ConfigError(
+            f"table {settings.table!r} is the iR Engine's own analytics table "
+            f'({SHAPE_TEXT}) but [store] layout is "native"; it was left untouched',
+            hint='set [store] layout = "ir-engine" to collect into it, '
+            'or point [store] table at another name, for example table = "analytics_cli"',
+        )
+    if settings.layout != IR_ENGINE:
+        notice(
+            f"table {settings.table} has the iR Engine layout ({SHAPE_TEXT}): "
+            'reading and writing it in that layout (set [store] layout = "ir-engine" '
+            "to say so in the config)"
+        )
+    return IrEngineLayout(settings.table)
+
+
+def missing_table(settings: Settings) -> ConfigError:
+    """The error for ``layout = "ir-engine"`` when the platform's table is not there."""
+    return ConfigError(
+        f'[store] layout is "ir-engine" but table {settings.table!r} does not exist',
+        hint="the iR Engine's migrations create it: point [store] dsn at the platform "
+        "database, or remove [store] layout to let analytics-cli create its own table",
+    )
+
+
+def fit_count(outcome: Outcome) -> Outcome:
+    """A sample the integer ``count`` column can hold unchanged, or that metric's failure."""
+    from analytics_cli.metrics import MetricFailure, Sample
+
+    if isinstance(outcome, MetricFailure):
+        return outcome
+    if not isinstance(outcome, Sample) or outcome.metadata:
+        return MetricFailure(
+            outcome.type, "row has metadata, which the iR Engine table cannot store"
+        )
+    count = outcome.count
+    if count != count.to_integral_value():
+        return MetricFailure(
+            outcome.type,
+            f"count {count} is not a whole number; the iR Engine analytics table stores integers",
+        )
+    if not INT_MIN <= count <= INT_MAX:
+        return MetricFailure(
+            outcome.type,
+            f"count {count} does not fit the iR Engine analytics table's integer column "
+            f"({INT_MIN} to {INT_MAX})",
+        )
+    return outcome
+
+
+def refuse_rows_with_metadata(settings: Settings, specs: Sequence[MetricSpec]) -> None:
+    """Refuse metrics whose rows carry metadata: the iR Engine table has no column for it."""
+    names = [s.type for s in specs if s.dimensional]
+    if names:
+        raise ConfigError(
+            f"metric {', '.join(repr(n) for n in names)} has dimensions, which the iR Engine "
+            f"analytics table ({SHAPE_TEXT}) cannot store; nothing was collected",
+            hint="remove its dimensions, or store into an analytics-cli table: "
+            'set [store] table = "analytics_cli" (and remove [store] layout)',
+        )
+    if settings.sources:
+        raise ConfigError(
+            "[[source]] databases tag their rows with the source name, which the iR Engine "
+            f"analytics table ({SHAPE_TEXT}) cannot store; nothing was collected",
+            hint="use the single [source] dsn of the platform, "
+            'or set [store] table = "analytics_cli"',
+        )
+
+
+class IrEngineLayout:
+    """The platform's table on PostgreSQL: no unique key (none is added), integer counts.
+
+    The slot's advisory lock serialises runs, and the presence check happens inside the
+    same transaction, after the lock, so it sees what an earlier holder committed.
+    """
+
+    name = IR_ENGINE
+    time_column = "createdAt"
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def refuse(self, settings: Settings, specs: Sequence[MetricSpec]) -> None:
+        """Dimensional metrics and [[source]] tables: the table has no metadata column."""
+        refuse_rows_with_metadata(settings, specs)
+
+    def present(
+        self,
+        conn: psycopg.Connection[Any],
+        slot: datetime,
+        jobs: Sequence[tuple[MetricSpec, str | None]],
+    ) -> set[Key]:
+        """Jobs whose type already has a row whose "createdAt" is this slot's start."""
+        from psycopg import sql
+
+        query = sql.SQL('SELECT DISTINCT type FROM {} WHERE "createdAt" = %s').format(
+            identifier(self.table)
+        )
+        types = {row[0] for row in conn.execute(query, (slot,)) if row[0] is not None}
+        return {(spec.type, name) for spec, name in jobs if spec.type in types}
+
+    def fit(self, outcome: Outcome) -> Outcome:
+        """Whole numbers within the int column's range; anything else fails that metric."""
+        return fit_count(outcome)
+
+    def write(
+        self,
+        conn: psycopg.Connection[Any],
+        slot: datetime,
+        collected_at: datetime,
+        source: str | None,
+        outcomes: Sequence[Outcome],
+        *,
+        replace: bool,
+    ) -> dict[str, bool]:
+        """New rows with new UUIDs; ``replace`` updates the slot's rows in place (same ids)."""
+        from psycopg import sql
+
+        from analytics_cli.metrics import Sample
+
+        samples = [o for o in outcomes if isinstance(o, Sample)]
+        if not samples:
+            return {}
+        name = identifier(self.table)
+        types = [s.type for s in samples]
+        counts = [int(s.count) for s in samples]
+        done: set[str] = set()
+        if replace:
+            update = sql.SQL(
+                'UPDATE {} AS a SET count = r.c, "updatedAt" = %(at)s '
+                "FROM unnest(%(types)s::text[], %(counts)s::int[]) AS r(t, c) "
+                'WHERE a.type = r.t AND a."createdAt" = %(slot)s RETURNING a.type'
+            ).format(name)
+            params = {"at": collected_at, "types": types, "counts": counts, "slot": slot}
+            done = {row[0] for row in conn.execute(update, params)}
+        rest = [s for s in samples if s.type not in done]
+        if rest:
+            insert = sql.SQL(
+                'INSERT INTO {} (id, count, type, "createdAt", "updatedAt") '
+                "SELECT i, c, t, %(slot)s, %(at)s "
+                "FROM unnest(%(ids)s::uuid[], %(counts)s::int[], %(types)s::text[]) AS r(i, c, t)"
+            ).format(name)
+            conn.execute(
+                insert,
+                {
+                    "slot": slot,
+                    "at": collected_at,
+                    "ids": [uuid.uuid4() for _ in rest],
+                    "counts": [int(s.count) for s in rest],
+                    "types": [s.type for s in rest],
+                },
+            )
+        return dict.fromkeys(types, True)
+
+    def relation(self) -> sql.Composable:
+        """The table as the native columns, for the read queries (a derived table).
+
+        "createdAt" is the timestamp, "updatedAt" the collection time, metadata is always
+        ``{}``. Rows without a type or a count (never written by a collector) are left out.
+        """
+        from psycopg import sql
+
+        return sql.SQL(
+            '(SELECT id, type::text AS type, count::numeric AS count, "createdAt" AS "timestamp", '
+            "\"updatedAt\" AS collected_at, '{{}}'::jsonb AS metadata FROM {table} "
+            "WHERE type IS NOT NULL AND count IS NOT NULL) AS {alias}"
+        ).format(table=identifier(self.table), alias=sql.Identifier(self.table.split(".")[-1]))

@@ -1,0 +1,153 @@
+"""The Layout seam: how a store table is detected, refused, checked for a slot, written, read."""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.metrics import Outcome
+    from analytics_cli.store.read import Selection
+
+# A metric and the [[source]] it runs on (None: the single source, or an HTTP metric).
+Key = tuple[str, str | None]
+
+
+class Layout(Protocol):
+    """One shape of store table. Commands ask it for their SQL differences, never its name."""
+
+    name: str
+    table: str
+    # The column holding a row's slot time (status, prune).
+    time_column: str
+
+    def refuse(self, settings: Settings, specs: Sequence[MetricSpec]) -> None:
+        """Raise ConfigError, before anything is counted, for metrics this table cannot hold."""
+        ...
+
+    def present(
+        self,
+        conn: psycopg.Connection[Any],
+        slot: datetime,
+        jobs: Sequence[tuple[MetricSpec, str | None]],
+    ) -> set[Key]:
+        """The (type, source) keys among ``jobs`` that already have their rows for ``slot``."""
+        ...
+
+    def fit(self, outcome: Outcome) -> Outcome:
+        """The outcome as this table can store it unchanged, or that metric's failure."""
+        ...
+
+    def write(
+        self,
+        conn: psycopg.Connection[Any],
+        slot: datetime,
+        collected_at: datetime,
+        source: str | None,
+        outcomes: Sequence[Outcome],
+        *,
+        replace: bool,
+    ) -> dict[str, bool]:
+        """Write (or replace) one batch's rows in a constant number of round trips.
+
+        Returns type -> True when written, False when the row was already there.
+        """
+        ...
+
+    def relation(self) -> sql.Composable:
+        """What the read queries select from, with the native column names."""
+        ...
+
+
+# ---------------------------------------------------------------------------- notices
+
+_said: set[str] = set()
+_listener: Callable[[str], None] | None = None
+
+
+def listen(callback: Callable[[str], None]) -> None:
+    """Send layout notices to ``callback`` from now on, each at most once (one command)."""
+    global _listener
+    _listener = callback
+    _said.clear()
+
+
+def notice(message: str) -> None:
+    """Tell the user something about the table's layout, once per command."""
+    if message in _said:
+        return
+    _said.add(message)
+    if _listener is not None:
+        _listener(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- detection
+
+# Per connection and table: the layout found. A command asks several times on one
+# connection (status asks per metric); the catalog is read once.
+_found: weakref.WeakKeyDictionary[Any, dict[str, Layout]] = weakref.WeakKeyDictionary()
+
+
+def detect(conn: psycopg.Connection[Any], settings: Settings) -> Layout | None:
+    """The store table's layout, None when the table does not exist.
+
+    A table of another shape, or one that contradicts ``[store] layout``, is refused
+    (ConfigError). No transaction is left open behind a caller that had none.
+    """
+    from psycopg import pq
+
+    from analytics_cli.store import irengine, native
+
+    known = _found.get(conn, {})
+    if settings.table in known:
+        return known[settings.table]
+    idle = conn.info.transaction_status == pq.TransactionStatus.IDLE
+    shape = irengine.table_shape(conn, settings.table)
+    if shape is not None and not irengine.is_ir_engine(shape):
+        # Raises the usual "not the analytics-cli layout" error for any other shape.
+        native.require_table(conn, settings.table)
+    if idle and not conn.autocommit:
+        # The caller's own transaction() must be the outermost one (a nested one would only
+        # be a savepoint).
+        conn.rollback()
+    if shape is None:
+        return None
+    accept = irengine.accept if irengine.is_ir_engine(shape) else native.accept
+    layout: Layout = accept(settings)
+    _found.setdefault(conn, {})[settings.table] = layout
+    return layout
+
+
+def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, bool]:
+    """The layout of the store table, creating a native table when none exists (inside the
+    caller's transaction); True when it was created. An iR Engine table is used as it is."""
+    from analytics_cli.store import irengine, native
+    from analytics_cli.store.locks import lock_schema
+
+    # The creation lock comes before any catalog lookup: a lookup made first would leave a
+    # cached "no such table" in this backend that a concurrent CREATE does not invalidate.
+    lock_schema(conn, settings.table)
+    layout = detect(conn, settings)
+    if layout is not None:
+        return layout, False
+    if settings.layout == irengine.IR_ENGINE:
+        raise irengine.missing_table(settings)
+    created = native.ensure_table(conn, settings.table)
+    layout = native.accept(settings)
+    _found.setdefault(conn, {})[settings.table] = layout
+    return layout, created
+
+
+def selection(layout: Layout, sel: Selection) -> Selection:
+    """The selection set to read ``layout``'s table through its relation."""
+    return replace(sel, source=layout.relation())

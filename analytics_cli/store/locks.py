@@ -1,0 +1,52 @@
+"""Transaction-scoped advisory locks of the PostgreSQL store: table creation, and one slot."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from analytics_cli.store.names import regclass_text
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:
+    """Serialise table creation: concurrent first runs must not race on CREATE TABLE."""
+    # Keyed by schema-qualified name (an unqualified one gets current_schema()), and with
+    # no catalog lookup: to_regclass here would cache "no such table" for this backend.
+    schema, _, name = table.rpartition(".")
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended("
+        "'analytics-cli:schema:' || coalesce(%s, current_schema()) || '.' || %s, 0))",
+        (schema or None, name),
+    )
+
+
+class SlotBusy(Exception):
+    """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
+
+
+def lock_slot(
+    conn: psycopg.Connection[Any], table: str, slot: datetime, *, statement_timeout: timedelta
+) -> None:
+    """Take the transaction-scoped advisory lock of one slot of one table.
+
+    Waits for a concurrent run (twice the statement timeout, at least a minute: long
+    enough for a holder to finish its queries), then raises SlotBusy. The key names the
+    table by its oid, so ``analytics`` and ``public.analytics`` share one lock. The lock
+    timeout stays set for the rest of the transaction: a later wait that runs out is a
+    database error, not a busy slot.
+    """
+    import psycopg
+
+    wait_ms = int(max(statement_timeout.total_seconds() * 2, 60) * 1000)
+    conn.execute(f"SET LOCAL lock_timeout = {wait_ms:d}")
+    try:
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended("
+            "'analytics-cli:slot:' || coalesce(to_regclass(%s)::oid::text, %s) || ':' || %s, 0))",
+            (regclass_text(conn, table), table, slot.isoformat()),
+        )
+    except psycopg.errors.LockNotAvailable:
+        raise SlotBusy from None
