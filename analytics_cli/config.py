@@ -332,7 +332,7 @@ def _mixed_sources(text: str) -> bool:
 
 
 def _has_password(dsn: str) -> bool:
-    from analytics_cli.db import dsn_secrets
+    from analytics_cli.dsn import dsn_secrets
 
     return bool(dsn_secrets(dsn))
 
@@ -445,7 +445,7 @@ def metric_spec(item: Mapping[str, Any], *, where: str, builtin: bool) -> Metric
                 raise ConfigError(f"{where}.http.{key} is empty")
         if not conf["url"].startswith(("http://", "https://")):
             raise ConfigError(f"{where}.http.url must start with http:// or https://")
-        from analytics_cli.http_source import parse_path
+        from analytics_cli.jsonpath import parse_path
 
         parse_path(conf["path"], where=f"{where}.http.path")
         timeout = _duration(Path(where), "http.timeout", conf.get("timeout", DEFAULT_HTTP_TIMEOUT))
@@ -567,7 +567,7 @@ def _resolve_sources(
 
 def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
     """The effective configuration as a TOML-ready document (passwords redacted)."""
-    from analytics_cli.db import redact_dsn
+    from analytics_cli.dsn import redact_dsn
 
     def show(dsn: str | None) -> str | None:
         if dsn is None:

@@ -173,7 +173,7 @@ def read_all(settings: Settings, jobs: list[Job], slot: datetime) -> list[Batch]
     A [[source]] that cannot be reached fails its own metrics only; with the single
     ``[source] dsn`` an unreachable database still stops the run (DatabaseError).
     """
-    from analytics_cli.http_source import run_http_metric
+    from analytics_cli.sources.http import run_http_metric
 
     batches: list[Batch] = []
     single = [spec for spec, name in jobs if name is None and spec.http is None]

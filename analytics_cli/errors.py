@@ -25,12 +25,6 @@ class DatabaseError(AnalyticsError):
     exit_code = 3
 
 
-class MetricError(AnalyticsError):
-    """A metric's query failed or returned something other than one numeric count."""
-
-    exit_code = 1
-
-
 class Interrupted(KeyboardInterrupt):
     """Raised from the SIGTERM handler so that open transactions roll back like on Ctrl-C."""
 

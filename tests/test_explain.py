@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics_cli.explain import suggest_index
+from analytics_cli.sources.postgresql import suggest_index
 from tests.conftest import Databases, cli
 
 ATTENDANCE_COLUMNS = ["id", "sceneId", "isChannel", "ended", "userId", "instanceId", "createdAt"]

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analytics_cli import http_source
 from analytics_cli.config import HttpSpec, MetricSpec
 from analytics_cli.errors import ConfigError
-from analytics_cli.http_source import evaluate, parse_path, parse_quantity
+from analytics_cli.jsonpath import evaluate, parse_path, parse_quantity
 from analytics_cli.metrics import builtin_metrics
+from analytics_cli.sources import http as http_source
 from tests.conftest import Databases, cli
 
 AT = "2026-11-29T10:10:00Z"
