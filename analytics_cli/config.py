@@ -111,6 +111,10 @@ class Settings:
     warnings: tuple[str, ...] = field(default=())
     # [[source]] tables; empty means the single [source] dsn (rows stay untagged).
     sources: tuple[SourceSpec, ...] = ()
+    # Where cycles wait when the store cannot be written ([store] spool); None: the default
+    # folder under $XDG_STATE_HOME. spool_enabled False: --no-spool or [store] spool = false.
+    spool_dir: str | None = None
+    spool_enabled: bool = True
 
     @property
     def table_parts(self) -> tuple[str, ...]:
@@ -125,7 +129,7 @@ class Settings:
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "source": {"dsn": str},
-    "store": {"dsn": str, "table": str, "layout": str},
+    "store": {"dsn": str, "table": str, "layout": str, "spool": (str, bool)},
     "collect": {
         "interval": str,
         "statement_timeout": str,
@@ -201,10 +205,12 @@ def _type_name(expected: type | tuple[type, ...]) -> str:
 
 
 def _check_type(path: Path, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
-    if expected is bool:
-        wrong = not isinstance(value, bool)
+    allowed = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool):
+        # true/false is a bool only where a bool is asked for (TOML's bool is not an int).
+        wrong = bool not in allowed
     else:
-        wrong = isinstance(value, bool) or not isinstance(value, expected)
+        wrong = not isinstance(value, tuple(t for t in allowed if t is not bool))
     if wrong:
         raise ConfigError(
             f"{path}: {key} must be {_type_name(expected)}, got {type(value).__name__}"
@@ -391,6 +397,9 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
                 f"run: chmod 600 {path} (or move the password to PGPASSFILE)"
             )
     ping_url = collect.get("ping_url")
+    spool = store.get("spool", True)
+    if isinstance(spool, str) and not spool.strip():
+        raise ConfigError(f"{where}: store.spool is empty", hint="a folder, or spool = false")
     return Settings(
         path=path,
         source_dsn=source.get("dsn"),
@@ -417,6 +426,8 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         ping_url=ping_url,
         warnings=tuple(warnings),
         sources=sources,
+        spool_dir=spool if isinstance(spool, str) else None,
+        spool_enabled=spool is not False,
     )
 
 
@@ -588,6 +599,10 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
     doc["store"] = {**({"dsn": store} if store is not None else {}), "table": settings.table}
     if settings.layout != "auto":
         doc["store"]["layout"] = settings.layout
+    if not settings.spool_enabled:
+        doc["store"]["spool"] = False
+    elif settings.spool_dir is not None:
+        doc["store"]["spool"] = settings.spool_dir
     collect: dict[str, Any] = {
         "interval": format_duration(settings.interval),
         "statement_timeout": format_duration(settings.statement_timeout),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.db import set_statement_timeout, store_session
-from analytics_cli.errors import DatabaseError
+from analytics_cli.errors import DatabaseError, StoreError
 from analytics_cli.metrics import (
     MetricFailure,
     Outcome,
@@ -22,7 +22,7 @@ from analytics_cli.sources.base import open_source
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
-    pass
+    from analytics_cli.store.layout import Layout
 
 Status = Literal["stored", "replaced", "present", "failed", "checked"]
 
@@ -52,6 +52,8 @@ class CycleReport:
     duration: float = 0.0
     dry_run: bool = False
     note: str | None = None
+    # Spooled cycles of earlier runs written before this one.
+    replayed: int = 0
 
     @property
     def failed(self) -> list[MetricResult]:
@@ -278,47 +280,133 @@ def write_slot(
 ) -> None:
     """The write skeleton, the same for every layout, on ONE store connection.
 
-    First transaction: find (or create) the table. Second: the slot's lock, the presence
-    check, the sources read, every batch written; committed together or not at all.
+    First transaction: find (or create) the table, then write any spooled cycles. Second:
+    the slot's lock, the presence check, the sources read, every batch written; committed
+    together or not at all. When the store fails, the batches read go to the spool.
     """
     from analytics_cli.store.layout import ensure
-    from analytics_cli.store.locks import SlotBusy, lock_slot
+    from analytics_cli.store.locks import SlotBusy
 
-    with store_session(settings, doing="store write failed, nothing was stored") as conn:
-        layout, _ = ensure(conn, settings)
-        layout.refuse(settings, [spec for spec, _ in jobs])
-        conn.commit()
+    batches: list[Batch] | None = None
+    try:
+        with store_session(settings, doing="store write failed, nothing was stored") as conn:
+            layout, _ = ensure(conn, settings)
+            layout.refuse(settings, [spec for spec, _ in jobs])
+            conn.commit()
+            if settings.spool_enabled:
+                report.replayed = replay(conn, layout, settings)
+            try:
+                with conn.transaction():
+                    _lock(conn, settings, slot)
+                    present = set() if replace else layout.present(conn, slot, jobs)
+                    todo = [job for job in jobs if (job[0].type, job[1]) not in present]
+                    already = [
+                        MetricResult(s.type, "present", source=n)
+                        for s, n in jobs
+                        if (s.type, n) in present
+                    ]
+                    if not todo:
+                        report.results = already
+                        report.note = "slot already collected"
+                        return
+                    batches = read_all(settings, todo, slot)
+                    for batch in batches:
+                        batch.outcomes = [layout.fit(o) for o in batch.outcomes]
+                    report.collected_at = min(b.collected_at for b in batches)
+                    status: Status = "replaced" if replace else "stored"
+                    results = []
+                    for batch in batches:
+                        written = layout.write(
+                            conn,
+                            slot,
+                            batch.collected_at,
+                            batch.source,
+                            batch.outcomes,
+                            replace=replace,
+                        )
+                        results += _results(batch, status, written)
+                    report.results = _ordered(results + already, jobs)
+            except SlotBusy:
+                report.note = "another run holds this slot's lock; it collects the slot"
+                report.results = []
+    except StoreError as exc:
+        if not settings.spool_enabled:
+            raise
+        if batches is None:
+            # The store failed before the sources were read: read them now, the numbers of
+            # this slot cannot be counted later.
+            batches = read_all(settings, jobs, slot)
+        raise _spooled(exc, settings, slot, batches, replace=replace) from None
+
+
+def _lock(conn: Any, settings: Settings, slot: datetime) -> None:
+    from analytics_cli.store.locks import lock_slot
+
+    set_statement_timeout(conn, settings)
+    lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)
+
+
+def _spooled(
+    exc: StoreError, settings: Settings, slot: datetime, batches: list[Batch], *, replace: bool
+) -> StoreError:
+    """Write the slot's rows to the spool; the error the run ends with says where they wait."""
+    from analytics_cli import spool
+
+    cycle = spool.Spooled(
+        settings.table,
+        slot,
+        replace,
+        tuple(spool.from_outcomes(b.source, b.collected_at, b.outcomes) for b in batches),
+    )
+    folder = spool.spool_dir(settings)
+    try:
+        path = spool.write(folder, cycle)
+    except OSError as os_exc:
+        return StoreError(
+            f"{exc}; the slot could not be spooled either ({folder}: {os_exc.strerror})"
+        )
+    return StoreError(
+        f"{exc}; slot {iso(slot)} spooled ({cycle.rows} rows) to {path}",
+        hint="the next run that reaches the store writes it first",
+    )
+
+
+def replay(conn: Any, layout: Layout, settings: Settings) -> int:
+    """Write every spooled cycle of this table, oldest first, each in its own transaction
+    under its slot's lock, then remove its file. Returns how many slots were written.
+
+    A replay that dies after its commit and before the file is removed is harmless: the
+    presence check of the next replay finds the rows, and nothing is written twice.
+    """
+    from analytics_cli import spool
+    from analytics_cli.store.layout import notice
+    from analytics_cli.store.locks import SlotBusy
+
+    done = 0
+    for path, cycle in spool.readable(spool.spool_dir(settings), notice):
+        if cycle.table != settings.table:
+            continue
+        jobs = [e.job for b in cycle.batches for e in b.entries]
         try:
             with conn.transaction():
-                set_statement_timeout(conn, settings)
-                lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)
-                present = set() if replace else layout.present(conn, slot, jobs)
-                todo = [job for job in jobs if (job[0].type, job[1]) not in present]
-                already = [
-                    MetricResult(s.type, "present", source=n)
-                    for s, n in jobs
-                    if (s.type, n) in present
-                ]
-                if not todo:
-                    report.results = already
-                    report.note = "slot already collected"
-                    return
-                batches = read_all(settings, todo, slot)
-                report.collected_at = min(b.collected_at for b in batches)
-                results = []
-                status: Status = "replaced" if replace else "stored"
-                for batch in batches:
-                    batch.outcomes = [layout.fit(o) for o in batch.outcomes]
-                    written = layout.write(
+                _lock(conn, settings, cycle.slot)
+                present = set() if cycle.replace else layout.present(conn, cycle.slot, jobs)
+                for batch in cycle.batches:
+                    outcomes = [
+                        layout.fit(o)
+                        for o in batch.outcomes()
+                        if (o.type, batch.source) not in present
+                    ]
+                    layout.write(
                         conn,
-                        slot,
+                        cycle.slot,
                         batch.collected_at,
                         batch.source,
-                        batch.outcomes,
-                        replace=replace,
+                        outcomes,
+                        replace=cycle.replace,
                     )
-                    results += _results(batch, status, written)
-                report.results = _ordered(results + already, jobs)
         except SlotBusy:
-            report.note = "another run holds this slot's lock; it collects the slot"
-            report.results = []
+            continue  # another run holds that slot: it replays the file, or the next run does
+        path.unlink(missing_ok=True)
+        done += 1
+    return done

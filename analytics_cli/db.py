@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.dsn import describe, dsn_secrets, one_line, redact_dsn, scrub
-from analytics_cli.errors import ConfigError, DatabaseError
+from analytics_cli.errors import ConfigError, DatabaseError, StoreError
 
 # Re-exported: the redaction helpers live in dsn.py, a leaf every layer may import.
 __all__ = [
@@ -119,9 +119,16 @@ def session(
         dsn if dsn is not None else (settings.store_dsn if side == "store" else settings.source_dsn)
     )
     assert target is not None
-    conn = connect(
-        target, settings, purpose=side, retries=settings.retries if retries is None else retries
-    )
+    # Store failures are typed apart: a cycle whose store fails can still be spooled.
+    error = StoreError if side == "store" else DatabaseError
+    try:
+        conn = connect(
+            target, settings, purpose=side, retries=settings.retries if retries is None else retries
+        )
+    except StoreError:
+        raise
+    except DatabaseError as exc:
+        raise error(str(exc), hint=exc.hint) from None
     try:
         with conn:
             if read_only:
@@ -129,7 +136,7 @@ def session(
             set_statement_timeout(conn, settings)
             yield conn
     except psycopg.Error as exc:
-        raise database_error(exc, target, doing=doing) from None
+        raise error(str(database_error(exc, target, doing=doing))) from None
 
 
 def store_session(

@@ -25,6 +25,10 @@ class DatabaseError(AnalyticsError):
     exit_code = 3
 
 
+class StoreError(DatabaseError):
+    """The store could not be reached or written: the cycle may still be spooled."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Raised from the SIGTERM handler so that open transactions roll back like on Ctrl-C."""
 
