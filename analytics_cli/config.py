@@ -72,6 +72,8 @@ class MetricSpec:
     max_series: int = DEFAULT_MAX_SERIES
     sources: tuple[str, ...] | None = None
     http: HttpSpec | None = None
+    # The [[query]] that fills this metric (with others): its column named after the type.
+    query: str | None = None
     # Built-ins: the text for each other engine, as (engine, sql); ``sql`` is PostgreSQL's.
     # A custom metric has one text, written in the dialect of the sources it runs on.
     dialects: tuple[tuple[str, str], ...] = ()
@@ -149,7 +151,18 @@ _METRIC_KEYS: dict[str, type] = {
     "max_series": int,
     "sources": list,
     "http": dict,
+    "query": str,
 }
+# A [[query]] feeds several metrics: one numeric column per metric type, named after it.
+_QUERY_KEYS: dict[str, type] = {
+    "name": str,
+    "sql": str,
+    "dimensions": list,
+    "max_series": int,
+    "sources": list,
+}
+# What a metric filled by a query takes from it (and so may not set itself).
+_FROM_QUERY = ("sql", "dimensions", "max_series", "sources")
 _HTTP_KEYS: dict[str, type] = {
     "url": str,
     "path": str,
@@ -288,8 +301,30 @@ def parse_file(path: Path) -> dict[str, Any]:
                             raise ConfigError(f"{path}: {where}.http is missing {key!r}")
                     if "sql" in item:
                         raise ConfigError(f"{path}: {where} has both sql and http; choose one")
+                if "query" in item:
+                    for key in (*_FROM_QUERY, "http"):
+                        if key in item:
+                            raise ConfigError(
+                                f"{path}: {where} is filled by query {item['query']!r}; "
+                                f"its {key} belongs to that [[query]]",
+                                hint="a metric has one of sql, http or query",
+                            )
                 for key in ("type", "sql"):
-                    if key not in item and not (key == "sql" and "http" in item):
+                    if key not in item and not (
+                        key == "sql" and ("http" in item or "query" in item)
+                    ):
+                        raise ConfigError(f"{path}: {where} is missing {key!r}")
+            continue
+        if section == "query":
+            if not isinstance(value, list):
+                raise ConfigError(f"{path}: query must be an array of tables ([[query]])")
+            for index, item in enumerate(value):
+                where = f"query[{index}]"
+                if not isinstance(item, dict):
+                    raise ConfigError(f"{path}: {where} must be a table")
+                _check_keys(path, where, item, _QUERY_KEYS)
+                for key in ("name", "sql"):
+                    if key not in item:
                         raise ConfigError(f"{path}: {where} is missing {key!r}")
             continue
         if section == "source" and isinstance(value, list):
@@ -306,7 +341,7 @@ def parse_file(path: Path) -> dict[str, Any]:
         if section not in _SCHEMA:
             raise ConfigError(
                 f"{path}: unknown section or key {section!r}",
-                hint=f"allowed: {', '.join([*_SCHEMA, 'metric'])}",
+                hint=f"allowed: {', '.join([*_SCHEMA, 'metric', 'query'])}",
             )
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: {section} must be a table ([{section}])")
@@ -370,7 +405,8 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"{where}: collect.parallel must be between 1 and 16")
     custom: list[MetricSpec] = []
     seen: set[str] = set()
-    for index, item in enumerate(doc.get("metric", [])):
+    items = with_queries(doc.get("metric", []), doc.get("query", []), where=str(where))
+    for index, item in enumerate(items):
         name = validate_metric_type(item["type"], where=f"{where}: metric[{index}].type")
         if name in seen:
             raise ConfigError(f"{where}: metric type {name!r} is defined twice")
@@ -429,6 +465,44 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         spool_dir=spool if isinstance(spool, str) else None,
         spool_enabled=spool is not False,
     )
+
+
+def with_queries(
+    metrics: list[dict[str, Any]], queries: list[dict[str, Any]], *, where: str
+) -> list[dict[str, Any]]:
+    """Metric tables with what their ``query`` gives them (its sql, dimensions, sources)."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for index, query in enumerate(queries):
+        name = query["name"]
+        if not SOURCE_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"{where}: query[{index}].name {name!r} must be letters, digits, '_', '.' or '-'"
+            )
+        if name in by_name:
+            raise ConfigError(f"{where}: query {name!r} is defined twice")
+        by_name[name] = query
+    used: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for index, item in enumerate(metrics):
+        if "query" not in item:
+            out.append(item)
+            continue
+        name = item["query"]
+        if name not in by_name:
+            raise ConfigError(
+                f"{where}: metric[{index}].query names unknown query {name!r}",
+                hint="known queries: " + (", ".join(by_name) or "none: add a [[query]] table"),
+            )
+        used.add(name)
+        query = by_name[name]
+        out.append({**item, **{k: query[k] for k in _FROM_QUERY if k in query}})
+    unused = [n for n in by_name if n not in used]
+    if unused:
+        raise ConfigError(
+            f"{where}: query {unused[0]!r} fills no metric",
+            hint='add a [[metric]] with query = "' + unused[0] + '" for each of its columns',
+        )
+    return out
 
 
 def _sources(where: Path, items: list[dict[str, Any]]) -> tuple[SourceSpec, ...]:
@@ -504,6 +578,7 @@ def metric_spec(item: Mapping[str, Any], *, where: str, builtin: bool) -> Metric
         max_series=max_series,
         sources=tuple(dict.fromkeys(sources)) if sources is not None else None,
         http=http,
+        query=item.get("query"),
     )
 
 
@@ -617,7 +692,28 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
     doc["collect"] = collect
     if settings.custom:
         doc["metric"] = [metric_document(m) for m in settings.custom]
+        queries = query_documents(settings.custom)
+        if queries:
+            doc["query"] = queries
     return doc
+
+
+def query_documents(specs: tuple[MetricSpec, ...]) -> list[dict[str, Any]]:
+    """The ``[[query]]`` tables that fill ``specs``, once each, in order of first use."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if spec.query is None or spec.query in out:
+            continue
+        item: dict[str, Any] = {"name": spec.query}
+        if spec.dimensions:
+            item["dimensions"] = list(spec.dimensions)
+            if spec.max_series != DEFAULT_MAX_SERIES:
+                item["max_series"] = spec.max_series
+        if spec.sources is not None:
+            item["sources"] = list(spec.sources)
+        item["sql"] = spec.sql
+        out[spec.query] = item
+    return list(out.values())
 
 
 def metric_document(spec: MetricSpec) -> dict[str, Any]:
@@ -625,6 +721,9 @@ def metric_document(spec: MetricSpec) -> dict[str, Any]:
     item: dict[str, Any] = {"type": spec.type, "description": spec.description}
     if not spec.enabled:
         item["enabled"] = False
+    if spec.query is not None:
+        item["query"] = spec.query
+        return item
     if spec.dimensions:
         item["dimensions"] = list(spec.dimensions)
         if spec.max_series != DEFAULT_MAX_SERIES:

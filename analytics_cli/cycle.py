@@ -335,7 +335,13 @@ def write_slot(
         if batches is None:
             # The store failed before the sources were read: read them now, the numbers of
             # this slot cannot be counted later.
-            batches = read_all(settings, jobs, slot)
+            try:
+                batches = read_all(settings, jobs, slot)
+            except DatabaseError:
+                raise StoreError(
+                    f"{exc}; the source could not be read either, nothing was spooled",
+                    hint=exc.hint,
+                ) from None
         raise _spooled(exc, settings, slot, batches, replace=replace) from None
 
 

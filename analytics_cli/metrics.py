@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -58,32 +59,37 @@ Outcome = Sample | Series | MetricFailure
 DIALECT_PACKS = ("mysql",)
 
 
-def _pack(engine: str) -> list[dict[str, Any]]:
+def _pack(engine: str) -> dict[str, Any]:
     path = resources.files("analytics_cli").joinpath("packs", f"{engine}.toml")
     if not path.is_file():
-        return []
-    metrics: list[dict[str, Any]] = tomllib.loads(path.read_text("utf-8"))["metric"]
-    return metrics
+        return {}
+    return tomllib.loads(path.read_text("utf-8"))
 
 
 @cache
 def builtin_metrics() -> tuple[MetricSpec, ...]:
-    """The built-in iR Engine pack: ``packs/postgresql.toml``, plus the other dialects' texts."""
+    """The built-in iR Engine pack: ``packs/postgresql.toml``, plus the other dialects' texts
+    (a metric's own, or that of the [[query]] of the same name that fills it)."""
     from dataclasses import replace
 
-    from analytics_cli.config import metric_spec
+    from analytics_cli.config import metric_spec, with_queries
 
-    texts: dict[str, list[tuple[str, str]]] = {}
+    texts: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for engine in DIALECT_PACKS:
-        for item in _pack(engine):
-            texts.setdefault(item["type"], []).append((engine, item["sql"].strip()))
-    return tuple(
-        replace(
-            metric_spec(m, where=f"packs/postgresql.toml: {m['type']}", builtin=True),
-            dialects=tuple(texts.get(m["type"], ())),
-        )
-        for m in _pack("postgresql")
-    )
+        doc = _pack(engine)
+        for item in doc.get("metric", []):
+            if "sql" in item:
+                texts.setdefault(("metric", item["type"]), []).append((engine, item["sql"].strip()))
+        for item in doc.get("query", []):
+            texts.setdefault(("query", item["name"]), []).append((engine, item["sql"].strip()))
+    doc = _pack("postgresql")
+    items = with_queries(doc["metric"], doc.get("query", []), where="packs/postgresql.toml")
+    specs = []
+    for item in items:
+        key = ("query", item["query"]) if "query" in item else ("metric", item["type"])
+        spec = metric_spec(item, where=f"packs/postgresql.toml: {item['type']}", builtin=True)
+        specs.append(replace(spec, dialects=tuple(texts.get(key, ()))))
+    return tuple(specs)
 
 
 def all_metrics(settings: Settings) -> tuple[MetricSpec, ...]:
@@ -133,6 +139,21 @@ def enabled_metrics(settings: Settings, only: list[str] | None = None) -> list[M
                 raise ConfigError(f"unknown metric type {name!r}", hint=suggest(name, known))
         chosen = [by_name[n] for n in dict.fromkeys(only)]
     return chosen
+
+
+def groups(specs: Sequence[MetricSpec]) -> list[list[MetricSpec]]:
+    """The specs as they run: one group per [[query]] (its metrics, in order), else alone."""
+    out: list[list[MetricSpec]] = []
+    shared: dict[str, list[MetricSpec]] = {}
+    for spec in specs:
+        if spec.query is None:
+            out.append([spec])
+        elif spec.query in shared:
+            shared[spec.query].append(spec)
+        else:
+            shared[spec.query] = [spec]
+            out.append(shared[spec.query])
+    return out
 
 
 def check_count(value: object) -> Decimal:

@@ -362,8 +362,16 @@ def test_metrics_sql_prints_definitions() -> None:
     assert blocks[0] == (
         "-- activeInstances (builtin, enabled): "
         "Instances running now (world and media servers, ended = false)\n"
-        "SELECT count(*) AS count\nFROM instance\nWHERE ended = false"
+        'SELECT count(*) AS "activeInstances",\n'
+        '       count(DISTINCT i."locationId") AS "activeLocations",\n'
+        '       count(DISTINCT l."sceneId") AS "activeScenes",\n'
+        '       count(DISTINCT i."channelId") AS "activeChannels"\n'
+        "FROM instance AS i\n"
+        'LEFT JOIN location AS l ON l.id = i."locationId"\n'
+        "WHERE i.ended = false"
     )
+    # The shared query stands under each metric it fills.
+    assert blocks[1].split("\n", 1)[1] == blocks[0].split("\n", 1)[1]
 
 
 def test_metrics_rejects_a_custom_metric_named_like_a_builtin(tmp_path: Path) -> None:

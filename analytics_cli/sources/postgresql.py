@@ -19,6 +19,7 @@ from analytics_cli.metrics import (
     Sample,
     Series,
     check_count,
+    groups,
 )
 from analytics_cli.sources.base import FullScan, MetricPlan, Snapshot
 
@@ -69,16 +70,18 @@ def _run_all(
 ) -> list[Outcome]:
     """Run metrics one after another on one connection (until ``stop`` is set)."""
     outcomes: list[Outcome] = []
-    for spec in specs:
+    for group in groups(specs):
         if stop is not None and stop.is_set():
             break
-        outcome = run_metric(conn, spec, slot=slot, interval=settings.interval)
+        done = run_group(conn, group, slot=slot, interval=settings.interval)
         if conn.broken:
-            detail = outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
+            failed = next((o for o in done if isinstance(o, MetricFailure)), None)
+            detail = failed.error if failed is not None else "connection closed"
             raise DatabaseError(
-                f"lost the connection to the source database while running {spec.type}: {detail}"
+                "lost the connection to the source database while running "
+                f"{group[0].type}: {detail}"
             )
-        outcomes.append(outcome)
+        outcomes += done
     return outcomes
 
 
@@ -102,7 +105,8 @@ def read_snapshot(
                 row = conn.execute("SELECT now()").fetchone()
                 assert row is not None
                 collected_at = row[0]
-                outcomes = _run_all(conn, specs, settings, slot)
+                done = {o.type: o for o in _run_all(conn, specs, settings, slot)}
+                outcomes = [done[spec.type] for spec in specs]
             conn.rollback()
             return Snapshot(collected_at, outcomes)
     except psycopg.Error as exc:
@@ -133,7 +137,9 @@ def _run_parallel(
             # SET TRANSACTION SNAPSHOT takes a literal, not a bound parameter.
             helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         conns = [leader, *helpers]
-        shares = [specs[i :: len(conns)] for i in range(len(conns))]
+        # Metrics filled by one [[query]] stay together: the query runs once.
+        parts = groups(specs)
+        shares = [[s for g in parts[i :: len(conns)] for s in g] for i in range(len(conns))]
         pool = ThreadPoolExecutor(max_workers=len(conns))
         try:
             futures = [
@@ -176,50 +182,45 @@ def _measured(text: str) -> str:
     )
 
 
-def _measured_series(conn: psycopg.Connection[Any], text: str, dimensions: tuple[str, ...]) -> str:
-    """Like _measured, plus each dimension as text, size-checked by the server."""
+def _size_checked(conn: psycopg.Connection[Any], column: str, limit: int, *, text: bool) -> str:
+    """A column of the metric's query, NULL when its text is longer than ``limit`` bytes, and
+    that length: the server refuses a runaway value before sending it."""
     from psycopg import sql
 
-    columns = [
-        f"CASE WHEN octet_length(count::text) <= {MAX_COUNT_OCTETS:d} THEN count END",
-        "octet_length(count::text)",
-    ]
-    for name in dimensions:
-        # Unqualified, as in _measured: q.name could resolve to a function name(q).
-        col = sql.Identifier(name).as_string(conn)
-        columns.append(
-            f"CASE WHEN octet_length({col}::text) <= {MAX_DIMENSION_OCTETS:d} THEN {col}::text END"
-        )
-        columns.append(f"octet_length({col}::text)")
+    # Unqualified, as in _measured: q.name could resolve to a function name(q).
+    col = sql.Identifier(column).as_string(conn)
+    value = f"{col}::text" if text else col
+    return f"CASE WHEN octet_length({col}::text) <= {limit:d} THEN {value} END, octet_length({col}::text)"
+
+
+def _measured_columns(
+    conn: psycopg.Connection[Any], text: str, counts: Sequence[str], dimensions: Sequence[str]
+) -> str:
+    """The query with each count column and each dimension (as text) size-checked."""
+    columns = [_size_checked(conn, c, MAX_COUNT_OCTETS, text=False) for c in counts]
+    columns += [_size_checked(conn, d, MAX_DIMENSION_OCTETS, text=True) for d in dimensions]
     return f"SELECT {', '.join(columns)} FROM (\n{text}\n) AS q"
 
 
-def run_series(
-    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
-) -> Series | MetricFailure:
-    """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
-    import psycopg
-
-    params = {"slot": slot, "interval": interval}
-    dims = spec.dimensions
-    rows: list[Any] = []
-    try:
-        text = spec.sql.strip().rstrip(";")
-        with conn.transaction():
-            names = _columns(conn, text, params)
-            if "count" in names and sorted(names) == sorted(["count", *dims]):
-                # One row more than allowed tells "too many" without reading the rest.
-                query = _measured_series(conn, text, dims) + f"\nLIMIT {spec.max_series + 1:d}"
-                rows = conn.execute(query, params).fetchall()
-    except psycopg.Error as exc:
-        return MetricFailure(spec.type, error_line(exc))
-    if "count" not in names:
-        return MetricFailure(spec.type, f"query returned no column named count (got {names})")
-    if sorted(names) != sorted(["count", *dims]):
+def _sample(spec: MetricSpec, rows: Sequence[Any], at: int) -> Sample | MetricFailure:
+    """The one row's count in columns ``at`` (value) and ``at + 1`` (its size)."""
+    if len(rows) != 1:
+        got = "no rows" if not rows else "more than one row"
+        return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
+    value, octets = rows[0][at], rows[0][at + 1]
+    if octets is not None and octets > MAX_COUNT_OCTETS:
         return MetricFailure(
-            spec.type,
-            f"query columns {names} do not match count plus dimensions {list(dims)}",
+            spec.type, f"count value is too large ({octets} bytes as text), not a count"
         )
+    try:
+        return Sample(spec.type, check_count(value))
+    except ValueError as exc:
+        return MetricFailure(spec.type, str(exc))
+
+
+def _series(spec: MetricSpec, rows: Sequence[Any], at: int, dims_at: int) -> Series | MetricFailure:
+    """One Sample per row: the count in column ``at``, the dimensions from ``dims_at`` on."""
+    dims = spec.dimensions
     if len(rows) > spec.max_series:
         return MetricFailure(
             spec.type,
@@ -228,14 +229,14 @@ def run_series(
     samples: list[Sample] = []
     seen: set[tuple[Any, ...]] = set()
     for row in rows:
-        value, octets = row[0], row[1]
+        value, octets = row[at], row[at + 1]
         if octets is not None and octets > MAX_COUNT_OCTETS:
             return MetricFailure(
                 spec.type, f"count value is too large ({octets} bytes as text), not a count"
             )
         metadata: dict[str, Any] = {}
         for i, name in enumerate(dims):
-            text_value, size = row[2 + 2 * i], row[3 + 2 * i]
+            text_value, size = row[dims_at + 2 * i], row[dims_at + 2 * i + 1]
             if size is not None and size > MAX_DIMENSION_OCTETS:
                 return MetricFailure(
                     spec.type, f"dimension {name} value is too long ({size} bytes)"
@@ -253,6 +254,82 @@ def run_series(
             return MetricFailure(spec.type, f"{exc} (at {metadata})")
         samples.append(Sample(spec.type, count, metadata))
     return Series(spec.type, tuple(samples))
+
+
+def run_series(
+    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
+) -> Series | MetricFailure:
+    """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
+    import psycopg
+
+    params = {"slot": slot, "interval": interval}
+    dims = spec.dimensions
+    rows: list[Any] = []
+    try:
+        text = spec.sql.strip().rstrip(";")
+        with conn.transaction():
+            names = _columns(conn, text, params)
+            if "count" in names and sorted(names) == sorted(["count", *dims]):
+                # One row more than allowed tells "too many" without reading the rest.
+                query = _measured_columns(conn, text, ["count"], dims)
+                rows = conn.execute(query + f"\nLIMIT {spec.max_series + 1:d}", params).fetchall()
+    except psycopg.Error as exc:
+        return MetricFailure(spec.type, error_line(exc))
+    if "count" not in names:
+        return MetricFailure(spec.type, f"query returned no column named count (got {names})")
+    if sorted(names) != sorted(["count", *dims]):
+        return MetricFailure(
+            spec.type,
+            f"query columns {names} do not match count plus dimensions {list(dims)}",
+        )
+    return _series(spec, rows, 0, 2)
+
+
+def run_shared(
+    conn: psycopg.Connection[Any],
+    specs: Sequence[MetricSpec],
+    *,
+    slot: datetime,
+    interval: timedelta,
+) -> list[Outcome]:
+    """Run one [[query]] ONCE for the metrics it fills (their columns only); a failing query
+    fails each of them with the same error, a missing column only its own metric."""
+    import psycopg
+
+    first = specs[0]
+    params = {"slot": slot, "interval": interval}
+    text = first.sql.strip().rstrip(";")
+    dims = first.dimensions
+    rows: list[Any] = []
+    try:
+        with conn.transaction():
+            names = _columns(conn, text, params)
+            wanted = [s.type for s in specs if s.type in names]
+            if wanted and all(d in names for d in dims):
+                limit = first.max_series + 1 if dims else 2
+                query = _measured_columns(conn, text, wanted, dims) + f"\nLIMIT {limit:d}"
+                rows = conn.execute(query, params).fetchall()
+    except psycopg.Error as exc:
+        return [MetricFailure(s.type, error_line(exc)) for s in specs]
+    missing = [d for d in dims if d not in names]
+    if missing:
+        error = f"query {first.query!r} returned no column named {missing[0]} (got {names})"
+        return [MetricFailure(s.type, error) for s in specs]
+    outcomes: list[Outcome] = []
+    for spec in specs:
+        if spec.type not in wanted:
+            outcomes.append(
+                MetricFailure(
+                    spec.type,
+                    f"query {first.query!r} returned no column named {spec.type} (got {names})",
+                )
+            )
+            continue
+        at = 2 * wanted.index(spec.type)
+        outcomes.append(
+            _series(spec, rows, at, 2 * len(wanted)) if dims else _sample(spec, rows, at)
+        )
+    return outcomes
 
 
 def run_metric(
@@ -283,19 +360,20 @@ def run_metric(
         return MetricFailure(spec.type, error_line(exc))
     except psycopg.Error as exc:
         return MetricFailure(spec.type, error_line(exc))
-    if len(rows) != 1:
-        got = "no rows" if not rows else "more than one row"
-        return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
-    value, octets = rows[0]
-    if octets is not None and octets > MAX_COUNT_OCTETS:
-        return MetricFailure(
-            spec.type, f"count value is too large ({octets} bytes as text), not a count"
-        )
-    try:
-        count = check_count(value)
-    except ValueError as exc:
-        return MetricFailure(spec.type, str(exc))
-    return Sample(spec.type, count)
+    return _sample(spec, rows, 0)
+
+
+def run_group(
+    conn: psycopg.Connection[Any],
+    specs: Sequence[MetricSpec],
+    *,
+    slot: datetime,
+    interval: timedelta,
+) -> list[Outcome]:
+    """One metric, or the metrics one [[query]] fills, run once inside their savepoint."""
+    if specs[0].query is not None:
+        return run_shared(conn, specs, slot=slot, interval=interval)
+    return [run_metric(conn, spec, slot=slot, interval=interval) for spec in specs]
 
 
 # ---------------------------------------------------------------------------- explain
