@@ -576,13 +576,17 @@ def play(state: State, agenda: Agenda) -> Iterator[Scheduled]:
         yield due
 
 
-def simulate(last_slot: datetime, days: int, interval: timedelta, seed: int) -> Platform:
-    """Simulate the platform for ``days`` up to ``last_slot`` (deterministic for a seed)."""
+def slot_range(last_slot: datetime, days: int, interval: timedelta) -> tuple[int, int, int]:
+    """The first slot's moment, the step in seconds and the number of slots ending at ``last_slot``."""
     step_seconds = int(interval.total_seconds())
     slots = max(1, int(days * 86400 // step_seconds))
-    first = int(last_slot.timestamp()) - (slots - 1) * step_seconds
-    end = first + (slots - 1) * step_seconds
-    state, agenda = start(seed, first, end)
+    return int(last_slot.timestamp()) - (slots - 1) * step_seconds, step_seconds, slots
+
+
+def simulate(last_slot: datetime, days: int, interval: timedelta, seed: int) -> Platform:
+    """Simulate the platform for ``days`` up to ``last_slot`` (deterministic for a seed)."""
+    first, step_seconds, slots = slot_range(last_slot, days, interval)
+    state, agenda = start(seed, first, first + (slots - 1) * step_seconds)
     for _ in play(state, agenda):
         pass
     return finish(state, first, step_seconds, slots)
