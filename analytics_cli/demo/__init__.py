@@ -1,4 +1,4 @@
-"""The demo: a simulated iR Engine platform, collected slot by slot through the real collect cycle."""
+"""The demo: a simulated iR Engine platform, collected slot by slot by the real collect cycle."""
 
 from analytics_cli.demo.platform import (
     MARKER,

@@ -577,7 +577,7 @@ def play(state: State, agenda: Agenda) -> Iterator[Scheduled]:
 
 
 def slot_range(last_slot: datetime, days: int, interval: timedelta) -> tuple[int, int, int]:
-    """The first slot's moment, the step in seconds and the number of slots ending at ``last_slot``."""
+    """The first slot (a moment), the step in seconds and how many slots end at ``last_slot``."""
     step_seconds = int(interval.total_seconds())
     slots = max(1, int(days * 86400 // step_seconds))
     return int(last_slot.timestamp()) - (slots - 1) * step_seconds, step_seconds, slots
