@@ -82,6 +82,7 @@ class CycleReport:
             "duration_seconds": round(self.duration, 3),
             "note": self.note,
             "exit_code": self.exit_code,
+            **({"replayed_spooled_slots": self.replayed} if self.replayed else {}),
             "metrics": [
                 {
                     "type": r.type,
