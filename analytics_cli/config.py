@@ -21,6 +21,7 @@ DEFAULT_INTERVAL = "30m"
 DEFAULT_STATEMENT_TIMEOUT = "30s"
 DEFAULT_CONNECT_TIMEOUT = "10s"
 DEFAULT_RETRIES = 1
+DEFAULT_SOURCE_CONCURRENCY = 4
 
 METRIC_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,62}")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
@@ -107,6 +108,8 @@ class Settings:
     connect_timeout: timedelta = timedelta(seconds=10)
     retries: int = DEFAULT_RETRIES
     parallel: int = 1
+    # How many sources (databases, and the HTTP metrics as one) are read at once.
+    source_concurrency: int = DEFAULT_SOURCE_CONCURRENCY
     metrics: tuple[str, ...] | None = None
     custom: tuple[MetricSpec, ...] = ()
     ping_url: str | None = None
@@ -140,6 +143,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "metrics": list,
         "ping_url": str,
         "parallel": int,
+        "source_concurrency": int,
     },
 }
 _METRIC_KEYS: dict[str, type] = {
@@ -403,6 +407,9 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
     parallel = collect.get("parallel", 1)
     if not 1 <= parallel <= 16:
         raise ConfigError(f"{where}: collect.parallel must be between 1 and 16")
+    source_concurrency = collect.get("source_concurrency", DEFAULT_SOURCE_CONCURRENCY)
+    if not 1 <= source_concurrency <= 32:
+        raise ConfigError(f"{where}: collect.source_concurrency must be between 1 and 32")
     custom: list[MetricSpec] = []
     seen: set[str] = set()
     items = with_queries(doc.get("metric", []), doc.get("query", []), where=str(where))
@@ -457,6 +464,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         ),
         retries=retries,
         parallel=parallel,
+        source_concurrency=source_concurrency,
         metrics=tuple(metrics) if metrics is not None else None,
         custom=tuple(custom),
         ping_url=ping_url,
@@ -684,6 +692,7 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
         "connect_timeout": format_duration(settings.connect_timeout),
         "retries": settings.retries,
         "parallel": settings.parallel,
+        "source_concurrency": settings.source_concurrency,
     }
     if settings.metrics is not None:
         collect["metrics"] = list(settings.metrics)

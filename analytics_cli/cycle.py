@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli.config import MetricSpec, Settings
@@ -171,35 +173,66 @@ def _tag(outcome: Outcome, source: str) -> Outcome:
 
 
 def read_all(settings: Settings, jobs: list[Job], slot: datetime) -> list[Batch]:
-    """Read every job: each source in its own snapshot, then the HTTP metrics outside any.
+    """Read every job: each source in its own snapshot, the HTTP metrics outside any.
 
-    A [[source]] that cannot be reached fails its own metrics only; with the single
+    Sources are read side by side, ``[collect] source_concurrency`` at once, each cut off by
+    its own timeouts; the batches come back in config order whatever finishes first. A
+    [[source]] that cannot be reached fails its own metrics only; with the single
     ``[source] dsn`` an unreachable database still stops the run (DatabaseError).
     """
-    from analytics_cli.sources.http import run_http_metric
+    from analytics_cli.sources.base import Source
 
-    batches: list[Batch] = []
-    single = [spec for spec, name in jobs if name is None and spec.http is None]
-    if single:
-        assert settings.source_dsn is not None
-        snap = open_source(settings.source_dsn, settings).read(single, slot)
-        batches.append(Batch(None, snap.collected_at, snap.outcomes))
-    for source in settings.sources:
-        mine = [spec for spec, name in jobs if name == source.name]
-        if not mine:
-            continue
-        assert source.dsn is not None
+    opened: list[Source] = []
+
+    def read_one(dsn: str, name: str | None, specs: list[MetricSpec]) -> Batch:
+        source = open_source(dsn, settings)
+        opened.append(source)
+        if name is None:
+            snap = source.read(specs, slot)
+            return Batch(None, snap.collected_at, snap.outcomes)
         try:
-            snap = open_source(source.dsn, settings).read(mine, slot)
+            snap = source.read(specs, slot)
             at, outcomes = snap.collected_at, snap.outcomes
         except DatabaseError as exc:
             at = utcnow()
-            outcomes = [MetricFailure(spec.type, str(exc)) for spec in mine]
-        batches.append(Batch(source.name, at, [_tag(o, source.name) for o in outcomes]))
+            outcomes = [MetricFailure(spec.type, str(exc)) for spec in specs]
+        return Batch(name, at, [_tag(o, name) for o in outcomes])
+
+    def read_http(specs: list[MetricSpec]) -> Batch:
+        from analytics_cli.sources.http import run_http_metric
+
+        return Batch(None, utcnow(), [run_http_metric(spec) for spec in specs])
+
+    tasks: list[Callable[[], Batch]] = []
+    single = [spec for spec, name in jobs if name is None and spec.http is None]
+    if single:
+        assert settings.source_dsn is not None
+        tasks.append(partial(read_one, settings.source_dsn, None, single))
+    for source in settings.sources:
+        mine = [spec for spec, name in jobs if name == source.name]
+        if mine:
+            assert source.dsn is not None
+            tasks.append(partial(read_one, source.dsn, source.name, mine))
     remote = [spec for spec, name in jobs if spec.http is not None]
     if remote:
-        batches.append(Batch(None, utcnow(), [run_http_metric(spec) for spec in remote]))
-    return batches
+        tasks.append(partial(read_http, remote))
+    workers = min(settings.source_concurrency, len(tasks))
+    if workers <= 1:
+        return [task() for task in tasks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source")
+    try:
+        futures = [pool.submit(task) for task in tasks]
+        return [future.result() for future in futures]
+    except BaseException:
+        # Interrupted, or the single source failed: no further source starts and the
+        # running queries are cancelled before the threads are joined.
+        for reader in list(opened):
+            reader.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def flatten(batches: list[Batch]) -> list[Sample | MetricFailure]:

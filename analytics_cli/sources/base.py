@@ -60,6 +60,10 @@ class Source(Protocol):
         """Every spec's plan, cost and time, from one read-only snapshot."""
         ...
 
+    def cancel(self) -> None:
+        """From another thread: stop the queries of a read in progress (it then fails)."""
+        ...
+
 
 def open_source(dsn: str, settings: Settings) -> Source:
     """The Source for a connection string, chosen by its engine (the DSN's scheme)."""

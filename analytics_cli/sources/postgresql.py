@@ -39,10 +39,19 @@ class PostgresSource:
     def __init__(self, dsn: str, settings: Settings) -> None:
         self.dsn = dsn
         self.settings = settings
+        # The connections of a read in progress, for cancel() from another thread.
+        self._live: list[psycopg.Connection[Any]] = []
 
     def read(self, specs: Sequence[MetricSpec], slot: datetime) -> Snapshot:
         """Every spec's outcome from one snapshot."""
-        return read_snapshot(self.dsn, self.settings, specs, slot)
+        return read_snapshot(self.dsn, self.settings, specs, slot, live=self._live)
+
+    def cancel(self) -> None:
+        """Cancel the queries of a read in progress (the run is interrupted or gives up)."""
+        for conn in list(self._live):
+            if not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.cancel_safe(timeout=2)
 
     def explain(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
         """EXPLAIN ANALYZE of every spec in one read-only snapshot."""
@@ -86,12 +95,22 @@ def _run_all(
 
 
 def read_snapshot(
-    dsn: str, settings: Settings, specs: Sequence[MetricSpec], slot: datetime
+    dsn: str,
+    settings: Settings,
+    specs: Sequence[MetricSpec],
+    slot: datetime,
+    *,
+    live: list[psycopg.Connection[Any]] | None = None,
 ) -> Snapshot:
-    """Run every metric in ONE read-only repeatable-read snapshot; failures stay per metric."""
+    """Run every metric in ONE read-only repeatable-read snapshot; failures stay per metric.
+
+    Every connection opened is added to ``live`` while the read lasts (for cancelling).
+    """
     import psycopg
 
+    live = [] if live is None else live
     conn = connect(dsn, settings, purpose="source", retries=settings.retries)
+    live.append(conn)
     try:
         with conn:
             _begin_snapshot(conn, settings)
@@ -100,7 +119,9 @@ def read_snapshot(
                 row = conn.execute("SELECT now(), pg_export_snapshot()").fetchone()
                 assert row is not None
                 collected_at: datetime = row[0]
-                outcomes = _run_parallel(dsn, conn, str(row[1]), specs, settings, slot, workers)
+                outcomes = _run_parallel(
+                    dsn, conn, str(row[1]), specs, settings, slot, workers, live
+                )
             else:
                 row = conn.execute("SELECT now()").fetchone()
                 assert row is not None
@@ -111,6 +132,8 @@ def read_snapshot(
             return Snapshot(collected_at, outcomes)
     except psycopg.Error as exc:
         raise database_error(exc, dsn, doing="source database error") from None
+    finally:
+        live.clear()
 
 
 def _run_parallel(
@@ -121,6 +144,7 @@ def _run_parallel(
     settings: Settings,
     slot: datetime,
     workers: int,
+    live: list[psycopg.Connection[Any]],
 ) -> list[Outcome]:
     """Spread metrics over ``workers`` connections that all import the leader's snapshot."""
     from concurrent.futures import ThreadPoolExecutor
@@ -133,6 +157,7 @@ def _run_parallel(
         for _ in range(workers - 1):
             helper = connect(dsn, settings, purpose="source")
             helpers.append(helper)
+            live.append(helper)
             _begin_snapshot(helper, settings)
             # SET TRANSACTION SNAPSHOT takes a literal, not a bound parameter.
             helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))

@@ -1,0 +1,38 @@
+"""The built-in metrics as single statements: the definitions of IR_ENGINE_SCHEMA.md, one per
+metric, against which the pack's fused queries are checked (and timed, in the benchmarks)."""
+
+from __future__ import annotations
+
+POSTGRESQL = {
+    "activeInstances": "SELECT count(*) AS count FROM instance WHERE ended = false",
+    "activeLocations": (
+        'SELECT count(DISTINCT "locationId") AS count FROM instance WHERE ended = false'
+    ),
+    "activeScenes": (
+        'SELECT count(DISTINCT l."sceneId") AS count FROM instance AS i '
+        'JOIN location AS l ON l.id = i."locationId" WHERE i.ended = false'
+    ),
+    "activeChannels": (
+        'SELECT count(DISTINCT "channelId") AS count FROM instance WHERE ended = false'
+    ),
+    "instanceUsers": (
+        'SELECT count(DISTINCT "userId") AS count FROM "instance-attendance" '
+        'WHERE ended = false AND "isChannel" = false'
+    ),
+    "channelUsers": (
+        'SELECT count(DISTINCT "userId") AS count FROM "instance-attendance" '
+        'WHERE ended = false AND "isChannel" = true'
+    ),
+    "dailyUsers": (
+        'SELECT count(DISTINCT "userId") AS count FROM "instance-attendance" '
+        'WHERE "createdAt" > %(slot)s - interval \'24 hours\' AND "createdAt" <= %(slot)s'
+    ),
+    "dailyNewUsers": (
+        'SELECT count(*) AS count FROM "user" '
+        'WHERE "createdAt" > %(slot)s - interval \'24 hours\' AND "createdAt" <= %(slot)s'
+    ),
+    "chatMessages": (
+        'SELECT count(*) AS count FROM message WHERE "isNotification" = false '
+        'AND "createdAt" > %(slot)s - %(interval)s AND "createdAt" <= %(slot)s'
+    ),
+}
