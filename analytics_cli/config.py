@@ -22,6 +22,7 @@ DEFAULT_STATEMENT_TIMEOUT = "30s"
 DEFAULT_CONNECT_TIMEOUT = "10s"
 DEFAULT_RETRIES = 1
 DEFAULT_SOURCE_CONCURRENCY = 4
+DEFAULT_CATCH_UP_HOURS = 6
 
 METRIC_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,62}")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
@@ -75,6 +76,11 @@ class MetricSpec:
     http: HttpSpec | None = None
     # The [[query]] that fills this metric (with others): its column named after the type.
     query: str | None = None
+    # How often it is stored (a multiple of [collect] interval); None: every interval.
+    every: timedelta | None = None
+    # True when its value at a past slot depends only on timestamped rows, so a missed slot
+    # can be computed later, exactly (backfill, catch-up).
+    backfill: bool = False
     # Built-ins: the text for each other engine, as (engine, sql); ``sql`` is PostgreSQL's.
     # A custom metric has one text, written in the dialect of the sources it runs on.
     dialects: tuple[tuple[str, str], ...] = ()
@@ -108,6 +114,9 @@ class Settings:
     connect_timeout: timedelta = timedelta(seconds=10)
     retries: int = DEFAULT_RETRIES
     parallel: int = 1
+    # Missing slots of backfillable metrics in this window before now are filled by every
+    # cycle (0: off).
+    catch_up: timedelta = timedelta(hours=DEFAULT_CATCH_UP_HOURS)
     # How many sources (databases, and the HTTP metrics as one) are read at once.
     source_concurrency: int = DEFAULT_SOURCE_CONCURRENCY
     metrics: tuple[str, ...] | None = None
@@ -144,6 +153,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "ping_url": str,
         "parallel": int,
         "source_concurrency": int,
+        "catch_up": str,
     },
 }
 _METRIC_KEYS: dict[str, type] = {
@@ -156,6 +166,8 @@ _METRIC_KEYS: dict[str, type] = {
     "sources": list,
     "http": dict,
     "query": str,
+    "every": str,
+    "backfill": bool,
 }
 # A [[query]] feeds several metrics: one numeric column per metric type, named after it.
 _QUERY_KEYS: dict[str, type] = {
@@ -410,6 +422,12 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
     source_concurrency = collect.get("source_concurrency", DEFAULT_SOURCE_CONCURRENCY)
     if not 1 <= source_concurrency <= 32:
         raise ConfigError(f"{where}: collect.source_concurrency must be between 1 and 32")
+    raw_catch_up = collect.get("catch_up", f"{DEFAULT_CATCH_UP_HOURS}h")
+    catch_up = (
+        timedelta(0)
+        if raw_catch_up.strip() == "0"
+        else _duration(where, "collect.catch_up", raw_catch_up)
+    )
     custom: list[MetricSpec] = []
     seen: set[str] = set()
     items = with_queries(doc.get("metric", []), doc.get("query", []), where=str(where))
@@ -465,6 +483,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         retries=retries,
         parallel=parallel,
         source_concurrency=source_concurrency,
+        catch_up=catch_up,
         metrics=tuple(metrics) if metrics is not None else None,
         custom=tuple(custom),
         ping_url=ping_url,
@@ -570,6 +589,17 @@ def metric_spec(item: Mapping[str, Any], *, where: str, builtin: bool) -> Metric
         raise ConfigError(f"{where}.max_series must be between 1 and 100000")
     if "max_series" in item and not dimensions:
         raise ConfigError(f"{where}.max_series applies only to a metric with dimensions")
+    every = None
+    if "every" in item:
+        every = _duration(Path(where), "every", item["every"])
+        if every <= timedelta(0):
+            raise ConfigError(f"{where}.every must be more than 0")
+    backfill = item.get("backfill", False)
+    if backfill and http is not None:
+        raise ConfigError(
+            f"{where}: an http metric reads the present; it cannot be backfilled",
+            hint="backfill = true is for SQL counts over timestamped rows",
+        )
     sources = item.get("sources")
     if sources is not None:
         if http is not None:
@@ -587,6 +617,8 @@ def metric_spec(item: Mapping[str, Any], *, where: str, builtin: bool) -> Metric
         sources=tuple(dict.fromkeys(sources)) if sources is not None else None,
         http=http,
         query=item.get("query"),
+        every=every,
+        backfill=backfill,
     )
 
 
@@ -693,6 +725,7 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
         "retries": settings.retries,
         "parallel": settings.parallel,
         "source_concurrency": settings.source_concurrency,
+        "catch_up": format_duration(settings.catch_up) if settings.catch_up else "0",
     }
     if settings.metrics is not None:
         collect["metrics"] = list(settings.metrics)
@@ -730,6 +763,10 @@ def metric_document(spec: MetricSpec) -> dict[str, Any]:
     item: dict[str, Any] = {"type": spec.type, "description": spec.description}
     if not spec.enabled:
         item["enabled"] = False
+    if spec.every is not None:
+        item["every"] = format_duration(spec.every)
+    if spec.backfill:
+        item["backfill"] = True
     if spec.query is not None:
         item["query"] = spec.query
         return item

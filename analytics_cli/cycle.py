@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -41,6 +41,8 @@ class MetricResult:
     source: str | None = None
     # How many rows a dimensional metric gave (its count stays None).
     series: int | None = None
+    # The metric's own slot, when its ``every`` floors it to another than the cycle's.
+    slot: datetime | None = None
 
 
 @dataclass
@@ -56,6 +58,8 @@ class CycleReport:
     note: str | None = None
     # Spooled cycles of earlier runs written before this one.
     replayed: int = 0
+    # Missing slots of backfillable metrics filled by this cycle (catch-up).
+    caught_up: int = 0
 
     @property
     def failed(self) -> list[MetricResult]:
@@ -85,6 +89,7 @@ class CycleReport:
             "note": self.note,
             "exit_code": self.exit_code,
             **({"replayed_spooled_slots": self.replayed} if self.replayed else {}),
+            **({"caught_up_slots": self.caught_up} if self.caught_up else {}),
             "metrics": [
                 {
                     "type": r.type,
@@ -92,6 +97,7 @@ class CycleReport:
                     "count": number(r.count),
                     **({"source": r.source} if r.source is not None else {}),
                     **({"series": r.series} if r.series is not None else {}),
+                    **({"slot": iso(r.slot)} if r.slot is not None else {}),
                     **({"error": r.error} if r.error else {}),
                 }
                 for r in self.results
@@ -172,7 +178,14 @@ def _tag(outcome: Outcome, source: str) -> Outcome:
     return outcome
 
 
-def read_all(settings: Settings, jobs: list[Job], slot: datetime) -> list[Batch]:
+def slots_of(settings: Settings, specs: Sequence[MetricSpec], at: datetime) -> dict[str, datetime]:
+    """Each metric's slot at ``at``: the time floored to its ``every`` (UTC)."""
+    return {spec.type: floor_slot(at, spec.every or settings.interval) for spec in specs}
+
+
+def read_all(
+    settings: Settings, jobs: list[Job], slot: datetime | Mapping[str, datetime]
+) -> list[Batch]:
     """Read every job: each source in its own snapshot, the HTTP metrics outside any.
 
     Sources are read side by side, ``[collect] source_concurrency`` at once, each cut off by
@@ -182,16 +195,17 @@ def read_all(settings: Settings, jobs: list[Job], slot: datetime) -> list[Batch]
     """
     from analytics_cli.sources.base import Source
 
+    slots = slot if isinstance(slot, Mapping) else {spec.type: slot for spec, _ in jobs}
     opened: list[Source] = []
 
     def read_one(dsn: str, name: str | None, specs: list[MetricSpec]) -> Batch:
         source = open_source(dsn, settings)
         opened.append(source)
         if name is None:
-            snap = source.read(specs, slot)
+            snap = source.read(specs, slots)
             return Batch(None, snap.collected_at, snap.outcomes)
         try:
-            snap = source.read(specs, slot)
+            snap = source.read(specs, slots)
             at, outcomes = snap.collected_at, snap.outcomes
         except DatabaseError as exc:
             at = utcnow()
@@ -249,12 +263,21 @@ def flatten(batches: list[Batch]) -> list[Sample | MetricFailure]:
     return out
 
 
-def _results(batch: Batch, status: Status, written: dict[str, bool] | None) -> list[MetricResult]:
+def _results(
+    batch: Batch,
+    status: Status,
+    written: dict[str, bool] | None,
+    own: Mapping[str, datetime] | None = None,
+) -> list[MetricResult]:
+    """The results of a batch; ``own`` names the slots that differ from the cycle's."""
     out = []
     for outcome in batch.outcomes:
         source = batch.source
+        at = (own or {}).get(outcome.type)
         if isinstance(outcome, MetricFailure):
-            out.append(MetricResult(outcome.type, "failed", error=outcome.error, source=source))
+            out.append(
+                MetricResult(outcome.type, "failed", error=outcome.error, source=source, slot=at)
+            )
             continue
         # Written False: the row was already there (a concurrent run without the lock).
         done: Status = status
@@ -263,9 +286,13 @@ def _results(batch: Batch, status: Status, written: dict[str, bool] | None) -> l
         if isinstance(outcome, Series):
             if not outcome.samples and status != "checked":
                 done = status  # nothing to write is still a successful collection
-            out.append(MetricResult(outcome.type, done, source=source, series=len(outcome.samples)))
+            out.append(
+                MetricResult(
+                    outcome.type, done, source=source, series=len(outcome.samples), slot=at
+                )
+            )
         else:
-            out.append(MetricResult(outcome.type, done, outcome.count, source=source))
+            out.append(MetricResult(outcome.type, done, outcome.count, source=source, slot=at))
     return out
 
 
@@ -291,51 +318,79 @@ def run_cycle(
     replace: bool = False,
     sources: list[str] | None = None,
 ) -> CycleReport:
-    """Collect one slot: every metric once (per source), written together or not at all."""
+    """Collect one slot: every metric once (per source), written together or not at all.
+
+    A metric with its own ``every`` is counted for its own slot, by the first cycle that
+    finds that slot missing. Then, unless ``[collect] catch_up`` is 0, the missing slots of
+    backfillable metrics in the window before now are filled, each slot on its own.
+    """
     started = time.monotonic()
+    moment = at or utcnow()
     specs = enabled_metrics(settings, only)
     jobs = plan(settings, specs, sources)
-    slot = floor_slot(at or utcnow(), settings.interval)
+    slot = floor_slot(moment, settings.interval)
+    slots = slots_of(settings, specs, moment)
     report = CycleReport(slot, int(settings.interval.total_seconds()), dry_run=dry_run)
+    own = {t: s for t, s in slots.items() if s != slot}
     if dry_run:
-        batches = read_all(settings, jobs, slot)
+        batches = read_all(settings, jobs, slots)
         report.collected_at = min((b.collected_at for b in batches), default=None)
-        results = [r for b in batches for r in _results(b, "checked", None)]
+        results = [r for b in batches for r in _results(b, "checked", None, own)]
         report.results = _ordered(results, jobs)
         report.duration = time.monotonic() - started
         return report
-    write_slot(settings, jobs, slot, report, replace=replace)
+    write_slot(settings, jobs, slots, report, replace=replace)
+    if settings.catch_up and not replace and report.results:
+        filled = [job for job in jobs if job[0].backfill]
+        if filled:
+            done = backfill(
+                settings, filled, since=slot - settings.catch_up, until=slot, gaps_only=True
+            )
+            report.caught_up = done.written
     report.duration = time.monotonic() - started
     return report
 
 
 def write_slot(
-    settings: Settings, jobs: list[Job], slot: datetime, report: CycleReport, *, replace: bool
+    settings: Settings,
+    jobs: list[Job],
+    slots: Mapping[str, datetime],
+    report: CycleReport,
+    *,
+    replace: bool,
+    replay_spool: bool = True,
 ) -> None:
     """The write skeleton, the same for every layout, on ONE store connection.
 
     First transaction: find (or create) the table, then write any spooled cycles. Second:
-    the slot's lock, the presence check, the sources read, every batch written; committed
-    together or not at all. When the store fails, the batches read go to the spool.
+    the locks of the cycle's slots, the presence check, the sources read, every batch
+    written; committed together or not at all. When the store fails, the batches read go
+    to the spool.
     """
     from analytics_cli.store.layout import ensure
     from analytics_cli.store.locks import SlotBusy
 
+    own = {t: s for t, s in slots.items() if s != report.slot}
     batches: list[Batch] | None = None
     try:
         with store_session(settings, doing="store write failed, nothing was stored") as conn:
             layout, _ = ensure(conn, settings)
             layout.refuse(settings, [spec for spec, _ in jobs])
             conn.commit()
-            if settings.spool_enabled:
+            if settings.spool_enabled and replay_spool:
                 report.replayed = replay(conn, layout, settings)
             try:
                 with conn.transaction():
-                    _lock(conn, settings, slot)
-                    present = set() if replace else layout.present(conn, slot, jobs)
+                    present: set[tuple[str, str | None]] = set()
+                    # In time order, so that concurrent runs never wait on each other in a cycle.
+                    for at in sorted(set(slots[spec.type] for spec, _ in jobs)):
+                        _lock(conn, settings, at)
+                        if not replace:
+                            mine = [job for job in jobs if slots[job[0].type] == at]
+                            present |= layout.present(conn, at, mine)
                     todo = [job for job in jobs if (job[0].type, job[1]) not in present]
                     already = [
-                        MetricResult(s.type, "present", source=n)
+                        MetricResult(s.type, "present", source=n, slot=own.get(s.type))
                         for s, n in jobs
                         if (s.type, n) in present
                     ]
@@ -343,22 +398,24 @@ def write_slot(
                         report.results = already
                         report.note = "slot already collected"
                         return
-                    batches = read_all(settings, todo, slot)
+                    batches = read_all(settings, todo, slots)
                     for batch in batches:
                         batch.outcomes = [layout.fit(o) for o in batch.outcomes]
                     report.collected_at = min(b.collected_at for b in batches)
                     status: Status = "replaced" if replace else "stored"
                     results = []
                     for batch in batches:
-                        written = layout.write(
-                            conn,
-                            slot,
-                            batch.collected_at,
-                            batch.source,
-                            batch.outcomes,
-                            replace=replace,
-                        )
-                        results += _results(batch, status, written)
+                        written: dict[str, bool] = {}
+                        for at, outcomes in _by_slot(batch.outcomes, slots).items():
+                            written |= layout.write(
+                                conn,
+                                at,
+                                batch.collected_at,
+                                batch.source,
+                                outcomes,
+                                replace=replace,
+                            )
+                        results += _results(batch, status, written, own)
                     report.results = _ordered(results + already, jobs)
             except SlotBusy:
                 report.note = "another run holds this slot's lock; it collects the slot"
@@ -370,13 +427,128 @@ def write_slot(
             # The store failed before the sources were read: read them now, the numbers of
             # this slot cannot be counted later.
             try:
-                batches = read_all(settings, jobs, slot)
+                batches = read_all(settings, jobs, slots)
             except DatabaseError:
                 raise StoreError(
                     f"{exc}; the source could not be read either, nothing was spooled",
                     hint=exc.hint,
                 ) from None
-        raise _spooled(exc, settings, slot, batches, replace=replace) from None
+        raise _spooled(exc, settings, report.slot, slots, batches, replace=replace) from None
+
+
+def _by_slot(
+    outcomes: Sequence[Outcome], slots: Mapping[str, datetime]
+) -> dict[datetime, list[Outcome]]:
+    out: dict[datetime, list[Outcome]] = {}
+    for outcome in outcomes:
+        out.setdefault(slots[outcome.type], []).append(outcome)
+    return out
+
+
+@dataclass
+class BackfillReport:
+    """What a backfill did: slots looked at, written, already there; failures per metric."""
+
+    since: datetime
+    until: datetime
+    slots: int = 0
+    written: int = 0
+    present: int = 0
+    busy: int = 0
+    failed: list[MetricResult] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when some metric failed at some slot, else 0."""
+        return 1 if self.failed else 0
+
+
+def backfill(
+    settings: Settings,
+    jobs: list[Job],
+    *,
+    since: datetime,
+    until: datetime,
+    progress: Callable[[int, int], None] | None = None,
+    gaps_only: bool = False,
+) -> BackfillReport:
+    """Compute every missing slot in [since, until] of backfillable metrics, oldest first,
+    each slot as a cycle of its own (one snapshot, the slot's lock, stored once).
+
+    ``gaps_only`` (catch-up): only the slots after a metric's first stored slot in the
+    window, so that a first run does not invent a history before the collector existed.
+    """
+    jobs = [job for job in jobs if job[0].backfill]
+    report = BackfillReport(since, until)
+    missing = _missing(settings, jobs, since, until, gaps_only=gaps_only)
+    report.slots = len(missing)
+    for index, (at, todo) in enumerate(missing):
+        cycle = CycleReport(at, int(settings.interval.total_seconds()))
+        write_slot(
+            settings,
+            todo,
+            {spec.type: at for spec, _ in todo},
+            cycle,
+            replace=False,
+            replay_spool=False,
+        )
+        if cycle.note and cycle.note.startswith("another run"):
+            report.busy += 1
+        elif any(r.status == "stored" for r in cycle.results):
+            report.written += 1
+        else:
+            report.present += 1
+        report.failed += [replace_slot(r, at) for r in cycle.failed]
+        if progress is not None:
+            progress(index + 1, len(missing))
+    return report
+
+
+def replace_slot(result: MetricResult, at: datetime) -> MetricResult:
+    """The result, naming the slot it belongs to."""
+    from dataclasses import replace
+
+    return replace(result, slot=at)
+
+
+def _missing(
+    settings: Settings, jobs: list[Job], since: datetime, until: datetime, *, gaps_only: bool
+) -> list[tuple[datetime, list[Job]]]:
+    """The slots in [since, until] (oldest first) where some of ``jobs`` has no row yet."""
+    from analytics_cli.store.layout import detect
+    from analytics_cli.timeutil import slots as slot_range
+
+    wanted: dict[datetime, list[Job]] = {}
+    for job in jobs:
+        step = job[0].every or settings.interval
+        first = floor_slot(since, step)
+        if first < since:
+            first += step
+        for at in slot_range(first, until + step, step):
+            if at <= until:
+                wanted.setdefault(at, []).append(job)
+    if not wanted:
+        return []
+    with store_session(settings, doing="cannot read the store", read_only=True) as conn:
+        layout = detect(conn, settings)
+        stored = layout.stored_slots(conn, since, until, jobs) if layout is not None else set()
+    earliest: dict[tuple[str, str | None], datetime] = {}
+    for type_, source, at in stored:
+        key = (type_, source)
+        earliest[key] = min(at, earliest.get(key, at))
+
+    def due(job: Job, at: datetime) -> bool:
+        key = (job[0].type, job[1])
+        if (*key, at) in stored:
+            return False
+        return not gaps_only or (key in earliest and earliest[key] < at)
+
+    out = []
+    for at in sorted(wanted):
+        todo = [job for job in wanted[at] if due(job, at)]
+        if todo:
+            out.append((at, todo))
+    return out
 
 
 def _lock(conn: Any, settings: Settings, slot: datetime) -> None:
@@ -387,26 +559,41 @@ def _lock(conn: Any, settings: Settings, slot: datetime) -> None:
 
 
 def _spooled(
-    exc: StoreError, settings: Settings, slot: datetime, batches: list[Batch], *, replace: bool
+    exc: StoreError,
+    settings: Settings,
+    slot: datetime,
+    slots: Mapping[str, datetime],
+    batches: list[Batch],
+    *,
+    replace: bool,
 ) -> StoreError:
-    """Write the slot's rows to the spool; the error the run ends with says where they wait."""
+    """Write the slot's rows to the spool (a file per slot: a metric's own ``every`` may give
+    it another); the error the run ends with says where they wait."""
     from analytics_cli import spool
 
-    cycle = spool.Spooled(
-        settings.table,
-        slot,
-        replace,
-        tuple(spool.from_outcomes(b.source, b.collected_at, b.outcomes) for b in batches),
-    )
+    cycles = []
+    for at in sorted({slots.get(o.type, slot) for b in batches for o in b.outcomes} or {slot}):
+        parts = tuple(
+            spool.from_outcomes(
+                b.source,
+                b.collected_at,
+                [o for o in b.outcomes if slots.get(o.type, slot) == at],
+            )
+            for b in batches
+        )
+        cycles.append(spool.Spooled(settings.table, at, replace, parts))
     folder = spool.spool_dir(settings)
     try:
-        path = spool.write(folder, cycle)
+        paths = [spool.write(folder, cycle) for cycle in cycles]
     except OSError as os_exc:
         return StoreError(
             f"{exc}; the slot could not be spooled either ({folder}: {os_exc.strerror})"
         )
+    rows = sum(c.rows for c in cycles)
+    where = str(paths[0]) if len(paths) == 1 else f"{folder} ({len(paths)} files)"
+    named = ", ".join(iso(c.slot) for c in cycles)
     return StoreError(
-        f"{exc}; slot {iso(slot)} spooled ({cycle.rows} rows) to {path}",
+        f"{exc}; slot{'s' if len(cycles) > 1 else ''} {named} spooled ({rows} rows) to {where}",
         hint="the next run that reaches the store writes it first",
     )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -16,7 +17,7 @@ from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    pass
+    from datetime import datetime
 
 # Counts beyond this are refused: no platform metric is that large, a runaway query may be.
 MAX_ABS_COUNT = Decimal(10) ** 18
@@ -138,21 +139,41 @@ def enabled_metrics(settings: Settings, only: list[str] | None = None) -> list[M
             if name not in by_name:
                 raise ConfigError(f"unknown metric type {name!r}", hint=suggest(name, known))
         chosen = [by_name[n] for n in dict.fromkeys(only)]
+    for spec in chosen:
+        check_every(spec, settings)
     return chosen
 
 
-def groups(specs: Sequence[MetricSpec]) -> list[list[MetricSpec]]:
-    """The specs as they run: one group per [[query]] (its metrics, in order), else alone."""
+def check_every(spec: MetricSpec, settings: Settings) -> None:
+    """A metric's ``every`` must be a whole number of collection intervals."""
+    from analytics_cli.timeutil import format_duration
+
+    if spec.every is None or spec.every % settings.interval == timedelta(0):
+        return
+    raise ConfigError(
+        f"metric {spec.type!r}: every = {format_duration(spec.every)} is not a multiple of "
+        f"[collect] interval = {format_duration(settings.interval)}",
+        hint="choose an every (and an interval) so that the interval divides it, e.g. 30m and 1d",
+    )
+
+
+def groups(
+    specs: Sequence[MetricSpec], slots: Mapping[str, datetime] | None = None
+) -> list[list[MetricSpec]]:
+    """The specs as they run: one group per [[query]] and slot (its metrics, in order), the
+    others alone. Types of one query due at different slots run it once per slot."""
     out: list[list[MetricSpec]] = []
-    shared: dict[str, list[MetricSpec]] = {}
+    shared: dict[tuple[str, datetime | None], list[MetricSpec]] = {}
     for spec in specs:
         if spec.query is None:
             out.append([spec])
-        elif spec.query in shared:
-            shared[spec.query].append(spec)
+            continue
+        key = (spec.query, slots[spec.type] if slots is not None else None)
+        if key in shared:
+            shared[key].append(spec)
         else:
-            shared[spec.query] = [spec]
-            out.append(shared[spec.query])
+            shared[key] = [spec]
+            out.append(shared[key])
     return out
 
 

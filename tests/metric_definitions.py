@@ -35,4 +35,12 @@ POSTGRESQL = {
         'SELECT count(*) AS count FROM message WHERE "isNotification" = false '
         'AND "createdAt" > %(slot)s - %(interval)s AND "createdAt" <= %(slot)s'
     ),
+    "weeklyUsers": (
+        'SELECT count(DISTINCT "userId") AS count FROM "instance-attendance" '
+        'WHERE "createdAt" > %(slot)s - interval \'7 days\' AND "createdAt" <= %(slot)s'
+    ),
+    "monthlyUsers": (
+        'SELECT count(DISTINCT "userId") AS count FROM "instance-attendance" '
+        'WHERE "createdAt" > %(slot)s - interval \'30 days\' AND "createdAt" <= %(slot)s'
+    ),
 }

@@ -94,7 +94,7 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"error: {path}: unknown key collect.intervall",
         "hint: allowed in [collect]: interval, statement_timeout, connect_timeout, retries, "
-        "metrics, ping_url, parallel, source_concurrency",
+        "metrics, ping_url, parallel, source_concurrency, catch_up",
     ]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from analytics_cli.sources.postgresql import suggest_index
 from tests.conftest import Databases, cli
+from tests.metric_definitions import POSTGRESQL
 
 ATTENDANCE_COLUMNS = ["id", "sceneId", "isChannel", "ended", "userId", "instanceId", "createdAt"]
 
@@ -38,7 +41,7 @@ def test_suggest_index(filter_text: str, expected: str | None) -> None:
 
 
 def test_explain_flags_sequential_scans_and_creates_nothing(
-    dbs: Databases, monkeypatch: pytest.MonkeyPatch
+    dbs: Databases, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with dbs.source_conn() as conn:
         conn.execute(
@@ -50,7 +53,12 @@ def test_explain_flags_sequential_scans_and_creates_nothing(
         indexes_before = conn.execute("SELECT count(*) FROM pg_indexes").fetchone()
     monkeypatch.setenv("ANALYTICS_SOURCE_DSN", dbs.source)
     monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
-    result = cli("config", "check", "--explain")
+    # The single-statement definition beside the pack's fused query (which has an OR).
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[metric]]\ntype = "worldUsers"\nsql = """' + POSTGRESQL["instanceUsers"] + '"""\n'
+    )
+    result = cli("-c", str(config), "config", "check", "--explain")
     assert result.exit_code == 0, result.stderr
     assert "plans (EXPLAIN ANALYZE, read-only; the tool never creates indexes):" in result.stdout
     lines = result.stdout.splitlines()
@@ -62,7 +70,10 @@ def test_explain_flags_sequential_scans_and_creates_nothing(
         )
         return lines[start + 1 : end]
 
-    users = plan_of("instanceUsers")
+    fused = plan_of("instanceUsers")
+    assert fused[0].startswith("    sequential scan on 'instance-attendance' (")
+    assert not any("index that would help" in line for line in fused)
+    users = plan_of("worldUsers")
     assert users[0].startswith("    sequential scan on 'instance-attendance' (")
     assert users[1] == (
         '    index that would help: CREATE INDEX CONCURRENTLY ON "instance-attendance" '

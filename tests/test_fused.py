@@ -29,6 +29,7 @@ def test_the_pack_reads_instance_and_attendance_once_each() -> None:
     assert [[m.type for m in g] for g in groups(FUSED)] == [
         ["activeInstances", "activeLocations", "activeScenes", "activeChannels"],
         ["instanceUsers", "channelUsers", "dailyUsers"],
+        ["weeklyUsers", "monthlyUsers"],
     ]
 
 
@@ -60,11 +61,16 @@ def test_fused_values_on_the_known_platform(dbs: Databases) -> None:
         platform_data.load(conn)
         fused = _fused_values(conn)
     expected = {k: Decimal(v) for k, v in platform_data.EXPECTED.items() if k in fused}
-    assert fused == expected
+    assert {k: v for k, v in fused.items() if k in platform_data.EXPECTED} == expected
+    # u1 (a1, a2), u2 (a3, 24 h before), u3 (a5, a6), u5 (a8), u6 (a9, 30 h before); a7 is
+    # after the slot, a4 has no user.
+    assert (fused["weeklyUsers"], fused["monthlyUsers"]) == (5, 5)
 
 
 # Times around the edges of the daily window (slot - 24 h, slot], in seconds from the slot.
-EDGES = [-86401, -86400, -86399, -3600, -1, 0, 1, 3600]
+DAY = 86400
+EDGES = [-DAY - 1, -DAY, -DAY + 1, -3600, -1, 0, 1, 3600]
+EDGES += [-7 * DAY - 1, -7 * DAY, -7 * DAY + 1, -30 * DAY - 1, -30 * DAY, -30 * DAY + 1]
 TRISTATE = st.sampled_from([True, False, None])
 
 

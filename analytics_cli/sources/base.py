@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
+
+
+# The slot each metric type is counted for (its own ``every`` floors it), bound as %(slot)s.
+Slots = Mapping[str, datetime]
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ class Source(Protocol):
 
     engine: str
 
-    def read(self, specs: Sequence[MetricSpec], slot: datetime) -> Snapshot:
-        """Every spec's outcome, all from one snapshot."""
+    def read(self, specs: Sequence[MetricSpec], slots: Slots) -> Snapshot:
+        """Every spec's outcome, all from one snapshot; ``slots`` gives each type's slot."""
         ...
 
     def explain(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:

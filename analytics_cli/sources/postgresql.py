@@ -21,7 +21,7 @@ from analytics_cli.metrics import (
     check_count,
     groups,
 )
-from analytics_cli.sources.base import FullScan, MetricPlan, Snapshot
+from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,9 +42,9 @@ class PostgresSource:
         # The connections of a read in progress, for cancel() from another thread.
         self._live: list[psycopg.Connection[Any]] = []
 
-    def read(self, specs: Sequence[MetricSpec], slot: datetime) -> Snapshot:
+    def read(self, specs: Sequence[MetricSpec], slots: Slots) -> Snapshot:
         """Every spec's outcome from one snapshot."""
-        return read_snapshot(self.dsn, self.settings, specs, slot, live=self._live)
+        return read_snapshot(self.dsn, self.settings, specs, slots, live=self._live)
 
     def cancel(self) -> None:
         """Cancel the queries of a read in progress (the run is interrupted or gives up)."""
@@ -74,15 +74,17 @@ def _run_all(
     conn: psycopg.Connection[Any],
     specs: Sequence[MetricSpec],
     settings: Settings,
-    slot: datetime,
+    slots: Slots,
     stop: threading.Event | None = None,
 ) -> list[Outcome]:
     """Run metrics one after another on one connection (until ``stop`` is set)."""
     outcomes: list[Outcome] = []
-    for group in groups(specs):
+    for group in groups(specs, slots):
         if stop is not None and stop.is_set():
             break
-        done = run_group(conn, group, slot=slot, interval=settings.interval)
+        done = run_group(
+            conn, group, slot=slots[group[0].type], interval=group[0].every or settings.interval
+        )
         if conn.broken:
             failed = next((o for o in done if isinstance(o, MetricFailure)), None)
             detail = failed.error if failed is not None else "connection closed"
@@ -98,7 +100,7 @@ def read_snapshot(
     dsn: str,
     settings: Settings,
     specs: Sequence[MetricSpec],
-    slot: datetime,
+    slots: Slots,
     *,
     live: list[psycopg.Connection[Any]] | None = None,
 ) -> Snapshot:
@@ -120,13 +122,13 @@ def read_snapshot(
                 assert row is not None
                 collected_at: datetime = row[0]
                 outcomes = _run_parallel(
-                    dsn, conn, str(row[1]), specs, settings, slot, workers, live
+                    dsn, conn, str(row[1]), specs, settings, slots, workers, live
                 )
             else:
                 row = conn.execute("SELECT now()").fetchone()
                 assert row is not None
                 collected_at = row[0]
-                done = {o.type: o for o in _run_all(conn, specs, settings, slot)}
+                done = {o.type: o for o in _run_all(conn, specs, settings, slots)}
                 outcomes = [done[spec.type] for spec in specs]
             conn.rollback()
             return Snapshot(collected_at, outcomes)
@@ -142,7 +144,7 @@ def _run_parallel(
     snapshot: str,
     specs: Sequence[MetricSpec],
     settings: Settings,
-    slot: datetime,
+    slots: Slots,
     workers: int,
     live: list[psycopg.Connection[Any]],
 ) -> list[Outcome]:
@@ -163,12 +165,12 @@ def _run_parallel(
             helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         conns = [leader, *helpers]
         # Metrics filled by one [[query]] stay together: the query runs once.
-        parts = groups(specs)
+        parts = groups(specs, slots)
         shares = [[s for g in parts[i :: len(conns)] for s in g] for i in range(len(conns))]
         pool = ThreadPoolExecutor(max_workers=len(conns))
         try:
             futures = [
-                pool.submit(_run_all, c, share, settings, slot, stop)
+                pool.submit(_run_all, c, share, settings, slots, stop)
                 for c, share in zip(conns, shares, strict=True)
             ]
             done = {o.type: o for future in futures for o in future.result()}
@@ -421,8 +423,11 @@ def _quote(name: str) -> str:
 
 
 def suggest_index(table: str, columns: list[str], filter_text: str) -> str | None:
-    """A CREATE INDEX statement that lets the planner skip a sequential scan, or None."""
-    if not filter_text:
+    """A CREATE INDEX statement that lets the planner skip a sequential scan, or None.
+
+    None also for a filter with OR (a fused query's): no single index serves every branch.
+    """
+    if not filter_text or re.search(r"\bOR\b", filter_text):
         return None
     known = set(columns)
     ranged: list[str] = []

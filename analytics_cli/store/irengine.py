@@ -156,6 +156,23 @@ class IrEngineLayout:
         types = {row[0] for row in conn.execute(query, (slot,)) if row[0] is not None}
         return {(spec.type, name) for spec, name in jobs if spec.type in types}
 
+    def stored_slots(
+        self,
+        conn: psycopg.Connection[Any],
+        since: datetime,
+        until: datetime,
+        jobs: Sequence[tuple[MetricSpec, str | None]],
+    ) -> set[tuple[str, str | None, datetime]]:
+        """Types with a row at each slot start ("createdAt") in the window."""
+        from psycopg import sql
+
+        query = sql.SQL(
+            'SELECT DISTINCT type, "createdAt" FROM {} '
+            'WHERE type = ANY(%s) AND "createdAt" >= %s AND "createdAt" <= %s'
+        ).format(identifier(self.table))
+        types = sorted({spec.type for spec, _ in jobs})
+        return {(t, None, at) for t, at in conn.execute(query, (types, since, until))}
+
     def fit(self, outcome: Outcome) -> Outcome:
         """Whole numbers within the int column's range; anything else fails that metric."""
         return fit_count(outcome)

@@ -42,6 +42,16 @@ class Layout(Protocol):
         """The (type, source) keys among ``jobs`` that already have their rows for ``slot``."""
         ...
 
+    def stored_slots(
+        self,
+        conn: psycopg.Connection[Any],
+        since: datetime,
+        until: datetime,
+        jobs: Sequence[tuple[MetricSpec, str | None]],
+    ) -> set[tuple[str, str | None, datetime]]:
+        """The (type, source, slot) of ``jobs`` stored in [since, until]: one query."""
+        ...
+
     def fit(self, outcome: Outcome) -> Outcome:
         """The outcome as this table can store it unchanged, or that metric's failure."""
         ...

@@ -172,6 +172,29 @@ class NativeLayout:
             if (spec.type, name) in (anything if spec.dimensional else plain)
         }
 
+    def stored_slots(
+        self,
+        conn: psycopg.Connection[Any],
+        since: datetime,
+        until: datetime,
+        jobs: Sequence[tuple[MetricSpec, str | None]],
+    ) -> set[tuple[str, str | None, datetime]]:
+        """Slots stored per job in the window, by the same rule as ``present``."""
+        from psycopg import sql
+
+        query = sql.SQL(
+            "SELECT type, metadata->>'source', \"timestamp\", "
+            "bool_or((metadata - 'source') = '{{}}'::jsonb) FROM {} "
+            'WHERE type = ANY(%s) AND "timestamp" >= %s AND "timestamp" <= %s GROUP BY 1, 2, 3'
+        ).format(identifier(self.table))
+        dimensional = {spec.type for spec, _ in jobs if spec.dimensional}
+        types = sorted({spec.type for spec, _ in jobs})
+        return {
+            (type_, source, at)
+            for type_, source, at, plain in conn.execute(query, (types, since, until))
+            if plain or type_ in dimensional
+        }
+
     def fit(self, outcome: Outcome) -> Outcome:
         """Every outcome fits: counts are numeric, dimensions are jsonb."""
         return outcome
