@@ -17,10 +17,14 @@ import typer
 from typer.core import TyperGroup
 
 from analytics_cli import __version__
+from analytics_cli.console import LogFormat, Output
 from analytics_cli.errors import AnalyticsError, Interrupted
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
+
+# The commands import the library inside their bodies, not here: `--help`, `--version`
+# and a usage error then start without loading psycopg, rich or the config parser.
 
 HELP = (
     "Collect platform usage metrics into PostgreSQL, one cycle per run, and read them back.\n\n"
@@ -60,21 +64,12 @@ db_app = typer.Typer(help="Manage the analytics table (the store).", no_args_is_
 app.add_typer(db_app, name="db")
 
 
-class LogFormat(StrEnum):
-    """How progress and log lines on stderr are written."""
-
-    text = "text"
-    json = "json"
-
-
 @dataclass
 class Globals:
-    """Options given before the command name."""
+    """Options given before the command name that commands read (output options go to ``out``)."""
 
     config: Path | None = None
     dsn: str | None = None
-    log_format: LogFormat = LogFormat.text
-    verbosity: int = 0
 
     def settings(self) -> Settings:
         """Load the effective settings; warnings go to stderr."""
@@ -84,59 +79,6 @@ class Globals:
         for warning in settings.warnings:
             out.warn(warning)
         return settings
-
-
-class Output:
-    """stderr messages: plain text or JSON lines, filtered by -v / -q."""
-
-    def __init__(self) -> None:
-        self.log_format = LogFormat.text
-        self.verbosity = 0
-        self.secrets: set[str] = set()
-
-    def _emit(self, level: str, message: str, **fields: Any) -> None:
-        from analytics_cli.db import scrub
-
-        message = scrub(message, self.secrets)
-        if self.log_format is LogFormat.json:
-            # Scrub every field before encoding: JSON escaping would hide a quote or backslash.
-            clean = {
-                k: scrub(v, self.secrets) if isinstance(v, str) else v for k, v in fields.items()
-            }
-            record = {"level": level, "message": message, **clean}
-            text = scrub(json.dumps(record, default=str), self.secrets)
-            print(text, file=sys.stderr, flush=True)
-        else:
-            prefix = "" if level == "info" else f"{level}: "
-            print(f"{prefix}{message}", file=sys.stderr, flush=True)
-
-    def info(self, message: str, **fields: Any) -> None:
-        """Progress and summaries; hidden by -q."""
-        if self.verbosity >= 0:
-            self._emit("info", message, **fields)
-
-    def debug(self, message: str, **fields: Any) -> None:
-        """Details shown with -v."""
-        if self.verbosity > 0:
-            self._emit("debug", message, **fields)
-
-    def warn(self, message: str, **fields: Any) -> None:
-        """Something the operator should fix; always shown."""
-        self._emit("warning", message, **fields)
-
-    def error(self, message: str, hint: str | None = None) -> None:
-        """One clear line (plus a hint line where one helps); always shown."""
-        if self.log_format is LogFormat.json:
-            self._emit("error", message, **({"hint": hint} if hint else {}))
-            return
-        self._emit("error", message)
-        if hint:
-            self._emit("hint", hint)
-
-    @property
-    def quiet(self) -> bool:
-        """True with -q."""
-        return self.verbosity < 0
 
 
 out = Output()
@@ -212,17 +154,12 @@ def main_callback(
     ] = False,
 ) -> None:
     """Collect platform usage metrics into PostgreSQL, one cycle per run, and read them back."""
-    ctx.obj = Globals(config=config, dsn=dsn, log_format=log_format, verbosity=verbose - quiet)
-    out.log_format = log_format
-    out.verbosity = verbose - quiet
+    ctx.obj = Globals(config=config, dsn=dsn)
+    out.configure(log_format, verbose - quiet)
     from analytics_cli import irengine
-    from analytics_cli.db import dsn_secrets
 
     irengine.listen(out.info)  # the store layout's notice: once per command, like other info
-
-    out.secrets = dsn_secrets(dsn) | dsn_secrets(os.environ.get("ANALYTICS_DSN"))
-    out.secrets |= dsn_secrets(os.environ.get("ANALYTICS_SOURCE_DSN"))
-    out.secrets |= dsn_secrets(os.environ.get("ANALYTICS_STORE_DSN"))
+    out.hide(dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_")))
 
 
 def _load(ctx: typer.Context) -> Settings:
@@ -232,11 +169,7 @@ def _load(ctx: typer.Context) -> Settings:
 
 def _remember_secrets(settings: Settings) -> Settings:
     """Every password the settings carry is scrubbed from all later output."""
-    from analytics_cli.db import dsn_secrets
-
-    out.secrets |= dsn_secrets(settings.source_dsn) | dsn_secrets(settings.store_dsn)
-    for source in settings.sources:
-        out.secrets |= dsn_secrets(source.dsn)
+    out.hide(settings.source_dsn, settings.store_dsn, *(s.dsn for s in settings.sources))
     return settings
 
 
@@ -503,7 +436,7 @@ def show(
     charts and tables (the bucket used is printed); json and csv give every stored
     point unless --bucket is given.
     """
-    from analytics_cli import db, render, store
+    from analytics_cli import console, db, render, store
     from analytics_cli import export as export_mod
 
     with handled():
@@ -514,7 +447,7 @@ def show(
         pairs = _where_pairs(where)
         if by is not None and (chosen is None or len(chosen) != 1):
             fail("--by needs exactly one metric type", hint="e.g. show --type X --by location")
-        terminal = render.stdout_is_terminal()
+        terminal = console.stdout_is_terminal()
         mode = fmt or (ShowFormat.chart if chosen and terminal else ShowFormat.table)
         if mode is ShowFormat.chart and not chosen:
             mode = ShowFormat.table  # the overview's sparklines are the chart of every type
@@ -530,7 +463,7 @@ def show(
                     if rows == 0:
                         out.info("no data in this window")
                     return
-                width = render.terminal_width()
+                width = console.terminal_width()
                 target = (width - 10) * 2 if mode is ShowFormat.chart else render.TABLE_TARGET
                 data = export_mod.show_data(
                     live,
@@ -604,7 +537,7 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import db, store
+    from analytics_cli import console, db, store
     from analytics_cli import export as export_mod
 
     with handled():
@@ -619,7 +552,7 @@ def export(
         sel = store.Selection(
             settings.table, start, end, _types(type_), size, agg.value, where=_where_pairs(where)
         )
-        progress = output is not None and sys.stderr.isatty() and not out.quiet
+        progress = output is not None and console.stderr_is_terminal() and not out.quiet
         with db.resolved(settings, announce=_announce) as live:
             try:
                 rows = export_mod.export(live, sel, chosen_fmt, output, progress=progress)
@@ -712,6 +645,7 @@ def demo_cmd(
 
 
 def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
+    from analytics_cli import console
     from analytics_cli.db import describe
 
     source = describe(settings.source_dsn or "")
@@ -722,7 +656,7 @@ def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
     )
     if yes:
         return
-    if not sys.stdin.isatty():
+    if not console.stdin_is_terminal():
         fail(f"{what}: confirmation needed", 2, hint="pass --yes to go ahead without a question")
     if not typer.confirm(f"{what}. Continue?", default=False, err=True):
         fail("cancelled; nothing was changed", 1)
@@ -730,40 +664,17 @@ def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
 
 @contextmanager
 def _demo_progress(unit: str) -> Iterator[Any]:
-    """A progress bar on a terminal, a few plain lines otherwise, nothing with -q."""
-    if out.quiet:
-        yield None
-        return
-    if sys.stderr.isatty() and out.log_format is LogFormat.text:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        ) as bar:
-            task = bar.add_task(f"demo: collecting {unit}", total=None)
-
-            def update(done: int, total: int, report: Any) -> None:
-                slot = f" {report.slot:%a %d %b %H:%M}" if report is not None else ""
-                bar.update(task, completed=done, total=total, description=f"demo: {unit}{slot}")
-
-            yield update
-        return
-    said: set[int] = set()
-
-    def lines(done: int, total: int, report: Any) -> None:
-        quarter = done * 4 // max(total, 1)
-        if quarter in said:
+    """The demo's progress callback (done, total, report): a bar, quarter lines, or None."""
+    verb = "collected" if unit == "slots" else "done"
+    with out.steps("demo", unit, verb) as step:
+        if step is None:
+            yield None
             return
-        said.add(quarter)
-        verb = "collected" if unit == "slots" else "done"
-        out.info(f"demo: {done}/{total} {unit} {verb}", done=done, total=total)
 
-    yield lines
+        def update(done: int, total: int, report: Any) -> None:
+            step(done, total, f" {report.slot:%a %d %b %H:%M}" if report is not None else "")
+
+        yield update
 
 
 # ---------------------------------------------------------------------------- operations
@@ -869,12 +780,6 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
-def _stdout(text: str) -> None:
-    from analytics_cli.db import scrub
-
-    sys.stdout.write(scrub(text, out.secrets))
-
-
 @config_app.command("init")
 def config_init(
     path: Annotated[
@@ -888,7 +793,7 @@ def config_init(
 
     with handled():
         if str(path) == "-":
-            _stdout(ops.starter_config(ops.DEFAULT_CONFIG_PATH))
+            out.write(ops.starter_config(ops.DEFAULT_CONFIG_PATH))
             return
         ops.write_starter(path, force=force)
     out.info(f"wrote {path}; check it with: analytics-cli -c {path} config check")
@@ -912,7 +817,7 @@ def config_show(ctx: typer.Context, path: PathArg = None) -> None:
             lines.append(f"# source dsn from: {settings.source_dsn_origin}")
         lines.append(f"# store dsn from: {settings.store_dsn_origin}")
     text = ops.readable_toml(config.dump(config.to_document(settings)))
-    _stdout("\n".join(lines) + "\n\n" + text)
+    out.write("\n".join(lines) + "\n\n" + text)
 
 
 @config_app.command("check")
@@ -993,7 +898,7 @@ def config_check(
                 )
                 if scan.suggestion:
                     lines.append(f"    index that would help: {scan.suggestion};")
-    _stdout("\n".join(lines) + "\n")
+    out.write("\n".join(lines) + "\n")
     if failed:
         out.error(f"{failed} metric(s) failed")
     raise typer.Exit(report.exit_code)
@@ -1026,7 +931,7 @@ def metrics_cmd(
             }
             for m in every
         ]
-        _stdout(json.dumps(items, indent=2) + "\n")
+        out.write(json.dumps(items, indent=2) + "\n")
         return
     if show_sql:
         blocks = []
@@ -1035,7 +940,7 @@ def metrics_cmd(
             state = "enabled" if m.type in enabled else "disabled"
             text = m.sql.strip() if m.http is None else f"GET {m.http.url}\n{m.http.path}"
             blocks.append(f"-- {m.type} ({kind}, {state}): {m.description}\n{text}\n")
-        _stdout("\n".join(blocks))
+        out.write("\n".join(blocks))
         return
     rows = [("type", "kind", "enabled", "description")]
     rows += [
@@ -1051,7 +956,7 @@ def metrics_cmd(
     text = "\n".join(
         "  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows
     )
-    _stdout(text + "\n")
+    out.write(text + "\n")
 
 
 @app.command("status")
@@ -1079,7 +984,9 @@ def status_cmd(
         limit = parse_duration(max_age, what="--max-age") if max_age else None
         with db.resolved(settings, announce=_announce) as live:
             report = ops.status(live, max_age=limit)
-    _stdout(json.dumps(report.to_dict(), indent=2) + "\n" if as_json else ops.render_status(report))
+    out.write(
+        json.dumps(report.to_dict(), indent=2) + "\n" if as_json else ops.render_status(report)
+    )
     if report.stale:
         newest = report.newest
         if not report.table_exists:
@@ -1110,13 +1017,13 @@ def prune_cmd(
     ] = 10_000,
 ) -> None:
     """Delete old rows in small batches (no long lock); asks first on a terminal unless --yes."""
-    from analytics_cli import db, ops
+    from analytics_cli import console, db, ops
     from analytics_cli.timeutil import iso, parse_duration
 
     with handled():
         settings = _load(ctx)
         older = parse_duration(older_than, what="--older-than")
-        if not (dry_run or yes or sys.stdin.isatty()):
+        if not (dry_run or yes or console.stdin_is_terminal()):
             fail(
                 "refusing to delete without confirmation (no terminal)",
                 hint="add --yes to prune from a script or cron, or --dry-run to count",
@@ -1126,7 +1033,7 @@ def prune_cmd(
             where = f"older than {iso(cutoff)} from table {live.table}"
             todo = ops.count_older(live, cutoff)
             if dry_run:
-                _stdout(f"would delete {todo} rows {where}\n")
+                out.write(f"would delete {todo} rows {where}\n")
                 return
             if todo and not yes and not typer.confirm(f"delete {todo} rows {where}?", err=True):
                 fail("nothing was deleted", code=1)
@@ -1136,7 +1043,7 @@ def prune_cmd(
                 batch_size=batch_size,
                 progress=lambda n: out.debug(f"deleted {n} rows so far"),
             )
-    _stdout(f"deleted {deleted} rows {where} ({batches} batch{'' if batches == 1 else 'es'})\n")
+    out.write(f"deleted {deleted} rows {where} ({batches} batch{'' if batches == 1 else 'es'})\n")
 
 
 # ---------------------------------------------------------------------------- entry point

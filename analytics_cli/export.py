@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -13,6 +10,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from analytics_cli import irengine, store
+from analytics_cli.console import RowProgress, atomic_output
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -239,75 +237,6 @@ def _json_array(copy: Any, write: Callable[[bytes], Any], on_rows: Any) -> int:
     return rows
 
 
-@contextmanager
-def atomic_output(path: Path) -> Iterator[IO[bytes]]:
-    """A temporary file beside ``path``, renamed onto it only when the block completes."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigError(f"cannot write {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise ConfigError(f"cannot write {path}: it is a folder")
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb", buffering=1024 * 1024) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; give the result the mode a plain open() would have had.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-class Progress:
-    """A progress bar on stderr, updated at most ten times a second."""
-
-    def __init__(self, total: int, label: str) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as Bar
-
-        self.bar = Bar(
-            TextColumn(label),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.task = self.bar.add_task(label, total=total)
-        self.done = 0
-        self.shown = 0.0
-
-    def __enter__(self) -> Progress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    def advance(self, rows: int) -> None:
-        """Count rows written; redraw when due."""
-        self.done += rows
-        now = time.monotonic()
-        if now - self.shown >= 0.1:
-            self.shown = now
-            self.bar.update(self.task, completed=self.done)
-
-
 def export(
     settings: Settings,
     sel: store.Selection,
@@ -331,7 +260,7 @@ def export(
             total = store.count_rows(conn, sel)
             with (
                 atomic_output(output) as handle,
-                Progress(total, f"exporting {output.name}") as bar,
+                RowProgress(total, f"exporting {output.name}") as bar,
             ):
                 rows = stream(conn, sel, fmt, handle, keys=keys, on_rows=bar.advance)
     return rows

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli import __version__, irengine, store
 from analytics_cli.config import Settings
+from analytics_cli.console import atomic_write
 from analytics_cli.db import connect, database_error
 from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import floor_slot, format_duration, iso, utcnow
@@ -132,7 +131,7 @@ def write_starter(path: Path, *, force: bool) -> None:
         raise ConfigError(f"{path} already exists", hint="use --force to overwrite it")
     if not path.parent.is_dir():
         raise ConfigError(f"directory {path.parent} does not exist")
-    _atomic_write(path, starter_config(path), mode=0o600)
+    atomic_write(path, starter_config(path), mode=0o600)
 
 
 # ---------------------------------------------------------------------------- config check
@@ -612,23 +611,7 @@ def write_cycle_textfile(
         duration=duration,
         last_success=round(last_success, 3) if last_success is not None else None,
     )
-    _atomic_write(path, text, mode=0o644)
-
-
-def _atomic_write(path: Path, text: str, *, mode: int) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``."""
-    # The temporary name does not end in .prom, so node_exporter never reads a partial file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text, mode=0o644)
 
 
 # ---------------------------------------------------------------------------- heartbeat

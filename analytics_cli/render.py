@@ -5,8 +5,13 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from analytics_cli.console import Output, stderr_is_terminal, terminal_width
+
 if TYPE_CHECKING:
     from analytics_cli.collect import CycleReport
+
+# rich is imported inside the functions that draw for a terminal: plain output (cron, pipes)
+# never pays for its import.
 
 
 def format_count(value: Any) -> str:
@@ -24,14 +29,14 @@ def format_count(value: Any) -> str:
     return str(value)
 
 
-def print_collect_report(report: CycleReport, out: Any, *, show_metrics: bool = True) -> None:
+def print_collect_report(report: CycleReport, out: Output, *, show_metrics: bool = True) -> None:
     """Write a cycle's outcome to stderr: a table on a terminal, logfmt-like lines otherwise."""
     from analytics_cli.timeutil import iso
 
     slot = iso(report.slot)
-    json_logs = getattr(out.log_format, "value", "text") == "json"
+    json_logs = out.json_logs
     if show_metrics and not out.quiet:
-        if sys.stderr.isatty() and not json_logs and report.results:
+        if stderr_is_terminal() and not json_logs and report.results:
             from rich.console import Console
             from rich.markup import escape
             from rich.table import Table
@@ -85,9 +90,9 @@ def print_collect_report(report: CycleReport, out: Any, *, show_metrics: bool = 
         summary["note"] = report.note
     verb = "dry-run" if report.dry_run else "collect"
     if json_logs:
-        out._emit("info", f"{verb} done", event="summary", **summary)
+        out.line("info", f"{verb} done", event="summary", **summary)
     else:
-        out._emit("info", f"{verb} " + _logfmt(summary))
+        out.line("info", f"{verb} " + _logfmt(summary))
 
 
 def _logfmt(fields: dict[str, Any]) -> str:
@@ -111,29 +116,6 @@ TABLE_TARGET = 60
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
 # Braille dot bits of one character cell, indexed [row][column] of the 4x2 dot grid.
 _BRAILLE = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
-
-
-def stdout_is_terminal() -> bool:
-    """True when stdout is a terminal (TTY_COMPATIBLE and FORCE_COLOR override, as in rich)."""
-    import os
-
-    tty = os.environ.get("TTY_COMPATIBLE", "")
-    if tty in ("0", "1"):
-        return tty == "1"
-    force = os.environ.get("FORCE_COLOR")
-    if force is not None:
-        return force != ""
-    try:
-        return sys.stdout.isatty()
-    except ValueError:
-        return False
-
-
-def terminal_width() -> int:
-    """Columns available: $COLUMNS, else the terminal's size, else 80."""
-    import shutil
-
-    return max(40, shutil.get_terminal_size((80, 24)).columns)
 
 
 def zone(name: str) -> Any:
