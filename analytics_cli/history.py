@@ -1,4 +1,4 @@
-"""Reading the history back: show's data and streaming exports (CSV via COPY, JSON, NDJSON)."""
+"""The stored history read back: show's data and streamed exports (CSV via COPY, JSON, NDJSON)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ NICE_BUCKETS = tuple(
         364 * 86400,
     )
 )
+
+
+def show_keys(sel: store.Selection) -> tuple[str, ...]:
+    """The columns of ``show --format json/csv``: bucketed points carry no metadata of their own."""
+    whole = sel.bucket is None or sel.by is not None  # --by keeps the values apart
+    return store.SHOW_KEYS if whole else store.SHOW_KEYS[:3]
 
 
 class NoData(Exception):
