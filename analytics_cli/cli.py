@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -17,10 +16,15 @@ import typer
 from typer.core import TyperGroup
 
 from analytics_cli import __version__
+from analytics_cli.console import LogFormat, Output
 from analytics_cli.errors import AnalyticsError, Interrupted
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
+    from analytics_cli.monitor import CycleMonitor
+
+# The commands import the library inside their bodies, not here: `--help`, `--version`
+# and a usage error then start without loading psycopg, rich or the config parser.
 
 HELP = (
     "Collect platform usage metrics into PostgreSQL, one cycle per run, and read them back.\n\n"
@@ -60,21 +64,12 @@ db_app = typer.Typer(help="Manage the analytics table (the store).", no_args_is_
 app.add_typer(db_app, name="db")
 
 
-class LogFormat(StrEnum):
-    """How progress and log lines on stderr are written."""
-
-    text = "text"
-    json = "json"
-
-
 @dataclass
 class Globals:
-    """Options given before the command name."""
+    """Options given before the command name that commands read (output options go to ``out``)."""
 
     config: Path | None = None
     dsn: str | None = None
-    log_format: LogFormat = LogFormat.text
-    verbosity: int = 0
 
     def settings(self) -> Settings:
         """Load the effective settings; warnings go to stderr."""
@@ -84,59 +79,6 @@ class Globals:
         for warning in settings.warnings:
             out.warn(warning)
         return settings
-
-
-class Output:
-    """stderr messages: plain text or JSON lines, filtered by -v / -q."""
-
-    def __init__(self) -> None:
-        self.log_format = LogFormat.text
-        self.verbosity = 0
-        self.secrets: set[str] = set()
-
-    def _emit(self, level: str, message: str, **fields: Any) -> None:
-        from analytics_cli.db import scrub
-
-        message = scrub(message, self.secrets)
-        if self.log_format is LogFormat.json:
-            # Scrub every field before encoding: JSON escaping would hide a quote or backslash.
-            clean = {
-                k: scrub(v, self.secrets) if isinstance(v, str) else v for k, v in fields.items()
-            }
-            record = {"level": level, "message": message, **clean}
-            text = scrub(json.dumps(record, default=str), self.secrets)
-            print(text, file=sys.stderr, flush=True)
-        else:
-            prefix = "" if level == "info" else f"{level}: "
-            print(f"{prefix}{message}", file=sys.stderr, flush=True)
-
-    def info(self, message: str, **fields: Any) -> None:
-        """Progress and summaries; hidden by -q."""
-        if self.verbosity >= 0:
-            self._emit("info", message, **fields)
-
-    def debug(self, message: str, **fields: Any) -> None:
-        """Details shown with -v."""
-        if self.verbosity > 0:
-            self._emit("debug", message, **fields)
-
-    def warn(self, message: str, **fields: Any) -> None:
-        """Something the operator should fix; always shown."""
-        self._emit("warning", message, **fields)
-
-    def error(self, message: str, hint: str | None = None) -> None:
-        """One clear line (plus a hint line where one helps); always shown."""
-        if self.log_format is LogFormat.json:
-            self._emit("error", message, **({"hint": hint} if hint else {}))
-            return
-        self._emit("error", message)
-        if hint:
-            self._emit("hint", hint)
-
-    @property
-    def quiet(self) -> bool:
-        """True with -q."""
-        return self.verbosity < 0
 
 
 out = Output()
@@ -212,17 +154,12 @@ def main_callback(
     ] = False,
 ) -> None:
     """Collect platform usage metrics into PostgreSQL, one cycle per run, and read them back."""
-    ctx.obj = Globals(config=config, dsn=dsn, log_format=log_format, verbosity=verbose - quiet)
-    out.log_format = log_format
-    out.verbosity = verbose - quiet
-    from analytics_cli import irengine
-    from analytics_cli.db import dsn_secrets
+    ctx.obj = Globals(config=config, dsn=dsn)
+    out.configure(log_format, verbose - quiet)
+    from analytics_cli.store import layout
 
-    irengine.listen(out.info)  # the store layout's notice: once per command, like other info
-
-    out.secrets = dsn_secrets(dsn) | dsn_secrets(os.environ.get("ANALYTICS_DSN"))
-    out.secrets |= dsn_secrets(os.environ.get("ANALYTICS_SOURCE_DSN"))
-    out.secrets |= dsn_secrets(os.environ.get("ANALYTICS_STORE_DSN"))
+    layout.listen(out.info)  # the store layout's notice: once per command, like other info
+    out.hide(dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_")))
 
 
 def _load(ctx: typer.Context) -> Settings:
@@ -232,11 +169,7 @@ def _load(ctx: typer.Context) -> Settings:
 
 def _remember_secrets(settings: Settings) -> Settings:
     """Every password the settings carry is scrubbed from all later output."""
-    from analytics_cli.db import dsn_secrets
-
-    out.secrets |= dsn_secrets(settings.source_dsn) | dsn_secrets(settings.store_dsn)
-    for source in settings.sources:
-        out.secrets |= dsn_secrets(source.dsn)
+    out.hide(settings.source_dsn, settings.store_dsn, *(s.dsn for s in settings.sources))
     return settings
 
 
@@ -322,9 +255,7 @@ def collect(
                     live, at=when, only=only, dry_run=dry_run, replace=replace, sources=source
                 )
                 hooks.finished(live, report)
-        if as_json:
-            print(json.dumps(report.to_dict(), indent=2))
-        render.print_collect_report(report, out, show_metrics=not as_json)
+        render.collect_report(report, out, as_json=as_json)
         raise typer.Exit(report.exit_code)
 
 
@@ -335,14 +266,13 @@ def collect(
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
     from analytics_cli import cycle as collect_mod
-    from analytics_cli import db
+    from analytics_cli import db, render
 
     with handled():
         settings = _load(ctx)
         with db.resolved(settings, announce=_announce) as live:
             created = collect_mod.ensure_store(live)
-    state = "created" if created else "already exists"
-    out.info(f"table {settings.table}: {state}")
+    render.db_init(out, settings.table, created)
 
 
 # ---------------------------------------------------------------------------- show / export
@@ -450,10 +380,6 @@ def _types(*groups: list[str] | None) -> tuple[str, ...] | None:
     return tuple(chosen) or None
 
 
-def _no_data(table: str) -> None:
-    out.info(f"no data yet: the store has no table {table} (run 'analytics-cli collect' first)")
-
-
 @app.command()
 def show(
     ctx: typer.Context,
@@ -503,58 +429,40 @@ def show(
     charts and tables (the bucket used is printed); json and csv give every stored
     point unless --bucket is given.
     """
-    from analytics_cli import db, render, store
-    from analytics_cli import export as export_mod
+    from analytics_cli import db, history, render, store
+    from analytics_cli.timeutil import zone
 
     with handled():
         settings = _load(ctx)
         start, end, size = _window(since, until, bucket, open_end=False)
-        zone = render.zone(tz)
+        tzone = zone(tz)
         chosen = _types(types, type_)
         pairs = _where_pairs(where)
         if by is not None and (chosen is None or len(chosen) != 1):
             fail("--by needs exactly one metric type", hint="e.g. show --type X --by location")
-        terminal = render.stdout_is_terminal()
-        mode = fmt or (ShowFormat.chart if chosen and terminal else ShowFormat.table)
-        if mode is ShowFormat.chart and not chosen:
-            mode = ShowFormat.table  # the overview's sparklines are the chart of every type
+        view = render.show_view(fmt.value if fmt else None, chosen, end - start, settings.interval)
         sel = store.Selection(
             settings.table, start, end, chosen, size, agg.value, where=pairs, by=by
         )
         with db.resolved(settings, announce=_announce) as live:
             try:
-                if mode in (ShowFormat.json, ShowFormat.csv):
-                    whole = size is None or by is not None  # --by keeps the values apart
-                    keys = store.SHOW_KEYS if whole else store.SHOW_KEYS[:3]
-                    rows = export_mod.export(live, sel, mode.value, None, keys=keys)
-                    if rows == 0:
-                        out.info("no data in this window")
+                if view.streamed:
+                    rows = history.export(live, sel, view.mode, None, keys=history.show_keys(sel))
+                    render.show_streamed(out, rows)
                     return
-                width = render.terminal_width()
-                target = (width - 10) * 2 if mode is ShowFormat.chart else render.TABLE_TARGET
-                data = export_mod.show_data(
+                data = history.show_data(
                     live,
                     sel,
-                    series=bool(chosen),
-                    summary=not chosen or mode is ShowFormat.chart,
-                    target=target,
-                    spark_width=render.spark_width(end - start, settings.interval)
-                    if terminal and not chosen
-                    else 0,
+                    series=view.series,
+                    summary=view.summary,
+                    target=view.target,
+                    spark_width=view.spark_width,
                     top=top if by is not None else None,
                 )
-            except export_mod.NoData:
-                _no_data(settings.table)
+            except history.NoData:
+                render.no_table(out, settings.table)
                 return
-    if not data.points and not data.summaries:
-        out.info(f"no data in this window ({render.window_line(data, zone)})")
-        return
-    if mode is ShowFormat.chart:
-        render.print_chart(data, zone, terminal=terminal)
-    elif chosen:
-        render.print_series(data, zone, terminal=terminal)
-    else:
-        render.print_overview(data, zone, terminal=terminal)
+    render.show(out, data, tzone, view)
 
 
 @app.command()
@@ -604,8 +512,7 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import db, store
-    from analytics_cli import export as export_mod
+    from analytics_cli import console, db, history, render, store
 
     with handled():
         flags = [f for f, on in (("csv", csv), ("json", as_json), ("ndjson", ndjson)) if on]
@@ -619,15 +526,14 @@ def export(
         sel = store.Selection(
             settings.table, start, end, _types(type_), size, agg.value, where=_where_pairs(where)
         )
-        progress = output is not None and sys.stderr.isatty() and not out.quiet
+        progress = output is not None and console.stderr_is_terminal() and not out.quiet
         with db.resolved(settings, announce=_announce) as live:
             try:
-                rows = export_mod.export(live, sel, chosen_fmt, output, progress=progress)
-            except export_mod.NoData:
-                _no_data(settings.table)
+                rows = history.export(live, sel, chosen_fmt, output, progress=progress)
+            except history.NoData:
+                render.no_table(out, settings.table)
                 return
-    if output is not None:
-        out.info(f"exported {rows} rows to {output}")
+    render.exported(out, rows, output)
 
 
 # ---------------------------------------------------------------------------- demo
@@ -638,16 +544,6 @@ class Scale(StrEnum):
 
     small = "small"
     large = "large"
-
-
-DEMO_NEXT = """
-Next, try:
-  analytics-cli show                         the latest value and trend of every metric
-  analytics-cli show activeInstances --since 7d
-  analytics-cli export --format csv > analytics.csv
-  analytics-cli collect                      one more cycle now (what cron runs every 30 minutes)
-  analytics-cli config init                  write a config file for your own platform
-"""
 
 
 @app.command("demo")
@@ -682,7 +578,7 @@ def demo_cmd(
     collected, not invented. On a configured database it asks first (--yes
     skips the question) and never drops tables it did not create.
     """
-    from analytics_cli import db
+    from analytics_cli import db, render
     from analytics_cli import demo as demo_mod
 
     with handled():
@@ -691,79 +587,31 @@ def demo_cmd(
             _confirm_demo(settings, days=days, yes=yes)
         with db.resolved(settings, announce=_announce) as live:
             unit = "slots" if scale is Scale.small else "steps"
-            with _demo_progress(unit) as progress:
+            with render.demo_progress(out, unit) as progress:
                 result = demo_mod.run(
                     live, days=days, seed=seed, scale=scale.value, progress=progress
                 )
-            rows = ", ".join(f"{n} {t}" for t, n in result.rows.items() if n)
-            out.info(
-                f"demo: {result.slots} slots collected in {result.seconds:.1f}s "
-                f"(seed {seed}; platform rows: {rows})"
-            )
+            render.demo_summary(out, result, seed)
             # The history read back by the real 'show': the overview, then one chart.
             window = f"{days}d" if scale is Scale.small else "1h"
             show(ctx, since=window)
             print()
             show(ctx, types=["activeInstances"], since=window, fmt=ShowFormat.chart)
-    print(DEMO_NEXT, end="")
+    render.demo_next(out, result)
     if result.failed:
-        out.warn(f"{result.failed} metric results failed; see the table above")
         raise typer.Exit(1)
 
 
 def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
-    from analytics_cli.db import describe
+    from analytics_cli import console, render
 
-    source = describe(settings.source_dsn or "")
-    store = describe(settings.store_dsn or "")
-    what = (
-        f"the demo creates the iR Engine platform tables in {source} and writes "
-        f"{days} days of collected history to table {settings.table} in {store}"
-    )
     if yes:
         return
-    if not sys.stdin.isatty():
+    what = render.demo_scope(settings, days)
+    if not console.stdin_is_terminal():
         fail(f"{what}: confirmation needed", 2, hint="pass --yes to go ahead without a question")
     if not typer.confirm(f"{what}. Continue?", default=False, err=True):
         fail("cancelled; nothing was changed", 1)
-
-
-@contextmanager
-def _demo_progress(unit: str) -> Iterator[Any]:
-    """A progress bar on a terminal, a few plain lines otherwise, nothing with -q."""
-    if out.quiet:
-        yield None
-        return
-    if sys.stderr.isatty() and out.log_format is LogFormat.text:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        ) as bar:
-            task = bar.add_task(f"demo: collecting {unit}", total=None)
-
-            def update(done: int, total: int, report: Any) -> None:
-                slot = f" {report.slot:%a %d %b %H:%M}" if report is not None else ""
-                bar.update(task, completed=done, total=total, description=f"demo: {unit}{slot}")
-
-            yield update
-        return
-    said: set[int] = set()
-
-    def lines(done: int, total: int, report: Any) -> None:
-        quarter = done * 4 // max(total, 1)
-        if quarter in said:
-            return
-        said.add(quarter)
-        verb = "collected" if unit == "slots" else "done"
-        out.info(f"demo: {done}/{total} {unit} {verb}", done=done, total=total)
-
-    yield lines
 
 
 # ---------------------------------------------------------------------------- operations
@@ -782,71 +630,23 @@ PathArg = Annotated[
 ]
 
 
-class _CycleHooks:
-    """What ``collect --textfile/--ping-url`` does around one cycle."""
-
-    def __init__(self, textfile: Path | None, ping_url: str | None, dry_run: bool) -> None:
-        self.textfile = textfile
-        self.ping_url = ping_url
-        # A dry run is a check, not a collection: no heartbeat, no textfile (its
-        # last-success time would hide a collector that stopped storing).
-        self.dry_run = dry_run
-        self.written = False
-
-    def loaded(self, settings: Settings) -> None:
-        """Take ``[collect] ping_url`` when no --ping-url was given."""
-        from analytics_cli import ops
-
-        if self.ping_url is None and settings.ping_url:
-            self.ping_url = ops.check_ping_url(settings.ping_url)
-
-    def finished(self, live: Settings, report: Any) -> None:
-        """Write the textfile while the store is still reachable (embedded server running)."""
-        if self.textfile is not None and not self.dry_run:
-            self._write(live, report, report.exit_code)
-
-    def _write(self, live: Settings | None, report: Any, code: int) -> None:
-        from analytics_cli import ops
-
-        assert self.textfile is not None
-        self.written = True
-        try:
-            ops.write_cycle_textfile(self.textfile, live, report, code)
-        except (AnalyticsError, OSError) as exc:
-            out.warn(f"could not write the textfile {self.textfile}: {exc}")
-
-    def done(self, code: int) -> None:
-        """After the run: a textfile for runs that ended without a report, then the ping."""
-        from analytics_cli import ops
-
-        if self.dry_run:
-            return
-        if self.textfile is not None and not self.written:
-            self._write(None, None, code)
-        if self.ping_url:
-            problem = ops.ping(self.ping_url, code)
-            if problem:
-                out.warn(problem)
-            else:
-                out.debug(f"heartbeat sent ({'ok' if code == 0 else 'fail'})")
-
-
 @contextmanager
 def _cycle_hooks(
     textfile: Path | None, ping_url: str | None, dry_run: bool = False
-) -> Iterator[_CycleHooks]:
-    from analytics_cli import ops
+) -> Iterator[CycleMonitor]:
+    """The textfile and heartbeat around a cycle, told the exit code however the run ends."""
+    from analytics_cli import monitor
 
     with handled():
         if ping_url is not None:
-            ops.check_ping_url(ping_url)
-    hooks = _CycleHooks(textfile, ping_url, dry_run)
+            monitor.check_ping_url(ping_url)
+    # No textfile at all until its path is known to be usable.
+    hooks = monitor.CycleMonitor(out, None, ping_url, dry_run)
     code = 130
     try:
         with handled():
             if textfile is not None:
-                hooks.textfile = None  # no textfile at all when its path is unusable
-                ops.check_textfile_path(textfile)
+                monitor.check_textfile_path(textfile)
                 hooks.textfile = textfile
         yield hooks
         code = 0
@@ -869,12 +669,6 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
-def _stdout(text: str) -> None:
-    from analytics_cli.db import scrub
-
-    sys.stdout.write(scrub(text, out.secrets))
-
-
 @config_app.command("init")
 def config_init(
     path: Annotated[
@@ -884,35 +678,25 @@ def config_init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
-    from analytics_cli import ops
+    from analytics_cli import render, starter
 
     with handled():
         if str(path) == "-":
-            _stdout(ops.starter_config(ops.DEFAULT_CONFIG_PATH))
+            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH))
             return
-        ops.write_starter(path, force=force)
-    out.info(f"wrote {path}; check it with: analytics-cli -c {path} config check")
+        starter.write_starter(path, force=force)
+    render.starter_written(out, path)
 
 
 @config_app.command("show")
 def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     """Print the effective configuration (file + environment + flags) as TOML, passwords redacted."""
-    from analytics_cli import config, ops
+    from analytics_cli import config, render, starter
 
     with handled():
         settings = _load_from(ctx, path)
-    lines = [f"# config file: {settings.path or 'none (built-in defaults)'}"]
-    if settings.embedded:
-        lines.append("# connection: the embedded PostgreSQL (no connection string set)")
-    else:
-        if settings.sources:
-            names = ", ".join(s.name for s in settings.sources)
-            lines.append(f"# sources: {names} ([[source]] tables)")
-        else:
-            lines.append(f"# source dsn from: {settings.source_dsn_origin}")
-        lines.append(f"# store dsn from: {settings.store_dsn_origin}")
-    text = ops.readable_toml(config.dump(config.to_document(settings)))
-    _stdout("\n".join(lines) + "\n\n" + text)
+    text = starter.readable_toml(config.dump(config.to_document(settings)))
+    out.write(render.config_text(settings, text))
 
 
 @config_app.command("check")
@@ -933,69 +717,14 @@ def config_check(
     Prints each value and the time of the snapshot it was read in; writes nothing.
     Exit 0 ok, 1 some metrics failed, 2 config error, 3 database unreachable.
     """
-    from dataclasses import replace
+    from analytics_cli import check, db, render
 
-    from analytics_cli import db, ops, render
-    from analytics_cli.metrics import MetricFailure, enabled_metrics
-    from analytics_cli.timeutil import iso
-
-    plans = []
     with handled():
         settings = _load_from(ctx, path)
         with db.resolved(settings, announce=_announce) as live:
-            report = ops.check(live)
-            if explain:
-                from analytics_cli import explain as explain_mod
-
-                # Plans of the SQL metrics, on the first [[source]] when there are several.
-                target = replace(live, source_dsn=live.sources[0].dsn) if live.sources else live
-                sql_metrics = [m for m in enabled_metrics(live) if m.http is None]
-                plans = explain_mod.explain(target, sql_metrics, report.slot)
-    assert live.source_dsn is not None and live.store_dsn is not None
-    state = "exists" if report.table_exists else "absent, the first collect creates it"
-    lines = [
-        f"config: {settings.path or 'none (built-in defaults)'}",
-        f"source: {db.describe(live.source_dsn)} (from {live.source_dsn_origin})"
-        if not live.sources
-        else "source: " + ", ".join(f"{s.name} ({db.describe(s.dsn or '')})" for s in live.sources),
-        f"store:  {db.describe(live.store_dsn)} (from {live.store_dsn_origin})",
-        f"table:  {live.table} ({state})",
-        f"slot:   {iso(report.slot)}",
-        "",
-    ]
-    rows = []
-    for o in report.outcomes:
-        if isinstance(o, MetricFailure):
-            rows.append(("FAILED", o.type, "-", o.error))
-        else:
-            # A dimensional or per-source row names its metadata: type {"location": "Lobby"}.
-            name = (
-                f"{o.type} {json.dumps(o.metadata, ensure_ascii=False)}" if o.metadata else o.type
-            )
-            rows.append(("ok", name, render.format_count(o.count), iso(report.collected_at)))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
-    for r in rows:
-        lines.append("  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]))
-    failed = sum(1 for r in rows if r[0] == "FAILED")
-    lines.append("")
-    lines.append(f"{len(rows) - failed} metrics ok, {failed} failed; nothing was written")
-    if plans:
-        lines += ["", "plans (EXPLAIN ANALYZE, read-only; the tool never creates indexes):"]
-        for plan in plans:
-            if plan.error:
-                lines.append(f"  {plan.type}: cannot explain: {plan.error}")
-                continue
-            lines.append(f"  {plan.type}: cost {plan.cost:,.1f}, {plan.time_ms:,.1f} ms")
-            for scan in plan.scans:
-                lines.append(
-                    f"    sequential scan on {scan.table!r} ({scan.rows:,} rows)"
-                    + (f" filter {scan.filter}" if scan.filter else "")
-                )
-                if scan.suggestion:
-                    lines.append(f"    index that would help: {scan.suggestion};")
-    _stdout("\n".join(lines) + "\n")
-    if failed:
-        out.error(f"{failed} metric(s) failed")
+            report = check.check(live, explain=explain)
+    out.write(render.check_text(live, report))
+    render.check_failed(out, report)
     raise typer.Exit(report.exit_code)
 
 
@@ -1006,52 +735,14 @@ def metrics_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
     """List the metrics: type, built-in or custom, enabled, description."""
+    from analytics_cli import render
     from analytics_cli.metrics import all_metrics, enabled_metrics
 
     with handled():
         settings = _load(ctx)
         every = all_metrics(settings)
         enabled = {m.type for m in enabled_metrics(settings)}
-    if as_json:
-        items = [
-            {
-                "type": m.type,
-                "kind": "builtin" if m.builtin else "custom",
-                "enabled": m.type in enabled,
-                "description": m.description,
-                **({"dimensions": list(m.dimensions)} if m.dimensions else {}),
-                **({"sources": list(m.sources)} if m.sources is not None else {}),
-                **({"sql": m.sql} if show_sql and m.http is None else {}),
-                **({"http": {"url": m.http.url, "path": m.http.path}} if m.http else {}),
-            }
-            for m in every
-        ]
-        _stdout(json.dumps(items, indent=2) + "\n")
-        return
-    if show_sql:
-        blocks = []
-        for m in every:
-            kind = "builtin" if m.builtin else "custom"
-            state = "enabled" if m.type in enabled else "disabled"
-            text = m.sql.strip() if m.http is None else f"GET {m.http.url}\n{m.http.path}"
-            blocks.append(f"-- {m.type} ({kind}, {state}): {m.description}\n{text}\n")
-        _stdout("\n".join(blocks))
-        return
-    rows = [("type", "kind", "enabled", "description")]
-    rows += [
-        (
-            m.type,
-            "builtin" if m.builtin else "custom",
-            "yes" if m.type in enabled else "no",
-            m.description,
-        )
-        for m in every
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    text = "\n".join(
-        "  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows
-    )
-    _stdout(text + "\n")
+    out.write(render.metrics_text(every, enabled, show_sql=show_sql, as_json=as_json))
 
 
 @app.command("status")
@@ -1071,26 +762,16 @@ def status_cmd(
 
     Exit 1 when the newest row is older than --max-age, so it can drive an alert or a probe.
     """
-    from analytics_cli import db, ops
-    from analytics_cli.timeutil import format_duration, parse_duration
+    from analytics_cli import db, render, status
+    from analytics_cli.timeutil import parse_duration
 
     with handled():
         settings = _load(ctx)
         limit = parse_duration(max_age, what="--max-age") if max_age else None
         with db.resolved(settings, announce=_announce) as live:
-            report = ops.status(live, max_age=limit)
-    _stdout(json.dumps(report.to_dict(), indent=2) + "\n" if as_json else ops.render_status(report))
-    if report.stale:
-        newest = report.newest
-        if not report.table_exists:
-            out.error(f"table {report.table} does not exist: nothing was collected yet")
-        elif newest is None:
-            out.error(f"table {report.table} holds no rows")
-        else:
-            out.error(
-                f"stale: the newest row is {ops.format_age(report.now, newest)} old, "
-                f"older than {format_duration(report.max_age)}"
-            )
+            report = status.status(live, max_age=limit)
+    out.write(render.status_text(report, as_json=as_json))
+    render.stale_reason(out, report)
     raise typer.Exit(report.exit_code)
 
 
@@ -1110,33 +791,33 @@ def prune_cmd(
     ] = 10_000,
 ) -> None:
     """Delete old rows in small batches (no long lock); asks first on a terminal unless --yes."""
-    from analytics_cli import db, ops
-    from analytics_cli.timeutil import iso, parse_duration
+    from analytics_cli import console, db, prune, render
+    from analytics_cli.timeutil import parse_duration
 
     with handled():
         settings = _load(ctx)
         older = parse_duration(older_than, what="--older-than")
-        if not (dry_run or yes or sys.stdin.isatty()):
+        if not (dry_run or yes or console.stdin_is_terminal()):
             fail(
                 "refusing to delete without confirmation (no terminal)",
                 hint="add --yes to prune from a script or cron, or --dry-run to count",
             )
         with db.resolved(settings, announce=_announce) as live:
-            cutoff = ops.prune_cutoff(older)
-            where = f"older than {iso(cutoff)} from table {live.table}"
-            todo = ops.count_older(live, cutoff)
+            cutoff = prune.prune_cutoff(older)
+            scope = render.prune_scope(cutoff, live.table)
+            todo = prune.count_older(live, cutoff)
             if dry_run:
-                _stdout(f"would delete {todo} rows {where}\n")
+                out.write(render.prune_preview(todo, scope))
                 return
-            if todo and not yes and not typer.confirm(f"delete {todo} rows {where}?", err=True):
+            if todo and not yes and not typer.confirm(f"delete {todo} rows {scope}?", err=True):
                 fail("nothing was deleted", code=1)
-            deleted, batches = ops.prune(
+            deleted, batches = prune.prune(
                 live,
                 cutoff,
                 batch_size=batch_size,
                 progress=lambda n: out.debug(f"deleted {n} rows so far"),
             )
-    _stdout(f"deleted {deleted} rows {where} ({batches} batch{'' if batches == 1 else 'es'})\n")
+    out.write(render.pruned(deleted, batches, scope))
 
 
 # ---------------------------------------------------------------------------- entry point

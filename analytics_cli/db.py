@@ -106,6 +106,7 @@ def session(
     side: str,
     doing: str,
     read_only: bool = False,
+    repeatable_read: bool = False,
     dsn: str | None = None,
     retries: int | None = None,
 ) -> Iterator[psycopg.Connection[Any]]:
@@ -133,6 +134,8 @@ def session(
         with conn:
             if read_only:
                 conn.read_only = True
+            if repeatable_read:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             set_statement_timeout(conn, settings)
             yield conn
     except psycopg.Error as exc:
@@ -140,10 +143,22 @@ def session(
 
 
 def store_session(
-    settings: Settings, *, doing: str, read_only: bool = False
+    settings: Settings,
+    *,
+    doing: str,
+    read_only: bool = False,
+    repeatable_read: bool = False,
+    retries: int | None = None,
 ) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
     """A session on the store database."""
-    return session(settings, side="store", doing=doing, read_only=read_only)
+    return session(
+        settings,
+        side="store",
+        doing=doing,
+        read_only=read_only,
+        repeatable_read=repeatable_read,
+        retries=retries,
+    )
 
 
 @contextmanager

@@ -1,12 +1,34 @@
-"""Rendering: collect reports, tables, sparklines and terminal charts (rows in, text out)."""
+"""Rendering: every report, table and message text of the commands (data in, text out)."""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from analytics_cli.charts import COLOURS, chart_lines, resample, series_names, sparkline
+from analytics_cli.console import (
+    Output,
+    Step,
+    stderr_is_terminal,
+    stdout_is_terminal,
+    terminal_width,
+)
+from analytics_cli.timeutil import format_duration, iso, when, zone_name
+
 if TYPE_CHECKING:
+    from analytics_cli.check import CheckReport
+    from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.cycle import CycleReport
+    from analytics_cli.history import ShowData
+    from analytics_cli.status import StatusReport
+
+# rich is imported inside the functions that draw for a terminal: plain output (cron, pipes)
+# never pays for its import.
 
 
 def format_count(value: Any) -> str:
@@ -24,14 +46,19 @@ def format_count(value: Any) -> str:
     return str(value)
 
 
-def print_collect_report(report: CycleReport, out: Any, *, show_metrics: bool = True) -> None:
-    """Write a cycle's outcome to stderr: a table on a terminal, logfmt-like lines otherwise."""
-    from analytics_cli.timeutil import iso
+def collect_report(report: CycleReport, out: Output, *, as_json: bool) -> None:
+    """A cycle's outcome: with --json the report on stdout, and always the lines on stderr."""
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    print_collect_report(report, out, show_metrics=not as_json)
 
+
+def print_collect_report(report: CycleReport, out: Output, *, show_metrics: bool = True) -> None:
+    """Write a cycle's outcome to stderr: a table on a terminal, logfmt-like lines otherwise."""
     slot = iso(report.slot)
-    json_logs = getattr(out.log_format, "value", "text") == "json"
+    json_logs = out.json_logs
     if show_metrics and not out.quiet:
-        if sys.stderr.isatty() and not json_logs and report.results:
+        if stderr_is_terminal() and not json_logs and report.results:
             from rich.console import Console
             from rich.markup import escape
             from rich.table import Table
@@ -85,9 +112,9 @@ def print_collect_report(report: CycleReport, out: Any, *, show_metrics: bool = 
         summary["note"] = report.note
     verb = "dry-run" if report.dry_run else "collect"
     if json_logs:
-        out._emit("info", f"{verb} done", event="summary", **summary)
+        out.line("info", f"{verb} done", event="summary", **summary)
     else:
-        out._emit("info", f"{verb} " + _logfmt(summary))
+        out.line("info", f"{verb} " + _logfmt(summary))
 
 
 def _logfmt(fields: dict[str, Any]) -> str:
@@ -104,74 +131,71 @@ def _logfmt(fields: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- show
 
-SPARK = "▁▂▃▄▅▆▇█"
-SPARK_WIDTH = 24
-CHART_HEIGHT = 12
 TABLE_TARGET = 60
-COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
-# Braille dot bits of one character cell, indexed [row][column] of the 4x2 dot grid.
-_BRAILLE = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+STREAMED = ("json", "csv")
 
 
-def stdout_is_terminal() -> bool:
-    """True when stdout is a terminal (TTY_COMPATIBLE and FORCE_COLOR override, as in rich)."""
-    import os
+@dataclass(frozen=True)
+class ShowView:
+    """How ``show`` draws: the mode, whether for a terminal, and the sizes the data must fit."""
 
-    tty = os.environ.get("TTY_COMPATIBLE", "")
-    if tty in ("0", "1"):
-        return tty == "1"
-    force = os.environ.get("FORCE_COLOR")
-    if force is not None:
-        return force != ""
-    try:
-        return sys.stdout.isatty()
-    except ValueError:
-        return False
+    mode: str
+    terminal: bool
+    series: bool
+    summary: bool
+    target: int
+    spark_width: int
 
-
-def terminal_width() -> int:
-    """Columns available: $COLUMNS, else the terminal's size, else 80."""
-    import shutil
-
-    return max(40, shutil.get_terminal_size((80, 24)).columns)
+    @property
+    def streamed(self) -> bool:
+        """True for json and csv: every row streamed straight from the store."""
+        return self.mode in STREAMED
 
 
-def zone(name: str) -> Any:
-    """A tzinfo for ``--tz``: UTC, local, or an IANA name."""
-    from datetime import UTC, datetime
+def show_view(
+    fmt: str | None, types: tuple[str, ...] | None, span: timedelta, interval: timedelta
+) -> ShowView:
+    """Pick show's mode (a chart of types on a terminal, else a table) and its point targets."""
+    from analytics_cli.charts import spark_width
 
-    from analytics_cli.errors import ConfigError
-
-    if name.upper() == "UTC":
-        return UTC
-    if name.lower() == "local":
-        return datetime.now().astimezone().tzinfo
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"unknown time zone {name!r}", hint="use UTC, local or an IANA name: Europe/Paris"
-        ) from None
-
-
-def zone_name(tz: Any) -> str:
-    """A short name of a tzinfo for headers."""
-    key = getattr(tz, "key", None)
-    if key:
-        return str(key)
-    from datetime import UTC, datetime
-
-    if tz is UTC:
-        return "UTC"
-    return str(datetime.now(tz).tzname() or tz)
+    terminal = stdout_is_terminal()
+    mode = fmt or ("chart" if types and terminal else "table")
+    if mode == "chart" and not types:
+        mode = "table"  # the overview's sparklines are the chart of every type
+    # A chart holds two points per column (braille); a table stays readable at TABLE_TARGET.
+    target = (terminal_width() - 10) * 2 if mode == "chart" else TABLE_TARGET
+    return ShowView(
+        mode=mode,
+        terminal=terminal,
+        series=bool(types),
+        summary=not types or mode == "chart",
+        target=target,
+        spark_width=spark_width(span, interval) if terminal and not types else 0,
+    )
 
 
-def when(moment: Any, tz: Any) -> str:
-    """A time for humans in ``tz``: ``2026-11-29 04:30`` (seconds only when not zero)."""
-    local = moment.astimezone(tz)
-    return str(local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M"))
+def no_table(out: Output, table: str) -> None:
+    """The store has no table yet: say how to fill it (exit 0)."""
+    out.info(f"no data yet: the store has no table {table} (run 'analytics-cli collect' first)")
+
+
+def show_streamed(out: Output, rows: int) -> None:
+    """After ``show --format json/csv``: a note on stderr when the window held nothing."""
+    if rows == 0:
+        out.info("no data in this window")
+
+
+def show(out: Output, data: ShowData, tz: tzinfo, view: ShowView) -> None:
+    """Draw show's data: a chart, a table of points, or the overview of every type."""
+    if not data.points and not data.summaries:
+        out.info(f"no data in this window ({window_line(data, tz)})")
+        return
+    if view.mode == "chart":
+        print_chart(data, tz, terminal=view.terminal)
+    elif view.series:
+        print_series(data, tz, terminal=view.terminal)
+    else:
+        print_overview(data, tz, terminal=view.terminal)
 
 
 def number(value: Any) -> str:
@@ -185,44 +209,6 @@ def number(value: Any) -> str:
             return str(int(value))
         return f"{value.quantize(Decimal('0.01')).normalize():f}"
     return format_count(value)
-
-
-def spark_width(span: Any, interval: Any) -> int:
-    """Sparkline characters for a window: one per slot, at most SPARK_WIDTH."""
-    return max(1, min(SPARK_WIDTH, int(span / interval)))
-
-
-def resample(values: list[float | None], size: int) -> list[float | None]:
-    """Average neighbouring values down to at most ``size`` (empty slices stay None)."""
-    if len(values) <= size:
-        return values
-    out: list[float | None] = []
-    for i in range(size):
-        part = [
-            v
-            for v in values[i * len(values) // size : (i + 1) * len(values) // size]
-            if v is not None
-        ]
-        out.append(sum(part) / len(part) if part else None)
-    return out
-
-
-def sparkline(values: list[float | None]) -> str:
-    """Block characters scaled between the smallest and largest value; blanks where empty."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return " " * len(values)
-    low, high = min(present), max(present)
-    span = high - low
-    out = []
-    for v in values:
-        if v is None:
-            out.append(" ")
-        elif span == 0:
-            out.append(SPARK[len(SPARK) // 2])
-        else:
-            out.append(SPARK[min(len(SPARK) - 1, int((v - low) / span * len(SPARK)))])
-    return "".join(out)
 
 
 def gaps(summary: Any, until: Any, interval: Any) -> int:
@@ -251,8 +237,6 @@ def plain_table(headers: list[str], rows: list[list[str]], right: set[int]) -> s
 
 def window_line(data: Any, tz: Any) -> str:
     """One header line: window, bucket and zone."""
-    from analytics_cli.timeutil import format_duration
-
     sel = data.selection
     span = format_duration(sel.until - sel.since)
     text = (
@@ -325,8 +309,6 @@ def _pivot(points: list[Any], types: list[str]) -> list[list[Any]] | None:
 
 def series_table(data: Any, tz: Any) -> tuple[list[str], list[list[str]], set[int]]:
     """The points of ``show --type`` as headers, rows and right-aligned columns."""
-    import json
-
     types = list(data.selection.types or [])
     raw = _pivot(data.points, types)
     if raw is not None:
@@ -355,124 +337,6 @@ def print_series(data: Any, tz: Any, *, terminal: bool) -> None:
     for row in rows:
         table.add_row(*row)
     Console(file=sys.stdout).print(table)
-
-
-def chart_lines(
-    data: Any, tz: Any, *, width: int, height: int = CHART_HEIGHT, fancy: bool = True
-) -> list[list[tuple[str, int | None]]]:
-    """A braille line chart of the points: lines of (text, series index or None) segments."""
-    sel = data.selection
-    types = series_names(data)
-    by = getattr(sel, "by", None)
-    values = [float(p.count) for p in data.points]
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if high == low:
-        low, high = low - 1, high + 1
-    labels = [number_label(high), number_label((low + high) / 2), number_label(low)]
-    label_w = max(len(s) for s in labels)
-    cols = max(10, width - label_w - 2)
-    dots_x, dots_y = cols * 2, height * 4
-    grid = [[0] * cols for _ in range(height)]
-    owner: list[list[int | None]] = [[None] * cols for _ in range(height)]
-    t0 = sel.since.timestamp()
-    span = max(sel.until.timestamp() - t0, 1.0)
-    step = (sel.bucket or data.interval).total_seconds()
-
-    def plot(x: int, y: int, who: int) -> None:
-        if 0 <= x < dots_x and 0 <= y < dots_y:
-            row, col = (dots_y - 1 - y) // 4, x // 2
-            grid[row][col] |= _BRAILLE[(dots_y - 1 - y) % 4][x % 2]
-            owner[row][col] = who
-
-    for who, name in enumerate(types):
-        previous: tuple[int, int, float] | None = None
-        for p in (p for p in data.points if series_of(p, by) == name):
-            ts = p.timestamp.timestamp()
-            x = int((ts - t0) / span * (dots_x - 1))
-            y = round((float(p.count) - low) / (high - low) * (dots_y - 1))
-            # Join neighbours with a line; leave missing slots visible as breaks.
-            if previous is not None and ts - previous[2] <= step * 1.5:
-                _line(previous[0], previous[1], x, y, lambda a, b, w=who: plot(a, b, w))
-            else:
-                plot(x, y, who)
-            previous = (x, y, ts)
-    axis, corner, rule = ("┤", "└", "─") if fancy else ("|", "+", "-")
-    lines: list[list[tuple[str, int | None]]] = []
-    for r in range(height):
-        label = labels[0] if r == 0 else labels[2] if r == height - 1 else ""
-        if r == height // 2 and height > 2:
-            label = labels[1]
-        tick = axis if label or not fancy else "│"
-        segs: list[tuple[str, int | None]] = [(f"{label:>{label_w}} {tick}", None)]
-        for c in range(cols):
-            ch = chr(0x2800 + grid[r][c]) if grid[r][c] else " "
-            cell_owner = owner[r][c] if grid[r][c] else None
-            if segs[-1][1] == cell_owner:
-                segs[-1] = (segs[-1][0] + ch, cell_owner)
-            else:
-                segs.append((ch, cell_owner))
-        lines.append(
-            [
-                (s.rstrip() if i == len(segs) - 1 and w is None else s, w)
-                for i, (s, w) in enumerate(segs)
-            ]
-        )
-    lines.append([(" " * label_w + " " + corner + rule * cols, None)])
-    start, middle, end = (
-        when(sel.since, tz),
-        when(sel.since + (sel.until - sel.since) / 2, tz),
-        when(sel.until, tz),
-    )
-    pad = label_w + 2
-    inner = cols - len(start) - len(end)
-    gap1 = max(1, inner // 2 - len(middle) // 2)
-    gap2 = max(1, inner - gap1 - len(middle))
-    lines.append([(" " * pad + start + " " * gap1 + middle + " " * gap2 + end, None)])
-    return lines
-
-
-def series_of(point: Any, by: str | None) -> str:
-    """The series a point belongs to: its type, or with --by its value of that key."""
-    if by is None:
-        return str(point.type)
-    value = (point.metadata or {}).get(by)
-    return "null" if value is None else str(value)
-
-
-def series_names(data: Any) -> list[str]:
-    """The chart's series in legend order: the types, or with --by the (top) values."""
-    sel = data.selection
-    by = getattr(sel, "by", None)
-    if by is None:
-        return list(sel.types or sorted({p.type for p in data.points}))
-    if getattr(sel, "by_values", None) is not None:
-        return list(sel.by_values)
-    return sorted({series_of(p, by) for p in data.points})
-
-
-def number_label(value: float) -> str:
-    """A compact axis label."""
-    if value == int(value) and abs(value) < 1e9:
-        return str(int(value))
-    return f"{value:.4g}"
-
-
-def _line(x0: int, y0: int, x1: int, y1: int, plot: Any) -> None:
-    """Bresenham's line between two dots."""
-    dx, dy = abs(x1 - x0), -abs(y1 - y0)
-    sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
-    err = dx + dy
-    while True:
-        plot(x0, y0)
-        if x0 == x1 and y0 == y1:
-            return
-        e2 = 2 * err
-        if e2 >= dy:
-            err += dy
-            x0 += sx
-        if e2 <= dx:
-            err += dx
-            y0 += sy
 
 
 def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
@@ -522,3 +386,283 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
     console.print(table)
     if hidden:
         console.print(Text(more, style="dim"))
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def exported(out: Output, rows: int, output: Any) -> None:
+    """After ``export --output``: how many rows the file holds."""
+    if output is not None:
+        out.info(f"exported {rows} rows to {output}")
+
+
+# ---------------------------------------------------------------------------- db, config
+
+
+def db_init(out: Output, table: str, created: bool) -> None:
+    """What ``db init`` did."""
+    state = "created" if created else "already exists"
+    out.info(f"table {table}: {state}")
+
+
+def starter_written(out: Output, path: Any) -> None:
+    """After ``config init``: where the file is and how to check it."""
+    out.info(f"wrote {path}; check it with: analytics-cli -c {path} config check")
+
+
+def config_text(settings: Settings, toml: str) -> str:
+    """``config show``: where each part came from, as comments above the effective TOML."""
+    lines = [f"# config file: {settings.path or 'none (built-in defaults)'}"]
+    if settings.embedded:
+        lines.append("# connection: the embedded PostgreSQL (no connection string set)")
+    else:
+        if settings.sources:
+            names = ", ".join(s.name for s in settings.sources)
+            lines.append(f"# sources: {names} ([[source]] tables)")
+        else:
+            lines.append(f"# source dsn from: {settings.source_dsn_origin}")
+        lines.append(f"# store dsn from: {settings.store_dsn_origin}")
+    return "\n".join(lines) + "\n\n" + toml
+
+
+def check_text(settings: Settings, report: CheckReport) -> str:
+    """``config check``: where it connected, every metric's value, and the plans with --explain."""
+    from analytics_cli.db import describe
+    from analytics_cli.metrics import MetricFailure
+
+    assert settings.source_dsn is not None and settings.store_dsn is not None
+    state = "exists" if report.table_exists else "absent, the first collect creates it"
+    lines = [
+        f"config: {settings.path or 'none (built-in defaults)'}",
+        f"source: {describe(settings.source_dsn)} (from {settings.source_dsn_origin})"
+        if not settings.sources
+        else "source: "
+        + ", ".join(f"{s.name} ({describe(s.dsn or '')})" for s in settings.sources),
+        f"store:  {describe(settings.store_dsn)} (from {settings.store_dsn_origin})",
+        f"table:  {settings.table} ({state})",
+        f"slot:   {iso(report.slot)}",
+        "",
+    ]
+    rows = []
+    for o in report.outcomes:
+        if isinstance(o, MetricFailure):
+            rows.append(("FAILED", o.type, "-", o.error))
+        else:
+            # A dimensional or per-source row names its metadata: type {"location": "Lobby"}.
+            name = (
+                f"{o.type} {json.dumps(o.metadata, ensure_ascii=False)}" if o.metadata else o.type
+            )
+            rows.append(("ok", name, format_count(o.count), iso(report.collected_at)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
+    for r in rows:
+        lines.append("  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]))
+    failed = report.failed
+    lines.append("")
+    lines.append(f"{len(rows) - failed} metrics ok, {failed} failed; nothing was written")
+    if report.plans:
+        lines += ["", "plans (EXPLAIN ANALYZE, read-only; the tool never creates indexes):"]
+        for plan in report.plans:
+            if plan.error:
+                lines.append(f"  {plan.type}: cannot explain: {plan.error}")
+                continue
+            lines.append(f"  {plan.type}: cost {plan.cost:,.1f}, {plan.time_ms:,.1f} ms")
+            for scan in plan.scans:
+                lines.append(
+                    f"    sequential scan on {scan.table!r} ({scan.rows:,} rows)"
+                    + (f" filter {scan.filter}" if scan.filter else "")
+                )
+                if scan.suggestion:
+                    lines.append(f"    index that would help: {scan.suggestion};")
+    return "\n".join(lines) + "\n"
+
+
+def check_failed(out: Output, report: CheckReport) -> None:
+    """The error line of a config check in which some metrics failed."""
+    if report.failed:
+        out.error(f"{report.failed} metric(s) failed")
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def metrics_text(
+    every: Sequence[MetricSpec], enabled: set[str], *, show_sql: bool, as_json: bool
+) -> str:
+    """``metrics``: a table of every metric, or each one's SQL, or the list as JSON."""
+    if as_json:
+        items = [
+            {
+                "type": m.type,
+                "kind": "builtin" if m.builtin else "custom",
+                "enabled": m.type in enabled,
+                "description": m.description,
+                **({"dimensions": list(m.dimensions)} if m.dimensions else {}),
+                **({"sources": list(m.sources)} if m.sources is not None else {}),
+                **({"sql": m.sql} if show_sql and m.http is None else {}),
+                **({"http": {"url": m.http.url, "path": m.http.path}} if m.http else {}),
+            }
+            for m in every
+        ]
+        return json.dumps(items, indent=2) + "\n"
+    if show_sql:
+        blocks = []
+        for m in every:
+            kind = "builtin" if m.builtin else "custom"
+            state = "enabled" if m.type in enabled else "disabled"
+            text = m.sql.strip() if m.http is None else f"GET {m.http.url}\n{m.http.path}"
+            blocks.append(f"-- {m.type} ({kind}, {state}): {m.description}\n{text}\n")
+        return "\n".join(blocks)
+    rows = [("type", "kind", "enabled", "description")]
+    rows += [
+        (
+            m.type,
+            "builtin" if m.builtin else "custom",
+            "yes" if m.type in enabled else "no",
+            m.description,
+        )
+        for m in every
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return (
+        "\n".join(
+            "  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows
+        )
+        + "\n"
+    )
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def format_age(now: datetime, then: datetime | None) -> str:
+    """How long ago, in whole seconds and the largest units (``1h30m``)."""
+    if then is None:
+        return "-"
+    seconds = int((now - then).total_seconds())
+    if seconds <= 0:
+        return "0s"
+    return format_duration(timedelta(seconds=seconds))
+
+
+def status_text(report: StatusReport, *, as_json: bool) -> str:
+    """The status report as aligned plain text, or as JSON."""
+    if as_json:
+        return json.dumps(report.to_dict(), indent=2) + "\n"
+    header = ("metric", "latest slot", "age", "missing (24h)", "enabled")
+    rows = [
+        (
+            m.type,
+            iso(m.latest) if m.latest else "-",
+            format_age(report.now, m.latest),
+            f"{len(m.missing)}/{m.expected}",
+            "yes" if m.enabled else "no",
+        )
+        for m in report.metrics
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        f"table {report.table}, interval {format_duration(report.interval)}, now {iso(report.now)}",
+        "",
+    ]
+    for r in [header, *rows]:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
+    newest = report.newest
+    verdict = "STALE" if report.stale else "ok"
+    if newest is None:
+        lines.append(f"newest row: none (max age {format_duration(report.max_age)}): {verdict}")
+    else:
+        lines.append(
+            f"newest row: {iso(newest)} ({format_age(report.now, newest)} ago, "
+            f"max age {format_duration(report.max_age)}): {verdict}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def stale_reason(out: Output, report: StatusReport) -> None:
+    """Why the store is stale, as the error line of ``status`` (nothing when fresh)."""
+    if not report.stale:
+        return
+    newest = report.newest
+    if not report.table_exists:
+        out.error(f"table {report.table} does not exist: nothing was collected yet")
+    elif newest is None:
+        out.error(f"table {report.table} holds no rows")
+    else:
+        out.error(
+            f"stale: the newest row is {format_age(report.now, newest)} old, "
+            f"older than {format_duration(report.max_age)}"
+        )
+
+
+# ---------------------------------------------------------------------------- prune
+
+
+def prune_scope(cutoff: datetime, table: str) -> str:
+    """Which rows a prune deletes, in words."""
+    return f"older than {iso(cutoff)} from table {table}"
+
+
+def prune_preview(todo: int, scope: str) -> str:
+    """``prune --dry-run``: what would go."""
+    return f"would delete {todo} rows {scope}\n"
+
+
+def pruned(deleted: int, batches: int, scope: str) -> str:
+    """What a prune deleted, in how many transactions."""
+    return f"deleted {deleted} rows {scope} ({batches} batch{'' if batches == 1 else 'es'})\n"
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+def demo_scope(settings: Settings, days: int) -> str:
+    """What the demo is about to write on a configured database, for its question."""
+    from analytics_cli.db import describe
+
+    return (
+        f"the demo creates the iR Engine platform tables in {describe(settings.source_dsn or '')} "
+        f"and writes {days} days of collected history to table {settings.table} "
+        f"in {describe(settings.store_dsn or '')}"
+    )
+
+
+DEMO_NEXT = """
+Next, try:
+  analytics-cli show                         the latest value and trend of every metric
+  analytics-cli show activeInstances --since 7d
+  analytics-cli export --format csv > analytics.csv
+  analytics-cli collect                      one more cycle now (what cron runs every 30 minutes)
+  analytics-cli config init                  write a config file for your own platform
+"""
+
+
+@contextmanager
+def demo_progress(out: Output, unit: str) -> Iterator[Any]:
+    """The demo's progress callback (done, total, report): a bar, quarter lines, or None."""
+    verb = "collected" if unit == "slots" else "done"
+    with out.steps("demo", unit, verb) as step:
+        yield None if step is None else _demo_step(step)
+
+
+def _demo_step(step: Step) -> Any:
+    def update(done: int, total: int, report: Any) -> None:
+        step(done, total, f" {report.slot:%a %d %b %H:%M}" if report is not None else "")
+
+    return update
+
+
+def demo_summary(out: Output, result: Any, seed: int) -> None:
+    """The line after the demo's last slot: how many, how long, what the platform holds."""
+    rows = ", ".join(f"{n} {t}" for t, n in result.rows.items() if n)
+    out.info(
+        f"demo: {result.slots} slots collected in {result.seconds:.1f}s "
+        f"(seed {seed}; platform rows: {rows})"
+    )
+
+
+def demo_next(out: Output, result: Any) -> None:
+    """What to try after the demo, and a warning when some of its metrics failed."""
+    print(DEMO_NEXT, end="")
+    if result.failed:
+        out.warn(f"{result.failed} metric results failed; see the table above")

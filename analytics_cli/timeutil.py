@@ -1,9 +1,9 @@
-"""Durations ("30m", "7d"), --since/--until parsing and slot flooring, all in UTC."""
+"""Durations ("30m", "7d"), --since/--until parsing, slot flooring in UTC, --tz display times."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from analytics_cli.errors import ConfigError
 
@@ -118,3 +118,37 @@ def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix, seconds precision unless there are microseconds."""
     text = moment.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
+
+
+def zone(name: str) -> tzinfo:
+    """A tzinfo for ``--tz``: UTC, local, or an IANA name."""
+    if name.upper() == "UTC":
+        return UTC
+    if name.lower() == "local":
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
+    # zoneinfo reads the tz database: imported only when a zone is named.
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"unknown time zone {name!r}", hint="use UTC, local or an IANA name: Europe/Paris"
+        ) from None
+
+
+def zone_name(tz: tzinfo) -> str:
+    """A short name of a tzinfo for headers."""
+    key = getattr(tz, "key", None)
+    if key:
+        return str(key)
+    if tz is UTC:
+        return "UTC"
+    return str(datetime.now(tz).tzname() or tz)
+
+
+def when(moment: datetime, tz: tzinfo) -> str:
+    """A time for humans in ``tz``: ``2026-11-29 04:30`` (seconds only when not zero)."""
+    local = moment.astimezone(tz)
+    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")

@@ -18,8 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from analytics_cli import config, ops
+from analytics_cli import config, starter
 from analytics_cli.metrics import builtin_metrics
+from analytics_cli.monitor import ping_target, textfile_text
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 from tests.conftest import Databases, Result, cli
 
@@ -147,7 +148,7 @@ def test_config_init_writes_a_loadable_starter(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     doc = tomllib.loads(path.read_text())
     assert doc["collect"]["metrics"] == BUILTINS
-    assert doc["metric"] == [ops.EXAMPLE_METRIC]
+    assert doc["metric"] == [starter.EXAMPLE_METRIC]
     settings = config.load(path, env={})
     assert settings.metrics == tuple(BUILTINS)
     assert [m.type for m in settings.custom] == ["registeredUsers"]
@@ -650,7 +651,7 @@ def test_textfile_in_a_missing_directory_is_a_usage_error(env: Databases, tmp_pa
 
 
 def test_textfile_text_escapes_and_formats() -> None:
-    text = ops.textfile_text(
+    text = textfile_text(
         values={'we"ird': Decimal("1.50"), "zero": Decimal(0)},
         failed=["gone"],
         exit_code=1,
@@ -773,7 +774,5 @@ def test_ping_url_must_be_http() -> None:
 
 
 def test_ping_target_keeps_query() -> None:
-    assert ops.ping_target("https://hc.example/p/x?rid=1", 0) == "https://hc.example/p/x?rid=1"
-    assert (
-        ops.ping_target("https://hc.example/p/x/?rid=1", 3) == "https://hc.example/p/x/fail?rid=1"
-    )
+    assert ping_target("https://hc.example/p/x?rid=1", 0) == "https://hc.example/p/x?rid=1"
+    assert ping_target("https://hc.example/p/x/?rid=1", 3) == "https://hc.example/p/x/fail?rid=1"

@@ -133,6 +133,7 @@ class IrEngineLayout:
 
     name = IR_ENGINE
     time_column = "createdAt"
+    insertion_order: str | None = None  # uuid ids: no order
 
     def __init__(self, table: str) -> None:
         self.table = table

@@ -28,6 +28,9 @@ class Layout(Protocol):
     table: str
     # The column holding a row's slot time (status, prune).
     time_column: str
+    # A column whose order is the order rows were written (prune deletes oldest first), or
+    # None when the table has none.
+    insertion_order: str | None
 
     def refuse(self, settings: Settings, specs: Sequence[MetricSpec]) -> None:
         """Raise ConfigError, before anything is counted, for metrics this table cannot hold."""

@@ -149,6 +149,7 @@ class NativeLayout:
 
     name = NAME
     time_column = "timestamp"
+    insertion_order: str | None = "id"  # an identity column
 
     def __init__(self, table: str) -> None:
         self.table = table

@@ -1,10 +1,7 @@
-"""Reading the history back: show's data and streaming exports (CSV via COPY, JSON, NDJSON)."""
+"""The stored history read back: show's data and streamed exports (CSV via COPY, JSON, NDJSON)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -12,8 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from analytics_cli import irengine, store
+from analytics_cli import store
+from analytics_cli.console import RowProgress, atomic_output
 from analytics_cli.errors import ConfigError
+from analytics_cli.store.layout import Layout, selection
 
 if TYPE_CHECKING:
     import psycopg
@@ -47,29 +46,30 @@ NICE_BUCKETS = tuple(
 )
 
 
+def show_keys(sel: store.Selection) -> tuple[str, ...]:
+    """The columns of ``show --format json/csv``: bucketed points carry no metadata of their own."""
+    whole = sel.bucket is None or sel.by is not None  # --by keeps the values apart
+    return store.SHOW_KEYS if whole else store.SHOW_KEYS[:3]
+
+
 class NoData(Exception):
     """The store has no analytics table yet: nothing was ever collected."""
 
 
 @contextmanager
-def store_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+def store_connection(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], Layout]]:
     """A read-only, repeatable-read connection to the store whose table has the native layout."""
-    import psycopg
+    from analytics_cli.db import store_session
+    from analytics_cli.store.layout import detect
 
-    from analytics_cli.db import connect, database_error
-
-    assert settings.store_dsn is not None
-    conn = connect(settings.store_dsn, settings, purpose="store", retries=settings.retries)
-    try:
-        with conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            conn.execute("SET client_encoding = 'UTF8'")
-            if not irengine.require_table(conn, settings):
-                raise NoData(settings.table)
-            yield conn
-    except psycopg.Error as exc:
-        raise database_error(exc, settings.store_dsn, doing="store read failed") from None
+    with store_session(
+        settings, doing="store read failed", read_only=True, repeatable_read=True
+    ) as conn:
+        conn.execute("SET LOCAL client_encoding = 'UTF8'")
+        layout = detect(conn, settings)
+        if layout is None:
+            raise NoData(settings.table)
+        yield conn, layout
 
 
 def check_types(conn: psycopg.Connection[Any], table: str, types: list[str] | None) -> None:
@@ -121,8 +121,8 @@ def show_data(
 ) -> ShowData:
     """Read what ``show`` needs in one snapshot; ``target`` enables automatic bucketing."""
     data = ShowData(sel, settings.interval)
-    with store_connection(settings) as conn:
-        sel = irengine.selection(conn, settings, sel)
+    with store_connection(settings) as (conn, layout):
+        sel = selection(layout, sel)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
         if sel.by is not None and top is not None:
             values, data.by_total = store.top_values(conn, sel, top)
@@ -239,75 +239,6 @@ def _json_array(copy: Any, write: Callable[[bytes], Any], on_rows: Any) -> int:
     return rows
 
 
-@contextmanager
-def atomic_output(path: Path) -> Iterator[IO[bytes]]:
-    """A temporary file beside ``path``, renamed onto it only when the block completes."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigError(f"cannot write {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise ConfigError(f"cannot write {path}: it is a folder")
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb", buffering=1024 * 1024) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; give the result the mode a plain open() would have had.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-class Progress:
-    """A progress bar on stderr, updated at most ten times a second."""
-
-    def __init__(self, total: int, label: str) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as Bar
-
-        self.bar = Bar(
-            TextColumn(label),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.task = self.bar.add_task(label, total=total)
-        self.done = 0
-        self.shown = 0.0
-
-    def __enter__(self) -> Progress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    def advance(self, rows: int) -> None:
-        """Count rows written; redraw when due."""
-        self.done += rows
-        now = time.monotonic()
-        if now - self.shown >= 0.1:
-            self.shown = now
-            self.bar.update(self.task, completed=self.done)
-
-
 def export(
     settings: Settings,
     sel: store.Selection,
@@ -319,8 +250,8 @@ def export(
 ) -> int:
     """Export a selection to ``output`` (atomically) or stdout; returns the number of rows."""
     rows = 0
-    with store_connection(settings) as conn:
-        sel = irengine.selection(conn, settings, sel)
+    with store_connection(settings) as (conn, layout):
+        sel = selection(layout, sel)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
         if output is None:
             rows = stream(conn, sel, fmt, binary_stdout(), keys=keys)
@@ -331,7 +262,7 @@ def export(
             total = store.count_rows(conn, sel)
             with (
                 atomic_output(output) as handle,
-                Progress(total, f"exporting {output.name}") as bar,
+                RowProgress(total, f"exporting {output.name}") as bar,
             ):
                 rows = stream(conn, sel, fmt, handle, keys=keys, on_rows=bar.advance)
     return rows

@@ -1,0 +1,84 @@
+"""``prune``: delete old rows in short batches, and count what a prune would delete."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from analytics_cli import store
+from analytics_cli.config import Settings
+from analytics_cli.db import database_error, set_statement_timeout, store_session
+from analytics_cli.store.layout import detect
+from analytics_cli.timeutil import utcnow
+
+PRUNE_BATCH = 10_000
+
+
+def prune_cutoff(older_than: timedelta, now: datetime | None = None) -> datetime:
+    """Rows whose slot starts before this time are pruned."""
+    return (now or utcnow()) - older_than
+
+
+def count_older(settings: Settings, cutoff: datetime) -> int:
+    """How many rows a prune with this cutoff would delete (0 when the table is absent)."""
+    from psycopg import sql
+
+    with store_session(settings, doing="store database error", read_only=True) as conn:
+        layout = detect(conn, settings)
+        if layout is None:
+            return 0
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE {} < %s").format(
+                store.identifier(settings.table), sql.Identifier(layout.time_column)
+            ),
+            (cutoff,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def prune(
+    settings: Settings,
+    cutoff: datetime,
+    *,
+    batch_size: int = PRUNE_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Delete rows older than ``cutoff`` in short transactions; returns (rows, batches)."""
+    import psycopg
+    from psycopg import sql
+
+    deleted = batches = 0
+    with store_session(settings, doing="prune stopped") as conn:
+        layout = detect(conn, settings)
+        if layout is None:
+            return 0, 0
+        # Oldest first by the insertion key where the layout has one (the iR Engine table's
+        # uuid ids have no order).
+        order = (
+            sql.SQL("ORDER BY {}").format(sql.Identifier(layout.insertion_order))
+            if (layout.insertion_order)
+            else sql.SQL("")
+        )
+        # Each batch is its own transaction: row locks on at most batch_size rows, held
+        # briefly, so collect keeps inserting and readers never wait behind a long delete.
+        query = sql.SQL(
+            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {c} < %s "
+            "{o} LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(t=store.identifier(settings.table), c=sql.Identifier(layout.time_column), o=order)
+        conn.commit()
+        try:
+            while True:
+                set_statement_timeout(conn, settings)
+                cur = conn.execute(query, (cutoff, batch_size))
+                conn.commit()
+                batches += 1
+                deleted += max(cur.rowcount, 0)
+                if progress is not None:
+                    progress(deleted)
+                if cur.rowcount < batch_size:
+                    break
+        except psycopg.Error as exc:
+            raise database_error(
+                exc, settings.store_dsn, doing=f"prune stopped after {deleted} rows"
+            ) from None
+    return deleted, batches

@@ -1,0 +1,113 @@
+"""The starter configuration that ``config init`` writes, and TOML text made readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analytics_cli.console import atomic_write
+from analytics_cli.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("analytics-cli.toml")
+
+EXAMPLE_METRIC = {
+    "type": "registeredUsers",
+    "description": "Accounts that are neither guests nor deactivated",
+    "sql": (
+        "SELECT count(*) AS count\n"
+        'FROM "user"\n'
+        'WHERE "isGuest" = false AND "isDeactivated" IS NOT TRUE\n'
+    ),
+}
+
+_STARTER_HEADER = """\
+# analytics-cli configuration.
+# Check it with:  analytics-cli -c {path} config check
+# Lookup order when -c is not given: $ANALYTICS_CLI_CONFIG, ./analytics-cli.toml,
+# ~/.config/analytics-cli/config.toml, /etc/analytics-cli/config.toml.
+#
+# Keep passwords out of this file: use $ANALYTICS_DSN, $ANALYTICS_SOURCE_DSN /
+# $ANALYTICS_STORE_DSN, or libpq's PGPASSFILE / service files.
+
+[source]
+# The platform database the metrics are counted in (read only).
+# Without any connection string the embedded PostgreSQL is used.
+# dsn = "postgresql://analytics@db.example.com/platform"
+
+"""
+
+_STARTER_STORE = """
+# The database and table the samples are written to. Defaults to the source database.
+# dsn = "postgresql://analytics@db.example.com/metrics"
+"""
+
+_STARTER_COLLECT = """
+# interval: the slot length; schedule 'collect' at the same period (cron */30).
+# metrics: the built-in metrics to run; remove the key to run every built-in that
+# is enabled by default, including ones added by later versions. Custom [[metric]]
+# entries run unless they say enabled = false.
+# ping_url: a heartbeat URL called after each run (URL, or URL/fail on error).
+"""
+
+_STARTER_METRIC = """
+# Custom metrics: one row per cycle each. The query must return exactly one row
+# with a numeric column named count. Parameters: %(slot)s (start of the slot,
+# timestamptz) and %(interval)s (the interval). Quote camelCase identifiers.
+"""
+
+
+def readable_toml(text: str) -> str:
+    """Drop tomli-w's needless ``\\"`` escapes (SQL identifiers) when the document stays equal."""
+    import tomllib
+
+    plain = text.replace('\\"', '"')
+    try:
+        same = tomllib.loads(plain) == tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        same = False
+    return plain if same else text
+
+
+def starter_config(path: Path) -> str:
+    """The text of a starter configuration: defaults, every built-in listed, one custom metric."""
+    from analytics_cli.config import (
+        DEFAULT_CONNECT_TIMEOUT,
+        DEFAULT_INTERVAL,
+        DEFAULT_RETRIES,
+        DEFAULT_STATEMENT_TIMEOUT,
+        DEFAULT_TABLE,
+        dump,
+    )
+    from analytics_cli.metrics import builtin_metrics
+
+    # tomli-w writes no comments, so each section is dumped on its own and annotated.
+    store_doc = {"store": {"table": DEFAULT_TABLE}}
+    collect_doc = {
+        "collect": {
+            "interval": DEFAULT_INTERVAL,
+            "statement_timeout": DEFAULT_STATEMENT_TIMEOUT,
+            "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
+            "retries": DEFAULT_RETRIES,
+            # The default set: built-ins marked enabled = false stay out until added here.
+            "metrics": [m.type for m in builtin_metrics() if m.enabled],
+        }
+    }
+    metric_doc = {"metric": [EXAMPLE_METRIC]}
+    return (
+        _STARTER_HEADER.format(path=path)
+        + dump(store_doc).replace("[store]\n", "[store]" + _STARTER_STORE, 1)
+        + "\n"
+        + dump(collect_doc).replace("[collect]\n", "[collect]" + _STARTER_COLLECT, 1)
+        + _STARTER_METRIC
+        + readable_toml(dump(metric_doc))
+    )
+
+
+def write_starter(path: Path, *, force: bool) -> None:
+    """Write the starter configuration (mode 0600); refuse to overwrite unless ``force``."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists", hint="use --force to overwrite it")
+    if not path.parent.is_dir():
+        raise ConfigError(f"directory {path.parent} does not exist")
+    atomic_write(path, starter_config(path), mode=0o600)

@@ -1,0 +1,199 @@
+"""``status``: the latest slot of each metric and the slots missing in the last 24 hours."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from analytics_cli import store
+from analytics_cli.config import Settings
+from analytics_cli.db import store_session
+from analytics_cli.store.layout import Layout, detect
+from analytics_cli.timeutil import floor_slot, iso, utcnow
+
+if TYPE_CHECKING:
+    import psycopg
+
+STATUS_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class MetricStatus:
+    """One metric type in the store: its latest slot and the slots missing in the window."""
+
+    type: str
+    enabled: bool
+    latest: datetime | None
+    expected: int
+    missing: tuple[datetime, ...]
+    # Its own schedule (the interval unless the metric sets every), and whether its missing
+    # slots can be computed later (collect --backfill).
+    every: timedelta | None = None
+    backfill: bool = False
+    # Older than max_age plus the part of its every beyond the interval.
+    stale: bool = False
+
+
+@dataclass
+class StatusReport:
+    """Freshness of the store: per metric, and the newest row overall."""
+
+    table: str
+    now: datetime
+    interval: timedelta
+    max_age: timedelta
+    window_start: datetime
+    window_end: datetime
+    table_exists: bool
+    metrics: list[MetricStatus] = field(default_factory=list)
+
+    @property
+    def newest(self) -> datetime | None:
+        """The newest slot stored for any metric."""
+        slots = [m.latest for m in self.metrics if m.latest is not None]
+        return max(slots) if slots else None
+
+    @property
+    def stale(self) -> bool:
+        """True when nothing is stored or the newest row is older than ``max_age``."""
+        newest = self.newest
+        return newest is None or self.now - newest > self.max_age
+
+    @property
+    def exit_code(self) -> int:
+        """1 when stale (drives alerts and probes), else 0."""
+        return 1 if self.stale else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form of the report."""
+        newest = self.newest
+        return {
+            "table": self.table,
+            "now": iso(self.now),
+            "interval_seconds": int(self.interval.total_seconds()),
+            "max_age_seconds": int(self.max_age.total_seconds()),
+            "window": {"start": iso(self.window_start), "end": iso(self.window_end)},
+            "table_exists": self.table_exists,
+            "newest": iso(newest) if newest else None,
+            "newest_age_seconds": _age_seconds(self.now, newest),
+            "stale": self.stale,
+            "exit_code": self.exit_code,
+            "metrics": [
+                {
+                    "type": m.type,
+                    "enabled": m.enabled,
+                    "latest": iso(m.latest) if m.latest else None,
+                    "age_seconds": _age_seconds(self.now, m.latest),
+                    "expected_slots": m.expected,
+                    "missing_slots": len(m.missing),
+                    "missing": [iso(s) for s in m.missing],
+                    **({"every_seconds": int(m.every.total_seconds())} if m.every else {}),
+                    "stale": m.stale,
+                    "backfill": m.backfill,
+                }
+                for m in self.metrics
+            ],
+        }
+
+
+def _age_seconds(now: datetime, then: datetime | None) -> int | None:
+    return None if then is None else int((now - then).total_seconds())
+
+
+def status(
+    settings: Settings, *, max_age: timedelta | None = None, now: datetime | None = None
+) -> StatusReport:
+    """Read the latest slot of each metric and the missing slots of the last 24 hours."""
+
+    from analytics_cli.metrics import all_metrics, enabled_metrics
+
+    now = now or utcnow()
+    enabled = [m.type for m in enabled_metrics(settings)]
+    specs = {m.type: m for m in all_metrics(settings)}
+    # The current slot may still be collecting: the window is the 24 h of slots before it.
+    window_end = floor_slot(now, settings.interval)
+    window_start = window_end - STATUS_WINDOW
+    report = StatusReport(
+        table=settings.table,
+        now=now,
+        interval=settings.interval,
+        max_age=max_age or settings.interval * 2,
+        window_start=window_start,
+        window_end=window_end,
+        table_exists=False,
+    )
+    with store_session(settings, doing="store database error", read_only=True) as conn:
+        layout = detect(conn, settings)
+        report.table_exists = layout is not None
+        stored = store.known_types(conn, settings.table) if layout is not None else []
+        for name in [*enabled, *(t for t in stored if t not in enabled)]:
+            if layout is None:
+                report.metrics.append(MetricStatus(name, True, None, 0, ()))
+                continue
+            spec = specs.get(name)
+            every = spec.every if spec is not None else None
+            status = _metric_status(
+                conn, settings, layout, name, name in enabled, window_start, window_end, every
+            )
+            limit = report.max_age + ((every or settings.interval) - settings.interval)
+            stale = name in enabled and (
+                status.latest is None or report.now - status.latest > limit
+            )
+            report.metrics.append(
+                replace(
+                    status,
+                    every=every,
+                    backfill=spec is not None and spec.backfill,
+                    stale=stale,
+                )
+            )
+    return report
+
+
+def _metric_status(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    layout: Layout,
+    name: str,
+    enabled: bool,
+    window_start: datetime,
+    window_end: datetime,
+    every: timedelta | None,
+) -> MetricStatus:
+    from psycopg import sql
+
+    from analytics_cli.timeutil import EPOCH, slots
+
+    table = store.identifier(settings.table)
+    column = sql.Identifier(layout.time_column)
+    # A row anywhere in a slot fills that slot, floored as collect floors the current time
+    # (the iR Engine's old collector wrote "createdAt" at arbitrary times; collect's own
+    # rows sit at the slot start, which the flooring keeps).
+    step = every or settings.interval
+    slot_of = sql.SQL("date_bin({}, {}, {})").format(sql.Literal(step), column, sql.Literal(EPOCH))
+    # max/min on the (type, "timestamp") index: two probes, however long the history.
+    row = conn.execute(
+        sql.SQL("SELECT max({}), min({}) FROM {} WHERE type = %s").format(column, column, table),
+        (name,),
+    ).fetchone()
+    newest, first = (row[0], row[1]) if row else (None, None)
+    latest = floor_slot(newest, step) if newest else newest
+    if first is None or not enabled:
+        # A metric no longer enabled is expected to have gaps: none are reported.
+        return MetricStatus(name, enabled, latest, 0, ())
+    # Slots before the metric's first row are not missing: it did not exist yet.
+    start = max(window_start, floor_slot(first, step))
+    # The metric's own slots that have begun before the window's end.
+    expected = [s for s in slots(floor_slot(start, step), window_end, step) if s >= start]
+    present = {
+        r[0]
+        for r in conn.execute(
+            sql.SQL("SELECT DISTINCT {} FROM {} WHERE type = %s AND {} >= %s AND {} < %s").format(
+                slot_of, table, column, column
+            ),
+            (name, start, window_end),
+        )
+    }
+    missing = tuple(s for s in expected if s not in present)
+    return MetricStatus(name, enabled, latest, len(expected), missing)
