@@ -19,7 +19,7 @@ from analytics_cli.config import Settings
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import Sample, Series, builtin_metrics
 from analytics_cli.sources.base import open_source
-from analytics_cli.sources.mysql import _measured, _Opened
+from analytics_cli.sources.mysql import _measured, snapshot
 from analytics_cli.sources.mysql_dsn import parse
 from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn
@@ -433,7 +433,7 @@ def test_the_wrapping_and_the_checks_hold_without_the_text_check(my: MySQLPlatfo
     import pymysql
 
     params = parse(my.url)
-    with _Opened(params, Settings()) as session:
+    with snapshot(params, Settings()) as session:
         for text in ("COMMIT", "SET SESSION TRANSACTION READ WRITE", "DROP TABLE message"):
             with pytest.raises(pymysql.err.ProgrammingError) as info:
                 session.fetch(_measured(text, 2))
@@ -450,12 +450,13 @@ def test_the_wrapping_and_the_checks_hold_without_the_text_check(my: MySQLPlatfo
             session.verify("readWrite")
         assert str(lost.value) == (
             "the source snapshot was ended or made writable while running readWrite "
-            "(in_transaction=1, read_only=0); no value of this cycle is kept from it"
+            "(in_transaction=1, read_only=1, session_read_only=0); "
+            "no value of this cycle is kept from it"
         )
         session.fetch("COMMIT")
         with pytest.raises(DatabaseError) as ended:
             session.verify("commit")
-        assert "(in_transaction=0, read_only=0)" in str(ended.value)
+        assert "(in_transaction=0, read_only=0, session_read_only=0)" in str(ended.value)
     assert my.checksums()["tables"] == sorted(PLATFORM_TABLES)
 
 

@@ -18,8 +18,9 @@ import json
 import re
 import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ PARAMETERS = ("slot", "interval_seconds")
 # Server errors that retrying cannot fix: wrong account, password or database.
 _NO_RETRY = {1044, 1045, 1049, 1698}
 _BAD_FIELD = 1054
+# SERVER_STATUS_IN_TRANS_READONLY (MySQL 5.7+, MariaDB); PyMySQL's constants lack it.
+_IN_TRANS_READONLY = 0x2000
 # Large tables scanned in full are worth an index (the same bound as on PostgreSQL).
 LARGE_TABLE_ROWS = 100_000
 
@@ -127,13 +130,13 @@ class MySQLSource:
 
     def read(self, specs: Sequence[MetricSpec], slot: datetime) -> Snapshot:
         """Every spec's outcome from one snapshot."""
-        with _Session.opened(self.params, self.settings) as session:
+        with snapshot(self.params, self.settings) as session:
             outcomes = session.run_all(specs, slot)
             return Snapshot(session.collected_at, outcomes)
 
     def explain(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
         """Every spec's plan (MariaDB ANALYZE / MySQL EXPLAIN, JSON) in one read-only snapshot."""
-        with _Session.opened(self.params, self.settings) as session:
+        with snapshot(self.params, self.settings) as session:
             return session.explain_all(specs, slot)
 
 
@@ -193,6 +196,24 @@ def _unix_socket(path: str, timeout: int) -> socket.socket:
             2002, f"Can't connect to local server through socket '{path}' ({exc.strerror})"
         ) from None
     return sock
+
+
+@contextmanager
+def snapshot(params: MySQLParams, settings: Settings) -> Iterator[_Session]:
+    """Connect and open the read-only snapshot; roll it back and close the connection after."""
+    import pymysql
+
+    conn = connect(params, settings, retries=settings.retries)
+    try:
+        session = _Session(conn, params, settings)
+        session.begin()
+        yield session
+        conn.rollback()
+    except pymysql.err.Error as exc:
+        raise DatabaseError(f"source database error: {_message(exc, params.secrets)}") from None
+    finally:
+        if conn.open:
+            conn.close()
 
 
 def _message(exc: BaseException, secrets: frozenset[str]) -> str:
@@ -256,11 +277,6 @@ class _Session:
         self.backslash_escapes = True
         self.ansi_quotes = False
 
-    @classmethod
-    def opened(cls, params: MySQLParams, settings: Settings) -> _Opened:
-        """A context manager: connect, open the snapshot; roll back and close on exit."""
-        return _Opened(params, settings)
-
     # -- statements
 
     def fetch(self, query: str) -> list[tuple[Any, ...]]:
@@ -292,16 +308,37 @@ class _Session:
             "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
         ):
             self.fetch(statement)
-        now, in_transaction, read_only, isolation = self.fetch(
-            f"SELECT NOW(6), @@in_transaction, {self.flavor.read_only_variable}, "
-            f"{self.flavor.isolation_variable}"
+        now, read_only, isolation = self.fetch(
+            f"SELECT NOW(6), {self.flavor.read_only_variable}, {self.flavor.isolation_variable}"
         )[0]
-        if (in_transaction, read_only, str(isolation)) != (1, 1, "REPEATABLE-READ"):
+        state = self.state(read_only)
+        if state != (1, 1, 1) or str(isolation) != "REPEATABLE-READ":
             raise DatabaseError(
-                f"the source database did not open a REPEATABLE READ, READ ONLY snapshot "
-                f"(in_transaction={in_transaction}, read_only={read_only}, isolation={isolation})"
+                "the source database did not open a REPEATABLE READ, READ ONLY snapshot "
+                f"({self.describe_state(state)}, isolation={isolation})"
             )
         self.collected_at = now.replace(tzinfo=UTC)
+
+    def state(self, session_read_only: object) -> tuple[int, int, int]:
+        """(in a transaction, that transaction read-only, the session read-only) as 0/1.
+
+        The first two are the server's status flags of the last reply (SERVER_STATUS_IN_TRANS,
+        SERVER_STATUS_IN_TRANS_READONLY): MariaDB and MySQL both send them, to any account.
+        """
+        from pymysql.constants import SERVER_STATUS
+
+        # Not in the type stubs, but set from every OK and EOF packet the server sends.
+        status = int(getattr(self.conn, "server_status", 0) or 0)
+        return (
+            int(bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)),
+            int(bool(status & _IN_TRANS_READONLY)),
+            int(session_read_only == 1),
+        )
+
+    @staticmethod
+    def describe_state(state: tuple[int, int, int]) -> str:
+        """The state as ``in_transaction=1, read_only=1, session_read_only=1``."""
+        return "in_transaction={}, read_only={}, session_read_only={}".format(*state)
 
     def verify(self, metric: str) -> None:
         """Raise DatabaseError unless the session is still in its read-only snapshot.
@@ -310,14 +347,12 @@ class _Session:
         a query) could open another. The guard and the wrapping make this unreachable; the
         check makes sure nothing read after a lost snapshot is ever kept.
         """
-        in_transaction, read_only = self.fetch(
-            f"SELECT @@in_transaction, {self.flavor.read_only_variable}"
-        )[0]
-        if (in_transaction, read_only) != (1, 1):
+        ((session_read_only,),) = self.fetch(f"SELECT {self.flavor.read_only_variable}")
+        state = self.state(session_read_only)
+        if state != (1, 1, 1):
             raise DatabaseError(
                 f"the source snapshot was ended or made writable while running {metric} "
-                f"(in_transaction={in_transaction}, read_only={read_only}); "
-                "no value of this cycle is kept from it"
+                f"({self.describe_state(state)}); no value of this cycle is kept from it"
             )
 
     def error_line(self, exc: BaseException) -> str:
@@ -543,52 +578,6 @@ class _Session:
                 (table,),
             )
             return rows, [str(r[0]) for r in cur.fetchall()]
-
-
-@dataclass
-class _Opened:
-    """Connect and open the snapshot on enter; roll back and close on exit."""
-
-    params: MySQLParams
-    settings: Settings
-    session: _Session | None = field(default=None)
-
-    def __enter__(self) -> _Session:
-        import pymysql
-
-        conn = connect(self.params, self.settings, retries=self.settings.retries)
-        self.session = _Session(conn, self.params, self.settings)
-        try:
-            self.session.begin()
-        except pymysql.err.Error as exc:
-            conn.close()
-            raise DatabaseError(
-                f"source database error: {_message(exc, self.params.secrets)}"
-            ) from None
-        except BaseException:
-            conn.close()
-            raise
-        return self.session
-
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        import pymysql
-
-        assert self.session is not None
-        conn = self.session.conn
-        try:
-            if exc is None and conn.open:
-                conn.rollback()
-        except pymysql.err.Error as error:
-            raise DatabaseError(
-                f"source database error: {_message(error, self.params.secrets)}"
-            ) from None
-        finally:
-            if conn.open:
-                conn.close()
-        if isinstance(exc, pymysql.err.Error):
-            raise DatabaseError(
-                f"source database error: {_message(exc, self.params.secrets)}"
-            ) from None
 
 
 def _table_accesses(node: Any) -> list[dict[str, Any]]:
