@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -633,3 +634,40 @@ def test_without_pymysql_exit_2_naming_the_extra(dbs: Databases) -> None:
     assert done.stderr == (
         "error: mysql:// and mariadb:// sources need PyMySQL: pip install 'analytics-cli[mysql]'\n"
     )
+
+
+def test_sigterm_during_a_slow_metric_exits_143_and_ends_the_query(
+    both: MySQLPlatform, dbs: Databases, tmp_path: Path
+) -> None:
+    # BENCHMARK() never looks at the client's socket (SLEEP() does, every 5 s): without
+    # KILL QUERY it would spin until its 30 s limit after the collector went away.
+    slow = "SELECT BENCHMARK(5000000000, MD5('analytics')) AS count"
+    config = config_file(tmp_path / "c.toml", [("slow", slow)])
+    env = proc_env(ANALYTICS_SOURCE_DSN=both.url, ANALYTICS_STORE_DSN=dbs.store)
+    proc = spawn("--config", str(config), "collect", "--at", AT, env=env)
+
+    def sleeping() -> int:
+        with both.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                "WHERE INFO LIKE '%BENCHMARK(5000000000%' AND ID <> CONNECTION_ID()"
+            )
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def started_sleeping() -> int:
+        if proc.poll() is not None:
+            pytest.fail(f"collect ended early: {proc.communicate()}")
+        return sleeping()
+
+    wait_for(started_sleeping, "the slow metric running on the server")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+    # The server's query was ended with the run, not left sleeping out its 30 s.
+    wait_for(lambda: sleeping() == 0, "the slow query to end", timeout=20)
+    assert time.monotonic() - started < 10
+    with dbs.store_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM analytics").fetchone() == (0,)

@@ -204,6 +204,8 @@ def snapshot(params: MySQLParams, settings: Settings) -> Iterator[_Session]:
     import pymysql
 
     conn = connect(params, settings, retries=settings.retries)
+    # Kept now: PyMySQL drops the connection when an interrupt breaks into a read.
+    thread = int(conn.thread_id())  # type: ignore[no-untyped-call]
     try:
         session = _Session(conn, params, settings)
         session.begin()
@@ -211,9 +213,30 @@ def snapshot(params: MySQLParams, settings: Settings) -> Iterator[_Session]:
         conn.rollback()
     except pymysql.err.Error as exc:
         raise DatabaseError(f"source database error: {_message(exc, params.secrets)}") from None
+    except BaseException:
+        # Interrupted (SIGINT, SIGTERM) while a query may be running: the server would go on
+        # until its time limit, holding the snapshot. End that query, as psycopg's cancel does.
+        _kill_query(params, settings, thread)
+        raise
     finally:
         if conn.open:
             conn.close()
+
+
+def _kill_query(params: MySQLParams, settings: Settings, thread: int) -> None:
+    """Best effort: KILL QUERY the server thread's running statement from a second connection."""
+    import dataclasses
+
+    try:
+        quick = dataclasses.replace(settings, connect_timeout=timedelta(seconds=2))
+        killer = connect(params, quick)
+        try:
+            with killer.cursor() as cur:
+                cur.execute(f"KILL QUERY {thread:d}")
+        finally:
+            killer.close()
+    except Exception:
+        pass  # the server ends the query at its time limit all the same
 
 
 def _message(exc: BaseException, secrets: frozenset[str]) -> str:
