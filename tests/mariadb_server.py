@@ -77,6 +77,8 @@ class MariaDB:
     home: Path
     port: int
     socket: Path
+    # The CA that signed the server's certificate (for 127.0.0.1); None without openssl.
+    ca: Path | None = None
 
     def url(
         self, database: str = "", user: str = ADMIN_USER, password: str = ADMIN_PASSWORD
@@ -102,8 +104,80 @@ class MariaDB:
         )
 
 
+def _certificates(folder: Path) -> list[str]:
+    """A CA and a server certificate for 127.0.0.1 / localhost; server options, or [] without openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return []
+    ca_key, ca, key, csr, cert = (
+        folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ext = folder / "san.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+    quiet = {"check": True, "capture_output": True, "timeout": 60}
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=analytics-cli test CA",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+        ],
+        **quiet,
+    )  # type: ignore[call-overload]
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        ],
+        **quiet,
+    )  # type: ignore[call-overload]
+    subprocess.run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(cert),
+        ],
+        **quiet,
+    )  # type: ignore[call-overload]
+    for path in (ca, key, cert):
+        os.chmod(path, 0o644)
+    return [f"--ssl-ca={ca}", f"--ssl-cert={cert}", f"--ssl-key={key}"]
+
+
 @contextlib.contextmanager
-def server(*, buffer_pool: str = "256M") -> Iterator[MariaDB]:
+def server(*, buffer_pool: str = "256M", tls: bool = True) -> Iterator[MariaDB]:
     """Install a data directory, start mariadbd, create the admin account; stop and remove."""
     home = Path(tempfile.mkdtemp(prefix="analytics-cli-mariadb-"))
     data, run = home / "data", home / "run"
@@ -138,6 +212,7 @@ def server(*, buffer_pool: str = "256M") -> Iterator[MariaDB]:
             capture_output=True,
             timeout=180,
         )
+        tls_options = _certificates(run) if tls else []
         port = _free_port()
         sock = run / "mysqld.sock"
         log = home / "error.log"
@@ -163,11 +238,12 @@ def server(*, buffer_pool: str = "256M") -> Iterator[MariaDB]:
                 "--innodb-flush-log-at-trx-commit=0",
                 "--innodb-doublewrite=0",
                 "--sync-binlog=0",
+                *tls_options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        instance = MariaDB(home, port, sock)
+        instance = MariaDB(home, port, sock, run / "ca.pem" if tls_options else None)
         _wait(instance, proc, log)
         yield instance
     finally:

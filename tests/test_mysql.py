@@ -671,3 +671,42 @@ def test_sigterm_during_a_slow_metric_exits_143_and_ends_the_query(
     assert time.monotonic() - started < 10
     with dbs.store_conn() as conn:
         assert conn.execute("SELECT count(*) FROM analytics").fetchone() == (0,)
+
+
+def test_tls_with_a_verified_server_certificate(
+    my: MySQLPlatform, dbs: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if my.server.ca is None:
+        pytest.skip("openssl is not installed: the test server has no certificate")
+    with my.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS 'tls_only'@'%'")
+        cur.execute("CREATE USER 'tls_only'@'%' IDENTIFIED BY 'tls-pw-5' REQUIRE SSL")
+        cur.execute(f"GRANT SELECT ON `{my.name}`.* TO 'tls_only'@'%'")
+    cipher = (
+        "SELECT COUNT(*) AS count FROM information_schema.SESSION_STATUS "
+        "WHERE VARIABLE_NAME = 'SSL_CIPHER' AND VARIABLE_VALUE <> ''"
+    )
+    config = config_file(
+        tmp_path / "c.toml", [("encrypted", cipher)], collect={"metrics": [], "retries": 0}
+    )
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
+    base = my.server.url(my.name, user="tls_only", password="tls-pw-5")
+    monkeypatch.setenv("ANALYTICS_SOURCE_DSN", f"{base}?ssl_ca={my.server.ca}")
+    result = cli("-c", str(config), "collect", "--at", AT, "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"][0]["count"] == 1
+    # Without TLS the account is refused; with another CA the server is not trusted.
+    monkeypatch.setenv("ANALYTICS_SOURCE_DSN", f"{base}?ssl=false")
+    plain = cli("-c", str(config), "collect", "--at", AT, "--dry-run")
+    assert plain.exit_code == 3
+    assert "Access denied for user 'tls_only'" in plain.stderr
+    other = tmp_path / "other-ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=someone else", "-keyout", str(tmp_path / "k"), "-out", str(other)],
+                   check=True, capture_output=True)  # fmt: skip
+    monkeypatch.setenv("ANALYTICS_SOURCE_DSN", f"{base}?ssl_ca={other}")
+    untrusted = cli("-c", str(config), "collect", "--at", AT, "--dry-run")
+    assert (untrusted.exit_code, untrusted.stdout) == (3, "")
+    assert "certificate verify failed" in untrusted.stderr
+    assert len(untrusted.stderr.splitlines()) == 1
+    assert "tls-pw-5" not in plain.stderr + untrusted.stderr

@@ -148,6 +148,8 @@ def test_tls_parameters(tmp_path: Path, query: str, ssl: dict[str, object] | Non
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     p = parse(f"mysql://u@h/db?{query.format(ca=ca)}", env={})
+    assert p.ssl_disabled is (query == "ssl=false")
+    assert ("ssl_disabled" in p.connect_args()) is (query == "ssl=false")
     expected = None if ssl is None else {k: str(v).format(ca=ca) if isinstance(v, str) else v
                                          for k, v in ssl.items()}  # fmt: skip
     assert p.ssl == expected

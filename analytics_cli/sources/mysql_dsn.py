@@ -67,6 +67,8 @@ class MySQLParams:
     unix_socket: str | None = None
     charset: str = "utf8mb4"
     ssl: dict[str, Any] | None = None
+    # ssl=false: no TLS at all (PyMySQL 1.2 otherwise encrypts when the server offers it).
+    ssl_disabled: bool = False
     option_file: str | None = None
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
 
@@ -90,6 +92,8 @@ class MySQLParams:
             args["unix_socket"] = self.unix_socket
         if self.ssl is not None:
             args["ssl"] = self.ssl
+        if self.ssl_disabled:
+            args["ssl_disabled"] = True
         return args
 
 
@@ -216,6 +220,7 @@ def parse(dsn: str, env: Mapping[str, str] | None = None) -> MySQLParams:
         unix_socket=unix_socket,
         charset=query.get("charset") or "utf8mb4",
         ssl=_ssl(query),
+        ssl_disabled="ssl" in query and not _bool("ssl", query["ssl"]),
         option_file=str(option_path) if option_path is not None else None,
         secrets=frozenset(s for s in secrets if s),
     )

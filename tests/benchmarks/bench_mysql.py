@@ -176,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.users, args.attendance, args.messages = 100_000, 500_000, 100_000
-    with admin_server(args.store_dsn) as admin, server(buffer_pool="3G") as db:
+    with admin_server(args.store_dsn) as admin, server(buffer_pool="3G", tls=False) as db:
         import psycopg
 
         with psycopg.connect(admin, autocommit=True) as conn:
