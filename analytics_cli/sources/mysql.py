@@ -316,9 +316,9 @@ class _Session:
 
     def begin(self) -> None:
         """Detect the server, set the session up, open the snapshot and check that it holds."""
-        version, comment, sql_mode = self.fetch("SELECT VERSION(), @@version_comment, @@sql_mode")[
-            0
-        ]
+        ((version, comment, sql_mode),) = self.fetch(
+            "SELECT VERSION(), @@version_comment, @@sql_mode"
+        )
         self.flavor = flavor_of(str(version), str(comment or ""))
         modes = set(str(sql_mode or "").upper().split(","))
         self.backslash_escapes = "NO_BACKSLASH_ESCAPES" not in modes
