@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -50,12 +52,28 @@ def independent_counts(conn: psycopg.Connection[tuple[object, ...]], metric: str
 
 def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Insert the dataset into a database that has the iR Engine schema."""
+    for table, row in rows():
+        names = ", ".join(f'"{name}"' for name in row)
+        marks = ", ".join(["%s"] * len(row))
+        conn.execute(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', tuple(row.values()))
+
+
+def load_mysql(conn: Any) -> None:
+    """Insert the same rows into a MySQL/MariaDB database with the iR Engine schema (PyMySQL)."""
+    from tests.platform_data import insert_mysql
+
+    insert_mysql(conn, rows())
+
+
+def rows() -> list[tuple[str, dict[str, Any]]]:
+    """The dataset as (table, column -> value) in insertion order."""
+    return list(_rows())
+
+
+def _rows() -> Iterator[tuple[str, dict[str, Any]]]:
     t = SLOT - timedelta(hours=2)
     for user in ("u1", "u2", "u3", "u4", "u5", "u6"):
-        conn.execute(
-            'INSERT INTO "user" (id, name, "createdAt", "updatedAt") VALUES (%s, %s, %s, %s)',
-            (_id(user), user, t, t),
-        )
+        yield "user", {"id": _id(user), "name": user, "createdAt": t, "updatedAt": t}
     # (key, name, slug)
     locations = [
         ("L1", "Lobby", "lobby"),
@@ -65,10 +83,15 @@ def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         ("L5", "Arena", "arena-2"),  # same name as L2
     ]
     for key, name, slug in locations:
-        conn.execute(
-            'INSERT INTO location (id, name, "slugifiedName", "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s)",
-            (_id(key), name, slug, t, t),
+        yield (
+            "location",
+            {
+                "id": _id(key),
+                "name": name,
+                "slugifiedName": slug,
+                "createdAt": t,
+                "updatedAt": t,
+            },
         )
     # (key, location, channel, ended)
     instances = [
@@ -81,10 +104,17 @@ def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         ("i7", None, "c1", False),  # a channel instance
     ]
     for key, location, channel, ended in instances:
-        conn.execute(
-            'INSERT INTO instance (id, "roomCode", "locationId", "channelId", ended, '
-            '"createdAt", "updatedAt") VALUES (%s, %s, %s, %s, %s, %s, %s)',
-            (_id(key), key, _id(location) if location else None, channel, ended, t, t),
+        yield (
+            "instance",
+            {
+                "id": _id(key),
+                "roomCode": key,
+                "locationId": _id(location) if location else None,
+                "channelId": channel,
+                "ended": ended,
+                "createdAt": t,
+                "updatedAt": t,
+            },
         )
     # (key, user, instance, isChannel, ended)
     attendance = [
@@ -101,16 +131,15 @@ def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         ("a11", "u4", None, False, False),  # no instance
     ]
     for key, user, instance, is_channel, ended in attendance:
-        conn.execute(
-            'INSERT INTO "instance-attendance" (id, "userId", "instanceId", "isChannel", ended, '
-            '"createdAt", "updatedAt") VALUES (%s, %s, %s, %s, %s, %s, %s)',
-            (
-                _id(key),
-                _id(user) if user else None,
-                _id(instance) if instance else None,
-                is_channel,
-                ended,
-                t,
-                t,
-            ),
+        yield (
+            "instance-attendance",
+            {
+                "id": _id(key),
+                "userId": _id(user) if user else None,
+                "instanceId": _id(instance) if instance else None,
+                "isChannel": is_channel,
+                "ended": ended,
+                "createdAt": t,
+                "updatedAt": t,
+            },
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -26,12 +28,64 @@ EXPECTED = {
 }
 
 
+# The same rows counted by hand at other slots (30-minute interval): the window edges move.
+EXPECTED_AT = {
+    SLOT: EXPECTED,
+    # u4, a7 and m5 (created at SLOT + 1 s) enter; u3 and m3 sit on the left edge: out.
+    SLOT + S: {**EXPECTED, "dailyUsers": 4, "dailyNewUsers": 3, "chatMessages": 4},
+    # u2 and a3 are inside (SLOT - 24h30m, SLOT - 30m]; u1 and a6 are not yet; only m2.
+    SLOT - 30 * M: {**EXPECTED, "dailyUsers": 4, "dailyNewUsers": 3, "chatMessages": 1},
+    # A day later only the rows created after the slot count: u4 and a7 (user u4).
+    SLOT + 24 * H: {**EXPECTED, "dailyUsers": 1, "dailyNewUsers": 1, "chatMessages": 0},
+}
+
+
 def _id(name: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"analytics-cli-test:{name}")
 
 
 def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Insert the dataset into a database that has the iR Engine schema."""
+    for table, row in rows():
+        names = ", ".join(f'"{name}"' for name in row)
+        marks = ", ".join(["%s"] * len(row))
+        conn.execute(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', tuple(row.values()))
+
+
+def load_mysql(conn: Any) -> None:
+    """Insert the same rows into a MySQL/MariaDB database with the iR Engine schema (PyMySQL)."""
+    insert_mysql(conn, rows())
+
+
+def insert_mysql(conn: Any, items: list[tuple[str, dict[str, Any]]]) -> None:
+    """Insert rows the way knex stores them on MySQL: char(36) ids, 0/1, naive UTC datetimes."""
+    with conn.cursor() as cur:
+        for table, row in items:
+            names = ", ".join(f"`{name}`" for name in row)
+            marks = ", ".join(["%s"] * len(row))
+            cur.execute(
+                f"INSERT INTO `{table}` ({names}) VALUES ({marks})",
+                tuple(mysql_value(v) for v in row.values()),
+            )
+
+
+def mysql_value(value: Any) -> Any:
+    """A PostgreSQL-side value as the MySQL schema holds it."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def rows() -> list[tuple[str, dict[str, Any]]]:
+    """The dataset as (table, column -> value) in insertion order."""
+    return list(_rows())
+
+
+def _rows() -> Iterator[tuple[str, dict[str, Any]]]:
     users = {
         "u1": SLOT,  # exactly at the slot: inside (slot - 24h, slot]
         "u2": SLOT - 24 * H,  # exactly 24 h before: outside (left-open)
@@ -41,29 +95,31 @@ def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         "u6": SLOT - H,
     }
     for name, created in users.items():
-        conn.execute(
-            'INSERT INTO "user" (id, name, "createdAt", "updatedAt") VALUES (%s, %s, %s, %s)',
-            (_id(name), name, created, created),
-        )
+        yield "user", {"id": _id(name), "name": name, "createdAt": created, "updatedAt": created}
     for scene in ("sc1", "sc2", "sc3"):
-        conn.execute(
-            'INSERT INTO "static-resource" (id, hash, name, "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s)",
-            (_id(scene), scene, scene, SLOT - 100 * H, SLOT - 100 * H),
+        t = SLOT - 100 * H
+        yield (
+            "static-resource",
+            {
+                "id": _id(scene),
+                "hash": scene,
+                "name": scene,
+                "createdAt": t,
+                "updatedAt": t,
+            },
         )
     locations = {"L1": "sc1", "L2": "sc1", "L3": "sc2", "L4": None, "L5": "sc3"}
     for name, scene in locations.items():
-        conn.execute(
-            'INSERT INTO location (id, name, "sceneId", "slugifiedName", "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                _id(name),
-                name,
-                _id(scene) if scene else None,
-                name.lower(),
-                SLOT - 90 * H,
-                SLOT - 90 * H,
-            ),
+        yield (
+            "location",
+            {
+                "id": _id(name),
+                "name": name,
+                "sceneId": _id(scene) if scene else None,
+                "slugifiedName": name.lower(),
+                "createdAt": SLOT - 90 * H,
+                "updatedAt": SLOT - 90 * H,
+            },
         )
     # (name, locationId, channelId, ended)
     instances = [
@@ -79,18 +135,17 @@ def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         ("i10", None, None, False),  # neither location nor channel
     ]
     for name, location, channel, ended in instances:
-        conn.execute(
-            'INSERT INTO instance (id, "roomCode", "locationId", "channelId", ended, "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                _id(name),
-                name,
-                _id(location) if location else None,
-                channel,
-                ended,
-                SLOT - 5 * H,
-                SLOT - 5 * H,
-            ),
+        yield (
+            "instance",
+            {
+                "id": _id(name),
+                "roomCode": name,
+                "locationId": _id(location) if location else None,
+                "channelId": channel,
+                "ended": ended,
+                "createdAt": SLOT - 5 * H,
+                "updatedAt": SLOT - 5 * H,
+            },
         )
     # (name, user, isChannel, ended, createdAt)
     attendance = [
@@ -105,10 +160,16 @@ def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         ("a9", "u6", False, None, SLOT - 30 * H),  # ended unknown, too old for daily
     ]
     for name, user, is_channel, ended, created in attendance:
-        conn.execute(
-            'INSERT INTO "instance-attendance" (id, "userId", "isChannel", ended, "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (_id(name), _id(user) if user else None, is_channel, ended, created, created),
+        yield (
+            "instance-attendance",
+            {
+                "id": _id(name),
+                "userId": _id(user) if user else None,
+                "isChannel": is_channel,
+                "ended": ended,
+                "createdAt": created,
+                "updatedAt": created,
+            },
         )
     # (name, isNotification, createdAt)
     messages = [
@@ -121,8 +182,13 @@ def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         ("m7", False, SLOT - 20 * M),  # in for 30 min, out for a 15-minute interval
     ]
     for name, notification, created in messages:
-        conn.execute(
-            'INSERT INTO message (id, text, "isNotification", "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s)",
-            (_id(name), name, notification, created, created),
+        yield (
+            "message",
+            {
+                "id": _id(name),
+                "text": name,
+                "isNotification": notification,
+                "createdAt": created,
+                "updatedAt": created,
+            },
         )

@@ -76,9 +76,9 @@ def open_source(dsn: str, settings: Settings) -> Source:
     engine = engine_of(dsn)
     # Imported here: only the engine in use is loaded (and PyMySQL is an optional extra).
     if engine == "mysql":
-        from analytics_cli.errors import ConfigError
+        from analytics_cli.sources.mysql import MySQLSource
 
-        raise ConfigError("mysql:// and mariadb:// sources are not available in this build")
+        return MySQLSource(dsn, settings)
     from analytics_cli.sources.postgresql import PostgresSource
 
     return PostgresSource(dsn, settings)

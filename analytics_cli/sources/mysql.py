@@ -1,0 +1,660 @@
+"""The MySQL/MariaDB source: one CONSISTENT SNAPSHOT, READ ONLY transaction; each metric a derived table.
+
+Guarantees, as on PostgreSQL: every metric of a cycle reads the same snapshot
+(REPEATABLE READ, ``START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY``, session time
+zone UTC); a metric is time-limited (MariaDB ``max_statement_time``, MySQL 8
+``max_execution_time``) and fails alone. A metric can neither write nor end the snapshot:
+its text must be one plain query (``mysql_guard``), it runs as a derived table (which the
+server accepts only for a query), several statements in one call are off (PyMySQL without
+CLIENT.MULTI_STATEMENTS), and after each metric the session is checked to be still in its
+read-only transaction. ``[collect] parallel`` does not apply: MySQL cannot share one
+snapshot between connections, so every metric runs on one connection.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from analytics_cli.dsn import one_line, scrub
+from analytics_cli.errors import ConfigError, DatabaseError
+from analytics_cli.metrics import (
+    MAX_COUNT_OCTETS,
+    MAX_DIMENSION_OCTETS,
+    MetricFailure,
+    Outcome,
+    Sample,
+    Series,
+    check_count,
+)
+from analytics_cli.sources.base import FullScan, MetricPlan, Snapshot
+from analytics_cli.sources.mysql_dsn import MySQLParams, parse
+from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases
+
+if TYPE_CHECKING:
+    import pymysql
+
+    from analytics_cli.config import MetricSpec, Settings
+
+ENGINE = "mysql"
+APPLICATION_NAME = "analytics-cli"
+INSTALL = "pip install 'analytics-cli[mysql]'"
+# The parameters a MySQL metric may use (documented in packs/mysql.toml and the README).
+PARAMETERS = ("slot", "interval_seconds")
+# Server errors that retrying cannot fix: wrong account, password or database.
+_NO_RETRY = {1044, 1045, 1049, 1698}
+_BAD_FIELD = 1054
+# SERVER_STATUS_IN_TRANS_READONLY (MySQL 5.7+, MariaDB); PyMySQL's constants lack it.
+_IN_TRANS_READONLY = 0x2000
+# Large tables scanned in full are worth an index (the same bound as on PostgreSQL).
+LARGE_TABLE_ROWS = 100_000
+
+
+def require_pymysql() -> None:
+    """ConfigError (exit 2) naming the extra to install when PyMySQL is missing."""
+    try:
+        found = importlib.util.find_spec("pymysql") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(f"mysql:// and mariadb:// sources need PyMySQL: {INSTALL}")
+
+
+def quote_name(name: str) -> str:
+    """A MySQL identifier in backticks."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """MariaDB or MySQL: the few names and statements that differ between them."""
+
+    mariadb: bool
+    version: str
+
+    @property
+    def name(self) -> str:
+        """``MariaDB`` or ``MySQL``."""
+        return "MariaDB" if self.mariadb else "MySQL"
+
+    @property
+    def read_only_variable(self) -> str:
+        """The session variable that says read-only (MySQL 8 dropped ``tx_read_only``)."""
+        return "@@tx_read_only" if self.mariadb else "@@transaction_read_only"
+
+    @property
+    def isolation_variable(self) -> str:
+        """The session variable that holds the isolation level."""
+        return "@@tx_isolation" if self.mariadb else "@@transaction_isolation"
+
+    def timeout_statement(self, limit: timedelta) -> str:
+        """Limit every statement of the session: MariaDB in seconds, MySQL 8 in ms (SELECT only)."""
+        if self.mariadb:
+            return f"SET SESSION max_statement_time = {max(limit.total_seconds(), 0.001):.3f}"
+        return f"SET SESSION max_execution_time = {max(1, round(limit.total_seconds() * 1000)):d}"
+
+    def is_timeout(self, code: int) -> bool:
+        """True for the error a statement past its time limit ends with."""
+        return code == (1969 if self.mariadb else 3024)
+
+    @property
+    def explain_prefix(self) -> str:
+        """MariaDB's ANALYZE runs the query and times it; MySQL's JSON plan only estimates."""
+        return "ANALYZE FORMAT=JSON " if self.mariadb else "EXPLAIN FORMAT=JSON "
+
+
+def flavor_of(version: str, comment: str) -> Flavor:
+    """Tell MariaDB from MySQL by ``VERSION()`` and ``@@version_comment``."""
+    mariadb = "mariadb" in version.lower() or "mariadb" in comment.lower()
+    return Flavor(mariadb, version)
+
+
+class MySQLSource:
+    """A MySQL or MariaDB platform database (PyMySQL), read in one snapshot on one connection."""
+
+    engine = ENGINE
+
+    def __init__(self, dsn: str, settings: Settings) -> None:
+        require_pymysql()
+        self.dsn = dsn
+        self.settings = settings
+        self.params = parse(dsn)
+
+    def read(self, specs: Sequence[MetricSpec], slot: datetime) -> Snapshot:
+        """Every spec's outcome from one snapshot."""
+        with snapshot(self.params, self.settings) as session:
+            outcomes = session.run_all(specs, slot)
+            return Snapshot(session.collected_at, outcomes)
+
+    def explain(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
+        """Every spec's plan (MariaDB ANALYZE / MySQL EXPLAIN, JSON) in one read-only snapshot."""
+        with snapshot(self.params, self.settings) as session:
+            return session.explain_all(specs, slot)
+
+
+def connect(
+    params: MySQLParams, settings: Settings, *, retries: int = 0
+) -> pymysql.Connection[Any]:
+    """Open an autocommit connection (one statement per call); retry connection errors."""
+    import pymysql
+    from pymysql.constants import CLIENT
+
+    # A socket read waits at most as long as the longest statement, plus a margin.
+    wait = int(settings.statement_timeout.total_seconds()) + 30
+    timeout = max(1, int(settings.connect_timeout.total_seconds()))
+    attempt = 0
+    while True:
+        try:
+            conn = pymysql.connect(
+                **params.connect_args(),
+                autocommit=True,
+                connect_timeout=timeout,
+                read_timeout=wait,
+                write_timeout=wait,
+                program_name=APPLICATION_NAME,
+                local_infile=False,
+                client_flag=0,
+                defer_connect=True,
+            )
+            conn.connect(_unix_socket(params.unix_socket, timeout) if params.unix_socket else None)
+        except (pymysql.err.Error, OSError) as exc:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            if attempt < retries and code not in _NO_RETRY:
+                # Bounded backoff: 1 s, 2 s, 4 s ... nothing has been read yet.
+                time.sleep(min(2.0**attempt, 8.0))
+                attempt += 1
+                continue
+            raise DatabaseError(
+                f"cannot connect to the source database ({params.describe()}): "
+                f"{_message(exc, params.secrets)}"
+            ) from None
+        if conn.client_flag & CLIENT.MULTI_STATEMENTS:
+            conn.close()
+            raise DatabaseError("the MySQL connection allows several statements per call; refused")
+        return conn
+
+
+def _unix_socket(path: str, timeout: int) -> socket.socket:
+    """A connected unix socket; closed again when the connect fails (PyMySQL would leak it)."""
+    import pymysql
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise pymysql.err.OperationalError(
+            2002, f"Can't connect to local server through socket '{path}' ({exc.strerror})"
+        ) from None
+    return sock
+
+
+@contextmanager
+def snapshot(params: MySQLParams, settings: Settings) -> Iterator[_Session]:
+    """Connect and open the read-only snapshot; roll it back and close the connection after."""
+    import pymysql
+
+    conn = connect(params, settings, retries=settings.retries)
+    # Kept now: PyMySQL drops the connection when an interrupt breaks into a read.
+    thread = int(conn.thread_id())  # type: ignore[no-untyped-call]
+    try:
+        session = _Session(conn, params, settings)
+        session.begin()
+        yield session
+        conn.rollback()
+    except pymysql.err.Error as exc:
+        raise DatabaseError(f"source database error: {_message(exc, params.secrets)}") from None
+    except BaseException:
+        # Interrupted (SIGINT, SIGTERM) while a query may be running: the server would go on
+        # until its time limit, holding the snapshot. End that query, as psycopg's cancel does.
+        _kill_query(params, settings, thread)
+        raise
+    finally:
+        if conn.open:
+            conn.close()
+
+
+def _kill_query(params: MySQLParams, settings: Settings, thread: int) -> None:
+    """Best effort: KILL QUERY the server thread's running statement from a second connection."""
+    import dataclasses
+
+    try:
+        quick = dataclasses.replace(settings, connect_timeout=timedelta(seconds=2))
+        killer = connect(params, quick)
+        try:
+            with killer.cursor() as cur:
+                cur.execute(f"KILL QUERY {thread:d}")
+        finally:
+            killer.close()
+    except Exception:
+        pass  # the server ends the query at its time limit all the same
+
+
+def _message(exc: BaseException, secrets: frozenset[str]) -> str:
+    """A PyMySQL error as one line, the server's text without its code, secrets removed."""
+    args = exc.args
+    text = str(args[1]) if len(args) >= 2 and isinstance(args[0], int) else str(exc)
+    return scrub(one_line(text), set(secrets)) or type(exc).__name__
+
+
+def _code(exc: BaseException) -> int | None:
+    args = exc.args
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _measured(text: str, limit: int) -> str:
+    """The metric's query with its count column size-checked by the server.
+
+    The inner LIMIT keeps the derived table from being merged into the outer query, which
+    would evaluate the count expression once per use (three times) instead of once. The
+    newline ends a trailing ``-- comment`` of the metric's text before the parenthesis.
+    """
+    return (
+        f"SELECT CASE WHEN octet_length(`count`) <= {MAX_COUNT_OCTETS:d} THEN `count` END "
+        f"AS `count`, octet_length(`count`) AS octets "
+        f"FROM (SELECT * FROM (\n{text}\n) AS q LIMIT {limit:d}) AS m"
+    )
+
+
+def _measured_series(text: str, dimensions: tuple[str, ...], limit: int) -> str:
+    """Like _measured, plus each dimension as text, size-checked by the server."""
+    columns = [
+        f"CASE WHEN octet_length(`count`) <= {MAX_COUNT_OCTETS:d} THEN `count` END",
+        "octet_length(`count`)",
+    ]
+    for name in dimensions:
+        col = quote_name(name)
+        columns.append(
+            f"CASE WHEN octet_length({col}) <= {MAX_DIMENSION_OCTETS:d} THEN CAST({col} AS CHAR) END"
+        )
+        columns.append(f"octet_length({col})")
+    return (
+        f"SELECT {', '.join(columns)} FROM (SELECT * FROM (\n{text}\n) AS q LIMIT {limit:d}) AS m"
+    )
+
+
+def bound_parameters(slot: datetime, interval: timedelta) -> dict[str, Any]:
+    """``%(slot)s`` as a naive UTC datetime, ``%(interval_seconds)s`` as whole seconds."""
+    naive = slot.astimezone(UTC).replace(tzinfo=None) if slot.tzinfo else slot
+    return {"slot": naive, "interval_seconds": int(interval.total_seconds())}
+
+
+class _Session:
+    """One connection holding one read-only snapshot; runs and checks metrics in it."""
+
+    def __init__(self, conn: pymysql.Connection[Any], params: MySQLParams, settings: Settings):
+        self.conn = conn
+        self.params = params
+        self.settings = settings
+        self.flavor = Flavor(True, "")
+        self.collected_at = datetime.now(UTC)
+        self.backslash_escapes = True
+        self.ansi_quotes = False
+
+    # -- statements
+
+    def fetch(self, query: str) -> list[tuple[Any, ...]]:
+        """Run one statement (no parameters: they are bound already) and fetch its rows."""
+        with self.conn.cursor() as cur:
+            cur.execute(query)
+            return list(cur.fetchall())
+
+    def columns(self, text: str) -> list[str]:
+        """The query's column names: planned, but no row is computed (LIMIT 0)."""
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM (\n{text}\n) AS q LIMIT 0")
+            return [str(d[0]) for d in cur.description or ()]
+
+    def begin(self) -> None:
+        """Detect the server, set the session up, open the snapshot and check that it holds."""
+        ((version, comment, sql_mode),) = self.fetch(
+            "SELECT VERSION(), @@version_comment, @@sql_mode"
+        )
+        self.flavor = flavor_of(str(version), str(comment or ""))
+        modes = set(str(sql_mode or "").upper().split(","))
+        self.backslash_escapes = "NO_BACKSLASH_ESCAPES" not in modes
+        self.ansi_quotes = "ANSI_QUOTES" in modes or "ANSI" in modes
+        for statement in (
+            "SET time_zone = '+00:00'",
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "SET SESSION TRANSACTION READ ONLY",
+            self.flavor.timeout_statement(self.settings.statement_timeout),
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        ):
+            self.fetch(statement)
+        now, read_only, isolation = self.fetch(
+            f"SELECT NOW(6), {self.flavor.read_only_variable}, {self.flavor.isolation_variable}"
+        )[0]
+        state = self.state(read_only)
+        if state != (1, 1, 1) or str(isolation) != "REPEATABLE-READ":
+            raise DatabaseError(
+                "the source database did not open a REPEATABLE READ, READ ONLY snapshot "
+                f"({self.describe_state(state)}, isolation={isolation})"
+            )
+        self.collected_at = now.replace(tzinfo=UTC)
+
+    def state(self, session_read_only: object) -> tuple[int, int, int]:
+        """(in a transaction, that transaction read-only, the session read-only) as 0/1.
+
+        The first two are the server's status flags of the last reply (SERVER_STATUS_IN_TRANS,
+        SERVER_STATUS_IN_TRANS_READONLY): MariaDB and MySQL both send them, to any account.
+        """
+        from pymysql.constants import SERVER_STATUS
+
+        # Not in the type stubs, but set from every OK and EOF packet the server sends.
+        status = int(getattr(self.conn, "server_status", 0) or 0)
+        return (
+            int(bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)),
+            int(bool(status & _IN_TRANS_READONLY)),
+            int(session_read_only == 1),
+        )
+
+    @staticmethod
+    def describe_state(state: tuple[int, int, int]) -> str:
+        """The state as ``in_transaction=1, read_only=1, session_read_only=1``."""
+        return "in_transaction={}, read_only={}, session_read_only={}".format(*state)
+
+    def verify(self, metric: str) -> None:
+        """Raise DatabaseError unless the session is still in its read-only snapshot.
+
+        Under autocommit, a transaction once ended stays ended: only START TRANSACTION (not
+        a query) could open another. The guard and the wrapping make this unreachable; the
+        check makes sure nothing read after a lost snapshot is ever kept.
+        """
+        ((session_read_only,),) = self.fetch(f"SELECT {self.flavor.read_only_variable}")
+        state = self.state(session_read_only)
+        if state != (1, 1, 1):
+            raise DatabaseError(
+                f"the source snapshot was ended or made writable while running {metric} "
+                f"({self.describe_state(state)}); no value of this cycle is kept from it"
+            )
+
+    def error_line(self, exc: BaseException) -> str:
+        """A metric's database error as one line; a time-out says so in PostgreSQL's words."""
+        code = _code(exc)
+        if code is not None and self.flavor.is_timeout(code):
+            from analytics_cli.timeutil import format_duration
+
+            limit = format_duration(self.settings.statement_timeout)
+            return f"canceling statement due to statement timeout ({limit})"
+        return _message(exc, self.params.secrets)
+
+    def prepare(self, spec: MetricSpec, params: dict[str, Any]) -> str:
+        """The metric's text with its parameters bound, checked to be one plain query."""
+        text = spec.sql_for(ENGINE)
+        if text is None:
+            raise Refused(f"the built-in metric {spec.type} has no MySQL text")
+        with self.conn.cursor() as cur:
+            try:
+                bound = cur.mogrify(text, params)
+            except KeyError as exc:
+                name = exc.args[0] if exc.args else "?"
+                if name == "interval":
+                    raise Refused(
+                        "%(interval)s is PostgreSQL's; on MySQL write "
+                        "INTERVAL %(interval_seconds)s SECOND"
+                    ) from None
+                raise Refused(
+                    f"unknown parameter %({name})s; a MySQL metric may use "
+                    + ", ".join(f"%({p})s" for p in PARAMETERS)
+                ) from None
+            except (TypeError, ValueError):
+                raise Refused(
+                    "the metric's text has a '%' that is no parameter: write %% for a "
+                    "literal percent sign, %(slot)s and %(interval_seconds)s for the parameters"
+                ) from None
+        return check_query(
+            bound, backslash_escapes=self.backslash_escapes, ansi_quotes=self.ansi_quotes
+        )
+
+    # -- metrics
+
+    def run_all(self, specs: Sequence[MetricSpec], slot: datetime) -> list[Outcome]:
+        """Run metrics one after another, checking the snapshot after each."""
+        params = bound_parameters(slot, self.settings.interval)
+        outcomes: list[Outcome] = []
+        for spec in specs:
+            outcome = self.run_metric(spec, params)
+            if not self.conn.open:
+                detail = (
+                    outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
+                )
+                raise DatabaseError(
+                    f"lost the connection to the source database while running {spec.type}: "
+                    f"{detail}"
+                )
+            self.verify(spec.type)
+            outcomes.append(outcome)
+        return outcomes
+
+    def run_metric(self, spec: MetricSpec, params: dict[str, Any]) -> Outcome:
+        """Run one metric; any failure is returned, never raised."""
+        import pymysql
+
+        try:
+            text = self.prepare(spec, params)
+        except Refused as exc:
+            return MetricFailure(spec.type, f"refused: {exc}")
+        if spec.dimensional:
+            return self.run_series(spec, text)
+        try:
+            # Two rows tell "more than one" without reading the rest.
+            rows = self.fetch(_measured(text, 2))
+        except pymysql.err.Error as exc:
+            if _code(exc) == _BAD_FIELD:
+                # Perhaps the query has no count column: name the columns it does have.
+                try:
+                    names = self.columns(text)
+                except pymysql.err.Error:
+                    names = ["count"]
+                if "count" not in names:
+                    return MetricFailure(
+                        spec.type, f"query returned no column named count (got {names})"
+                    )
+            return MetricFailure(spec.type, self.error_line(exc))
+        if len(rows) != 1:
+            got = "no rows" if not rows else "more than one row"
+            return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
+        value, octets = rows[0]
+        if octets is not None and octets > MAX_COUNT_OCTETS:
+            return MetricFailure(
+                spec.type, f"count value is too large ({octets} bytes as text), not a count"
+            )
+        try:
+            count = check_count(value)
+        except ValueError as exc:
+            return MetricFailure(spec.type, str(exc))
+        return Sample(spec.type, count)
+
+    def run_series(self, spec: MetricSpec, text: str) -> Series | MetricFailure:
+        """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
+        import pymysql
+
+        dims = spec.dimensions
+        rows: list[tuple[Any, ...]] = []
+        try:
+            names = self.columns(text)
+            if "count" in names and sorted(names) == sorted(["count", *dims]):
+                # One row more than allowed tells "too many" without reading the rest.
+                rows = self.fetch(_measured_series(text, dims, spec.max_series + 1))
+        except pymysql.err.Error as exc:
+            return MetricFailure(spec.type, self.error_line(exc))
+        if "count" not in names:
+            return MetricFailure(spec.type, f"query returned no column named count (got {names})")
+        if sorted(names) != sorted(["count", *dims]):
+            return MetricFailure(
+                spec.type,
+                f"query columns {names} do not match count plus dimensions {list(dims)}",
+            )
+        if len(rows) > spec.max_series:
+            return MetricFailure(
+                spec.type,
+                f"query returned more than max_series = {spec.max_series} rows; nothing was stored",
+            )
+        samples: list[Sample] = []
+        seen: set[tuple[Any, ...]] = set()
+        for row in rows:
+            value, octets = row[0], row[1]
+            if octets is not None and octets > MAX_COUNT_OCTETS:
+                return MetricFailure(
+                    spec.type, f"count value is too large ({octets} bytes as text), not a count"
+                )
+            metadata: dict[str, Any] = {}
+            for i, name in enumerate(dims):
+                text_value, size = row[2 + 2 * i], row[3 + 2 * i]
+                if size is not None and size > MAX_DIMENSION_OCTETS:
+                    return MetricFailure(
+                        spec.type, f"dimension {name} value is too long ({size} bytes)"
+                    )
+                metadata[name] = text_value
+            key = tuple(metadata[name] for name in dims)
+            if key in seen:
+                return MetricFailure(
+                    spec.type, f"query returned the dimensions {metadata} more than once"
+                )
+            seen.add(key)
+            try:
+                count = check_count(value)
+            except ValueError as exc:
+                return MetricFailure(spec.type, f"{exc} (at {metadata})")
+            samples.append(Sample(spec.type, count, metadata))
+        return Series(spec.type, tuple(samples))
+
+    # -- plans
+
+    def explain_all(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
+        """Every metric's plan, checking the snapshot after each."""
+        params = bound_parameters(slot, self.settings.interval)
+        plans = []
+        for spec in specs:
+            plans.append(self.explain_one(spec, params))
+            self.verify(spec.type)
+        return plans
+
+    def explain_one(self, spec: MetricSpec, params: dict[str, Any]) -> MetricPlan:
+        """One metric's plan: cost, time, and the full scans of large tables."""
+        import pymysql
+
+        plan = MetricPlan(spec.type)
+        try:
+            text = self.prepare(spec, params)
+        except Refused as exc:
+            plan.error = f"refused: {exc}"
+            return plan
+        try:
+            rows = self.fetch(f"{self.flavor.explain_prefix}SELECT * FROM (\n{text}\n) AS q")
+            doc = json.loads(str(rows[0][0]))
+            if self.flavor.mariadb:
+                plan.time_ms = float(doc.get("query_block", {}).get("r_total_time_ms", 0.0))
+            else:
+                # MySQL's JSON plan is an estimate only: time one real run of the metric.
+                started = time.monotonic()
+                self.fetch(_measured(text, 2))
+                plan.time_ms = (time.monotonic() - started) * 1000
+            accesses = list(_table_accesses(doc))
+            plan.cost = _cost(doc, accesses)
+            aliases = table_aliases(text)
+            for access in accesses:
+                if access.get("access_type") != "ALL":
+                    continue
+                alias = str(access.get("table_name", ""))
+                if not alias or alias.startswith("<"):
+                    continue  # a derived or temporary table of the query itself
+                table = aliases.get(alias, alias)
+                size, names = self.table_facts(table)
+                estimate = int(access.get("rows", access.get("rows_examined_per_scan", 0)) or 0)
+                size = max(size, estimate)
+                if size < LARGE_TABLE_ROWS:
+                    continue
+                condition = str(access.get("attached_condition", ""))
+                plan.scans.append(
+                    FullScan(table, size, condition, suggest_index(table, names, condition))
+                )
+        except pymysql.err.Error as exc:
+            plan.error = self.error_line(exc)
+        except (ValueError, KeyError, IndexError) as exc:
+            plan.error = f"unreadable plan: {exc}"
+        return plan
+
+    def table_facts(self, table: str) -> tuple[int, list[str]]:
+        """The table's estimated row count and its column names (information_schema)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (table,),
+            )
+            row = cur.fetchone()
+            rows = int(row[0] or 0) if row else 0
+            cur.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                (table,),
+            )
+            return rows, [str(r[0]) for r in cur.fetchall()]
+
+
+def _table_accesses(node: Any) -> list[dict[str, Any]]:
+    """Every table access of a JSON plan (MariaDB and MySQL shapes), depth first."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if "access_type" in node and "table_name" in node:
+            found.append(node)
+        for value in node.values():
+            found += _table_accesses(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _table_accesses(item)
+    return found
+
+
+def _cost(doc: dict[str, Any], accesses: list[dict[str, Any]]) -> float:
+    """The plan's cost: MySQL's query_cost, MariaDB 11's cost, else the estimated rows read."""
+    block = doc.get("query_block", {})
+    info = block.get("cost_info", {})
+    if "query_cost" in info:
+        return float(info["query_cost"])
+    if "cost" in block:
+        return float(block["cost"])
+    return float(sum(float(a.get("rows", 0) or 0) for a in accesses))
+
+
+_CONDITION = re.compile(
+    r"(?:(?:`(?:[^`]|``)+`|[\w$]+)\.)*`?([\w$]+)`?\s*(<=>|<>|!=|<=|>=|=|<|>|\bbetween\b)",
+    re.IGNORECASE,
+)
+
+
+def suggest_index(table: str, columns: list[str], condition: str) -> str | None:
+    """An online ``ALTER TABLE ... ADD INDEX`` that lets the server skip a full scan, or None.
+
+    MySQL has no partial index: the equality columns (``ended = 0``) come first, then the
+    range columns (``createdAt > ...``).
+    """
+    if not condition:
+        return None
+    known = set(columns)
+    equal: list[str] = []
+    ranged: list[str] = []
+    for match in _CONDITION.finditer(condition):
+        column, op = match.group(1), match.group(2).lower()
+        if column not in known:
+            continue
+        if op in ("=", "<=>"):
+            equal.append(column)
+        elif op in ("<", ">", "<=", ">=", "between"):
+            ranged.append(column)
+    keys = list(dict.fromkeys(equal + [c for c in ranged if c not in equal]))
+    if not keys:
+        return None
+    names = ", ".join(quote_name(k) for k in keys)
+    return f"ALTER TABLE {quote_name(table)} ADD INDEX ({names}), ALGORITHM=INPLACE, LOCK=NONE"
