@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from analytics_cli.metrics import builtin_metrics, groups
 from tests import platform_data
 from tests.conftest import Databases, cli
+from tests.mariadb_server import MySQLPlatform
 from tests.metric_definitions import POSTGRESQL
 
 SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
@@ -106,60 +107,42 @@ def platforms(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-def _load(conn: psycopg.Connection[Any], p: dict[str, Any]) -> None:
-    t0 = SLOT - timedelta(days=10)
-    ids = {
-        k: [uuid.uuid4() for _ in range(n)]
-        for k, n in (
-            ("scene", p["scenes"]),
-            ("location", len(p["locations"])),
-            ("user", p["users"]),
+def _rows(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The platform as (table, column -> value), in an order foreign keys accept."""
+    t0 = SLOT - timedelta(days=40)
+    scene_ids = [uuid.uuid4() for _ in range(p["scenes"])]
+    location_ids = [uuid.uuid4() for _ in p["locations"]]
+    user_ids = [uuid.uuid4() for _ in range(p["users"])]
+    out: list[tuple[str, dict[str, Any]]] = []
+    stamps = {"createdAt": t0, "updatedAt": t0}
+    for i, sid in enumerate(scene_ids):
+        out.append(("static-resource", {"id": sid, "hash": f"h{i}", "name": f"s{i}", **stamps}))
+    for i, (lid, scene) in enumerate(zip(location_ids, p["locations"], strict=True)):
+        row = {"id": lid, "name": f"L{i}", "slugifiedName": f"l{i}", **stamps}
+        out.append(
+            ("location", {**row, "sceneId": scene_ids[scene] if scene is not None else None})
         )
-    }
-    for i, sid in enumerate(ids["scene"]):
-        conn.execute(
-            'INSERT INTO "static-resource" (id, hash, name, "createdAt", "updatedAt") VALUES (%s, %s, %s, %s, %s)',
-            (sid, f"h{i}", f"s{i}", t0, t0),
-        )
-    for i, (lid, scene) in enumerate(zip(ids["location"], p["locations"], strict=True)):
-        conn.execute(
-            'INSERT INTO location (id, name, "sceneId", "slugifiedName", "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (lid, f"L{i}", ids["scene"][scene] if scene is not None else None, f"l{i}", t0, t0),
-        )
-    for i, uid in enumerate(ids["user"]):
-        conn.execute(
-            'INSERT INTO "user" (id, name, "createdAt", "updatedAt") VALUES (%s, %s, %s, %s)',
-            (uid, f"u{i}", t0, t0),
-        )
+    for i, uid in enumerate(user_ids):
+        out.append(("user", {"id": uid, "name": f"u{i}", **stamps}))
     for i, (loc, channel, ended) in enumerate(p["instances"]):
-        conn.execute(
-            'INSERT INTO instance (id, "roomCode", "locationId", "channelId", ended, "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                uuid.uuid4(),
-                f"r{i}",
-                ids["location"][loc] if loc is not None else None,
-                channel,
-                ended,
-                t0,
-                t0,
-            ),
-        )
+        row = {"id": uuid.uuid4(), "roomCode": f"r{i}", "channelId": channel, "ended": ended}
+        where = location_ids[loc] if loc is not None else None
+        out.append(("instance", {**row, "locationId": where, **stamps}))
     for user, is_channel, ended, offset in p["attendance"]:
         at = SLOT + timedelta(seconds=offset)
-        conn.execute(
-            'INSERT INTO "instance-attendance" (id, "userId", "isChannel", ended, "createdAt", "updatedAt") '
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                uuid.uuid4(),
-                ids["user"][user] if user is not None else None,
-                is_channel,
-                ended,
-                at,
-                at,
-            ),
+        row = {"id": uuid.uuid4(), "isChannel": is_channel, "ended": ended}
+        who = user_ids[user] if user is not None else None
+        out.append(
+            ("instance-attendance", {**row, "userId": who, "createdAt": at, "updatedAt": at})
         )
+    return out
+
+
+def _load(conn: psycopg.Connection[Any], p: dict[str, Any]) -> None:
+    for table, row in _rows(p):
+        names = ", ".join(f'"{name}"' for name in row)
+        marks = ", ".join(["%s"] * len(row))
+        conn.execute(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', tuple(row.values()))
 
 
 @settings(
@@ -349,3 +332,42 @@ def test_config_show_round_trips_queries(tmp_path: Path) -> None:
         ("alone", True),
     ]
     assert custom[0]["sql"] == custom[1]["sql"] == "SELECT 1 AS one, 2 AS two, 3 AS three"
+
+
+def _mysql_values(conn: Any, texts: dict[str, str]) -> dict[str, Decimal]:
+    from analytics_cli.sources.mysql import bound_parameters
+
+    params = bound_parameters(SLOT, INTERVAL)
+    out: dict[str, Decimal] = {}
+    with conn.cursor() as cur:
+        for name, text in texts.items():
+            cur.execute(text, params)
+            names = [d[0] for d in cur.description or ()]
+            row = cur.fetchone()
+            assert row is not None
+            out[name] = Decimal(row[names.index(name) if name in names else names.index("count")])
+    return out
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(platform=platforms())
+def test_fused_equals_single_definitions_on_mariadb(
+    mysql_platform: MySQLPlatform, platform: dict[str, Any]
+) -> None:
+    from tests.metric_definitions import MYSQL
+    from tests.platform_data import insert_mysql
+
+    fused_texts = {m.type: m.sql_for("mysql") or "" for m in FUSED}
+    conn = mysql_platform.connect()
+    try:
+        conn.begin()  # one transaction per example, rolled back
+        insert_mysql(conn, _rows(platform))
+        fused = _mysql_values(conn, fused_texts)
+        assert fused == _mysql_values(conn, {name: MYSQL[name] for name in fused})
+        conn.rollback()
+    finally:
+        conn.close()

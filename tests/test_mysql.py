@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn
 from tests.faults.conftest import Proxy, wait_for
 from tests.mariadb_server import ADMIN_PASSWORD, PLATFORM_TABLES, MariaDB, MySQLPlatform
+from tests.metric_definitions import MYSQL
 
 AT = "2026-11-29T10:10:00Z"
 SLOT = "2026-11-29T10:00:00Z"
@@ -45,6 +46,11 @@ def both(my: MySQLPlatform, dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ANALYTICS_SOURCE_DSN", my.url)
     monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
     return my
+
+
+def each(specs: Any, slot: datetime) -> dict[str, datetime]:
+    """Every spec counted for the same slot."""
+    return {spec.type: slot for spec in specs}
 
 
 def stored(dbs: Databases) -> dict[str, Decimal]:
@@ -87,8 +93,8 @@ def test_same_nine_values_on_mariadb_and_postgresql_at_several_slots(
     mysql, postgres = open_source(my.url, Settings()), open_source(dbs.source, Settings())
     assert (mysql.engine, postgres.engine) == ("mysql", "postgresql")
     for slot, expected in platform_data.EXPECTED_AT.items():
-        on_mysql = values(mysql.read(nine, slot).outcomes)
-        on_postgres = values(postgres.read(nine, slot).outcomes)
+        on_mysql = values(mysql.read(nine, each(nine, slot)).outcomes)
+        on_postgres = values(postgres.read(nine, each(nine, slot)).outcomes)
         assert on_mysql == on_postgres == expected, slot
 
 
@@ -96,7 +102,7 @@ def test_fifteen_minute_interval_is_bound_as_seconds(my: MySQLPlatform) -> None:
     chat = [m for m in builtin_metrics() if m.type == "chatMessages"]
     settings = Settings(interval=timedelta(minutes=15))
     # (09:45, 10:00] holds m1 and m6 only, as on PostgreSQL (test_collect).
-    snap = open_source(my.url, settings).read(chat, platform_data.SLOT)
+    snap = open_source(my.url, settings).read(chat, each(chat, platform_data.SLOT))
     assert values(snap.outcomes) == {"chatMessages": 2}
 
 
@@ -110,10 +116,14 @@ def test_per_location_metrics_agree_with_postgresql(
     dimensional = [m for m in builtin_metrics() if m.dimensional]
     assert [m.type for m in dimensional] == list(location_data.EXPECTED)
     on_mysql = values(
-        open_source(mysql_platform.url, Settings()).read(dimensional, location_data.SLOT).outcomes
+        open_source(mysql_platform.url, Settings())
+        .read(dimensional, each(dimensional, location_data.SLOT))
+        .outcomes
     )
     on_postgres = values(
-        open_source(dbs.source, Settings()).read(dimensional, location_data.SLOT).outcomes
+        open_source(dbs.source, Settings())
+        .read(dimensional, each(dimensional, location_data.SLOT))
+        .outcomes
     )
     assert on_mysql == on_postgres == location_data.EXPECTED
 
@@ -171,18 +181,33 @@ def test_config_check_runs_every_metric(both: MySQLPlatform, dbs: Databases) -> 
     assert ADMIN_PASSWORD not in result.stdout
 
 
-def test_explain_flags_a_full_scan_of_a_large_table(both: MySQLPlatform) -> None:
+def test_explain_flags_a_full_scan_of_a_large_table(both: MySQLPlatform, tmp_path: Path) -> None:
     with both.connect() as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO `instance-attendance` (id, `isChannel`, ended, `createdAt`, `updatedAt`) "
             "SELECT UUID(), seq % 2, seq % 7 = 0, NOW(), NOW() FROM seq_1_to_120000"
         )
         cur.execute("ANALYZE TABLE `instance-attendance`")
-    result = cli("config", "check", "--explain")
+    # The single-statement definitions beside the pack's fused queries (which have an OR).
+    config = tmp_path / "defs.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "metric": [
+                    {"type": "mediaUsers", "sql": MYSQL["channelUsers"]},
+                    {"type": "dayUsers", "sql": MYSQL["dailyUsers"]},
+                ]
+            }
+        )
+    )
+    result = cli("-c", str(config), "config", "check", "--explain")
     assert result.exit_code == 0, result.stdout + result.stderr
     text = result.stdout
     plans = text[text.index("plans (") :].splitlines()
-    channel = plans.index(next(p for p in plans if p.startswith("  channelUsers: cost ")))
+    fused = plans.index(next(p for p in plans if p.startswith("  channelUsers: cost ")))
+    assert plans[fused + 1].startswith("    sequential scan on 'instance-attendance' (")
+    assert not plans[fused + 2].startswith("    index that would help")
+    channel = plans.index(next(p for p in plans if p.startswith("  mediaUsers: cost ")))
     assert plans[channel + 1].startswith("    sequential scan on 'instance-attendance' (")
     assert (
         "filter `instance-attendance`.ended = 0 and `instance-attendance`.isChannel = 1"
@@ -195,7 +220,7 @@ def test_explain_flags_a_full_scan_of_a_large_table(both: MySQLPlatform) -> None
     instances = next(p for p in plans if p.startswith("  activeInstances: cost "))
     assert plans[plans.index(instances) + 1].startswith("  ")  # small table: nothing flagged
     assert not plans[plans.index(instances) + 1].startswith("    ")
-    daily = plans.index(next(p for p in plans if p.startswith("  dailyUsers: cost ")))
+    daily = plans.index(next(p for p in plans if p.startswith("  dayUsers: cost ")))
     assert plans[daily + 2] == (
         "    index that would help: ALTER TABLE `instance-attendance` ADD INDEX "
         "(`createdAt`), ALGORITHM=INPLACE, LOCK=NONE;"

@@ -31,13 +31,13 @@ from analytics_cli.metrics import (
     MAX_DIMENSION_OCTETS,
     MetricFailure,
     Outcome,
-    Sample,
     Series,
-    check_count,
+    groups,
 )
-from analytics_cli.sources.base import FullScan, MetricPlan, Snapshot
+from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
 from analytics_cli.sources.mysql_dsn import MySQLParams, parse
 from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases
+from analytics_cli.sources.rows import sample_from, series_from
 
 if TYPE_CHECKING:
     import pymysql
@@ -127,12 +127,19 @@ class MySQLSource:
         self.dsn = dsn
         self.settings = settings
         self.params = parse(dsn)
+        # The server thread of a read in progress, for cancel() from another thread.
+        self._live: list[int] = []
 
-    def read(self, specs: Sequence[MetricSpec], slot: datetime) -> Snapshot:
+    def read(self, specs: Sequence[MetricSpec], slots: Slots) -> Snapshot:
         """Every spec's outcome from one snapshot."""
-        with snapshot(self.params, self.settings) as session:
-            outcomes = session.run_all(specs, slot)
+        with snapshot(self.params, self.settings, self._live) as session:
+            outcomes = session.run_all(specs, slots)
             return Snapshot(session.collected_at, outcomes)
+
+    def cancel(self) -> None:
+        """From another thread: KILL QUERY the statement of a read in progress."""
+        for thread in list(self._live):
+            _kill_query(self.params, self.settings, thread)
 
     def explain(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
         """Every spec's plan (MariaDB ANALYZE / MySQL EXPLAIN, JSON) in one read-only snapshot."""
@@ -199,13 +206,17 @@ def _unix_socket(path: str, timeout: int) -> socket.socket:
 
 
 @contextmanager
-def snapshot(params: MySQLParams, settings: Settings) -> Iterator[_Session]:
+def snapshot(
+    params: MySQLParams, settings: Settings, live: list[int] | None = None
+) -> Iterator[_Session]:
     """Connect and open the read-only snapshot; roll it back and close the connection after."""
     import pymysql
 
     conn = connect(params, settings, retries=settings.retries)
     # Kept now: PyMySQL drops the connection when an interrupt breaks into a read.
-    thread = int(conn.thread_id())  # type: ignore[no-untyped-call]
+    thread = int(conn.thread_id())  # type: ignore[no-untyped-call,unused-ignore]
+    if live is not None:
+        live.append(thread)
     try:
         session = _Session(conn, params, settings)
         session.begin()
@@ -219,6 +230,8 @@ def snapshot(params: MySQLParams, settings: Settings) -> Iterator[_Session]:
         _kill_query(params, settings, thread)
         raise
     finally:
+        if live is not None and thread in live:
+            live.remove(thread)
         if conn.open:
             conn.close()
 
@@ -251,32 +264,24 @@ def _code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def _measured(text: str, limit: int) -> str:
-    """The metric's query with its count column size-checked by the server.
+def _checked(column: str, limit: int, *, text: bool) -> str:
+    """A column NULL when its text is longer than ``limit`` bytes, and that length."""
+    col = quote_name(column)
+    value = f"CAST({col} AS CHAR)" if text else col
+    return f"CASE WHEN octet_length({col}) <= {limit:d} THEN {value} END, octet_length({col})"
+
+
+def _measured(
+    text: str, limit: int, counts: Sequence[str] = ("count",), dimensions: Sequence[str] = ()
+) -> str:
+    """The metric's query with its count columns (and dimensions, as text) size-checked.
 
     The inner LIMIT keeps the derived table from being merged into the outer query, which
     would evaluate the count expression once per use (three times) instead of once. The
     newline ends a trailing ``-- comment`` of the metric's text before the parenthesis.
     """
-    return (
-        f"SELECT CASE WHEN octet_length(`count`) <= {MAX_COUNT_OCTETS:d} THEN `count` END "
-        f"AS `count`, octet_length(`count`) AS octets "
-        f"FROM (SELECT * FROM (\n{text}\n) AS q LIMIT {limit:d}) AS m"
-    )
-
-
-def _measured_series(text: str, dimensions: tuple[str, ...], limit: int) -> str:
-    """Like _measured, plus each dimension as text, size-checked by the server."""
-    columns = [
-        f"CASE WHEN octet_length(`count`) <= {MAX_COUNT_OCTETS:d} THEN `count` END",
-        "octet_length(`count`)",
-    ]
-    for name in dimensions:
-        col = quote_name(name)
-        columns.append(
-            f"CASE WHEN octet_length({col}) <= {MAX_DIMENSION_OCTETS:d} THEN CAST({col} AS CHAR) END"
-        )
-        columns.append(f"octet_length({col})")
+    columns = [_checked(c, MAX_COUNT_OCTETS, text=False) for c in counts]
+    columns += [_checked(d, MAX_DIMENSION_OCTETS, text=True) for d in dimensions]
     return (
         f"SELECT {', '.join(columns)} FROM (SELECT * FROM (\n{text}\n) AS q LIMIT {limit:d}) AS m"
     )
@@ -418,23 +423,26 @@ class _Session:
 
     # -- metrics
 
-    def run_all(self, specs: Sequence[MetricSpec], slot: datetime) -> list[Outcome]:
-        """Run metrics one after another, checking the snapshot after each."""
-        params = bound_parameters(slot, self.settings.interval)
-        outcomes: list[Outcome] = []
-        for spec in specs:
-            outcome = self.run_metric(spec, params)
+    def run_all(self, specs: Sequence[MetricSpec], slots: Slots) -> list[Outcome]:
+        """Run metrics (a [[query]] once for its metrics), checking the snapshot after each."""
+        done: dict[str, Outcome] = {}
+        for group in groups(specs, slots):
+            first = group[0]
+            params = bound_parameters(slots[first.type], first.every or self.settings.interval)
+            if first.query is not None:
+                outcomes = self.run_shared(group, params)
+            else:
+                outcomes = [self.run_metric(first, params)]
             if not self.conn.open:
-                detail = (
-                    outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
-                )
+                failed = next((o for o in outcomes if isinstance(o, MetricFailure)), None)
+                detail = failed.error if failed is not None else "connection closed"
                 raise DatabaseError(
-                    f"lost the connection to the source database while running {spec.type}: "
+                    f"lost the connection to the source database while running {first.type}: "
                     f"{detail}"
                 )
-            self.verify(spec.type)
-            outcomes.append(outcome)
-        return outcomes
+            self.verify(first.type)
+            done |= {o.type: o for o in outcomes}
+        return [done[spec.type] for spec in specs]
 
     def run_metric(self, spec: MetricSpec, params: dict[str, Any]) -> Outcome:
         """Run one metric; any failure is returned, never raised."""
@@ -461,19 +469,7 @@ class _Session:
                         spec.type, f"query returned no column named count (got {names})"
                     )
             return MetricFailure(spec.type, self.error_line(exc))
-        if len(rows) != 1:
-            got = "no rows" if not rows else "more than one row"
-            return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
-        value, octets = rows[0]
-        if octets is not None and octets > MAX_COUNT_OCTETS:
-            return MetricFailure(
-                spec.type, f"count value is too large ({octets} bytes as text), not a count"
-            )
-        try:
-            count = check_count(value)
-        except ValueError as exc:
-            return MetricFailure(spec.type, str(exc))
-        return Sample(spec.type, count)
+        return sample_from(spec, rows, 0)
 
     def run_series(self, spec: MetricSpec, text: str) -> Series | MetricFailure:
         """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
@@ -485,7 +481,7 @@ class _Session:
             names = self.columns(text)
             if "count" in names and sorted(names) == sorted(["count", *dims]):
                 # One row more than allowed tells "too many" without reading the rest.
-                rows = self.fetch(_measured_series(text, dims, spec.max_series + 1))
+                rows = self.fetch(_measured(text, spec.max_series + 1, dimensions=dims))
         except pymysql.err.Error as exc:
             return MetricFailure(spec.type, self.error_line(exc))
         if "count" not in names:
@@ -495,39 +491,49 @@ class _Session:
                 spec.type,
                 f"query columns {names} do not match count plus dimensions {list(dims)}",
             )
-        if len(rows) > spec.max_series:
-            return MetricFailure(
-                spec.type,
-                f"query returned more than max_series = {spec.max_series} rows; nothing was stored",
-            )
-        samples: list[Sample] = []
-        seen: set[tuple[Any, ...]] = set()
-        for row in rows:
-            value, octets = row[0], row[1]
-            if octets is not None and octets > MAX_COUNT_OCTETS:
-                return MetricFailure(
-                    spec.type, f"count value is too large ({octets} bytes as text), not a count"
-                )
-            metadata: dict[str, Any] = {}
-            for i, name in enumerate(dims):
-                text_value, size = row[2 + 2 * i], row[3 + 2 * i]
-                if size is not None and size > MAX_DIMENSION_OCTETS:
-                    return MetricFailure(
-                        spec.type, f"dimension {name} value is too long ({size} bytes)"
+        return series_from(spec, rows, 0, 2)
+
+    def run_shared(self, specs: Sequence[MetricSpec], params: dict[str, Any]) -> list[Outcome]:
+        """Run one [[query]] ONCE for the metrics it fills (their columns only); a failing
+        query fails each of them with the same error, a missing column only its own metric."""
+        import pymysql
+
+        first = specs[0]
+        dims = first.dimensions
+        try:
+            text = self.prepare(first, params)
+        except Refused as exc:
+            return [MetricFailure(s.type, f"refused: {exc}") for s in specs]
+        rows: list[tuple[Any, ...]] = []
+        try:
+            names = self.columns(text)
+            wanted = [s.type for s in specs if s.type in names]
+            if wanted and all(d in names for d in dims):
+                limit = first.max_series + 1 if dims else 2
+                rows = self.fetch(_measured(text, limit, wanted, dims))
+        except pymysql.err.Error as exc:
+            return [MetricFailure(s.type, self.error_line(exc)) for s in specs]
+        missing = [d for d in dims if d not in names]
+        if missing:
+            error = f"query {first.query!r} returned no column named {missing[0]} (got {names})"
+            return [MetricFailure(s.type, error) for s in specs]
+        outcomes: list[Outcome] = []
+        for spec in specs:
+            if spec.type not in wanted:
+                outcomes.append(
+                    MetricFailure(
+                        spec.type,
+                        f"query {first.query!r} returned no column named {spec.type} (got {names})",
                     )
-                metadata[name] = text_value
-            key = tuple(metadata[name] for name in dims)
-            if key in seen:
-                return MetricFailure(
-                    spec.type, f"query returned the dimensions {metadata} more than once"
                 )
-            seen.add(key)
-            try:
-                count = check_count(value)
-            except ValueError as exc:
-                return MetricFailure(spec.type, f"{exc} (at {metadata})")
-            samples.append(Sample(spec.type, count, metadata))
-        return Series(spec.type, tuple(samples))
+                continue
+            at = 2 * wanted.index(spec.type)
+            outcomes.append(
+                series_from(spec, rows, at, 2 * len(wanted))
+                if dims
+                else sample_from(spec, rows, at)
+            )
+        return outcomes
 
     # -- plans
 
@@ -638,9 +644,10 @@ def suggest_index(table: str, columns: list[str], condition: str) -> str | None:
     """An online ``ALTER TABLE ... ADD INDEX`` that lets the server skip a full scan, or None.
 
     MySQL has no partial index: the equality columns (``ended = 0``) come first, then the
-    range columns (``createdAt > ...``).
+    range columns (``createdAt > ...``). None for a condition with OR (a fused query's): no
+    single index serves every branch.
     """
-    if not condition:
+    if not condition or re.search(r"\bor\b", condition, re.IGNORECASE):
         return None
     known = set(columns)
     equal: list[str] = []

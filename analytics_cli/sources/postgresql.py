@@ -16,12 +16,11 @@ from analytics_cli.metrics import (
     MAX_DIMENSION_OCTETS,
     MetricFailure,
     Outcome,
-    Sample,
     Series,
-    check_count,
     groups,
 )
 from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
+from analytics_cli.sources.rows import sample_from, series_from
 
 if TYPE_CHECKING:
     import psycopg
@@ -229,60 +228,6 @@ def _measured_columns(
     return f"SELECT {', '.join(columns)} FROM (\n{text}\n) AS q"
 
 
-def _sample(spec: MetricSpec, rows: Sequence[Any], at: int) -> Sample | MetricFailure:
-    """The one row's count in columns ``at`` (value) and ``at + 1`` (its size)."""
-    if len(rows) != 1:
-        got = "no rows" if not rows else "more than one row"
-        return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
-    value, octets = rows[0][at], rows[0][at + 1]
-    if octets is not None and octets > MAX_COUNT_OCTETS:
-        return MetricFailure(
-            spec.type, f"count value is too large ({octets} bytes as text), not a count"
-        )
-    try:
-        return Sample(spec.type, check_count(value))
-    except ValueError as exc:
-        return MetricFailure(spec.type, str(exc))
-
-
-def _series(spec: MetricSpec, rows: Sequence[Any], at: int, dims_at: int) -> Series | MetricFailure:
-    """One Sample per row: the count in column ``at``, the dimensions from ``dims_at`` on."""
-    dims = spec.dimensions
-    if len(rows) > spec.max_series:
-        return MetricFailure(
-            spec.type,
-            f"query returned more than max_series = {spec.max_series} rows; nothing was stored",
-        )
-    samples: list[Sample] = []
-    seen: set[tuple[Any, ...]] = set()
-    for row in rows:
-        value, octets = row[at], row[at + 1]
-        if octets is not None and octets > MAX_COUNT_OCTETS:
-            return MetricFailure(
-                spec.type, f"count value is too large ({octets} bytes as text), not a count"
-            )
-        metadata: dict[str, Any] = {}
-        for i, name in enumerate(dims):
-            text_value, size = row[dims_at + 2 * i], row[dims_at + 2 * i + 1]
-            if size is not None and size > MAX_DIMENSION_OCTETS:
-                return MetricFailure(
-                    spec.type, f"dimension {name} value is too long ({size} bytes)"
-                )
-            metadata[name] = text_value
-        key = tuple(metadata[name] for name in dims)
-        if key in seen:
-            return MetricFailure(
-                spec.type, f"query returned the dimensions {metadata} more than once"
-            )
-        seen.add(key)
-        try:
-            count = check_count(value)
-        except ValueError as exc:
-            return MetricFailure(spec.type, f"{exc} (at {metadata})")
-        samples.append(Sample(spec.type, count, metadata))
-    return Series(spec.type, tuple(samples))
-
-
 def run_series(
     conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
 ) -> Series | MetricFailure:
@@ -309,7 +254,7 @@ def run_series(
             spec.type,
             f"query columns {names} do not match count plus dimensions {list(dims)}",
         )
-    return _series(spec, rows, 0, 2)
+    return series_from(spec, rows, 0, 2)
 
 
 def run_shared(
@@ -354,7 +299,7 @@ def run_shared(
             continue
         at = 2 * wanted.index(spec.type)
         outcomes.append(
-            _series(spec, rows, at, 2 * len(wanted)) if dims else _sample(spec, rows, at)
+            series_from(spec, rows, at, 2 * len(wanted)) if dims else sample_from(spec, rows, at)
         )
     return outcomes
 
@@ -387,7 +332,7 @@ def run_metric(
         return MetricFailure(spec.type, error_line(exc))
     except psycopg.Error as exc:
         return MetricFailure(spec.type, error_line(exc))
-    return _sample(spec, rows, 0)
+    return sample_from(spec, rows, 0)
 
 
 def run_group(

@@ -1,0 +1,74 @@
+"""Rows a metric query returned, made into outcomes: the same checks for every engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from analytics_cli.metrics import (
+    MAX_COUNT_OCTETS,
+    MAX_DIMENSION_OCTETS,
+    MetricFailure,
+    Sample,
+    Series,
+    check_count,
+)
+
+if TYPE_CHECKING:
+    from analytics_cli.config import MetricSpec
+
+
+def sample_from(spec: MetricSpec, rows: Sequence[Any], at: int) -> Sample | MetricFailure:
+    """The one row's count in columns ``at`` (value) and ``at + 1`` (its size)."""
+    if len(rows) != 1:
+        got = "no rows" if not rows else "more than one row"
+        return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
+    value, octets = rows[0][at], rows[0][at + 1]
+    if octets is not None and octets > MAX_COUNT_OCTETS:
+        return MetricFailure(
+            spec.type, f"count value is too large ({octets} bytes as text), not a count"
+        )
+    try:
+        return Sample(spec.type, check_count(value))
+    except ValueError as exc:
+        return MetricFailure(spec.type, str(exc))
+
+
+def series_from(
+    spec: MetricSpec, rows: Sequence[Any], at: int, dims_at: int
+) -> Series | MetricFailure:
+    """One Sample per row: the count in column ``at``, the dimensions from ``dims_at`` on."""
+    dims = spec.dimensions
+    if len(rows) > spec.max_series:
+        return MetricFailure(
+            spec.type,
+            f"query returned more than max_series = {spec.max_series} rows; nothing was stored",
+        )
+    samples: list[Sample] = []
+    seen: set[tuple[Any, ...]] = set()
+    for row in rows:
+        value, octets = row[at], row[at + 1]
+        if octets is not None and octets > MAX_COUNT_OCTETS:
+            return MetricFailure(
+                spec.type, f"count value is too large ({octets} bytes as text), not a count"
+            )
+        metadata: dict[str, Any] = {}
+        for i, name in enumerate(dims):
+            text_value, size = row[dims_at + 2 * i], row[dims_at + 2 * i + 1]
+            if size is not None and size > MAX_DIMENSION_OCTETS:
+                return MetricFailure(
+                    spec.type, f"dimension {name} value is too long ({size} bytes)"
+                )
+            metadata[name] = text_value
+        key = tuple(metadata[name] for name in dims)
+        if key in seen:
+            return MetricFailure(
+                spec.type, f"query returned the dimensions {metadata} more than once"
+            )
+        seen.add(key)
+        try:
+            count = check_count(value)
+        except ValueError as exc:
+            return MetricFailure(spec.type, f"{exc} (at {metadata})")
+        samples.append(Sample(spec.type, count, metadata))
+    return Series(spec.type, tuple(samples))
