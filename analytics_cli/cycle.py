@@ -58,8 +58,10 @@ class CycleReport:
     note: str | None = None
     # Spooled cycles of earlier runs written before this one.
     replayed: int = 0
-    # Missing slots of backfillable metrics filled by this cycle (catch-up).
+    # Missing slots of backfillable metrics filled by this cycle (catch-up), and the gaps
+    # found to fill.
     caught_up: int = 0
+    gaps: list[tuple[datetime, list[tuple[MetricSpec, str | None]]]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[MetricResult]:
@@ -340,13 +342,11 @@ def run_cycle(
         report.duration = time.monotonic() - started
         return report
     write_slot(settings, jobs, slots, report, replace=replace)
-    if settings.catch_up and not replace and report.results:
-        filled = [job for job in jobs if job[0].backfill]
-        if filled:
-            done = backfill(
-                settings, filled, since=slot - settings.catch_up, until=slot, gaps_only=True
-            )
-            report.caught_up = done.written
+    if report.gaps:
+        done = backfill(
+            settings, [], since=slot - settings.catch_up, until=slot, missing=report.gaps
+        )
+        report.caught_up = done.written
     report.duration = time.monotonic() - started
     return report
 
@@ -417,6 +417,19 @@ def write_slot(
                             )
                         results += _results(batch, status, written, own)
                     report.results = _ordered(results + already, jobs)
+                if settings.catch_up and not replace:
+                    # The recent gaps of backfillable metrics, looked up on this connection.
+                    filled = [job for job in jobs if job[0].backfill]
+                    if filled:
+                        report.gaps = _missing(
+                            settings,
+                            filled,
+                            report.slot - settings.catch_up,
+                            report.slot,
+                            gaps_only=True,
+                            conn=conn,
+                            layout=layout,
+                        )
             except SlotBusy:
                 report.note = "another run holds this slot's lock; it collects the slot"
                 report.results = []
@@ -471,6 +484,7 @@ def backfill(
     until: datetime,
     progress: Callable[[int, int], None] | None = None,
     gaps_only: bool = False,
+    missing: Missing | None = None,
 ) -> BackfillReport:
     """Compute every missing slot in [since, until] of backfillable metrics, oldest first,
     each slot as a cycle of its own (one snapshot, the slot's lock, stored once).
@@ -480,7 +494,8 @@ def backfill(
     """
     jobs = [job for job in jobs if job[0].backfill]
     report = BackfillReport(since, until)
-    missing = _missing(settings, jobs, since, until, gaps_only=gaps_only)
+    if missing is None:
+        missing = _missing(settings, jobs, since, until, gaps_only=gaps_only)
     report.slots = len(missing)
     for index, (at, todo) in enumerate(missing):
         cycle = CycleReport(at, int(settings.interval.total_seconds()))
@@ -511,10 +526,23 @@ def replace_slot(result: MetricResult, at: datetime) -> MetricResult:
     return replace(result, slot=at)
 
 
+Missing = list[tuple[datetime, list[Job]]]
+
+
 def _missing(
-    settings: Settings, jobs: list[Job], since: datetime, until: datetime, *, gaps_only: bool
-) -> list[tuple[datetime, list[Job]]]:
-    """The slots in [since, until] (oldest first) where some of ``jobs`` has no row yet."""
+    settings: Settings,
+    jobs: list[Job],
+    since: datetime,
+    until: datetime,
+    *,
+    gaps_only: bool,
+    conn: Any = None,
+    layout: Layout | None = None,
+) -> Missing:
+    """The slots in [since, until] (oldest first) where some of ``jobs`` has no row yet.
+
+    One query, on ``conn`` when given (the cycle's own store connection), else on a new one.
+    """
     from analytics_cli.store.layout import detect
     from analytics_cli.timeutil import slots as slot_range
 
@@ -529,8 +557,11 @@ def _missing(
                 wanted.setdefault(at, []).append(job)
     if not wanted:
         return []
-    with store_session(settings, doing="cannot read the store", read_only=True) as conn:
-        layout = detect(conn, settings)
+    if conn is None:
+        with store_session(settings, doing="cannot read the store", read_only=True) as own:
+            found = detect(own, settings)
+            stored = found.stored_slots(own, since, until, jobs) if found is not None else set()
+    else:
         stored = layout.stored_slots(conn, since, until, jobs) if layout is not None else set()
     earliest: dict[tuple[str, str | None], datetime] = {}
     for type_, source, at in stored:
