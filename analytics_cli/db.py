@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.dsn import describe, dsn_secrets, one_line, redact_dsn, scrub
+from analytics_cli.dsn import describe, dsn_secrets, one_line, redact_dsn, scheme_hint, scrub
 from analytics_cli.errors import ConfigError, DatabaseError
 
 # Re-exported: the redaction helpers live in dsn.py, a leaf every layer may import.
@@ -56,11 +55,16 @@ def connect(
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        reason = scrub(one_line(str(exc)), secrets)
-        if secrets or "password" in dsn.lower():
-            # Unparsable text may hold a password the parser could not delimit: quote none of it.
-            reason = re.sub(r'"[^"]{2,}"', '"..."', reason)
-        raise ConfigError(f"invalid {purpose} connection string: {reason}") from None
+        raise ConfigError(
+            f"invalid {purpose} connection string: {scrub(one_line(str(exc)), secrets)}",
+            hint=scheme_hint(dsn),
+        ) from None
+    except UnicodeDecodeError:
+        # libpq decoded a percent-encoded value into bytes that are not UTF-8 ("%80").
+        raise ConfigError(
+            f"invalid {purpose} connection string: a percent-encoded value is not UTF-8",
+            hint="encode each byte of a UTF-8 character (é is %C3%A9)",
+        ) from None
     extra: dict[str, Any] = {}
     if "application_name" not in params:
         extra["application_name"] = APPLICATION_NAME
@@ -69,7 +73,10 @@ def connect(
     attempt = 0
     while True:
         try:
-            return psycopg.connect(dsn, autocommit=autocommit, **extra)
+            # prepare_threshold=None: no server-side prepared statements. Behind a pooler in
+            # transaction mode the next transaction may run on another server connection (or
+            # share one with another client): "_pg3_0" would be missing, or already exist.
+            return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None, **extra)
         except psycopg.OperationalError as exc:
             if attempt < retries:
                 # Bounded backoff: 1 s, 2 s, 4 s ... nothing has been written yet.
