@@ -466,6 +466,7 @@ def apply_slot(conn: psycopg.Connection[Any], platform: Platform, plan: _Plan, i
     slot_end = platform.first + index * platform.step
     written = 0
     with conn.transaction():
+        _fast_commit(conn)
         for table in COLUMNS:
             rows = plan.created[index].get(table, [])
             if not rows:
@@ -567,10 +568,13 @@ def _source(settings: Settings) -> psycopg.Connection[Any]:
     from analytics_cli.db import connect
 
     assert settings.source_dsn is not None
-    conn = connect(settings.source_dsn, settings, purpose="source", autocommit=True)
-    # Demo rows are rebuilt on every run; losing the last commits in a crash costs nothing.
-    conn.execute("SET synchronous_commit = off")
-    return conn
+    return connect(settings.source_dsn, settings, purpose="source", autocommit=True)
+
+
+def _fast_commit(conn: psycopg.Connection[Any]) -> None:
+    """Demo rows are rebuilt on every run: losing the last commits in a crash costs nothing."""
+    # LOCAL: a session setting would outlive the transaction on a pooler's server connection.
+    conn.execute("SET LOCAL synchronous_commit = off")
 
 
 def run(
@@ -736,6 +740,7 @@ def _run_large(
     if progress:
         progress(0, total, None)
     with conn.transaction():
+        _fast_commit(conn)
         for done, statement in enumerate(_LARGE_SQL, start=1):
             conn.execute(statement, params)
             if progress:

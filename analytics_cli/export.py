@@ -64,7 +64,7 @@ def store_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
         with conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            conn.execute("SET client_encoding = 'UTF8'")
+            conn.execute("SET LOCAL client_encoding = 'UTF8'")  # LOCAL: pooler-safe
             if not irengine.require_table(conn, settings):
                 raise NoData(settings.table)
             yield conn

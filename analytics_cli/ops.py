@@ -453,9 +453,11 @@ def prune(
                 "{o} LIMIT %s FOR UPDATE SKIP LOCKED)"
             ).format(t=store.identifier(settings.table), c=irengine.time_column(ir_engine), o=order)
             timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
-            conn.execute(f"SET statement_timeout = {timeout_ms:d}")
             while True:
-                cur = conn.execute(query, (cutoff, batch_size))
+                # SET LOCAL: a session SET would stay on a pooler's server connection.
+                with conn.transaction():
+                    conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+                    cur = conn.execute(query, (cutoff, batch_size))
                 batches += 1
                 deleted += max(cur.rowcount, 0)
                 if progress is not None:

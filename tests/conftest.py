@@ -21,6 +21,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_cli import embedded
 
+# pgbouncer in front of the test server (tests/deploy/).
+pytest_plugins = ["tests.pgbouncer_server"]
+
 SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.sql"
 TEMPLATE = "analytics_cli_test_platform"
 
