@@ -13,6 +13,7 @@ from analytics_cli.errors import ConfigError, DatabaseError
 
 # Re-exported: the redaction helpers live in dsn.py, a leaf every layer may import.
 __all__ = [
+    "RECOVERY_CONFLICT_HINT",
     "connect",
     "database_error",
     "describe",
@@ -32,11 +33,23 @@ if TYPE_CHECKING:
 APPLICATION_NAME = "analytics-cli"
 
 
+# SQLSTATE 40001 where nothing is written: a hot standby cancelled the query (or ended its
+# session) because replaying the primary's changes had to remove rows the query could see.
+RECOVERY_CONFLICT = "40001"
+RECOVERY_CONFLICT_HINT = (
+    "hint: on a hot standby, replay cancelled the query; raise max_standby_streaming_delay "
+    "or set hot_standby_feedback = on"
+)
+
+
 def error_line(exc: Exception) -> str:
     """A database error as one line: the server's primary message when there is one."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None)
-    return one_line(primary or str(exc))
+    line = one_line(primary or str(exc))
+    if getattr(exc, "sqlstate", None) == RECOVERY_CONFLICT:
+        return f"{line} ({RECOVERY_CONFLICT_HINT})"
+    return line
 
 
 def connect(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.db import connect, database_error, error_line
+from analytics_cli.db import RECOVERY_CONFLICT_HINT, connect, database_error, error_line
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MAX_COUNT_OCTETS,
@@ -67,20 +67,42 @@ def _run_all(
     settings: Settings,
     slot: datetime,
     stop: threading.Event | None = None,
+    *,
+    dsn: str,
 ) -> list[Outcome]:
     """Run metrics one after another on one connection (until ``stop`` is set)."""
     outcomes: list[Outcome] = []
-    for spec in specs:
-        if stop is not None and stop.is_set():
-            break
-        outcome = run_metric(conn, spec, slot=slot, interval=settings.interval)
-        if conn.broken:
-            detail = outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
-            raise DatabaseError(
-                f"lost the connection to the source database while running {spec.type}: {detail}"
-            )
-        outcomes.append(outcome)
+    spare: psycopg.Connection[Any] | None = None
+    try:
+        for spec in specs:
+            if stop is not None and stop.is_set():
+                break
+            outcome = run_metric(conn, spec, slot=slot, interval=settings.interval)
+            if conn.broken and _replay_conflict(outcome):
+                # A hot standby ends the session of a query in a savepoint that replay
+                # conflicts with: that metric fails alone, the rest read a fresh snapshot.
+                if spare is not None:
+                    spare.close()
+                conn = spare = connect(dsn, settings, purpose="source")
+                _begin_snapshot(conn, settings)
+            elif conn.broken:
+                detail = (
+                    outcome.error if isinstance(outcome, MetricFailure) else "connection closed"
+                )
+                raise DatabaseError(
+                    f"lost the connection to the source database while running {spec.type}: {detail}"
+                )
+            outcomes.append(outcome)
+    finally:
+        if spare is not None:
+            spare.close()
     return outcomes
+
+
+def _replay_conflict(outcome: Outcome) -> bool:
+    return isinstance(outcome, MetricFailure) and outcome.error.endswith(
+        f"({RECOVERY_CONFLICT_HINT})"
+    )
 
 
 def read_snapshot(
@@ -103,8 +125,11 @@ def read_snapshot(
                 row = conn.execute("SELECT now()").fetchone()
                 assert row is not None
                 collected_at = row[0]
-                outcomes = _run_all(conn, specs, settings, slot)
-            conn.rollback()
+                outcomes = _run_all(conn, specs, settings, slot, dsn=dsn)
+            # Read only: the outcomes stand even when the session is gone by now (a hot
+            # standby ends sessions whose snapshot its replay conflicts with, see _run_all).
+            with contextlib.suppress(psycopg.OperationalError):
+                conn.rollback()
             return Snapshot(collected_at, outcomes)
     except psycopg.Error as exc:
         raise database_error(exc, dsn, doing="source database error") from None
@@ -138,7 +163,7 @@ def _run_parallel(
         pool = ThreadPoolExecutor(max_workers=len(conns))
         try:
             futures = [
-                pool.submit(_run_all, c, share, settings, slot, stop)
+                pool.submit(_run_all, c, share, settings, slot, stop, dsn=dsn)
                 for c, share in zip(conns, shares, strict=True)
             ]
             done = {o.type: o for future in futures for o in future.result()}
