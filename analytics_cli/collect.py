@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli import irengine, store
 from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import connect, database_error
+from analytics_cli.db import connect, database_error, grant_hint
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MetricFailure,
@@ -250,7 +250,11 @@ def ensure_store(settings: Settings) -> bool:
             return irengine.ensure_table(conn, settings)
     except psycopg.Error as exc:
         raise database_error(
-            exc, settings.store_dsn, doing="cannot prepare the store table"
+            exc,
+            settings.store_dsn,
+            doing="cannot prepare the store table",
+            refused=f"creating {settings.table} needs CREATE on its schema: "
+            "run 'analytics-cli db init' once as a role that has it",
         ) from None
 
 
@@ -290,7 +294,14 @@ def run_cycle(
         report.results = []
     except psycopg.Error as exc:
         raise database_error(
-            exc, settings.store_dsn, doing="store write failed, nothing was stored"
+            exc,
+            settings.store_dsn,
+            doing="store write failed, nothing was stored",
+            refused=grant_hint(
+                "collect --replace", "UPDATE, DELETE", settings.table, settings.store_dsn
+            )
+            if replace
+            else grant_hint("collect", "SELECT, INSERT", settings.table, settings.store_dsn),
         ) from None
     report.duration = time.monotonic() - started
     return report

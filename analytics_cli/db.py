@@ -19,6 +19,7 @@ __all__ = [
     "describe",
     "dsn_secrets",
     "error_line",
+    "grant_hint",
     "one_line",
     "redact_dsn",
     "resolved",
@@ -102,9 +103,38 @@ def connect(
             ) from None
 
 
-def database_error(exc: Exception, dsn: str | None, *, doing: str) -> DatabaseError:
-    """Wrap a psycopg error into a one-line DatabaseError with secrets removed."""
-    return DatabaseError(f"{doing}: {scrub(one_line(str(exc)), dsn_secrets(dsn))}")
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def database_error(
+    exc: Exception, dsn: str | None, *, doing: str, refused: str | None = None
+) -> DatabaseError:
+    """Wrap a psycopg error into a one-line DatabaseError with secrets removed.
+
+    ``refused`` is the hint for a server that denies a privilege (``grant_hint``).
+    """
+    hint = refused if getattr(exc, "sqlstate", None) == INSUFFICIENT_PRIVILEGE else None
+    return DatabaseError(f"{doing}: {scrub(one_line(str(exc)), dsn_secrets(dsn))}", hint=hint)
+
+
+def grant_hint(what: str, privileges: str, table: str, dsn: str | None) -> str:
+    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them."""
+    import getpass
+    import os
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        user = conninfo_to_dict(dsn or "").get("user")
+    except Exception:
+        user = None
+    # libpq's own default when the connection string names no user.
+    role = str(user or os.environ.get("PGUSER") or getpass.getuser())
+    quoted = role if role.isidentifier() and role.islower() else '"' + role.replace('"', '""') + '"'
+    return (
+        f"{what} needs {privileges.replace(', ', ' and ')} on {table}: "
+        f"GRANT {privileges} ON {table} TO {quoted}"
+    )
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli import __version__, irengine, store
 from analytics_cli.config import Settings
-from analytics_cli.db import connect, database_error
+from analytics_cli.db import connect, database_error, grant_hint
 from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import floor_slot, format_duration, iso, utcnow
 
@@ -466,7 +466,11 @@ def prune(
                     break
     except psycopg.Error as exc:
         raise database_error(
-            exc, settings.store_dsn, doing=f"prune stopped after {deleted} rows"
+            exc,
+            settings.store_dsn,
+            doing=f"prune stopped after {deleted} rows",
+            # UPDATE too: each batch locks its rows FOR UPDATE SKIP LOCKED.
+            refused=grant_hint("prune", "DELETE, UPDATE", settings.table, settings.store_dsn),
         ) from None
     return deleted, batches
 
