@@ -22,6 +22,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 # CI sets it: a missing pgbouncer is then a failure, not a skip.
 REQUIRED = os.environ.get("ANALYTICS_REQUIRE_PGBOUNCER") == "1"
+# Another binary than the one on PATH or in /usr/sbin (Debian's place for it).
+BINARY = os.environ.get("ANALYTICS_PGBOUNCER")
 # pgbouncer refuses to run as root; as root it runs as this account (created when missing).
 ACCOUNT = "analytics_pgbouncer"
 POOL_SIZE = 2
@@ -65,6 +67,8 @@ class Bouncer:
 
 def pgbouncer_binary() -> str | None:
     """Where pgbouncer is installed (Debian puts it in /usr/sbin, often not on PATH)."""
+    if BINARY is not None:
+        return shutil.which(BINARY)
     return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
 
 
@@ -183,12 +187,14 @@ def running(admin_dsn: str, mode: str) -> Iterator[Bouncer]:
 
 
 @pytest.fixture(scope="session", params=MODES)
-def pgbouncer(request: pytest.FixtureRequest, admin_dsn: str) -> Iterator[Bouncer]:
+def pgbouncer(request: pytest.FixtureRequest) -> Iterator[Bouncer]:
     """pgbouncer with a pool of 2 server connections, in transaction and in session mode."""
     if pgbouncer_binary() is None:
-        reason = "pgbouncer is not installed (apt-get install pgbouncer)"
+        reason = f"pgbouncer is not installed ({BINARY or 'apt-get install pgbouncer'})"
         if REQUIRED:
             pytest.fail(f"{reason}; ANALYTICS_REQUIRE_PGBOUNCER=1 makes it required")
         pytest.skip(reason)
+    # Asked for only now: a skip must not start a server first.
+    admin_dsn = request.getfixturevalue("admin_dsn")
     with running(admin_dsn, request.param) as bouncer:
         yield bouncer

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -222,3 +224,21 @@ def test_no_server_state_outlives_a_transaction(
         for state in states:
             # No prepared statement, cursor or advisory lock; every setting as in a new session.
             assert state[1:] == fresh[1:], (dbname, state, fresh)
+
+
+@pytest.mark.parametrize(("required", "code", "outcome"), [("", 0, "skipped"), ("1", 1, "errors")])
+def test_missing_pgbouncer_skips_unless_required(required: str, code: int, outcome: str) -> None:
+    env = proc_env(
+        ANALYTICS_PGBOUNCER="/nonexistent/pgbouncer", ANALYTICS_REQUIRE_PGBOUNCER=required
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rsE", "-p", "no:cacheprovider",
+         f"{__file__}::test_one_connection_string_for_both"],
+        capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert done.returncode == code, done.stdout + done.stderr
+    assert f"2 {outcome}" in done.stdout, done.stdout
+    reason = "pgbouncer is not installed (/nonexistent/pgbouncer)"
+    assert reason in done.stdout, done.stdout
+    if required:
+        assert "ANALYTICS_REQUIRE_PGBOUNCER=1 makes it required" in done.stdout, done.stdout
