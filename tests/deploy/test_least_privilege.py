@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,40 +49,74 @@ def _grant(dsn: str, statement: str, *names: str) -> None:
         conn.execute(sql.SQL(statement).format(*(sql.Identifier(n) for n in names)))
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_grants() -> tuple[list[str], list[str]]:
+    """The statements of the README's "Roles and grants" SQL: (source part, store part)."""
+    text = README.read_text()
+    section = text[text.index("### Roles and grants") :]
+    block = section[
+        section.index("```sql\n") + 7 : section.index("```", section.index("```sql") + 6)
+    ]
+    lines = block.splitlines()
+    split = next(i for i, line in enumerate(lines) if line.startswith("-- The store database"))
+
+    def statements(part: list[str]) -> list[str]:
+        code = " ".join(line.split("--", 1)[0] for line in part)
+        return [s.strip() for s in code.split(";") if s.strip()]
+
+    return statements(lines[:split]), statements(lines[split:])
+
+
 @pytest.fixture
 def roles(dbs: Databases) -> Iterator[Roles]:
-    """The platform loaded; ``analytics`` created by the admin; the two narrow roles granted.
-
-    The README's "Roles and grants" SQL, run as it is printed there.
-    """
+    """The platform loaded; the README's "Roles and grants" SQL run as printed there (with
+    this test's database and role names); ``analytics`` created by the owner role."""
     with dbs.source_conn() as conn:
         platform_data.load(conn)
-    created = cli("--dsn", dbs.store, "db", "init")  # as the admin: the table's owner
-    assert created.exit_code == 0, created.stderr
     suffix = uuid.uuid4().hex[:8]
-    source_role, store_role = f"lp_reader_{suffix}", f"lp_writer_{suffix}"
+    names = {
+        "analytics_reader": f"lp_reader_{suffix}",
+        "analytics_writer": f"lp_writer_{suffix}",
+        "analytics_owner": f"lp_owner_{suffix}",
+        "platform": dbs.source_name,
+        "metrics": dbs.store_name,
+    }
     password = f"pw-{uuid.uuid4().hex}"
-    for role in (source_role, store_role):
-        with psycopg.connect(dbs.admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(password)
-                )
-            )
-    _grant(dbs.source, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}", source_role)
-    _grant(dbs.store, "GRANT SELECT, INSERT ON analytics TO {}", store_role)
+
+    def named(statement: str) -> str:
+        statement = statement.replace("'...'", f"'{password}'")
+        return re.sub(r"\b(\w+)\b", lambda m: names.get(m.group(1), m.group(1)), statement)
+
+    source_sql, store_sql = readme_grants()
+    on_table = [s for s in store_sql if " ON analytics " in f"{s} "]
+    for dsn, statements in ((dbs.source, source_sql), (dbs.store, store_sql)):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for statement in statements:
+                if statement not in on_table:
+                    conn.execute(named(statement).encode())
+    owner = _login(dbs.admin, dbs.store_name, names["analytics_owner"], password)
+    created = cli("--dsn", owner, "db", "init")
+    assert (created.exit_code, created.stderr) == (0, "table analytics: created\n")
+    # As printed: GRANT ... ON analytics, which exists only now that db init made it.
+    assert on_table
+    with psycopg.connect(dbs.store, autocommit=True) as conn:
+        for statement in on_table:
+            conn.execute(named(statement).encode())
     yield Roles(
-        source_role,
-        store_role,
-        _login(dbs.admin, dbs.source_name, source_role, password),
-        _login(dbs.admin, dbs.store_name, store_role, password),
+        names["analytics_reader"],
+        names["analytics_writer"],
+        _login(dbs.admin, dbs.source_name, names["analytics_reader"], password),
+        _login(dbs.admin, dbs.store_name, names["analytics_writer"], password),
     )
+    made = [names[k] for k in ("analytics_reader", "analytics_writer", "analytics_owner")]
     for dsn in (dbs.source, dbs.store):
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for role in (source_role, store_role):
+            for role in made:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
     with psycopg.connect(dbs.admin, autocommit=True) as conn:
-        for role in (source_role, store_role):
+        for role in made:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
