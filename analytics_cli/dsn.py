@@ -64,7 +64,7 @@ def dsn_secrets(dsn: str | None) -> set[str]:
     """
     if not dsn:
         return set()
-    parsed = _libpq_parses(dsn)
+    parsed = _readable(dsn)
     readings = _parsed_passwords(dsn)
     guesses = _guessed_passwords(dsn, parsed=parsed)
     if not parsed or len(readings) > 1:
@@ -83,7 +83,7 @@ def dsn_secrets(dsn: str | None) -> set[str]:
     return {s for s in found if s}
 
 
-def _libpq_parses(dsn: str) -> bool:
+def _readable(dsn: str) -> bool:
     """True when the string reads as a connection string (libpq's, or a MySQL URL)."""
     if engine_of(dsn) == MYSQL:
         try:
