@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import set_statement_timeout, store_session
+from analytics_cli.db import grant_hint, set_statement_timeout, store_session
 from analytics_cli.errors import DatabaseError, StoreError
 from analytics_cli.metrics import (
     MetricFailure,
@@ -307,7 +307,11 @@ def ensure_store(settings: Settings) -> bool:
     """Create the store table if it does not exist; True when it was created (``db init``)."""
     from analytics_cli.store.layout import ensure
 
-    with store_session(settings, doing="cannot prepare the store table") as conn:
+    refused = (
+        f"creating {settings.table} needs CREATE on its schema: "
+        "run 'analytics-cli db init' once as a role that has it"
+    )
+    with store_session(settings, doing="cannot prepare the store table", refused=refused) as conn:
         return ensure(conn, settings)[1]
 
 
@@ -373,7 +377,13 @@ def write_slot(
     own = {t: s for t, s in slots.items() if s != report.slot}
     batches: list[Batch] | None = None
     try:
-        with store_session(settings, doing="store write failed, nothing was stored") as conn:
+        what, needs = (
+            ("collect --replace", "UPDATE, DELETE") if replace else ("collect", "SELECT, INSERT")
+        )
+        refused = grant_hint(what, needs, settings.table, settings.store_dsn)
+        with store_session(
+            settings, doing="store write failed, nothing was stored", refused=refused
+        ) as conn:
             layout, _ = ensure(conn, settings)
             layout.refuse(settings, [spec for spec, _ in jobs])
             conn.commit()

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.dsn import describe, dsn_secrets, one_line, redact_dsn, scrub
+from analytics_cli.dsn import describe, dsn_secrets, one_line, redact_dsn, scheme_hint, scrub
 from analytics_cli.errors import ConfigError, DatabaseError, StoreError
 
 # Re-exported: the redaction helpers live in dsn.py, a leaf every layer may import.
 __all__ = [
+    "RECOVERY_CONFLICT_HINT",
     "connect",
     "database_error",
     "describe",
     "dsn_secrets",
     "error_line",
+    "grant_hint",
     "one_line",
     "redact_dsn",
     "resolved",
@@ -37,11 +38,23 @@ if TYPE_CHECKING:
 APPLICATION_NAME = "analytics-cli"
 
 
+# SQLSTATE 40001 where nothing is written: a hot standby cancelled the query (or ended its
+# session) because replaying the primary's changes had to remove rows the query could see.
+RECOVERY_CONFLICT = "40001"
+RECOVERY_CONFLICT_HINT = (
+    "hint: on a hot standby, replay cancelled the query; raise max_standby_streaming_delay "
+    "or set hot_standby_feedback = on"
+)
+
+
 def error_line(exc: Exception) -> str:
     """A database error as one line: the server's primary message when there is one."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None)
-    return one_line(primary or str(exc))
+    line = one_line(primary or str(exc))
+    if getattr(exc, "sqlstate", None) == RECOVERY_CONFLICT:
+        return f"{line} ({RECOVERY_CONFLICT_HINT})"
+    return line
 
 
 def connect(
@@ -60,11 +73,16 @@ def connect(
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        reason = scrub(one_line(str(exc)), secrets)
-        if secrets or "password" in dsn.lower():
-            # Unparsable text may hold a password the parser could not delimit: quote none of it.
-            reason = re.sub(r'"[^"]{2,}"', '"..."', reason)
-        raise ConfigError(f"invalid {purpose} connection string: {reason}") from None
+        raise ConfigError(
+            f"invalid {purpose} connection string: {scrub(one_line(str(exc)), secrets)}",
+            hint=scheme_hint(dsn),
+        ) from None
+    except UnicodeDecodeError:
+        # libpq decoded a percent-encoded value into bytes that are not UTF-8 ("%80").
+        raise ConfigError(
+            f"invalid {purpose} connection string: a percent-encoded value is not UTF-8",
+            hint="encode each byte of a UTF-8 character (é is %C3%A9)",
+        ) from None
     extra: dict[str, Any] = {}
     if "application_name" not in params:
         extra["application_name"] = APPLICATION_NAME
@@ -73,8 +91,9 @@ def connect(
     attempt = 0
     while True:
         try:
-            # No server-side prepared statements: they outlive the transaction, which a
-            # transaction-pooling pgbouncer hands to another client ("_pg3_0 already exists").
+            # prepare_threshold=None: no server-side prepared statements. Behind a pooler in
+            # transaction mode the next transaction may run on another server connection (or
+            # share one with another client): "_pg3_0" would be missing, or already exist.
             return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None, **extra)
         except psycopg.OperationalError as exc:
             if attempt < retries:
@@ -88,9 +107,38 @@ def connect(
             ) from None
 
 
-def database_error(exc: Exception, dsn: str | None, *, doing: str) -> DatabaseError:
-    """Wrap a psycopg error into a one-line DatabaseError with secrets removed."""
-    return DatabaseError(f"{doing}: {scrub(one_line(str(exc)), dsn_secrets(dsn))}")
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def database_error(
+    exc: Exception, dsn: str | None, *, doing: str, refused: str | None = None
+) -> DatabaseError:
+    """Wrap a psycopg error into a one-line DatabaseError with secrets removed.
+
+    ``refused`` is the hint for a server that denies a privilege (``grant_hint``).
+    """
+    hint = refused if getattr(exc, "sqlstate", None) == INSUFFICIENT_PRIVILEGE else None
+    return DatabaseError(f"{doing}: {scrub(one_line(str(exc)), dsn_secrets(dsn))}", hint=hint)
+
+
+def grant_hint(what: str, privileges: str, table: str, dsn: str | None) -> str:
+    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them."""
+    import getpass
+    import os
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        user = conninfo_to_dict(dsn or "").get("user")
+    except Exception:
+        user = None
+    # libpq's own default when the connection string names no user.
+    role = str(user or os.environ.get("PGUSER") or getpass.getuser())
+    quoted = role if role.isidentifier() and role.islower() else '"' + role.replace('"', '""') + '"'
+    return (
+        f"{what} needs {privileges.replace(', ', ' and ')} on {table}: "
+        f"GRANT {privileges} ON {table} TO {quoted}"
+    )
 
 
 def set_statement_timeout(conn: psycopg.Connection[Any], settings: Settings) -> None:
@@ -109,6 +157,7 @@ def session(
     repeatable_read: bool = False,
     dsn: str | None = None,
     retries: int | None = None,
+    refused: str | None = None,
 ) -> Iterator[psycopg.Connection[Any]]:
     """The one way a job opens a connection: connect (with retries), a first transaction
     bounded by the statement timeout, read-only if asked; any database error becomes a
@@ -139,7 +188,9 @@ def session(
             set_statement_timeout(conn, settings)
             yield conn
     except psycopg.Error as exc:
-        raise error(str(database_error(exc, target, doing=doing))) from None
+        # ``refused``: the hint (grant_hint) when the server denies a privilege.
+        mapped = database_error(exc, target, doing=doing, refused=refused)
+        raise error(str(mapped), hint=mapped.hint) from None
 
 
 def store_session(
@@ -149,6 +200,7 @@ def store_session(
     read_only: bool = False,
     repeatable_read: bool = False,
     retries: int | None = None,
+    refused: str | None = None,
 ) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
     """A session on the store database."""
     return session(
@@ -158,6 +210,7 @@ def store_session(
         read_only=read_only,
         repeatable_read=repeatable_read,
         retries=retries,
+        refused=refused,
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from analytics_cli import store
 from analytics_cli.config import Settings
-from analytics_cli.db import database_error, set_statement_timeout, store_session
+from analytics_cli.db import database_error, grant_hint, set_statement_timeout, store_session
 from analytics_cli.store.layout import detect
 from analytics_cli.timeutil import utcnow
 
@@ -79,6 +79,10 @@ def prune(
                     break
         except psycopg.Error as exc:
             raise database_error(
-                exc, settings.store_dsn, doing=f"prune stopped after {deleted} rows"
+                exc,
+                settings.store_dsn,
+                doing=f"prune stopped after {deleted} rows",
+                # UPDATE too: each batch locks its rows FOR UPDATE SKIP LOCKED.
+                refused=grant_hint("prune", "DELETE, UPDATE", settings.table, settings.store_dsn),
             ) from None
     return deleted, batches

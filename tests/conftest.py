@@ -21,8 +21,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_cli import embedded
 
-# The MariaDB fixtures (mariadb, mysql_platform) for the MySQL source tests.
-pytest_plugins = ["tests.mariadb_server"]
+# Fixtures of real servers beside PostgreSQL: MariaDB (MySQL sources), pgbouncer (tests/deploy/).
+pytest_plugins = ["tests.mariadb_server", "tests.pgbouncer_server"]
 
 SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.sql"
 TEMPLATE = "analytics_cli_test_platform"

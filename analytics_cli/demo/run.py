@@ -65,10 +65,7 @@ def _source(settings: Settings) -> psycopg.Connection[Any]:
     from analytics_cli.db import connect
 
     assert settings.source_dsn is not None
-    conn = connect(settings.source_dsn, settings, purpose="source", autocommit=True)
-    # Demo rows are rebuilt on every run; losing the last commits in a crash costs nothing.
-    conn.execute("SET synchronous_commit = off")
-    return conn
+    return connect(settings.source_dsn, settings, purpose="source", autocommit=True)
 
 
 def run(

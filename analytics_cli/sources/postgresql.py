@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.db import connect, database_error, error_line
+from analytics_cli.db import RECOVERY_CONFLICT_HINT, connect, database_error, error_line
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MAX_COUNT_OCTETS,
@@ -75,24 +75,44 @@ def _run_all(
     settings: Settings,
     slots: Slots,
     stop: threading.Event | None = None,
+    *,
+    dsn: str,
 ) -> list[Outcome]:
     """Run metrics one after another on one connection (until ``stop`` is set)."""
     outcomes: list[Outcome] = []
-    for group in groups(specs, slots):
-        if stop is not None and stop.is_set():
-            break
-        done = run_group(
-            conn, group, slot=slots[group[0].type], interval=group[0].every or settings.interval
-        )
-        if conn.broken:
-            failed = next((o for o in done if isinstance(o, MetricFailure)), None)
-            detail = failed.error if failed is not None else "connection closed"
-            raise DatabaseError(
-                "lost the connection to the source database while running "
-                f"{group[0].type}: {detail}"
+    spare: psycopg.Connection[Any] | None = None
+    try:
+        for group in groups(specs, slots):
+            if stop is not None and stop.is_set():
+                break
+            done = run_group(
+                conn, group, slot=slots[group[0].type], interval=group[0].every or settings.interval
             )
-        outcomes += done
+            failed = next((o for o in done if isinstance(o, MetricFailure)), None)
+            if conn.broken and failed is not None and _replay_conflict(failed):
+                # A hot standby ends the session of a query in a savepoint that replay
+                # conflicts with: that metric fails alone, the rest read a fresh snapshot.
+                if spare is not None:
+                    spare.close()
+                conn = spare = connect(dsn, settings, purpose="source")
+                _begin_snapshot(conn, settings)
+            elif conn.broken:
+                detail = failed.error if failed is not None else "connection closed"
+                raise DatabaseError(
+                    "lost the connection to the source database while running "
+                    f"{group[0].type}: {detail}"
+                )
+            outcomes += done
+    finally:
+        if spare is not None:
+            spare.close()
     return outcomes
+
+
+def _replay_conflict(outcome: Outcome) -> bool:
+    return isinstance(outcome, MetricFailure) and outcome.error.endswith(
+        f"({RECOVERY_CONFLICT_HINT})"
+    )
 
 
 def read_snapshot(
@@ -127,9 +147,12 @@ def read_snapshot(
                 row = conn.execute("SELECT now()").fetchone()
                 assert row is not None
                 collected_at = row[0]
-                done = {o.type: o for o in _run_all(conn, specs, settings, slots)}
+                done = {o.type: o for o in _run_all(conn, specs, settings, slots, dsn=dsn)}
                 outcomes = [done[spec.type] for spec in specs]
-            conn.rollback()
+            # Read only: the outcomes stand even when the session is gone by now (a hot
+            # standby ends sessions whose snapshot its replay conflicts with, see _run_all).
+            with contextlib.suppress(psycopg.OperationalError):
+                conn.rollback()
             return Snapshot(collected_at, outcomes)
     except psycopg.Error as exc:
         raise database_error(exc, dsn, doing="source database error") from None
@@ -169,7 +192,7 @@ def _run_parallel(
         pool = ThreadPoolExecutor(max_workers=len(conns))
         try:
             futures = [
-                pool.submit(_run_all, c, share, settings, slots, stop)
+                pool.submit(_run_all, c, share, settings, slots, stop, dsn=dsn)
                 for c, share in zip(conns, shares, strict=True)
             ]
             done = {o.type: o for future in futures for o in future.result()}
