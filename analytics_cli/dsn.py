@@ -88,7 +88,9 @@ def _readable(dsn: str) -> bool:
     if engine_of(dsn) == MYSQL:
         try:
             url = urlsplit(dsn.strip())
-            return url.port is not None or bool(url.hostname)
+            _ = url.port  # raises on a port that is not a number
+            # A socket-only URL (mysql://?unix_socket=...) names no host and is readable.
+            return url.port is not None or bool(url.hostname) or "unix_socket=" in url.query
         except ValueError:
             return False
     try:
