@@ -37,6 +37,8 @@ EPILOG = (
     "Exit codes: 0 ok, 1 some metrics failed or stale, 2 usage/config error, "
     "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
 )
+# Every option that takes a duration says which spellings it takes.
+AGO = "ISO 8601 or a duration ago (30m, 6h, 7d, 2w, 1y = 365 days)"
 
 
 class _Group(TyperGroup):
@@ -313,7 +315,7 @@ UntilOpt = Annotated[
     str | None,
     typer.Option(
         "--until",
-        help="End of the window (exclusive): ISO 8601 or a duration ago. Default: now.",
+        help=f"End of the window (exclusive): {AGO}. Default: now.",
         show_default=False,
     ),
 ]
@@ -321,7 +323,7 @@ BucketOpt = Annotated[
     str | None,
     typer.Option(
         "--bucket",
-        help="Aggregate into buckets of this size in SQL (date_bin, aligned to UTC): 1h, 1d.",
+        help="Aggregate into buckets of this size in SQL (date_bin, aligned to UTC): 1h, 1d, 1w.",
         show_default=False,
     ),
 ]
@@ -388,9 +390,7 @@ def show(
         typer.Argument(help="Metric types to chart (same as --type).", show_default=False),
     ] = None,
     type_: TypeOpt = None,
-    since: Annotated[
-        str, typer.Option("--since", help="Start of the window: ISO 8601 or a duration ago.")
-    ] = "7d",
+    since: Annotated[str, typer.Option("--since", help=f"Start of the window: {AGO}.")] = "7d",
     until: UntilOpt = None,
     bucket: BucketOpt = None,
     agg: AggOpt = Agg.avg,
@@ -480,7 +480,7 @@ def export(
         str | None,
         typer.Option(
             "--since",
-            help="Start of the window: ISO 8601 or a duration ago. Default: everything.",
+            help=f"Start of the window: {AGO}. Default: everything.",
             show_default=False,
         ),
     ] = None,
@@ -488,7 +488,7 @@ def export(
         str | None,
         typer.Option(
             "--until",
-            help="End of the window (exclusive): ISO 8601 or a duration ago. Default: no end.",
+            help=f"End of the window (exclusive): {AGO}. Default: no end.",
             show_default=False,
         ),
     ] = None,
@@ -752,7 +752,8 @@ def status_cmd(
         str | None,
         typer.Option(
             "--max-age",
-            help="Stale when the newest row is older than this (default: twice the interval).",
+            help="Stale when the newest row is older than this duration (2h, 1d; "
+            "default: twice the interval).",
             show_default=False,
         ),
     ] = None,
@@ -780,7 +781,11 @@ def prune_cmd(
     ctx: typer.Context,
     older_than: Annotated[
         str,
-        typer.Option("--older-than", help="Delete rows whose slot is older than this (90d, 52w)."),
+        typer.Option(
+            "--older-than",
+            help="Delete rows whose slot is older than this duration: 90d, 26w, 1y (365 days). "
+            "Months are not a unit (their length varies): write days.",
+        ),
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count the rows that would be deleted.")
