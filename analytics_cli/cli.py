@@ -146,9 +146,28 @@ def main_callback(
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", help="stderr format: text or json (one per line).")
     ] = LogFormat.text,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail.")] = 0,
+    # Counted flags (-vv): no value to show and no default worth printing.
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="More detail (repeat for more: -vv).",
+        ),
+    ] = 0,
     quiet: Annotated[
-        int, typer.Option("--quiet", "-q", count=True, help="Only the summary and errors.")
+        int,
+        typer.Option(
+            "--quiet",
+            "-q",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="Only the summary and errors.",
+        ),
     ] = 0,
     version: Annotated[
         bool,

@@ -116,3 +116,16 @@ def test_a_closed_pipe_ends_any_command_quietly(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 0, err
     assert first
     assert err == b""
+
+
+def test_counted_flags_show_as_flags_in_help() -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    lines = [
+        line for line in result.stdout.splitlines() if "--verbose" in line or "--quiet" in line
+    ]
+    # No value and no default: -v and -q are flags, repeated for more (-vv).
+    assert len(lines) == 2
+    assert re.fullmatch(r"│ --verbose\s+-v\s+More detail \(repeat for more: -vv\)\.\s+│", lines[0])
+    assert re.fullmatch(r"│ --quiet\s+-q\s+Only the summary and errors\.\s+│", lines[1])
