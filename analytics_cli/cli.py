@@ -37,6 +37,8 @@ EPILOG = (
     "Exit codes: 0 ok, 1 some metrics failed or stale, 2 usage/config error, "
     "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
 )
+# The variable a shell's completion script sets to ask for completions (Typer's protocol).
+COMPLETE_VAR = "_ANALYTICS_CLI_COMPLETE"
 # Every option that takes a duration says which spellings it takes.
 AGO = "ISO 8601 or a duration ago (30m, 6h, 7d, 2w, 1y = 365 days)"
 
@@ -58,7 +60,7 @@ app = typer.Typer(
     help=HELP,
     epilog=EPILOG,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -866,6 +868,10 @@ def _click_exception() -> type[Exception]:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: run the app and exit with the documented code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if os.environ.get(COMPLETE_VAR):
+        # A shell asks for completions: each comes with its help on one line, which rich
+        # would wrap at the terminal's width, and fish takes a wrapped tail for a candidate.
+        os.environ["COLUMNS"] = "100000"
     click_exception = _click_exception()
     try:
         result = app(args=argv, prog_name="analytics-cli", standalone_mode=False)
