@@ -272,7 +272,21 @@ def run_metric(
         return MetricFailure(spec.type, error_line(exc))
     if len(rows) != 1:
         got = "no rows" if not rows else "more than one row"
-        return MetricFailure(spec.type, f"query must return exactly one row, got {got}")
+        message = f"query must return exactly one row, got {got}"
+        if rows:
+            try:
+                with conn.transaction():
+                    extra = [n for n in _columns(conn, text, params) if n != "count"]
+            except psycopg.Error:
+                extra = []
+            if extra:
+                # A GROUP BY query is a dimensional metric that does not say so yet.
+                listed = ", ".join(f'"{n}"' for n in extra)
+                message += (
+                    f"; it also returns {', '.join(extra)}: for one row per "
+                    f"{' and '.join(extra)}, add dimensions = [{listed}]"
+                )
+        return MetricFailure(spec.type, message)
     value, octets = rows[0]
     if octets is not None and octets > MAX_COUNT_OCTETS:
         return MetricFailure(
