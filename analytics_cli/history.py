@@ -45,10 +45,15 @@ NICE_BUCKETS = tuple(
 )
 
 
+# show --format json/csv: the export's columns in the export's order, so one script reads
+# either; collected_at is the export's alone.
+SHOW_KEYS = tuple(k for k in store.EXPORT_KEYS if k != "collected_at")
+
+
 def show_keys(sel: store.Selection) -> tuple[str, ...]:
     """The columns of ``show --format json/csv``: bucketed points carry no metadata of their own."""
     whole = sel.bucket is None or sel.by is not None  # --by keeps the values apart
-    return store.SHOW_KEYS if whole else store.SHOW_KEYS[:3]
+    return SHOW_KEYS if whole else tuple(k for k in SHOW_KEYS if k != "metadata")
 
 
 class NoData(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -171,12 +173,27 @@ def test_json_and_csv_give_every_point(fixed: Databases) -> None:
     csv_out = cli("show", "-t", "activeInstances", "-f", "csv", "--bucket", "1h", *WINDOW)
     assert csv_out.exit_code == 0
     assert csv_out.stdout.splitlines() == [
-        "type,timestamp,count",
-        "activeInstances,2026-01-05T00:00:00Z,4.0000000000000000",
-        "activeInstances,2026-01-05T01:00:00Z,5.0000000000000000",
-        "activeInstances,2026-01-05T02:00:00Z,8.0000000000000000",
-        "activeInstances,2026-01-05T03:00:00Z,8.0000000000000000",
+        "type,count,timestamp",
+        "activeInstances,4.0000000000000000,2026-01-05T00:00:00Z",
+        "activeInstances,5.0000000000000000,2026-01-05T01:00:00Z",
+        "activeInstances,8.0000000000000000,2026-01-05T02:00:00Z",
+        "activeInstances,8.0000000000000000,2026-01-05T03:00:00Z",
     ]
+
+
+def test_show_csv_has_the_export_column_order(fixed: Databases) -> None:
+    shown = cli("show", "-t", "dailyUsers", "-f", "csv", *WINDOW)
+    exported = cli("export", "--csv", "-t", "dailyUsers", *WINDOW)
+    assert (shown.exit_code, shown.stderr) == (0, "")
+    assert (exported.exit_code, exported.stderr) == (0, "")
+    shown_rows = list(csv.reader(io.StringIO(shown.stdout)))
+    exported_rows = list(csv.reader(io.StringIO(exported.stdout)))
+    assert shown_rows[0] == ["type", "count", "timestamp", "metadata"]
+    assert exported_rows[0] == ["type", "count", "timestamp", "metadata", "collected_at"]
+    # The same columns at the same places: a script reading one reads the other.
+    assert [r[:4] for r in exported_rows] == shown_rows
+    assert shown_rows[2] == ["dailyUsers", "12.5", "2026-01-05T00:30:00Z", "{}"]
+    assert len(shown_rows) == len(USERS) + 1
 
 
 def test_automatic_bucket_is_named(fixed: Databases) -> None:
