@@ -104,7 +104,7 @@ def parse_timestamp(text: str, *, what: str = "time") -> datetime:
     except ValueError:
         raise ConfigError(
             f"invalid {what} {text!r}",
-            hint="use ISO 8601 (2026-11-29, 2026-11-29T10:30:00Z) or a duration ago (30m, 7d, 1y)",
+            hint="use ISO 8601 (2026-11-29, 2026-11-29T10:30:00Z) or a duration ago (30m, 7d)",
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
