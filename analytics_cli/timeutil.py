@@ -68,8 +68,9 @@ def _refuse_spellings(text: str, raw: str, what: str) -> None:
     for match in _WORD.finditer(raw):
         number, word = match.group(1), match.group(2)
         if word in _MONTHS or word.lower() in _MONTHS[1:]:
+            why = "M is ambiguous (minutes or months?)" if word == "M" else "months vary in length"
             raise ConfigError(
-                f"ambiguous {what} {text!r}: months differ in length and M could mean minutes",
+                f"invalid {what} {text!r}: {why}",
                 hint="write minutes as m (30m), months as days (30d, 90d) or years as y (1y)",
             )
         unit = _SPELLINGS.get(word.lower())

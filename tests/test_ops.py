@@ -527,7 +527,7 @@ def test_prune_takes_years_and_refuses_months(env: Databases) -> None:
     assert months.exit_code == 2
     assert months.stdout == ""
     assert months.stderr == (
-        "error: ambiguous --older-than '6M': months differ in length and M could mean minutes\n"
+        "error: invalid --older-than '6M': M is ambiguous (minutes or months?)\n"
         "hint: write minutes as m (30m), months as days (30d, 90d) or years as y (1y)\n"
     )
     assert store_rows(env) == before
