@@ -468,8 +468,7 @@ def show(
         with db.resolved(settings, announce=_announce) as live:
             try:
                 if view.streamed:
-                    rows = history.export(live, sel, view.mode, None, keys=history.show_keys(sel))
-                    render.show_streamed(out, rows)
+                    render.show_streamed(out, history.show_rows(live, sel, view.mode), tzone)
                     return
                 data = history.show_data(
                     live,
