@@ -655,11 +655,11 @@ def demo_scope(settings: Settings, days: int) -> str:
 
 DEMO_NEXT = """
 Next, try:
-  analytics-cli show                         the latest value and trend of every metric
-  analytics-cli show activeInstances --since 7d
-  analytics-cli export --format csv > analytics.csv
-  analytics-cli collect                      one more cycle now (what cron runs every 30 minutes)
-  analytics-cli config init                  write a config file for your own platform
+  analytics-cli show                             the latest value and trend of every metric
+  analytics-cli show activeInstances --since 7d  a chart of one metric
+  analytics-cli export --csv > analytics.csv     every stored row, as CSV
+  analytics-cli collect                          one more cycle now, as cron runs it
+  analytics-cli config init                      write a config file for your own platform
 """
 
 
