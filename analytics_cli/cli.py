@@ -37,6 +37,10 @@ EPILOG = (
     "Exit codes: 0 ok, 1 some metrics failed or stale, 2 usage/config error, "
     "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
 )
+# The variable a shell's completion script sets to ask for completions (Typer's protocol).
+COMPLETE_VAR = "_ANALYTICS_CLI_COMPLETE"
+# Every option that takes a duration says which spellings it takes.
+AGO = "ISO 8601 or a duration ago (30m, 6h, 7d, 2w, 1y = 365 days)"
 
 
 class _Group(TyperGroup):
@@ -56,7 +60,7 @@ app = typer.Typer(
     help=HELP,
     epilog=EPILOG,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -144,9 +148,28 @@ def main_callback(
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", help="stderr format: text or json (one per line).")
     ] = LogFormat.text,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail.")] = 0,
+    # Counted flags (-vv): no value to show and no default worth printing.
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="More detail (repeat for more: -vv).",
+        ),
+    ] = 0,
     quiet: Annotated[
-        int, typer.Option("--quiet", "-q", count=True, help="Only the summary and errors.")
+        int,
+        typer.Option(
+            "--quiet",
+            "-q",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="Only the summary and errors.",
+        ),
     ] = 0,
     version: Annotated[
         bool,
@@ -313,7 +336,7 @@ UntilOpt = Annotated[
     str | None,
     typer.Option(
         "--until",
-        help="End of the window (exclusive): ISO 8601 or a duration ago. Default: now.",
+        help=f"End of the window (exclusive): {AGO}. Default: now.",
         show_default=False,
     ),
 ]
@@ -321,7 +344,7 @@ BucketOpt = Annotated[
     str | None,
     typer.Option(
         "--bucket",
-        help="Aggregate into buckets of this size in SQL (date_bin, aligned to UTC): 1h, 1d.",
+        help="Aggregate into buckets of this size in SQL (date_bin, aligned to UTC): 1h, 1d, 1w.",
         show_default=False,
     ),
 ]
@@ -388,9 +411,7 @@ def show(
         typer.Argument(help="Metric types to chart (same as --type).", show_default=False),
     ] = None,
     type_: TypeOpt = None,
-    since: Annotated[
-        str, typer.Option("--since", help="Start of the window: ISO 8601 or a duration ago.")
-    ] = "7d",
+    since: Annotated[str, typer.Option("--since", help=f"Start of the window: {AGO}.")] = "7d",
     until: UntilOpt = None,
     bucket: BucketOpt = None,
     agg: AggOpt = Agg.avg,
@@ -447,8 +468,7 @@ def show(
         with db.resolved(settings, announce=_announce) as live:
             try:
                 if view.streamed:
-                    rows = history.export(live, sel, view.mode, None, keys=history.show_keys(sel))
-                    render.show_streamed(out, rows)
+                    render.show_streamed(out, history.show_rows(live, sel, view.mode), tzone)
                     return
                 data = history.show_data(
                     live,
@@ -480,7 +500,7 @@ def export(
         str | None,
         typer.Option(
             "--since",
-            help="Start of the window: ISO 8601 or a duration ago. Default: everything.",
+            help=f"Start of the window: {AGO}. Default: everything.",
             show_default=False,
         ),
     ] = None,
@@ -488,7 +508,7 @@ def export(
         str | None,
         typer.Option(
             "--until",
-            help="End of the window (exclusive): ISO 8601 or a duration ago. Default: no end.",
+            help=f"End of the window (exclusive): {AGO}. Default: no end.",
             show_default=False,
         ),
     ] = None,
@@ -752,7 +772,8 @@ def status_cmd(
         str | None,
         typer.Option(
             "--max-age",
-            help="Stale when the newest row is older than this (default: twice the interval).",
+            help="Stale when the newest row is older than this duration (2h, 1d; "
+            "default: twice the interval).",
             show_default=False,
         ),
     ] = None,
@@ -780,7 +801,11 @@ def prune_cmd(
     ctx: typer.Context,
     older_than: Annotated[
         str,
-        typer.Option("--older-than", help="Delete rows whose slot is older than this (90d, 52w)."),
+        typer.Option(
+            "--older-than",
+            help="Delete rows whose slot is older than this duration: 90d, 26w, 1y (365 days). "
+            "Months are not a unit (their length varies): write days.",
+        ),
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count the rows that would be deleted.")
@@ -842,6 +867,10 @@ def _click_exception() -> type[Exception]:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: run the app and exit with the documented code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if os.environ.get(COMPLETE_VAR):
+        # A shell asks for completions: each comes with its help on one line, which rich
+        # would wrap at the terminal's width, and fish takes a wrapped tail for a candidate.
+        os.environ["COLUMNS"] = "100000"
     click_exception = _click_exception()
     try:
         result = app(args=argv, prog_name="analytics-cli", standalone_mode=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -46,10 +46,15 @@ NICE_BUCKETS = tuple(
 )
 
 
+# show --format json/csv: the export's columns in the export's order, so one script reads
+# either; collected_at is the export's alone.
+SHOW_KEYS = tuple(k for k in store.EXPORT_KEYS if k != "collected_at")
+
+
 def show_keys(sel: store.Selection) -> tuple[str, ...]:
     """The columns of ``show --format json/csv``: bucketed points carry no metadata of their own."""
     whole = sel.bucket is None or sel.by is not None  # --by keeps the values apart
-    return store.SHOW_KEYS if whole else store.SHOW_KEYS[:3]
+    return SHOW_KEYS if whole else tuple(k for k in SHOW_KEYS if k != "metadata")
 
 
 class NoData(Exception):
@@ -107,6 +112,51 @@ class ShowData:
     sparklines: dict[str, list[float | None]] = field(default_factory=dict)
     # With --by: how many distinct values the window holds (the chart shows the top ones).
     by_total: int = 0
+    # For an empty window: where the asked types' history is.
+    stored: Span | None = None
+
+
+@dataclass(frozen=True)
+class Span:
+    """The oldest and newest stored slot of a selection's types, whatever its window."""
+
+    oldest: datetime
+    newest: datetime
+    types: tuple[str, ...] = ()  # the types asked for; () for every type
+    until: datetime | None = None  # the end of the window that came back empty
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What ``show --format json/csv`` wrote, and where the history is when nothing was."""
+
+    rows: int
+    stored: Span | None = None
+
+
+def stored_span(conn: psycopg.Connection[Any], sel: store.Selection) -> Span | None:
+    """Where the selection's types (and --where) have rows at all; None when nowhere."""
+    import json
+
+    from psycopg import sql
+
+    types = list(sel.types) if sel.types else store.known_types(conn, sel.table)
+    query = sql.SQL('SELECT min("timestamp"), max("timestamp") FROM {} WHERE type = %s').format(
+        store.relation(sel)
+    )
+    params: tuple[Any, ...] = ()
+    if sel.where:
+        query += sql.SQL(" AND metadata @> %s::jsonb")
+        params = (json.dumps(dict(sel.where), ensure_ascii=False),)
+    found: list[datetime] = []
+    # One probe per type: min and max on the (type, "timestamp") index, however long the history.
+    for name in types:
+        row = conn.execute(query, (name, *params)).fetchone()
+        if row is not None and row[0] is not None:
+            found += [row[0], row[1]]
+    if not found:
+        return None
+    return Span(min(found), max(found), tuple(sel.types or ()), sel.until)
 
 
 def show_data(
@@ -141,7 +191,18 @@ def show_data(
             data.summaries = store.summaries(conn, sel, settings.interval)
         if spark_width:
             data.sparklines = store.sparkline_values(conn, sel, spark_width)
+        if not data.points and not data.summaries:
+            data.stored = stored_span(conn, sel)
     return data
+
+
+def show_rows(settings: Settings, sel: store.Selection, fmt: str) -> Streamed:
+    """``show --format json/csv``: every point (bucketed ones without metadata) to stdout."""
+    with store_connection(settings) as (conn, layout):
+        sel = selection(layout, sel)
+        check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        rows = stream(conn, sel, fmt, binary_stdout(), keys=show_keys(sel))
+        return Streamed(rows, None if rows else stored_span(conn, sel))
 
 
 class TextSink:

@@ -18,13 +18,13 @@ from analytics_cli.console import (
     stdout_is_terminal,
     terminal_width,
 )
-from analytics_cli.timeutil import format_duration, iso, when, zone_name
+from analytics_cli.timeutil import MAX_DURATION, format_duration, iso, utcnow, when, zone_name
 
 if TYPE_CHECKING:
     from analytics_cli.check import CheckReport
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.cycle import CycleReport
-    from analytics_cli.history import ShowData
+    from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport
 
 # rich is imported inside the functions that draw for a terminal: plain output (cron, pipes)
@@ -133,6 +133,7 @@ def _logfmt(fields: dict[str, Any]) -> str:
 
 TABLE_TARGET = 60
 STREAMED = ("json", "csv")
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -179,16 +180,18 @@ def no_table(out: Output, table: str) -> None:
     out.info(f"no data yet: the store has no table {table} (run 'analytics-cli collect' first)")
 
 
-def show_streamed(out: Output, rows: int) -> None:
-    """After ``show --format json/csv``: a note on stderr when the window held nothing."""
-    if rows == 0:
+def show_streamed(out: Output, streamed: Streamed, tz: tzinfo) -> None:
+    """After ``show --format json/csv``: when the window held nothing, where the data is."""
+    if streamed.rows == 0:
         out.info("no data in this window")
+        _where_data(out, streamed.stored, tz)
 
 
 def show(out: Output, data: ShowData, tz: tzinfo, view: ShowView) -> None:
     """Draw show's data: a chart, a table of points, or the overview of every type."""
     if not data.points and not data.summaries:
         out.info(f"no data in this window ({window_line(data, tz)})")
+        _where_data(out, data.stored, tz)
         return
     if view.mode == "chart":
         print_chart(data, tz, terminal=view.terminal)
@@ -196,6 +199,29 @@ def show(out: Output, data: ShowData, tz: tzinfo, view: ShowView) -> None:
         print_series(data, tz, terminal=view.terminal)
     else:
         print_overview(data, tz, terminal=view.terminal)
+
+
+def _where_data(out: Output, stored: Span | None, tz: tzinfo) -> None:
+    if stored is not None:
+        out.info(f"{stored_text(stored, tz)}: try {since_hint(stored)}")
+
+
+def stored_text(stored: Span, tz: tzinfo) -> str:
+    """Where the asked types' history is, in words."""
+    what = ", ".join(stored.types) if stored.types else "any metric"
+    return (
+        f"the newest stored slot of {what} is {when(stored.newest, tz)}, "
+        f"the oldest {when(stored.oldest, tz)}"
+    )
+
+
+def since_hint(stored: Span, now: datetime | None = None) -> str:
+    """The --since that shows the whole stored history (with --until now when it cut it off)."""
+    now = now or utcnow()
+    days = -(-(now - stored.oldest) // DAY)  # whole days, rounded up
+    since = f"{days}d" if days * DAY <= MAX_DURATION else stored.oldest.date().isoformat()
+    cut = stored.until is not None and stored.until <= stored.newest
+    return f"--since {since}" + (" --until now" if cut else "")
 
 
 def number(value: Any) -> str:
@@ -629,11 +655,11 @@ def demo_scope(settings: Settings, days: int) -> str:
 
 DEMO_NEXT = """
 Next, try:
-  analytics-cli show                         the latest value and trend of every metric
-  analytics-cli show activeInstances --since 7d
-  analytics-cli export --format csv > analytics.csv
-  analytics-cli collect                      one more cycle now (what cron runs every 30 minutes)
-  analytics-cli config init                  write a config file for your own platform
+  analytics-cli show                             the latest value and trend of every metric
+  analytics-cli show activeInstances --since 7d  a chart of one metric
+  analytics-cli export --csv > analytics.csv     every stored row, as CSV
+  analytics-cli collect                          one more cycle now, as cron runs it
+  analytics-cli config init                      write a config file for your own platform
 """
 
 

@@ -9,24 +9,43 @@ from analytics_cli.errors import ConfigError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# A year is 365 days: retention is thought of in years, and a fixed length keeps
+# durations exact (no calendar). Months have no unit: their length varies.
 _UNITS = {
     "s": 1,
     "m": 60,
     "h": 3600,
     "d": 86400,
     "w": 7 * 86400,
+    "y": 365 * 86400,
 }
-_PART = re.compile(r"(\d{1,9})([smhdw])")
-_DURATION = re.compile(r"(\d{1,9}[smhdw])+")
+_PART = re.compile(r"(\d{1,9})([smhdwy])")
+_DURATION = re.compile(r"(\d{1,9}[smhdwy])+")
+# Anything of digits and letters is meant as a duration, whatever its spelling.
+_DURATION_LIKE = re.compile(r"(\s*\d+\s*[a-zA-Z]+)+\s*")
+_WORD = re.compile(r"(\d+)\s*([a-zA-Z]+)")
+UNITS_HINT = "use a number and a unit: 30s, 30m, 6h, 7d, 2w, 1y (or combined: 1h30m)"
+# Spellings refused with the one the tool takes; M and months are ambiguous, not mistyped.
+_SPELLINGS = {
+    **dict.fromkeys(("sec", "secs", "second", "seconds"), "s"),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("day", "days"), "d"),
+    **dict.fromkeys(("wk", "wks", "week", "weeks"), "w"),
+    **dict.fromkeys(("yr", "yrs", "year", "years"), "y"),
+}
+_MONTHS = ("M", "mo", "mos", "mon", "month", "months")
 # Ten years is far beyond any useful window; the cap keeps arithmetic inside datetime's range.
 MAX_DURATION = timedelta(days=3660)
 
 
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
-    """Parse ``30m``, ``6h``, ``7d``, ``2w`` or combinations such as ``1h30m`` into a timedelta."""
-    raw = text.strip().lower()
+    """Parse ``30m``, ``6h``, ``7d``, ``2w``, ``1y`` or combinations such as ``1h30m``."""
+    raw = text.strip()
     if not raw:
-        raise ConfigError(f"empty {what}", hint="use a number and a unit: 30s, 30m, 6h, 7d, 2w")
+        raise ConfigError(f"empty {what}", hint=UNITS_HINT)
+    _refuse_spellings(text, raw, what)
+    raw = raw.lower()
     pos = 0
     seconds = 0
     for match in _PART.finditer(raw):
@@ -35,10 +54,7 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
         seconds += int(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos != len(raw) or pos == 0:
-        raise ConfigError(
-            f"invalid {what} {text!r}",
-            hint="use a number and a unit: 30s, 30m, 6h, 7d, 2w (or combined: 1h30m)",
-        )
+        raise ConfigError(f"invalid {what} {text!r}", hint=UNITS_HINT)
     if seconds <= 0:
         raise ConfigError(f"invalid {what} {text!r}: must be greater than zero")
     # Compared as an integer first: a long enough sum overflows timedelta itself.
@@ -47,13 +63,32 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _refuse_spellings(text: str, raw: str, what: str) -> None:
+    """Refuse units that are ambiguous (M: minutes or months?) or spelt out, with the fix."""
+    for match in _WORD.finditer(raw):
+        number, word = match.group(1), match.group(2)
+        if word in _MONTHS or word.lower() in _MONTHS[1:]:
+            why = "M is ambiguous (minutes or months?)" if word == "M" else "months vary in length"
+            raise ConfigError(
+                f"invalid {what} {text!r}: {why}",
+                hint="write minutes as m (30m), months as days (30d, 90d) or years as y (1y)",
+            )
+        unit = _SPELLINGS.get(word.lower())
+        if unit is not None:
+            raise ConfigError(
+                f"invalid {what} {text!r}: the unit {word!r} is written {unit}",
+                hint=f"write {number}{unit}; " + UNITS_HINT,
+            )
+
+
 def format_duration(value: timedelta) -> str:
     """Render a timedelta in the shortest unit form ``parse_duration`` accepts (``30m``)."""
     seconds = int(value.total_seconds())
     if seconds <= 0:
         return "0s"
     parts = []
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    units = (("y", 365 * 86400), ("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for unit, size in units:
         if seconds >= size:
             count, seconds = divmod(seconds, size)
             parts.append(f"{count}{unit}")
@@ -87,7 +122,12 @@ def parse_when(text: str, *, now: datetime, what: str = "time") -> datetime:
         return now
     if _DURATION.fullmatch(raw.lower()):
         return now - parse_duration(raw, what=what)
-    return parse_timestamp(raw, what=what)
+    try:
+        return parse_timestamp(raw, what=what)
+    except ConfigError:
+        if _DURATION_LIKE.fullmatch(raw):
+            parse_duration(raw, what=what)  # a duration misspelt (6M, 7 days): its own hint
+        raise
 
 
 def floor_slot(moment: datetime, interval: timedelta) -> datetime:

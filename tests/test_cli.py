@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -116,3 +117,122 @@ def test_a_closed_pipe_ends_any_command_quietly(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 0, err
     assert first
     assert err == b""
+
+
+def test_counted_flags_show_as_flags_in_help() -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    lines = [
+        line for line in result.stdout.splitlines() if "--verbose" in line or "--quiet" in line
+    ]
+    # No value and no default: -v and -q are flags, repeated for more (-vv).
+    assert len(lines) == 2
+    assert re.fullmatch(r"│ --verbose\s+-v\s+More detail \(repeat for more: -vv\)\.\s+│", lines[0])
+    assert re.fullmatch(r"│ --quiet\s+-q\s+Only the summary and errors\.\s+│", lines[1])
+
+
+def _shim(folder: Path) -> dict[str, str]:
+    """An environment whose PATH has an ``analytics-cli`` running this checkout."""
+    import os
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "analytics-cli"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m analytics_cli "$@"\n')
+    script.chmod(0o755)
+    env = dict(os.environ)
+    env["PATH"] = f"{folder}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _bash(script: str, env: dict[str, str]) -> tuple[int, str, str]:
+    import subprocess
+
+    done = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_bash_completion_completes_commands_options_and_choices(tmp_path: Path) -> None:
+    env = _shim(tmp_path / "bin")
+    # The shell is detected from the parent process, as when a person types it in bash.
+    code, out, err = _bash(
+        "source <(analytics-cli --show-completion)\n"
+        'ask() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=()\n'
+        '  _analytics_cli_completion analytics-cli; printf "%s\\n" "${COMPREPLY[@]}"; echo --; }\n'
+        "ask analytics-cli sh\n"
+        "ask analytics-cli show --fo\n"
+        "ask analytics-cli show --format c\n"
+        "ask analytics-cli config ch\n",
+        env,
+    )
+    assert (code, err) == (0, "")
+    assert out.split("--\n") == ["show\n", "--format\n", "chart\ncsv\n", "check\n", ""]
+
+
+def test_install_completion_for_bash_in_the_home_folder(tmp_path: Path) -> None:
+    env = _shim(tmp_path / "bin")
+    home = Path(env["HOME"])
+    code, out, err = _bash("analytics-cli --install-completion; true", env)
+    assert (code, err) == (0, "")
+    script = home / ".bash_completions" / "analytics-cli.sh"
+    assert out == (
+        f"bash completion installed in {script}\n"
+        "Completion will take effect once you restart the terminal\n"
+    )
+    assert "complete -o default -F _analytics_cli_completion analytics-cli" in script.read_text()
+    assert f"source '{script}'" in (home / ".bashrc").read_text()
+
+
+@pytest.mark.parametrize(
+    ("shell", "script_line", "installed"),
+    [
+        ("zsh", "compdef _analytics_cli_completion analytics-cli", ".zfunc/_analytics-cli"),
+        (
+            "fish",
+            "complete --command analytics-cli --no-files",
+            ".config/fish/completions/analytics-cli.fish",
+        ),
+    ],
+)
+def test_zsh_and_fish_completion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shell: str, script_line: str, installed: str
+) -> None:
+    # Neither shell is on the build machine: Typer's switch names the shell instead.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+    shown = run_proc("--show-completion", shell)
+    assert shown.exit_code == 0, shown.stderr
+    assert script_line in shown.stdout
+    assert shown.stderr == ""
+    done = run_proc("--install-completion", shell)
+    assert done.exit_code == 0, done.stderr
+    home = Path(os.environ["HOME"])
+    # (Typer's switch names the shell by its enum in this line: Shells.zsh.)
+    assert done.stdout.splitlines() == [
+        f"Shells.{shell} completion installed in {home / installed}",
+        "Completion will take effect once you restart the terminal",
+    ]
+    assert script_line in (home / installed).read_text()
+
+
+def test_zsh_and_fish_completion_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_ANALYTICS_CLI_COMPLETE", "complete_zsh")
+    monkeypatch.setenv("_TYPER_COMPLETE_ARGS", "analytics-cli sta")
+    zsh = run_proc()
+    assert zsh.exit_code == 0, zsh.stderr
+    assert zsh.stdout == (
+        '_arguments \'*: :(("status":"Show the latest slot of each metric and..."))\'\n'
+    )
+    monkeypatch.setenv("_ANALYTICS_CLI_COMPLETE", "complete_fish")
+    monkeypatch.setenv("_TYPER_COMPLETE_FISH_ACTION", "get-args")
+    monkeypatch.setenv("_TYPER_COMPLETE_ARGS", "analytics-cli show --f")
+    monkeypatch.setenv("COLUMNS", "60")
+    fish = run_proc()
+    assert fish.exit_code == 0, fish.stderr
+    # One line per candidate even on a narrow terminal: a wrapped help would be a candidate.
+    assert fish.stdout == (
+        "--format\ttable, chart, json or csv. Default: a chart with --type on a terminal, "
+        "else a table; plain text when stdout is not a terminal.\n"
+    )

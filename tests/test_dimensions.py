@@ -185,6 +185,47 @@ def test_bad_dimensional_queries_fail_cleanly(
     ]
 
 
+def test_rows_per_location_without_dimensions_say_what_to_add(
+    places: Databases, tmp_path: Path
+) -> None:
+    # The query is right for a dimensional metric; only the dimensions key is missing.
+    config = custom(
+        tmp_path,
+        '[[metric]]\ntype = "perLocation"\nsql = """\n'
+        "SELECT l.name AS location, count(*) AS count FROM instance AS i\n"
+        'JOIN location AS l ON l.id = i."locationId" GROUP BY l.name\n"""\n'
+        '[[metric]]\ntype = "perPair"\nsql = """\n'
+        "SELECT l.name AS location, i.ended AS ended, count(*) AS count FROM instance AS i\n"
+        'JOIN location AS l ON l.id = i."locationId" GROUP BY 1, 2\n"""\n',
+    )
+    result = cli(
+        "--config",
+        str(config),
+        "collect",
+        "--at",
+        AT,
+        "--only",
+        "perLocation",
+        "--only",
+        "perPair",
+        "--json",
+    )
+    assert result.exit_code == 1
+    errors = [(m["type"], m["error"]) for m in json.loads(result.stdout)["metrics"]]
+    assert errors == [
+        (
+            "perLocation",
+            "query must return exactly one row, got more than one row; it also returns "
+            'location: for one row per location, add dimensions = ["location"]',
+        ),
+        (
+            "perPair",
+            "query must return exactly one row, got more than one row; it also returns "
+            'location, ended: for one row per location and ended, add dimensions = ["location", "ended"]',
+        ),
+    ]
+
+
 def test_no_rows_is_a_successful_empty_collection(places: Databases, tmp_path: Path) -> None:
     config = custom(
         tmp_path,

@@ -523,6 +523,24 @@ def test_prune_batches_are_counted(env: Databases) -> None:
     assert len(store_rows(env)) == 1
 
 
+def test_prune_takes_years_and_refuses_months(env: Databases) -> None:
+    _prune_fixture(env)
+    before = store_rows(env)
+    year = cli("prune", "--older-than", "1y", "--dry-run")
+    assert year.exit_code == 0, year.stderr
+    assert year.stdout.startswith("would delete 0 rows older than ")
+    assert year.stderr == ""
+    # 6M: six minutes would delete nearly everything; six months is a guess. Neither.
+    months = cli("prune", "--older-than", "6M", "--yes")
+    assert months.exit_code == 2
+    assert months.stdout == ""
+    assert months.stderr == (
+        "error: invalid --older-than '6M': M is ambiguous (minutes or months?)\n"
+        "hint: write minutes as m (30m), months as days (30d, 90d) or years as y (1y)\n"
+    )
+    assert store_rows(env) == before
+
+
 def test_prune_without_terminal_or_yes_refuses(env: Databases) -> None:
     _prune_fixture(env)
     before = store_rows(env)

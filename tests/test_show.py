@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -171,12 +173,27 @@ def test_json_and_csv_give_every_point(fixed: Databases) -> None:
     csv_out = cli("show", "-t", "activeInstances", "-f", "csv", "--bucket", "1h", *WINDOW)
     assert csv_out.exit_code == 0
     assert csv_out.stdout.splitlines() == [
-        "type,timestamp,count",
-        "activeInstances,2026-01-05T00:00:00Z,4.0000000000000000",
-        "activeInstances,2026-01-05T01:00:00Z,5.0000000000000000",
-        "activeInstances,2026-01-05T02:00:00Z,8.0000000000000000",
-        "activeInstances,2026-01-05T03:00:00Z,8.0000000000000000",
+        "type,count,timestamp",
+        "activeInstances,4.0000000000000000,2026-01-05T00:00:00Z",
+        "activeInstances,5.0000000000000000,2026-01-05T01:00:00Z",
+        "activeInstances,8.0000000000000000,2026-01-05T02:00:00Z",
+        "activeInstances,8.0000000000000000,2026-01-05T03:00:00Z",
     ]
+
+
+def test_show_csv_has_the_export_column_order(fixed: Databases) -> None:
+    shown = cli("show", "-t", "dailyUsers", "-f", "csv", *WINDOW)
+    exported = cli("export", "--csv", "-t", "dailyUsers", *WINDOW)
+    assert (shown.exit_code, shown.stderr) == (0, "")
+    assert (exported.exit_code, exported.stderr) == (0, "")
+    shown_rows = list(csv.reader(io.StringIO(shown.stdout)))
+    exported_rows = list(csv.reader(io.StringIO(exported.stdout)))
+    assert shown_rows[0] == ["type", "count", "timestamp", "metadata"]
+    assert exported_rows[0] == ["type", "count", "timestamp", "metadata", "collected_at"]
+    # The same columns at the same places: a script reading one reads the other.
+    assert [r[:4] for r in exported_rows] == shown_rows
+    assert shown_rows[2] == ["dailyUsers", "12.5", "2026-01-05T00:30:00Z", "{}"]
+    assert len(shown_rows) == len(USERS) + 1
 
 
 def test_automatic_bucket_is_named(fixed: Databases) -> None:
@@ -224,13 +241,63 @@ def test_unknown_type_suggests(fixed: Databases) -> None:
     ]
 
 
+def _days_back() -> set[int]:
+    """--since in whole days that reaches the fixed data's first slot (T0), rounded up."""
+    now = datetime.now(UTC)
+    return {
+        -(-(now - T0) // timedelta(days=1)),
+        -(-(now + timedelta(seconds=5) - T0) // timedelta(days=1)),
+    }
+
+
 def test_empty_window(fixed: Databases) -> None:
+    before = _days_back()
     result = cli("show", "--since", "2025-01-01", "--until", "2025-01-02")
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert result.stderr == (
+    # The data lies after --until: the hint opens the end as well.
+    assert result.stderr in {
         "no data in this window (window 2025-01-01 00:00 to 2025-01-02 00:00 (1d), times in UTC)\n"
+        "the newest stored slot of any metric is 2026-01-05 03:30, the oldest 2026-01-05 00:00: "
+        f"try --since {days}d --until now\n"
+        for days in before | _days_back()
+    }
+
+
+def test_empty_window_says_where_the_data_is_and_the_hint_shows_it(fixed: Databases) -> None:
+    result = cli("show", "-t", "dailyUsers", "--since", "3d")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    first, second = result.stderr.splitlines()
+    assert first.startswith("no data in this window (window ")
+    hint = re.fullmatch(
+        r"the newest stored slot of dailyUsers is 2026-01-05 03:30, the oldest 2026-01-05 00:00: "
+        r"try --since (\d+)d",
+        second,
     )
+    assert hint is not None, second
+    assert int(hint.group(1)) in _days_back()
+    # The suggested --since brings the stored points back.
+    shown = cli("show", "-t", "dailyUsers", "--since", f"{hint.group(1)}d", "-f", "csv")
+    assert (shown.exit_code, shown.stderr) == (0, "")
+    assert len(shown.stdout.splitlines()) == len(USERS) + 1
+
+
+def test_empty_window_of_json_and_csv_says_where_the_data_is(fixed: Databases) -> None:
+    days = _days_back()
+    result = cli("show", "-t", "activeInstances", "-t", "dailyUsers", "--since", "1h", "-f", "csv")
+    assert result.exit_code == 0
+    assert result.stdout == "type,count,timestamp,metadata\n"
+    assert result.stderr in {
+        "no data in this window\n"
+        "the newest stored slot of activeInstances, dailyUsers is 2026-01-05 03:30, "
+        f"the oldest 2026-01-05 00:00: try --since {d}d\n"
+        for d in days | _days_back()
+    }
+    # No stored row matches --where at all: nothing to point at.
+    nowhere = cli("show", "-t", "dailyUsers", "--where", "location=Nowhere", "-f", "json")
+    assert (nowhere.exit_code, nowhere.stdout) == (0, "[]\n")
+    assert nowhere.stderr == "no data in this window\n"
 
 
 @pytest.mark.parametrize(

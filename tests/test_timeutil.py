@@ -29,17 +29,90 @@ NOW = datetime(2026, 11, 29, 10, 17, 42, tzinfo=UTC)
         ("7d", timedelta(days=7)),
         ("2w", timedelta(weeks=2)),
         ("1h30m", timedelta(minutes=90)),
-        (" 15M ", timedelta(minutes=15)),
+        (" 15m ", timedelta(minutes=15)),
+        (" 6H ", timedelta(hours=6)),
+        ("1y", timedelta(days=365)),
+        ("2Y", timedelta(days=730)),
+        ("1y2w", timedelta(days=379)),
+        ("10y", timedelta(days=3650)),
     ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "m", "30", "-5m", "0m", "5 m", "1y", "30m;", "99999w"])
+@pytest.mark.parametrize("text", ["", "m", "30", "-5m", "0m", "5 m", "y", "30m;", "99999w", "11y"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        # M is minutes or months depending on who writes it: refused either way.
+        (
+            "6M",
+            "invalid --older-than '6M': M is ambiguous (minutes or months?)",
+            "write minutes as m (30m), months as days (30d, 90d) or years as y (1y)",
+        ),
+        (
+            " 15M ",
+            "invalid --older-than ' 15M ': M is ambiguous (minutes or months?)",
+            "write minutes as m (30m), months as days (30d, 90d) or years as y (1y)",
+        ),
+        (
+            "3months",
+            "invalid --older-than '3months': months vary in length",
+            "write minutes as m (30m), months as days (30d, 90d) or years as y (1y)",
+        ),
+        (
+            "6mo",
+            "invalid --older-than '6mo': months vary in length",
+            "write minutes as m (30m), months as days (30d, 90d) or years as y (1y)",
+        ),
+        (
+            "2 years",
+            "invalid --older-than '2 years': the unit 'years' is written y",
+            "write 2y; use a number and a unit: 30s, 30m, 6h, 7d, 2w, 1y (or combined: 1h30m)",
+        ),
+        (
+            "90days",
+            "invalid --older-than '90days': the unit 'days' is written d",
+            "write 90d; use a number and a unit: 30s, 30m, 6h, 7d, 2w, 1y (or combined: 1h30m)",
+        ),
+        (
+            "30min",
+            "invalid --older-than '30min': the unit 'min' is written m",
+            "write 30m; use a number and a unit: 30s, 30m, 6h, 7d, 2w, 1y (or combined: 1h30m)",
+        ),
+    ],
+)
+def test_ambiguous_or_spelt_out_units_are_refused_with_the_fix(
+    text: str, message: str, hint: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_duration(text, what="--older-than")
+    assert str(caught.value) == message
+    assert caught.value.hint == hint
+
+
+def test_format_duration_uses_years() -> None:
+    assert format_duration(timedelta(days=365)) == "1y"
+    assert format_duration(timedelta(days=400)) == "1y5w"
+    assert format_duration(timedelta(days=364)) == "52w"
+
+
+def test_a_misspelt_duration_ago_gets_the_duration_hint() -> None:
+    assert parse_when("1y", now=NOW) == NOW - timedelta(days=365)
+    with pytest.raises(ConfigError) as caught:
+        parse_when("6M", now=NOW, what="--since")
+    assert str(caught.value).startswith("invalid --since '6M': M is ambiguous")
+    with pytest.raises(ConfigError) as spelt:
+        parse_when("7 days", now=NOW, what="--since")
+    assert str(spelt.value) == "invalid --since '7 days': the unit 'days' is written d"
+    # ISO 8601's basic format is digits and letters too, and still a time.
+    assert parse_when("20261101T120000Z", now=NOW) == datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 
 def test_parse_when() -> None:

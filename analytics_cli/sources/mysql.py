@@ -37,7 +37,7 @@ from analytics_cli.metrics import (
 from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
 from analytics_cli.sources.mysql_dsn import MySQLParams, parse
 from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases
-from analytics_cli.sources.rows import sample_from, series_from
+from analytics_cli.sources.rows import sample_from, series_from, with_dimensions_hint
 
 if TYPE_CHECKING:
     import pymysql
@@ -469,6 +469,12 @@ class _Session:
                         spec.type, f"query returned no column named count (got {names})"
                     )
             return MetricFailure(spec.type, self.error_line(exc))
+        if len(rows) > 1:
+            try:
+                names = self.columns(text)
+            except pymysql.err.Error:
+                names = []
+            return with_dimensions_hint(sample_from(spec, rows, 0), names)
         return sample_from(spec, rows, 0)
 
     def run_series(self, spec: MetricSpec, text: str) -> Series | MetricFailure:

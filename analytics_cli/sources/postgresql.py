@@ -20,7 +20,7 @@ from analytics_cli.metrics import (
     groups,
 )
 from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
-from analytics_cli.sources.rows import sample_from, series_from
+from analytics_cli.sources.rows import sample_from, series_from, with_dimensions_hint
 
 if TYPE_CHECKING:
     import psycopg
@@ -355,6 +355,13 @@ def run_metric(
         return MetricFailure(spec.type, error_line(exc))
     except psycopg.Error as exc:
         return MetricFailure(spec.type, error_line(exc))
+    if len(rows) > 1:
+        try:
+            with conn.transaction():
+                names = _columns(conn, text, params)
+        except psycopg.Error:
+            names = []
+        return with_dimensions_hint(sample_from(spec, rows, 0), names)
     return sample_from(spec, rows, 0)
 
 

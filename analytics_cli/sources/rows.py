@@ -72,3 +72,19 @@ def series_from(
             return MetricFailure(spec.type, f"{exc} (at {metadata})")
         samples.append(Sample(spec.type, count, metadata))
     return Series(spec.type, tuple(samples))
+
+
+def with_dimensions_hint(
+    failure: Sample | MetricFailure, columns: Sequence[str]
+) -> Sample | MetricFailure:
+    """A "more than one row" failure naming the query's other columns as the dimensions to add."""
+    extra = [n for n in columns if n != "count"]
+    if not isinstance(failure, MetricFailure) or not extra:
+        return failure
+    # A GROUP BY query is a dimensional metric that does not say so yet.
+    listed = ", ".join(f'"{n}"' for n in extra)
+    return MetricFailure(
+        failure.type,
+        f"{failure.error}; it also returns {', '.join(extra)}: for one row per "
+        f"{' and '.join(extra)}, add dimensions = [{listed}]",
+    )

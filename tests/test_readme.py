@@ -1,0 +1,201 @@
+"""Every command the README's shell blocks and the demo's closing lines suggest runs as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from analytics_cli import embedded
+from analytics_cli.render import DEMO_NEXT
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+# Fences whose lines are typed at a shell prompt; cron, toml and output blocks are not.
+SHELL_FENCES = ("sh", "shell", "bash", "console")
+OPERATORS = {"&&", "||", ";", "&"}
+
+# Commands that cannot run here, each with the server it needs. Every other one runs
+# against the embedded PostgreSQL filled by the README's own `analytics-cli demo`.
+NEEDS_EXTERNAL_SERVER: dict[str, str] = {}
+
+# Commands whose stdout is empty by design, and why.
+NO_STDOUT = {
+    "analytics-cli collect --only instanceUsersByLocation": "the cycle's lines go to stderr",
+    "analytics-cli show --type instanceUsersByLocation --where location=Lobby": (
+        "nobody may be in the Lobby in the demo's last slot: the window can be empty"
+    ),
+    "analytics-cli export --ndjson --where location=Lobby --where source=eu": (
+        "demo rows carry no source: that tag comes from several [[source]] databases"
+    ),
+    "analytics-cli export > analytics.csv": "written to analytics.csv",
+    "analytics-cli export --since 2026-01-01 --output history.csv": "written to history.csv",
+    "analytics-cli export --csv > analytics.csv": "written to analytics.csv",
+    "analytics-cli collect": "the cycle's lines go to stderr",
+    "analytics-cli config init": "writes ./analytics-cli.toml",
+}
+
+
+def _is_operator(token: str) -> bool:
+    return bool(token) and all(c in "();<>|&" for c in token)
+
+
+def invocations(line: str) -> list[str]:
+    """The ``analytics-cli`` commands of one shell line, with their pipes and redirections.
+
+    The line is split as the shell splits it (quotes, comments, ``&&``/``;``); leading
+    ``NAME=value`` assignments are skipped when finding the command's name.
+    """
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    segments: list[list[str]] = [[]]
+    for token in lexer:
+        if token in OPERATORS:
+            segments.append([])
+        else:
+            segments[-1].append(token)
+    found = []
+    for words in segments:
+        names = [w for w in words if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", w)]
+        if names and names[0] == "analytics-cli":
+            found.append(" ".join(w if _is_operator(w) else shlex.quote(w) for w in words))
+    return found
+
+
+def readme_commands() -> list[str]:
+    """The ``analytics-cli`` commands in the README's shell blocks, in reading order."""
+    commands = []
+    fences = re.finditer(r"^```([^\n`]*)\n(.*?)^```", README.read_text(), re.S | re.M)
+    for fence in fences:
+        if fence.group(1).strip() not in SHELL_FENCES:
+            continue
+        for line in fence.group(2).replace("\\\n", " ").splitlines():
+            line = line.strip()
+            commands += invocations(line[2:] if line.startswith("$ ") else line)
+    return commands
+
+
+def demo_commands() -> list[str]:
+    """The commands of the demo's closing "Next, try" lines (a description follows each)."""
+    lines = [line.strip() for line in DEMO_NEXT.splitlines()]
+    return [re.split(r"\s{2,}", line)[0] for line in lines if line.startswith("analytics-cli ")]
+
+
+def test_the_commands_are_found_and_every_listed_exception_exists() -> None:
+    readme = readme_commands()
+    assert readme[0] == "analytics-cli demo"  # it fills the store the others read
+    assert (
+        "analytics-cli show -t dailyUsers -t activeInstances --since 30d --bucket 1d --agg max"
+        in readme
+    )
+    assert "analytics-cli export > analytics.csv" in readme
+    assert demo_commands() == [
+        "analytics-cli show",
+        "analytics-cli show activeInstances --since 7d",
+        "analytics-cli export --csv > analytics.csv",
+        "analytics-cli collect",
+        "analytics-cli config init",
+    ]
+    every = set(readme) | set(demo_commands())
+    # A listed exception that no longer appears is a stale entry.
+    assert set(NEEDS_EXTERNAL_SERVER) <= every
+    assert set(NO_STDOUT) <= every
+
+
+def test_invocations_are_split_like_the_shell() -> None:
+    assert invocations("pip install -e '.[embedded]' && analytics-cli demo  # the main job") == [
+        "analytics-cli demo"
+    ]
+    assert invocations(
+        "ANALYTICS_DSN=x analytics-cli export --where 'location=The Lobby' | head"
+    ) == ["ANALYTICS_DSN=x analytics-cli export --where 'location=The Lobby' | head"]
+    assert invocations("su postgres -c 'createuser -s root'") == []
+
+
+@dataclass(frozen=True)
+class Ran:
+    """One command's outcome."""
+
+    command: str
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def playground() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A new user's HOME (outside pytest's temp folder, see test_demo) and a shell environment."""
+    home = Path(tempfile.mkdtemp(prefix="analytics-cli-readme-test-", dir="/tmp"))
+    try:
+        shim = home / "bin"
+        shim.mkdir()
+        (shim / "analytics-cli").write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" -m analytics_cli "$@"\n'
+        )
+        (shim / "analytics-cli").chmod(0o755)
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "PG", "XDG_"))
+        }
+        env.update(HOME=str(home), PATH=f"{shim}{os.pathsep}{env['PATH']}", COLUMNS="100")
+        (home / "work").mkdir()
+        yield home, env
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _run(command: str, home: Path, env: dict[str, str]) -> Ran:
+    # A second line keeps bash from exec-ing the command: it stays the parent, as when typed.
+    done = subprocess.run(
+        ["bash", "-c", f"{command}\nexit $?"],
+        cwd=home / "work",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return Ran(command, done.returncode, done.stdout, done.stderr)
+
+
+def _problems(ran: Ran) -> list[str]:
+    problems = []
+    if ran.code != 0:
+        problems.append(f"exit {ran.code}")
+    bad = [line for line in ran.stderr.splitlines() if line.startswith(("error:", "warning:"))]
+    if bad or "Traceback" in ran.stderr:
+        problems.append(f"stderr: {ran.stderr.strip()[-300:]}")
+    if ran.command not in NO_STDOUT and not ran.stdout.strip():
+        problems.append("no output")
+    return problems
+
+
+def test_every_readme_and_demo_command_runs(playground: tuple[Path, dict[str, str]]) -> None:
+    home, env = playground
+    commands = [c for c in readme_commands() if c not in NEEDS_EXTERNAL_SERVER]
+    commands += [c for c in demo_commands() if c not in commands]
+    # The README's first command, on the embedded default: a new user's first minute.
+    demo = _run(commands[0], home, env)
+    assert demo.code == 0, demo.stderr
+    assert "Next, try:" in demo.stdout
+    failures: dict[str, list[str]] = {}
+    # The rest share one running server instead of starting and stopping it each.
+    with embedded.server(home / ".local" / "share" / "analytics-cli"):
+        for command in commands[1:]:
+            ran = _run(command, home, env)
+            if _problems(ran):
+                failures[command] = _problems(ran)
+    assert failures == {}
+    assert (
+        (home / "work" / "analytics.csv")
+        .read_text()
+        .startswith("type,count,timestamp,metadata,collected_at\n")
+    )
+    assert (home / "work" / "history.csv").stat().st_size > 0
+    assert (home / "work" / "analytics-cli.toml").exists()
