@@ -253,6 +253,22 @@ def collect(
             show_default=False,
         ),
     ] = None,
+    backfill: Annotated[
+        str | None,
+        typer.Option(
+            "--backfill",
+            help="Also compute every missing slot of this window before the slot (7d, 12h) "
+            "for the metrics marked backfill = true, oldest first, each slot stored once.",
+            show_default=False,
+        ),
+    ] = None,
+    no_spool: Annotated[
+        bool,
+        typer.Option(
+            "--no-spool",
+            help="When the store fails, do not keep the cycle in the spool for the next run.",
+        ),
+    ] = False,
 ) -> None:
     """Run ONE collection cycle: count every metric and store one row each for the slot.
 
@@ -261,25 +277,42 @@ def collect(
     the slot's advisory lock, so re-runs and concurrent runs never duplicate.
     Exit 0 ok (or already collected), 1 some metrics failed, 2 config, 3 database.
     """
+    import dataclasses
+
     from analytics_cli import cycle as collect_mod
     from analytics_cli import db, render
     from analytics_cli.metrics import enabled_metrics
-    from analytics_cli.timeutil import parse_timestamp
+    from analytics_cli.timeutil import parse_duration, parse_timestamp
 
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
         with handled():
             settings = _load(ctx)
             hooks.loaded(settings)
             when = parse_timestamp(at, what="--at") if at else None
+            window = parse_duration(backfill, what="--backfill") if backfill else None
+            if no_spool:
+                settings = dataclasses.replace(settings, spool_enabled=False)
             # Configuration errors (an unknown --only type) surface before any database is used.
-            collect_mod.plan(settings, enabled_metrics(settings, only), source)
+            jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
+            filled = None
             with db.resolved(settings, announce=_announce) as live:
                 report = collect_mod.run_cycle(
                     live, at=when, only=only, dry_run=dry_run, replace=replace, sources=source
                 )
                 hooks.finished(live, report)
+                if window is not None and not dry_run:
+                    with out.steps("backfill", "slots", "written") as step:
+                        filled = collect_mod.backfill(
+                            live,
+                            jobs,
+                            since=report.slot - window,
+                            until=report.slot,
+                            progress=(lambda d, t: step(d, t, "")) if step else None,
+                        )
         render.collect_report(report, out, as_json=as_json)
-        raise typer.Exit(report.exit_code)
+        if filled is not None:
+            render.backfill_report(filled, out)
+        raise typer.Exit(max(report.exit_code, filled.exit_code if filled else 0))
 
 
 # ---------------------------------------------------------------------------- db

@@ -23,7 +23,7 @@ from analytics_cli.timeutil import MAX_DURATION, format_duration, iso, utcnow, w
 if TYPE_CHECKING:
     from analytics_cli.check import CheckReport
     from analytics_cli.config import MetricSpec, Settings
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.cycle import BackfillReport, CycleReport
     from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport
 
@@ -88,6 +88,8 @@ def print_collect_report(report: CycleReport, out: Output, *, show_metrics: bool
                     fields["source"] = r.source
                 if r.series is not None:
                     fields["series"] = r.series
+                if r.slot is not None:
+                    fields["metric_slot"] = iso(r.slot)
                 if r.error:
                     fields["error"] = r.error
                 if json_logs:
@@ -108,6 +110,10 @@ def print_collect_report(report: CycleReport, out: Output, *, show_metrics: bool
     if report.dry_run:
         summary = {"slot": slot, "checked": counts.get("checked", 0), **summary}
         summary["stored"] = 0
+    if report.replayed:
+        summary["spooled_written"] = report.replayed
+    if report.caught_up:
+        summary["caught_up"] = report.caught_up
     if report.note:
         summary["note"] = report.note
     verb = "dry-run" if report.dry_run else "collect"
@@ -115,6 +121,27 @@ def print_collect_report(report: CycleReport, out: Output, *, show_metrics: bool
         out.line("info", f"{verb} done", event="summary", **summary)
     else:
         out.line("info", f"{verb} " + _logfmt(summary))
+
+
+def backfill_report(report: BackfillReport, out: Output) -> None:
+    """A backfill's summary line on stderr, and one line per metric that failed at a slot."""
+    for r in report.failed:
+        where = iso(r.slot) if r.slot is not None else "?"
+        source = f" (source {r.source})" if r.source else ""
+        out.warn(f"backfill: {r.type}{source} at {where} failed: {r.error}")
+    summary = {
+        "since": iso(report.since),
+        "until": iso(report.until),
+        "slots": report.slots,
+        "written": report.written,
+        "present": report.present,
+        "busy": report.busy,
+        "failed": len(report.failed),
+    }
+    if out.json_logs:
+        out.line("info", "backfill done", event="backfill", **summary)
+    else:
+        out.line("info", "backfill " + _logfmt(summary))
 
 
 def _logfmt(fields: dict[str, Any]) -> str:
@@ -512,10 +539,18 @@ def check_failed(out: Output, report: CheckReport) -> None:
 # ---------------------------------------------------------------------------- metrics
 
 
+def _every(m: MetricSpec) -> str:
+    return format_duration(m.every) if m.every is not None else "interval"
+
+
 def metrics_text(
     every: Sequence[MetricSpec], enabled: set[str], *, show_sql: bool, as_json: bool
 ) -> str:
-    """``metrics``: a table of every metric, or each one's SQL, or the list as JSON."""
+    """``metrics``: a table of every metric, or each one's SQL, or the list as JSON.
+
+    A built-in shows its text for each engine; a custom metric runs as written, in the
+    dialect of its sources. A metric filled by a [[query]] shows that query.
+    """
     if as_json:
         items = [
             {
@@ -523,9 +558,17 @@ def metrics_text(
                 "kind": "builtin" if m.builtin else "custom",
                 "enabled": m.type in enabled,
                 "description": m.description,
+                **({"every_seconds": int(m.every.total_seconds())} if m.every else {}),
+                **({"backfill": True} if m.backfill else {}),
+                **({"query": m.query} if m.query else {}),
                 **({"dimensions": list(m.dimensions)} if m.dimensions else {}),
                 **({"sources": list(m.sources)} if m.sources is not None else {}),
                 **({"sql": m.sql} if show_sql and m.http is None else {}),
+                **(
+                    {"sql_by_engine": {"postgresql": m.sql, **dict(m.dialects)}}
+                    if show_sql and m.builtin and m.http is None
+                    else {}
+                ),
                 **({"http": {"url": m.http.url, "path": m.http.path}} if m.http else {}),
             }
             for m in every
@@ -534,25 +577,36 @@ def metrics_text(
     if show_sql:
         blocks = []
         for m in every:
-            kind = "builtin" if m.builtin else "custom"
-            state = "enabled" if m.type in enabled else "disabled"
-            text = m.sql.strip() if m.http is None else f"GET {m.http.url}\n{m.http.path}"
-            blocks.append(f"-- {m.type} ({kind}, {state}): {m.description}\n{text}\n")
+            notes = ["builtin" if m.builtin else "custom"]
+            notes.append("enabled" if m.type in enabled else "disabled")
+            if m.every is not None:
+                notes.append(f"every {_every(m)}")
+            if m.query is not None:
+                notes.append(f"query {m.query}")
+            if m.http is not None:
+                text = f"GET {m.http.url}\n{m.http.path}"
+            elif m.builtin:
+                texts = [("postgresql", m.sql), *m.dialects]
+                text = "\n".join(f"-- on {engine}:\n{sql.strip()}" for engine, sql in texts)
+            else:
+                text = m.sql.strip()
+            blocks.append(f"-- {m.type} ({', '.join(notes)}): {m.description}\n{text}\n")
         return "\n".join(blocks)
-    rows = [("type", "kind", "enabled", "description")]
+    rows = [("type", "kind", "enabled", "every", "description")]
     rows += [
         (
             m.type,
             "builtin" if m.builtin else "custom",
             "yes" if m.type in enabled else "no",
+            _every(m),
             m.description,
         )
         for m in every
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return (
         "\n".join(
-            "  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows
+            "  ".join([*(r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip() for r in rows
         )
         + "\n"
     )
@@ -593,6 +647,22 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
     ]
     for r in [header, *rows]:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
+    for m in report.metrics:
+        if m.stale:
+            lines.append(f"{m.type}: stale for its schedule (every {_every_of(m, report)})")
+    fillable = [m.type for m in report.metrics if m.missing and m.backfill]
+    if fillable:
+        lines.append(
+            f"missing slots of {', '.join(fillable)} can be computed: "
+            "analytics-cli collect --backfill 1d"
+        )
+    if report.spooled:
+        known = [slot for slot, _ in report.spooled if slot is not None]
+        oldest = f", oldest {iso(min(known))}" if known else ""
+        lines.append(
+            f"spool: {len(report.spooled)} slot(s) waiting in {report.spool_dir}{oldest}: "
+            "the next run that reaches the store writes them"
+        )
     newest = report.newest
     verdict = "STALE" if report.stale else "ok"
     if newest is None:
@@ -603,6 +673,10 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
             f"max age {format_duration(report.max_age)}): {verdict}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _every_of(m: Any, report: StatusReport) -> str:
+    return format_duration(m.every or report.interval)
 
 
 def stale_reason(out: Output, report: StatusReport) -> None:

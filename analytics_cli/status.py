@@ -47,6 +47,9 @@ class StatusReport:
     window_end: datetime
     table_exists: bool
     metrics: list[MetricStatus] = field(default_factory=list)
+    # Cycles waiting in the spool for the store: (slot, file), slot None when unreadable.
+    spool_dir: str = ""
+    spooled: list[tuple[datetime | None, str]] = field(default_factory=list)
 
     @property
     def newest(self) -> datetime | None:
@@ -79,6 +82,9 @@ class StatusReport:
             "newest_age_seconds": _age_seconds(self.now, newest),
             "stale": self.stale,
             "exit_code": self.exit_code,
+            "spooled": [
+                {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
+            ],
             "metrics": [
                 {
                     "type": m.type,
@@ -123,6 +129,11 @@ def status(
         window_end=window_end,
         table_exists=False,
     )
+    from analytics_cli import spool
+
+    folder = spool.spool_dir(settings)
+    report.spool_dir = str(folder)
+    report.spooled = [(slot, str(path)) for slot, path in spool.summary(folder)]
     with store_session(settings, doing="store database error", read_only=True) as conn:
         layout = detect(conn, settings)
         report.table_exists = layout is not None

@@ -335,13 +335,20 @@ def test_metrics_lists_kind_and_enabled(tmp_path: Path) -> None:
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     width = max(len(t) for t in ALL_BUILTINS)
-    assert lines[0] == f"{'type':<{width}}  kind     enabled  description"
+    assert lines[0] == f"{'type':<{width}}  kind     enabled  every     description"
     assert len(lines) == 1 + len(ALL_BUILTINS) + 1
-    by_type = {line.split()[0]: line.split(maxsplit=3) for line in lines[1:]}
-    assert by_type["activeInstances"][1:3] == ["builtin", "yes"]
+    by_type = {line.split()[0]: line.split(maxsplit=4) for line in lines[1:]}
+    assert by_type["activeInstances"][1:4] == ["builtin", "yes", "interval"]
     assert by_type["activeScenes"][1:3] == ["builtin", "no"]
     assert by_type["chatMessages"][1:3] == ["builtin", "yes"]
-    assert by_type["registeredUsers"] == ["registeredUsers", "custom", "yes", "Accounts"]
+    assert by_type["weeklyUsers"][1:4] == ["builtin", "no", "1d"]
+    assert by_type["registeredUsers"] == [
+        "registeredUsers",
+        "custom",
+        "yes",
+        "interval",
+        "Accounts",
+    ]
 
     listed = json.loads(cli("-c", str(path), "metrics", "--json", "--sql").stdout)
     assert [m["type"] for m in listed] == [*ALL_BUILTINS, "registeredUsers"]
@@ -360,9 +367,14 @@ def test_metrics_sql_prints_definitions() -> None:
     assert result.exit_code == 0
     blocks = result.stdout.split("\n\n")
     assert len(blocks) == len(ALL_BUILTINS)
-    assert blocks[0] == (
-        "-- activeInstances (builtin, enabled): "
-        "Instances running now (world and media servers, ended = false)\n"
+    header, on_postgresql = blocks[0].split("\n", 1)
+    assert header == (
+        "-- activeInstances (builtin, enabled, query instances-now): "
+        "Instances running now (world and media servers, ended = false)"
+    )
+    postgresql, mysql = on_postgresql.split("\n-- on mysql:\n")
+    assert postgresql == (
+        "-- on postgresql:\n"
         'SELECT count(*) AS "activeInstances",\n'
         '       count(DISTINCT i."locationId") AS "activeLocations",\n'
         '       count(DISTINCT l."sceneId") AS "activeScenes",\n'
@@ -371,6 +383,7 @@ def test_metrics_sql_prints_definitions() -> None:
         'LEFT JOIN location AS l ON l.id = i."locationId"\n'
         "WHERE i.ended = false"
     )
+    assert mysql.startswith("SELECT COUNT(*) AS `activeInstances`,\n")
     # The shared query stands under each metric it fills.
     assert blocks[1].split("\n", 1)[1] == blocks[0].split("\n", 1)[1]
 

@@ -36,6 +36,9 @@ def _settings(tmp: Path, dbs: Databases, body: str, **collect: object) -> config
 
 def _rows(dbs: Databases, type_: str) -> list[tuple[datetime, Decimal]]:
     with psycopg.connect(dbs.store) as conn:
+        found = conn.execute("SELECT to_regclass('analytics')").fetchone()
+        if found is None or found[0] is None:
+            return []  # not created yet
         return [
             (r[0], r[1])
             for r in conn.execute(

@@ -81,6 +81,13 @@ def test_store_down_for_three_cycles_then_back(dbs: Databases, tmp_path: Path) -
     assert len(files) == 3
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    shown = run_proc("-c", str(up), "status", env=env)
+    assert (
+        f"spool: 3 slot(s) waiting in {_folder(tmp_path)}, oldest {_slot(0)}: "
+        "the next run that reaches the store writes them"
+    ) in shown.stdout.splitlines()
+    listed = json.loads(run_proc("-c", str(up), "status", "--json", env=env).stdout)
+    assert [s["slot"] for s in listed["spooled"]] == [_slot(i) for i in range(3)]
     _mark(dbs)
     result = run_proc("-c", str(up), "collect", "--at", _slot(3), env=env)
     assert result.exit_code == 0, result.stderr
@@ -217,6 +224,11 @@ def test_spool_off_loses_the_cycle_and_says_nothing_was_stored(
     config = _config(tmp_path, dbs, DOWN, spool=False)
     env = _env(tmp_path)
     result = run_proc("-c", str(config), "collect", "--at", _slot(0), env=env)
+    assert result.exit_code == 3
+    assert not _folder(tmp_path).exists()
+    flag = run_proc("-c", str(_config(tmp_path, dbs, DOWN)), "collect", "--no-spool", env=env)
+    assert flag.exit_code == 3
+    assert "spooled" not in flag.stderr
     assert result.exit_code == 3
     assert "spooled" not in result.stderr
     assert result.stderr.startswith("error: cannot connect to the store database")
