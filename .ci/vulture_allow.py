@@ -15,3 +15,4 @@ _.prec  # unused attribute (analytics_cli/jsonpath.py:60)
 _.prec  # unused attribute (analytics_cli/jsonpath.py:203)
 _.redirect_request  # unused method (analytics_cli/sources/http.py:58)
 _.isolation_level  # psycopg connection attribute, read by the driver
+_.option_file  # MySQLParams field: the option file read, shown by describe and the tests

@@ -25,7 +25,11 @@ OPERATORS = {"&&", "||", ";", "&"}
 
 # Commands that cannot run here, each with the server it needs. Every other one runs
 # against the embedded PostgreSQL filled by the README's own `analytics-cli demo`.
-NEEDS_EXTERNAL_SERVER: dict[str, str] = {}
+NEEDS_EXTERNAL_SERVER: dict[str, str] = {
+    "'ANALYTICS_SOURCE_DSN=host=pgbouncer.internal port=6432 dbname=platform user=analytics' "
+    "'ANALYTICS_STORE_DSN=host=pgbouncer.internal port=6432 dbname=metrics user=analytics' "
+    "analytics-cli collect": "a pgbouncer in front of the platform (tests/deploy/ runs one)",
+}
 
 # Commands whose stdout is empty by design, and why.
 NO_STDOUT = {
@@ -40,6 +44,7 @@ NO_STDOUT = {
     "analytics-cli export --since 2026-01-01 --output history.csv": "written to history.csv",
     "analytics-cli export --csv > analytics.csv": "written to analytics.csv",
     "analytics-cli collect": "the cycle's lines go to stderr",
+    "analytics-cli collect --backfill 2d --only chatMessages": "the summary lines go to stderr",
     "analytics-cli config init": "writes ./analytics-cli.toml",
 }
 

@@ -21,7 +21,6 @@ from analytics_cli.errors import ConfigError
 
 DEFAULT_PORT = 3306
 # The platform's variables (ir-engine appconfig.ts), filling what the URL leaves out.
-ENV_VARIABLES = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
 # Query parameters of the URL, with the aliases PyMySQL and the mysql client use.
