@@ -37,7 +37,7 @@ from analytics_cli.metrics import (
 from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
 from analytics_cli.sources.mysql_dsn import MySQLParams, parse
 from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases
-from analytics_cli.sources.rows import sample_from, series_from, with_dimensions_hint
+from analytics_cli.sources.rows import sample_from, series_from, shared_from, with_dimensions_hint
 
 if TYPE_CHECKING:
     import pymysql
@@ -519,27 +519,7 @@ class _Session:
                 rows = self.fetch(_measured(text, limit, wanted, dims))
         except pymysql.err.Error as exc:
             return [MetricFailure(s.type, self.error_line(exc)) for s in specs]
-        missing = [d for d in dims if d not in names]
-        if missing:
-            error = f"query {first.query!r} returned no column named {missing[0]} (got {names})"
-            return [MetricFailure(s.type, error) for s in specs]
-        outcomes: list[Outcome] = []
-        for spec in specs:
-            if spec.type not in wanted:
-                outcomes.append(
-                    MetricFailure(
-                        spec.type,
-                        f"query {first.query!r} returned no column named {spec.type} (got {names})",
-                    )
-                )
-                continue
-            at = 2 * wanted.index(spec.type)
-            outcomes.append(
-                series_from(spec, rows, at, 2 * len(wanted))
-                if dims
-                else sample_from(spec, rows, at)
-            )
-        return outcomes
+        return shared_from(specs, names, wanted, rows)
 
     # -- plans
 

@@ -9,6 +9,7 @@ from analytics_cli.metrics import (
     MAX_COUNT_OCTETS,
     MAX_DIMENSION_OCTETS,
     MetricFailure,
+    Outcome,
     Sample,
     Series,
     check_count,
@@ -88,3 +89,33 @@ def with_dimensions_hint(
         f"{failure.error}; it also returns {', '.join(extra)}: for one row per "
         f"{' and '.join(extra)}, add dimensions = [{listed}]",
     )
+
+
+def shared_from(
+    specs: Sequence[MetricSpec], names: Sequence[str], wanted: Sequence[str], rows: Sequence[Any]
+) -> list[Outcome]:
+    """The outcomes of a [[query]] run once: ``rows`` hold the size-checked ``wanted`` count
+    columns (in that order), then the dimensions. A missing column fails only its metric;
+    a missing dimension fails all of them."""
+    first = specs[0]
+    dims = first.dimensions
+    missing = [d for d in dims if d not in names]
+    if missing:
+        error = f"query {first.query!r} returned no column named {missing[0]} (got {list(names)})"
+        return [MetricFailure(s.type, error) for s in specs]
+    outcomes: list[Outcome] = []
+    for spec in specs:
+        if spec.type not in wanted:
+            outcomes.append(
+                MetricFailure(
+                    spec.type,
+                    f"query {first.query!r} returned no column named {spec.type} "
+                    f"(got {list(names)})",
+                )
+            )
+            continue
+        at = 2 * list(wanted).index(spec.type)
+        outcomes.append(
+            series_from(spec, rows, at, 2 * len(wanted)) if dims else sample_from(spec, rows, at)
+        )
+    return outcomes
