@@ -303,13 +303,7 @@ def parse_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {reason}") from None
     for section, value in doc.items():
         if section == "metric":
-            if not isinstance(value, list):
-                raise ConfigError(f"{path}: metric must be an array of tables ([[metric]])")
-            for index, item in enumerate(value):
-                where = f"metric[{index}]"
-                if not isinstance(item, dict):
-                    raise ConfigError(f"{path}: {where} must be a table")
-                _check_keys(path, where, item, _METRIC_KEYS)
+            for where, item in _array_of_tables(path, section, value, _METRIC_KEYS):
                 if "http" in item:
                     _check_keys(path, f"{where}.http", item["http"], _HTTP_KEYS)
                     for key in ("url", "path"):
@@ -332,13 +326,7 @@ def parse_file(path: Path) -> dict[str, Any]:
                         raise ConfigError(f"{path}: {where} is missing {key!r}")
             continue
         if section == "query":
-            if not isinstance(value, list):
-                raise ConfigError(f"{path}: query must be an array of tables ([[query]])")
-            for index, item in enumerate(value):
-                where = f"query[{index}]"
-                if not isinstance(item, dict):
-                    raise ConfigError(f"{path}: {where} must be a table")
-                _check_keys(path, where, item, _QUERY_KEYS)
+            for where, item in _array_of_tables(path, section, value, _QUERY_KEYS):
                 for key in ("name", "sql"):
                     if key not in item:
                         raise ConfigError(f"{path}: {where} is missing {key!r}")
@@ -370,6 +358,22 @@ def parse_file(path: Path) -> dict[str, Any]:
                 )
             _check_type(path, f"{section}.{key}", val, allowed[key])
     return doc
+
+
+def _array_of_tables(
+    path: Path, section: str, value: Any, keys: Mapping[str, type]
+) -> list[tuple[str, dict[str, Any]]]:
+    """``[[section]]`` tables, each checked against its allowed keys, with their names."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: {section} must be an array of tables ([[{section}]])")
+    out = []
+    for index, item in enumerate(value):
+        where = f"{section}[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: {where} must be a table")
+        _check_keys(path, where, item, keys)
+        out.append((where, item))
+    return out
 
 
 def _check_keys(path: Path, where: str, item: Mapping[str, Any], keys: Mapping[str, type]) -> None:
