@@ -307,12 +307,38 @@ def ensure_store(settings: Settings) -> bool:
     """Create the store table if it does not exist; True when it was created (``db init``)."""
     from analytics_cli.store.layout import ensure
 
-    refused = (
+    with store_session(
+        settings, doing="cannot prepare the store table", refused=_create_hint(settings)
+    ) as conn:
+        return ensure(conn, settings)[1]
+
+
+def _create_hint(settings: Settings) -> str:
+    return (
         f"creating {settings.table} needs CREATE on its schema: "
         "run 'analytics-cli db init' once as a role that has it"
     )
-    with store_session(settings, doing="cannot prepare the store table", refused=refused) as conn:
-        return ensure(conn, settings)[1]
+
+
+def _ensure(conn: Any, settings: Settings) -> Layout:
+    """The store table's layout, created if missing; its own error line and grant hint."""
+    import psycopg
+
+    from analytics_cli.db import store_or_database_error
+    from analytics_cli.store.layout import ensure
+
+    try:
+        layout = ensure(conn, settings)[0]
+        conn.commit()
+        return layout
+    except psycopg.Error as exc:
+        raise store_or_database_error(
+            exc,
+            settings.store_dsn,
+            side="store",
+            doing="cannot prepare the store table",
+            refused=_create_hint(settings),
+        ) from None
 
 
 def run_cycle(
@@ -371,7 +397,6 @@ def write_slot(
     written; committed together or not at all. When the store fails, the batches read go
     to the spool.
     """
-    from analytics_cli.store.layout import ensure
     from analytics_cli.store.locks import SlotBusy
 
     own = {t: s for t, s in slots.items() if s != report.slot}
@@ -384,9 +409,8 @@ def write_slot(
         with store_session(
             settings, doing="store write failed, nothing was stored", refused=refused
         ) as conn:
-            layout, _ = ensure(conn, settings)
+            layout = _ensure(conn, settings)
             layout.refuse(settings, [spec for spec, _ in jobs])
-            conn.commit()
             if settings.spool_enabled and replay_spool:
                 report.replayed = replay(conn, layout, settings)
             try:

@@ -188,9 +188,21 @@ def session(
             set_statement_timeout(conn, settings)
             yield conn
     except psycopg.Error as exc:
-        # ``refused``: the hint (grant_hint) when the server denies a privilege.
-        mapped = database_error(exc, target, doing=doing, refused=refused)
-        raise error(str(mapped), hint=mapped.hint) from None
+        raise store_or_database_error(
+            exc, target, side=side, doing=doing, refused=refused
+        ) from None
+
+
+def store_or_database_error(
+    exc: Exception, dsn: str | None, *, side: str, doing: str, refused: str | None
+) -> DatabaseError:
+    """A database error of one side as one line; ``refused`` is the hint (grant_hint) when
+    the server denies a privilege. A store failure is a StoreError (the cycle may be
+    spooled), unless a privilege is missing: that needs an operator, not a later run."""
+    mapped = database_error(exc, dsn, doing=doing, refused=refused)
+    denied = getattr(exc, "sqlstate", None) == INSUFFICIENT_PRIVILEGE
+    error = StoreError if side == "store" and not denied else DatabaseError
+    return error(str(mapped), hint=mapped.hint)
 
 
 def store_session(

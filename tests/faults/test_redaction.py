@@ -242,7 +242,8 @@ def _invocation(
     doc: dict[str, Any] = {
         "collect": {"retries": 0, "connect_timeout": "1s", "metrics": ["activeInstances"]}
     }
-    env: dict[str, str] = {}
+    # A spool of its own: a cycle spooled by one example must not land through the next.
+    env: dict[str, str] = {"XDG_STATE_HOME": str(folder / "state" / uuid.uuid4().hex)}
     args: list[str] = []
     if place == "--dsn":
         args = ["--dsn", dsn]
