@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +38,51 @@ def with_db(dsn: str, dbname: str) -> str:
     return make_conninfo(**params)
 
 
+# Where the test server takes password logins over TCP (scram-sha-256): set by admin_dsn.
+# Debian's server listens on localhost; the embedded one on a loopback address of its own,
+# so that it never collides with another server on port 5432.
+PASSWORD_HOST: dict[str, str] = {"host": "127.0.0.1"}
+
+
+def _free_loopback(port: int) -> str:
+    """A 127.x.y.z address where ``port`` is free (the whole 127/8 is the loopback)."""
+    for _ in range(50):
+        address = f"127.{secrets.randbelow(250) + 2}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+        with socket.socket() as probe:
+            try:
+                probe.bind((address, port))
+            except OSError:
+                continue
+        return address
+    raise AssertionError(f"no free loopback address for port {port}")
+
+
+def _require_passwords_over_tcp(dsn: str, address: str) -> None:
+    """Ask for a password (scram-sha-256) at ``address``: a first pg_hba.conf line, reloaded."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SHOW hba_file").fetchone()
+        assert row is not None
+        hba = Path(str(row[0]))
+        # A loopback client's address is 127.0.0.1 whatever the server's address; this
+        # server takes TCP only on its own address, so all of 127/8 may ask for a password.
+        hba.write_text("host all all 127.0.0.0/8 scram-sha-256\n" + hba.read_text())
+        conn.execute("SELECT pg_reload_conf()")
+    # The postmaster rereads the file when it gets to the signal: wait until a login over
+    # TCP without a password is refused.
+    probe = make_conninfo(dsn, host=address, connect_timeout=5)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            psycopg.connect(probe).close()
+        except psycopg.OperationalError as exc:
+            if "password" in str(exc):
+                return
+            raise
+        if time.monotonic() > deadline:
+            raise AssertionError("the test server still takes logins over TCP without a password")
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def admin_dsn() -> Iterator[str]:
     """A superuser connection string: $ANALYTICS_TEST_DSN, else a throwaway embedded server."""
@@ -45,12 +93,17 @@ def admin_dsn() -> Iterator[str]:
     # Not under pytest's basetemp: pytest resets that folder's mode to 0700 when another
     # session starts, which would lock the unprivileged server account out of its data.
     home = Path(tempfile.mkdtemp(prefix="analytics-cli-test-"))
+    address = _free_loopback(embedded.PORT)
     options = (
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+        f"-c listen_addresses={address}"
     )
     try:
         with embedded.server(home, databases=(), options=options) as server:
-            yield server.dsn("postgres")
+            dsn = server.dsn("postgres")
+            _require_passwords_over_tcp(dsn, address)
+            PASSWORD_HOST["host"] = address
+            yield dsn
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import shutil
 import subprocess
@@ -92,12 +93,23 @@ def test_crontab_command_is_valid_shell() -> None:
 def test_crontab_is_accepted_by_crontab_command(tmp_path: Path) -> None:
     binary = shutil.which("crontab")
     if binary is None:
+        if os.environ.get("ANALYTICS_REQUIRE_CRON"):
+            pytest.fail("ANALYTICS_REQUIRE_CRON is set but there is no crontab command")
         pytest.skip("no crontab command on this machine")
-    # -T (cronie, Debian cron >= 3.0pl1-150) tests a file without installing it.
-    done = subprocess.run([binary, "-T", str(CRON / "crontab")], capture_output=True, text=True)
-    if "invalid option" in done.stderr:
-        pytest.skip("this crontab has no -T")
+    # Each cron checks a file without installing it, under its own flag: -T (cronie),
+    # -n (Debian's cron, "dry run").
+    for flag in ("-T", "-n"):
+        done = subprocess.run([binary, flag, str(CRON / "crontab")], capture_output=True, text=True)
+        if "invalid option" not in done.stderr and "unrecognized option" not in done.stderr:
+            break
+    else:
+        pytest.fail(f"{binary} checks no file without installing it (neither -T nor -n)")
     assert done.returncode == 0, done.stderr
+    # The same check refuses a broken line: it is a real check.
+    broken = tmp_path / "broken"
+    broken.write_text("*/30 * * *\n")
+    refused = subprocess.run([binary, flag, str(broken)], capture_output=True, text=True)
+    assert refused.returncode != 0, refused.stdout
 
 
 def read_unit(name: str) -> configparser.ConfigParser:
