@@ -155,9 +155,15 @@ def utcnow() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix, seconds precision unless there are microseconds."""
-    text = moment.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    """ISO 8601 in UTC with a ``Z`` suffix: whole seconds, or the fraction's digits as needed.
+
+    ``2026-01-05T00:00:01Z``, ``2026-01-05T00:00:01.5Z``: the same text PostgreSQL gives a
+    timestamptz in UTC (what ``export`` streams), so every output agrees.
+    """
+    text = moment.astimezone(UTC).isoformat()[: -len("+00:00")]
+    if "." in text:
+        text = text.rstrip("0")
+    return text + "Z"
 
 
 def zone(name: str) -> tzinfo:

@@ -138,7 +138,7 @@ def test_csv_exact_from_a_real_process(store_env: Databases) -> None:
         "type,count,timestamp,metadata,collected_at\n"
         "dailyUsers,10,2026-01-05T00:00:00Z,{},2026-01-05T00:00:05Z\n"
         'dailyUsers,0.5,2026-01-05T00:00:00Z,"{""location"": ""Zürich, \\""old town\\""\\nnorth""}",'
-        "2026-01-05T00:00:01.500000Z\n"
+        "2026-01-05T00:00:01.5Z\n"
         "dailyUsers,12.5,2026-01-05T00:30:00Z,{},2026-01-05T00:30:05Z\n"
     )
 
@@ -272,6 +272,31 @@ def test_interrupted_output_leaves_no_file(big_store: str, tmp_path: Path, how: 
     else:
         assert proc.returncode == -signal.SIGKILL
         assert [p.suffix for p in folder.iterdir()] == [".part"]
+
+
+def test_a_session_ended_mid_stream_is_one_error_line(big_store: str) -> None:
+    """The server ends the export's session while rows flow: exit 3, one line, no trace."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "analytics_cli", "export", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=proc_env(ANALYTICS_DSN=f"{big_store} application_name=export-mid-stream"),
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"[\n"  # rows are flowing; the pipe holds the rest
+        with psycopg.connect(big_store, autocommit=True) as conn:
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'export-mid-stream' AND backend_type = 'client backend'"
+            ).fetchall()
+        assert ended == [(True,)]
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 3, stderr
+    lines = stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: store read failed: ")
+    assert "terminat" in lines[0]
+    assert not stdout.endswith(b"]\n")  # a cut-off array is never closed as if whole
 
 
 def test_large_export_counts_every_row(big_store: str, tmp_path: Path) -> None:

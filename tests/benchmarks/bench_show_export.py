@@ -8,8 +8,10 @@ It starts a throwaway embedded PostgreSQL (or uses --dsn: a superuser connection
 creates a scratch database with the analytics table, loads N rows server-side with
 generate_series (one metric type, spread over the last 30 days, so both measurements
 read every row: the worst case), then measures in the same run, median of --repeat:
-- `analytics-cli export --csv` vs `psql -c "\\copy (same query) to stdout csv header"`,
-  both to /dev/null: wall-time ratio (target <= 1.5) and the tool's peak RSS (target <= 100 MB);
+- `analytics-cli export --csv` vs psql's raw copy of the table,
+  `\\copy (SELECT * FROM analytics) to stdout csv header` (no order, no conversion), both to
+  /dev/null: wall-time ratio (target <= 1.5) and the tool's peak RSS (target <= 100 MB); and,
+  for reference, vs psql running the tool's own COPY statement;
 - `analytics-cli show --type activeInstances --since 30d --bucket 1h` vs psql running the
   same date_bin query: wall-time ratio (target <= 1.5).
 """
@@ -40,11 +42,15 @@ from tests.benchmarks.common import (
 )
 
 TYPE = "activeInstances"
+RAW_COPY = "\\copy (SELECT * FROM analytics) to stdout csv header"
 SPAN = timedelta(days=30)
 
 
 def load(dsn: str, rows: int) -> float:
-    """N rows of one type, evenly spread over the last 30 days (minus a minute)."""
+    """N rows of one type, evenly spread over the last 30 days (minus a minute).
+
+    Inserted oldest first, as a collector stores them.
+    """
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
@@ -53,7 +59,7 @@ def load(dsn: str, rows: int) -> float:
         conn.execute(
             'INSERT INTO analytics (type, count, "timestamp", collected_at) '
             "SELECT %s, (g %% 1000) + (g %% 7) / 4.0, now() - make_interval(secs => g * %s), "
-            "now() - make_interval(secs => g * %s) FROM generate_series(1, %s) g",
+            "now() - make_interval(secs => g * %s) FROM generate_series(%s, 1, -1) g",
             (TYPE, step, step, rows),
         )
         conn.execute("VACUUM ANALYZE analytics")
@@ -61,7 +67,10 @@ def load(dsn: str, rows: int) -> float:
 
 
 def export_psql_query(conn: psycopg.Connection[object]) -> str:
-    """The tool's own COPY statement, as psql's one-line \\copy of the same SELECT."""
+    """The tool's own COPY statement, as psql's one-line \\copy of the same SELECT.
+
+    The statement's timestamps rely on the session being on UTC: the psql runs get PGTZ.
+    """
     statement = store.copy_statement(
         store.Selection("analytics"), "csv", store.EXPORT_KEYS
     ).as_string(conn)
@@ -96,12 +105,14 @@ def measure(admin: str, rows: int, repeat: int, keep: bool = False) -> list[Resu
         with psycopg.connect(dsn) as conn:
             copy_query = export_psql_query(conn)
             show_query = show_psql_query(conn)
-        env = {**os.environ, "ANALYTICS_DSN": dsn}
+        env = {**os.environ, "ANALYTICS_DSN": dsn, "PGTZ": "UTC", "PGDATESTYLE": "ISO, YMD"}
         for key in ("ANALYTICS_SOURCE_DSN", "ANALYTICS_STORE_DSN", "ANALYTICS_CLI_CONFIG"):
             env.pop(key, None)
 
         tool_export = cli_command("export", "--csv")
         psql_export = psql_command(dsn, "-c", copy_query)
+        # What a user would run instead: the table as it is, no order, no conversion.
+        psql_raw = psql_command(dsn, "-c", RAW_COPY)
         tool_show = cli_command(
             "show", "--type", TYPE, "--since", "30d", "--bucket", "1h", "--format", "table"
         )
@@ -110,9 +121,16 @@ def measure(admin: str, rows: int, repeat: int, keep: bool = False) -> list[Resu
         # Warm the caches once so neither side pays for the first read from disk.
         timed(psql_export, env)
         results = []
-        for name, tool, psql, rss_target in (
-            (f"export --csv, {rows:,} rows, vs psql \\copy", tool_export, psql_export, 100.0),
-            (f"show --bucket 1h, {rows:,} rows, vs psql date_bin", tool_show, psql_show, None),
+        for name, tool, psql, rss_target, target in (
+            (f"export --csv, {rows:,} rows, vs psql raw \\copy", tool_export, psql_raw, 100.0, 1.5),
+            (
+                f"export --csv, {rows:,} rows, vs psql same query",
+                tool_export,
+                psql_export,
+                None,
+                None,
+            ),
+            (f"show --bucket 1h, {rows:,} rows, vs psql date_bin", tool_show, psql_show, None, 1.5),
         ):
             ours = median_runs(repeat, lambda t=tool: timed(t, env))
             theirs = median_runs(repeat, lambda p=psql: timed(p, env))
@@ -122,8 +140,8 @@ def measure(admin: str, rows: int, repeat: int, keep: bool = False) -> list[Resu
                     name,
                     f"{ours.seconds:.2f} s / {theirs.seconds:.2f} s",
                     f"{ratio:.2f}x",
-                    "<= 1.5x",
-                    ratio <= 1.5,
+                    "report" if target is None else f"<= {target}x",
+                    None if target is None else ratio <= target,
                 )
             )
             if rss_target is not None:

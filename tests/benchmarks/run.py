@@ -6,7 +6,9 @@ Starts one throwaway embedded PostgreSQL (or uses --dsn), then runs:
 - bench_collect: collect on a platform of 1 M users / 5 M attendance rows vs psql running
   the same nine statements, peak RSS, parallel snapshot workers, the old collector's
   approach, and start-up time of --help and metrics;
-- bench_show_export: export --csv and show --bucket over 10 M stored rows vs psql.
+- bench_cycle: 8 sources of a 1 s metric in one cycle, and a 5,000-series cycle vs one value;
+- bench_show_export: export --csv over 2 M stored rows vs psql's raw \\copy of the table, and
+  show --bucket over the same rows vs psql.
 Every ratio compares the tool and psql measured in the same run on the same server.
 --quick shrinks the data (100 k users, 500 k attendance, 1 M stored rows) for a smoke run.
 """
@@ -23,7 +25,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks import bench_collect, bench_show_export
+from tests.benchmarks import bench_collect, bench_cycle, bench_show_export
 from tests.benchmarks.common import admin_server, print_table
 
 
@@ -38,13 +40,14 @@ def main() -> None:
     users, attendance, messages, rows = (
         (100_000, 500_000, 100_000, 1_000_000)
         if args.quick
-        else (1_000_000, 5_000_000, 1_000_000, 10_000_000)
+        else (1_000_000, 5_000_000, 1_000_000, 2_000_000)
     )
     with admin_server(args.dsn) as admin:
         with psycopg.connect(admin) as conn:
             row = conn.execute("SHOW server_version").fetchone()
         server = row[0] if row else "?"
         results = bench_collect.measure(admin, users, attendance, messages, args.runs)
+        results += bench_cycle.measure(admin, args.runs)
         results += bench_show_export.measure(admin, rows, max(3, args.runs // 2))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print_table(f"analytics-cli benchmarks ({machine}; PostgreSQL {server})", results)
