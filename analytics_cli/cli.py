@@ -811,22 +811,47 @@ def status_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    anomalies: Annotated[
+        bool,
+        typer.Option(
+            "--anomalies",
+            help="Also judge each metric's latest value: against its median and MAD at the "
+            "same time of week over the last 4 weeks, and against its [alert] limits "
+            "(one stderr line per finding; exit 1 when any fires).",
+        ),
+    ] = False,
+    ping_url: Annotated[
+        str | None,
+        typer.Option(
+            "--ping-url",
+            help="Heartbeat: GET this URL after exit 0, URL/fail after any other exit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show the latest slot of each metric and the slots missing in the last 24 hours.
 
-    Exit 1 when the newest row is older than --max-age, so it can drive an alert or a probe.
+    Exit 1 when the newest row is older than --max-age, or with --anomalies when a value
+    left its usual range or a configured limit, so it can drive an alert or a probe.
     """
     from analytics_cli import db, render, status
     from analytics_cli.timeutil import parse_duration
 
-    with handled():
+    with _cycle_hooks(None, ping_url) as _hooks, handled():
         settings = _load(ctx)
         limit = parse_duration(max_age, what="--max-age") if max_age else None
+        found = None
         with db.resolved(settings, announce=_announce) as live:
             report = status.status(live, max_age=limit)
-    out.write(render.status_text(report, as_json=as_json))
-    render.stale_reason(out, report)
-    raise typer.Exit(report.exit_code)
+            if anomalies:
+                from analytics_cli import anomalies as anomalies_mod
+
+                found = anomalies_mod.anomalies(live)
+        out.write(render.status_with_anomalies(report, found, as_json=as_json))
+        render.stale_reason(out, report)
+        if found is not None:
+            render.anomaly_findings(out, found)
+        raise typer.Exit(max(report.exit_code, found.exit_code if found else 0))
 
 
 @app.command("prune")
