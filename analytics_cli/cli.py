@@ -589,6 +589,72 @@ def export(
     render.exported(out, rows, output)
 
 
+@app.command()
+def report(
+    ctx: typer.Context,
+    html: Annotated[
+        Path,
+        typer.Option(
+            "--html",
+            help="Write the report to this HTML file (complete or not at all).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    type_: TypeOpt = None,
+    since: Annotated[str, typer.Option("--since", help=f"Start of the window: {AGO}.")] = "30d",
+    until: UntilOpt = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Chart dimensional metrics by this metadata key (location, source), the "
+            "--top values by average. Default: each metric's first dimension.",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", min=1, max=20, help="How many series a dimensional chart draws.")
+    ] = 5,
+    tz: Annotated[
+        str, typer.Option("--tz", help="Time zone for displayed times: UTC, local or IANA name.")
+    ] = "UTC",
+) -> None:
+    """Write ONE self-contained HTML report for the product side: opens offline, prints well.
+
+    A headline table per metric (latest, change of the average against the previous
+    period of the same length, min / avg / max, gaps) and one chart per metric (the
+    top --by series for dimensional ones), the window and when it was made. Styles
+    and charts (SVG, drawn with matplotlib: pip install 'analytics-cli[report]') are
+    inline: no request leaves the page.
+    """
+    from analytics_cli import db, history, render
+    from analytics_cli import report as report_mod
+    from analytics_cli.timeutil import utcnow, zone
+
+    with handled():
+        settings = _load(ctx)
+        start, end, _ = _window(since, until, None, open_end=False)
+        tzone = zone(tz)
+        generated = utcnow()
+        with db.resolved(settings, announce=_announce) as live:
+            try:
+                data = report_mod.report_data(
+                    live,
+                    since=start,
+                    until=end,
+                    generated=generated,
+                    types=_types(type_),
+                    by=by,
+                    top=top,
+                )
+            except history.NoData:
+                render.no_table(out, settings.table)
+                return
+        report_mod.write_report(data, html, tzone)
+    render.report_written(out, html, len(data.metrics))
+
+
 # ---------------------------------------------------------------------------- demo
 
 

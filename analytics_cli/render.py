@@ -454,6 +454,11 @@ def exported(out: Output, rows: int, output: Any) -> None:
 # ---------------------------------------------------------------------------- db, config
 
 
+def report_written(out: Output, path: Any, metrics: int) -> None:
+    """The line after ``report --html``."""
+    out.info(f"wrote the report of {metrics} metric(s) to {path}")
+
+
 def db_init(out: Output, table: str, created: bool) -> None:
     """What ``db init`` did."""
     state = "created" if created else "already exists"
