@@ -815,6 +815,7 @@ Next, try:
   analytics-cli show                             the latest value and trend of every metric
   analytics-cli show activeInstances --since 7d  a chart of one metric
   analytics-cli export --csv > analytics.csv     every stored row, as CSV
+  analytics-cli report --html report.html        one HTML page to share: headline and charts
   analytics-cli collect                          one more cycle now, as cron runs it
   analytics-cli config init                      write a config file for your own platform
 """

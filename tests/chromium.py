@@ -33,6 +33,15 @@ def chromium_path() -> str | None:
     return None
 
 
+def _above(fd: int, lowest: int) -> int:
+    """A close-on-exec copy of ``fd`` numbered ``lowest`` or more; ``fd`` is closed."""
+    import fcntl
+
+    copy = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
+    os.close(fd)
+    return copy
+
+
 @dataclass
 class Loaded:
     """What a page did while it loaded: every request, every console error."""
@@ -47,9 +56,12 @@ class Browser:
     def __init__(self, executable: str, profile: Path) -> None:
         to_child, self._write = os.pipe()
         self._read, from_child = os.pipe()
+        # Moved above 10 first: a pipe end that already is fd 3 or 4 would otherwise be
+        # dup2'ed onto itself and keep its close-on-exec flag, or be overwritten by the other.
+        to_child, from_child = (_above(fd, 10) for fd in (to_child, from_child))
 
         def pipes() -> None:  # in the child, before exec: the protocol's two descriptors
-            os.dup2(to_child, 3)
+            os.dup2(to_child, 3)  # dup2 makes inheritable copies
             os.dup2(from_child, 4)
 
         args = [
