@@ -21,6 +21,8 @@ WEEK = timedelta(days=7)
 # at each of them, the values within NEAR of the same time of week are the reference.
 WEEKS = 4
 NEAR = timedelta(hours=1)
+# Only a latest value this recent is judged (or within two of the metric's own every).
+RECENT = timedelta(days=1)
 # Fewer earlier weeks with a reference value than this: too little history, never fires.
 MIN_WEEKS = 3
 # The expected range is median ± THRESHOLD × scale.
@@ -142,11 +144,12 @@ class AnomalyReport:
 
 def anomalies(settings: Settings, *, now: datetime | None = None) -> AnomalyReport:
     """Check each metric's latest value (at or before ``now``) against its history and limits."""
-    from analytics_cli.metrics import enabled_metrics
+    from analytics_cli.metrics import all_metrics, enabled_metrics
 
     now = now or utcnow()
     report = AnomalyReport(now)
     enabled = [m.type for m in enabled_metrics(settings)]
+    every = {m.type: m.every for m in all_metrics(settings) if m.every is not None}
     since = now - (WEEKS + 1) * WEEK
     with store_session(settings, doing="store database error", read_only=True) as conn:
         layout = detect(conn, settings)
@@ -156,20 +159,31 @@ def anomalies(settings: Settings, *, now: datetime | None = None) -> AnomalyRepo
         series: dict[str, dict[datetime, Decimal]] = {}
         for point in store.total_points(conn, sel, settings.interval, settings.interval):
             series.setdefault(point.type, {})[point.timestamp] = point.count
-    limited = [a.type for a in settings.alerts]
-    names = [*enabled, *(t for t in series if t not in enabled)]
-    names += [t for t in limited if t not in names and t in series]
-    for name in names:
-        report.checks.append(check(name, series.get(name, {}), settings.alert_for(name)))
+    for name in [*enabled, *(t for t in series if t not in enabled)]:
+        # A value older than this is history, not the present (status reports staleness):
+        # a retired metric's last value must not fire for weeks.
+        recent = now - max(RECENT, 2 * every.get(name, settings.interval))
+        values = series.get(name, {})
+        report.checks.append(check(name, values, settings.alert_for(name), not_before=recent))
     return report
 
 
-def check(name: str, values: dict[datetime, Decimal], alert: Alert | None) -> MetricCheck:
-    """Judge the newest of ``values`` (slot → per-slot total) by the ones before it."""
+def check(
+    name: str,
+    values: dict[datetime, Decimal],
+    alert: Alert | None,
+    *,
+    not_before: datetime | None = None,
+) -> MetricCheck:
+    """Judge the newest of ``values`` (slot → per-slot total) by the ones before it; a newest
+    value older than ``not_before`` is not judged."""
     if not values:
         return MetricCheck(name, note="no value in the last weeks", alert=alert)
     latest = max(values)
     value = values[latest]
+    if not_before is not None and latest < not_before:
+        note = "not judged: the latest value is old (status reports staleness)"
+        return MetricCheck(name, value, latest, note=note, alert=alert)
     found: list[Finding] = []
     refs: list[float] = []
     weeks = 0

@@ -195,6 +195,29 @@ def test_hard_limits_fire_even_without_history(env: Databases, tmp_path: Path) -
     assert cli("-c", within, "status", "--anomalies").exit_code == 0
 
 
+def test_an_old_latest_value_is_not_judged(env: Databases, tmp_path: Path) -> None:
+    # A metric no longer collected: its last value, two days old and far off, is history.
+    newest = generate(env, weeks=4)
+    with env.store_conn() as conn:
+        conn.execute(
+            "DELETE FROM analytics WHERE type = 'busy' AND \"timestamp\" > %s",
+            (newest - timedelta(days=2),),
+        )
+        conn.execute(
+            "UPDATE analytics SET count = 0 WHERE type = 'busy' AND \"timestamp\" = %s",
+            (newest - timedelta(days=2),),
+        )
+    path = config_file(tmp_path, "[alert]\nbusy = { below = 1 }\n")
+    result = cli("-c", path, "status", "--anomalies", "--json")
+    assert result.exit_code == 0, result.stderr
+    checks = {m["type"]: m for m in json.loads(result.stdout)["anomalies"]["metrics"]}
+    assert checks["busy"]["note"] == (
+        "not judged: the latest value is old (status reports staleness)"
+    )
+    assert checks["busy"]["findings"] == []
+    assert checks["quiet"]["expected"] is not None
+
+
 def test_too_little_history_says_so_and_never_fires(env: Databases, tmp_path: Path) -> None:
     # Two weeks and a wild newest value: not enough to judge, so nothing fires.
     generate(env, weeks=2, last={"busy": 0, "quiet": 10_000})
