@@ -34,7 +34,7 @@ HELP = (
 )
 
 EPILOG = (
-    "Exit codes: 0 ok, 1 some metrics failed or stale, 2 usage/config error, "
+    "Exit codes: 0 ok, 1 some metrics failed, stale data or an anomaly, 2 usage/config error, "
     "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
 )
 # The variable a shell's completion script sets to ask for completions (Typer's protocol).
@@ -625,7 +625,7 @@ def report(
     A headline table per metric (latest, change of the average against the previous
     period of the same length, min / avg / max, gaps) and one chart per metric (the
     top --by series for dimensional ones), the window and when it was made. Styles
-    and charts (SVG, drawn with matplotlib: pip install 'analytics-cli[report]') are
+    and charts (SVG, drawn by matplotlib from the 'report' extra) are
     inline: no request leaves the page.
     """
     from analytics_cli import db, history, render
