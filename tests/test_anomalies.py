@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,34 @@ def test_four_weeks_of_the_demo_raise_nothing(
         assert report.findings == [], (k, report.findings)
         judged = [c for c in report.checks if c.low is not None]
         assert len(judged) >= 9, [(c.type, c.note) for c in report.checks]
+
+
+def _weekly(values: list[float], latest: float, step: timedelta) -> dict[datetime, Decimal]:
+    """A history with ``values`` repeating every ``step`` for four weeks, then ``latest``."""
+    end = datetime(2026, 12, 1, 3, tzinfo=UTC)
+    count = int(4 * WEEK / step)
+    history = {end - k * step: Decimal(str(values[k % len(values)])) for k in range(1, count + 1)}
+    history[end] = Decimal(str(latest))
+    return history
+
+
+def test_a_metric_that_never_moves_fires_only_on_a_real_change() -> None:
+    # MAD 0: the √median and level terms give the range its width.
+    assert anomalies.check("flat", _weekly([100], 101, INTERVAL), None).findings == ()
+    assert anomalies.check("flat", _weekly([100], 80, INTERVAL), None).findings == ()
+    [spike] = anomalies.check("flat", _weekly([100], 200, INTERVAL), None).findings
+    assert spike.kind == "spike"
+    [drop] = anomalies.check("flat", _weekly([100], 10, INTERVAL), None).findings
+    assert drop.kind == "drop"
+    # Always 0 (a rarely used feature): one event is not an anomaly, ten are.
+    assert anomalies.check("rare", _weekly([0], 1, INTERVAL), None).findings == ()
+    assert anomalies.check("rare", _weekly([0], 10, INTERVAL), None).findings != ()
+
+
+def test_a_daily_metric_has_one_reference_value_a_week() -> None:
+    step = timedelta(days=1)
+    judged = anomalies.check("weeklyUsers", _weekly([900, 950, 1000], 960, step), None)
+    assert (judged.samples, judged.weeks, judged.findings) == (4, 4, ())
+    assert judged.median is not None and 900 <= judged.median <= 1000
+    [drop] = anomalies.check("weeklyUsers", _weekly([900, 950, 1000], 300, step), None).findings
+    assert drop.kind == "drop"
