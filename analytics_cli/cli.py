@@ -34,7 +34,7 @@ HELP = (
 )
 
 EPILOG = (
-    "Exit codes: 0 ok, 1 some metrics failed or stale, 2 usage/config error, "
+    "Exit codes: 0 ok, 1 some metrics failed, stale data or an anomaly, 2 usage/config error, "
     "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
 )
 # The variable a shell's completion script sets to ask for completions (Typer's protocol).
@@ -589,6 +589,72 @@ def export(
     render.exported(out, rows, output)
 
 
+@app.command()
+def report(
+    ctx: typer.Context,
+    html: Annotated[
+        Path,
+        typer.Option(
+            "--html",
+            help="Write the report to this HTML file (complete or not at all).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    type_: TypeOpt = None,
+    since: Annotated[str, typer.Option("--since", help=f"Start of the window: {AGO}.")] = "30d",
+    until: UntilOpt = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Chart dimensional metrics by this metadata key (location, source), the "
+            "--top values by average. Default: each metric's first dimension.",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", min=1, max=20, help="How many series a dimensional chart draws.")
+    ] = 5,
+    tz: Annotated[
+        str, typer.Option("--tz", help="Time zone for displayed times: UTC, local or IANA name.")
+    ] = "UTC",
+) -> None:
+    """Write ONE self-contained HTML report for the product side: opens offline, prints well.
+
+    A headline table per metric (latest, change of the average against the previous
+    period of the same length, min / avg / max, gaps) and one chart per metric (the
+    top --by series for dimensional ones), the window and when it was made. Styles
+    and charts (SVG, drawn by matplotlib from the 'report' extra) are
+    inline: no request leaves the page.
+    """
+    from analytics_cli import db, history, render
+    from analytics_cli import report as report_mod
+    from analytics_cli.timeutil import utcnow, zone
+
+    with handled():
+        settings = _load(ctx)
+        start, end, _ = _window(since, until, None, open_end=False)
+        tzone = zone(tz)
+        generated = utcnow()
+        with db.resolved(settings, announce=_announce) as live:
+            try:
+                data = report_mod.report_data(
+                    live,
+                    since=start,
+                    until=end,
+                    generated=generated,
+                    types=_types(type_),
+                    by=by,
+                    top=top,
+                )
+            except history.NoData:
+                render.no_table(out, settings.table)
+                return
+        report_mod.write_report(data, html, tzone)
+    render.report_written(out, html, len(data.metrics))
+
+
 # ---------------------------------------------------------------------------- demo
 
 
@@ -811,22 +877,47 @@ def status_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    anomalies: Annotated[
+        bool,
+        typer.Option(
+            "--anomalies",
+            help="Also judge each metric's latest value: against its median and MAD at the "
+            "same time of week over the last 4 weeks, and against its [alert] limits "
+            "(one stderr line per finding; exit 1 when any fires).",
+        ),
+    ] = False,
+    ping_url: Annotated[
+        str | None,
+        typer.Option(
+            "--ping-url",
+            help="Heartbeat: GET this URL after exit 0, URL/fail after any other exit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show the latest slot of each metric and the slots missing in the last 24 hours.
 
-    Exit 1 when the newest row is older than --max-age, so it can drive an alert or a probe.
+    Exit 1 when the newest row is older than --max-age, or with --anomalies when a value
+    left its usual range or a configured limit, so it can drive an alert or a probe.
     """
     from analytics_cli import db, render, status
     from analytics_cli.timeutil import parse_duration
 
-    with handled():
+    with _cycle_hooks(None, ping_url) as _hooks, handled():
         settings = _load(ctx)
         limit = parse_duration(max_age, what="--max-age") if max_age else None
+        found = None
         with db.resolved(settings, announce=_announce) as live:
             report = status.status(live, max_age=limit)
-    out.write(render.status_text(report, as_json=as_json))
-    render.stale_reason(out, report)
-    raise typer.Exit(report.exit_code)
+            if anomalies:
+                from analytics_cli import anomalies as anomalies_mod
+
+                found = anomalies_mod.anomalies(live)
+        out.write(render.status_with_anomalies(report, found, as_json=as_json))
+        render.stale_reason(out, report)
+        if found is not None:
+            render.anomaly_findings(out, found)
+        raise typer.Exit(max(report.exit_code, found.exit_code if found else 0))
 
 
 @app.command("prune")

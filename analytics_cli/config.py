@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,15 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """Hard limits on one metric's latest value (``status --anomalies``): below / above fire."""
+
+    type: str
+    below: Decimal | None = None
+    above: Decimal | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one invocation."""
 
@@ -129,6 +139,12 @@ class Settings:
     # folder under $XDG_STATE_HOME. spool_enabled False: --no-spool or [store] spool = false.
     spool_dir: str | None = None
     spool_enabled: bool = True
+    # Hard limits per metric type: [[metric]] alert = {...} and the [alert] table.
+    alerts: tuple[Alert, ...] = ()
+
+    def alert_for(self, name: str) -> Alert | None:
+        """The hard limits of metric type ``name``, if any are configured."""
+        return next((a for a in self.alerts if a.type == name), None)
 
     @property
     def table_parts(self) -> tuple[str, ...]:
@@ -168,7 +184,9 @@ _METRIC_KEYS: dict[str, type] = {
     "query": str,
     "every": str,
     "backfill": bool,
+    "alert": dict,
 }
+_ALERT_KEYS: dict[str, type | tuple[type, ...]] = {"below": (int, float), "above": (int, float)}
 # A [[query]] feeds several metrics: one numeric column per metric type, named after it.
 _QUERY_KEYS: dict[str, type] = {
     "name": str,
@@ -304,6 +322,8 @@ def parse_file(path: Path) -> dict[str, Any]:
     for section, value in doc.items():
         if section == "metric":
             for where, item in _array_of_tables(path, section, value, _METRIC_KEYS):
+                if "alert" in item:
+                    _check_keys(path, f"{where}.alert", item["alert"], _ALERT_KEYS)
                 if "http" in item:
                     _check_keys(path, f"{where}.http", item["http"], _HTTP_KEYS)
                     for key in ("url", "path"):
@@ -325,6 +345,17 @@ def parse_file(path: Path) -> dict[str, Any]:
                     ):
                         raise ConfigError(f"{path}: {where} is missing {key!r}")
             continue
+        if section == "alert":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: alert must be a table ([alert])")
+            for name, limits in value.items():
+                if not isinstance(limits, dict):
+                    raise ConfigError(
+                        f"{path}: alert.{name} must be a table",
+                        hint=f"for example: {name} = {{ below = 1 }}",
+                    )
+                _check_keys(path, f"alert.{name}", limits, _ALERT_KEYS)
+            continue
         if section == "query":
             for where, item in _array_of_tables(path, section, value, _QUERY_KEYS):
                 for key in ("name", "sql"):
@@ -345,7 +376,7 @@ def parse_file(path: Path) -> dict[str, Any]:
         if section not in _SCHEMA:
             raise ConfigError(
                 f"{path}: unknown section or key {section!r}",
-                hint=f"allowed: {', '.join([*_SCHEMA, 'metric', 'query'])}",
+                hint=f"allowed: {', '.join([*_SCHEMA, 'metric', 'query', 'alert'])}",
             )
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: {section} must be a table ([{section}])")
@@ -376,7 +407,9 @@ def _array_of_tables(
     return out
 
 
-def _check_keys(path: Path, where: str, item: Mapping[str, Any], keys: Mapping[str, type]) -> None:
+def _check_keys(
+    path: Path, where: str, item: Mapping[str, Any], keys: Mapping[str, type | tuple[type, ...]]
+) -> None:
     for key, val in item.items():
         if key not in keys:
             raise ConfigError(
@@ -461,6 +494,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
                 f"{path} holds a password and is readable by other users; "
                 f"run: chmod 600 {path} (or move the password to PGPASSFILE)"
             )
+    alerts = _alerts(where, doc.get("alert", {}), items)
     ping_url = collect.get("ping_url")
     spool = store.get("spool", True)
     if isinstance(spool, str) and not spool.strip():
@@ -495,7 +529,34 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         sources=sources,
         spool_dir=spool if isinstance(spool, str) else None,
         spool_enabled=spool is not False,
+        alerts=alerts,
     )
+
+
+def _alerts(
+    where: Path, table: Mapping[str, Any], metrics: list[dict[str, Any]]
+) -> tuple[Alert, ...]:
+    """The hard limits: each [[metric]]'s ``alert``, then the [alert] table (any stored type)."""
+    found: dict[str, Alert] = {}
+    named = [
+        (f"metric[{i}].alert", m["type"], m["alert"]) for i, m in enumerate(metrics) if "alert" in m
+    ]
+    named += [(f"alert.{name}", name, limits) for name, limits in table.items()]
+    for key, name, limits in named:
+        validate_metric_type(name, where=f"{where}: {key}")
+        if name in found:
+            raise ConfigError(f"{where}: {key}: metric type {name!r} has limits twice")
+        if not limits:
+            raise ConfigError(f"{where}: {key} is empty", hint="give below, above or both")
+        if any(v != v or v in (float("inf"), float("-inf")) for v in limits.values()):
+            raise ConfigError(f"{where}: {key}: limits must be finite numbers")
+        below, above = (
+            Decimal(str(limits[k])) if k in limits else None for k in ("below", "above")
+        )
+        if below is not None and above is not None and below >= above:
+            raise ConfigError(f"{where}: {key}: below must be less than above")
+        found[name] = Alert(name, below, above)
+    return tuple(found.values())
 
 
 def with_queries(
@@ -736,12 +797,25 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
     if settings.ping_url:
         collect["ping_url"] = settings.ping_url
     doc["collect"] = collect
+    if settings.alerts:
+        doc["alert"] = {
+            a.type: {
+                k: _toml_number(v)
+                for k, v in (("below", a.below), ("above", a.above))
+                if v is not None
+            }
+            for a in settings.alerts
+        }
     if settings.custom:
         doc["metric"] = [metric_document(m) for m in settings.custom]
         queries = query_documents(settings.custom)
         if queries:
             doc["query"] = queries
     return doc
+
+
+def _toml_number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def query_documents(specs: tuple[MetricSpec, ...]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from analytics_cli.console import (
 from analytics_cli.timeutil import MAX_DURATION, format_duration, iso, utcnow, when, zone_name
 
 if TYPE_CHECKING:
+    from analytics_cli.anomalies import AnomalyReport, Finding
     from analytics_cli.check import CheckReport
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.cycle import BackfillReport, CycleReport
@@ -453,6 +454,11 @@ def exported(out: Output, rows: int, output: Any) -> None:
 # ---------------------------------------------------------------------------- db, config
 
 
+def report_written(out: Output, path: Any, metrics: int) -> None:
+    """The line after ``report --html``."""
+    out.info(f"wrote the report of {metrics} metric(s) to {path}")
+
+
 def db_init(out: Output, table: str, created: bool) -> None:
     """What ``db init`` did."""
     state = "created" if created else "already exists"
@@ -675,6 +681,83 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def status_with_anomalies(
+    report: StatusReport, anomalies: AnomalyReport | None, *, as_json: bool
+) -> str:
+    """The status report, followed by the anomaly checks when they were asked for."""
+    if anomalies is None:
+        return status_text(report, as_json=as_json)
+    if as_json:
+        doc = report.to_dict()
+        doc["anomalies"] = anomalies.to_dict()
+        doc["exit_code"] = max(report.exit_code, anomalies.exit_code)
+        return json.dumps(doc, indent=2) + "\n"
+    return status_text(report, as_json=False) + "\n" + anomaly_text(anomalies)
+
+
+def _range(low: float | None, high: float | None) -> str:
+    def num(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+    if low is None and high is None:
+        return "-"
+    if low is None:
+        return f"at most {num(high or 0)}"
+    if high is None:
+        return f"at least {num(low)}"
+    return f"{num(low)} to {num(high)}"
+
+
+def anomaly_text(anomalies: AnomalyReport) -> str:
+    """One row per metric: latest value, the range its history expects, the verdict."""
+    headers = ["metric", "latest", "at", "expected", "verdict"]
+    rows = []
+    for c in anomalies.checks:
+        verdict = ", ".join(f.kind for f in c.findings) or ("ok" if not c.note else c.note)
+        rows.append(
+            [
+                c.type,
+                number(c.value),
+                iso(c.at) if c.at else "-",
+                _range(c.low, c.high),
+                verdict,
+            ]
+        )
+    lines = [
+        "anomalies: latest value against the same time of week "
+        f"(median ± {anomaly_settings()}), and the configured limits",
+        "",
+        plain_table(headers, rows, {1}),
+        f"anomalies: {len(anomalies.findings)} finding(s)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def anomaly_settings() -> str:
+    """The method's settings in a few words."""
+    from analytics_cli import anomalies as a
+
+    return (
+        f"{a.THRESHOLD:g} × max(1.4826 MAD, {a.POISSON:g} √median, {a.FLOOR:g} × usual level), "
+        f"values within "
+        f"{format_duration(a.NEAR)} over {a.WEEKS} weeks, {a.MIN_WEEKS} needed"
+    )
+
+
+def finding_line(finding: Finding) -> str:
+    """One finding as one line: metric, value, slot, expected range, why."""
+    return (
+        f"{finding.type} = {number(finding.value)} at {iso(finding.at)}, expected "
+        f"{_range(finding.low, finding.high)}: {finding.kind}, {finding.why}"
+    )
+
+
+def anomaly_findings(out: Output, anomalies: AnomalyReport) -> None:
+    """Each finding as one stderr line (``anomaly: …``), with its fields in JSON logs."""
+    for finding in anomalies.findings:
+        out.line("anomaly", finding_line(finding), **finding.to_dict())
+
+
 def _every_of(m: Any, report: StatusReport) -> str:
     return format_duration(m.every or report.interval)
 
@@ -732,6 +815,7 @@ Next, try:
   analytics-cli show                             the latest value and trend of every metric
   analytics-cli show activeInstances --since 7d  a chart of one metric
   analytics-cli export --csv > analytics.csv     every stored row, as CSV
+  analytics-cli report --html report.html        one HTML page to share: headline and charts
   analytics-cli collect                          one more cycle now, as cron runs it
   analytics-cli config init                      write a config file for your own platform
 """

@@ -97,3 +97,26 @@ def test_fit_and_refuse(store: tuple[Any, Layout]) -> None:
         )
         with pytest.raises(Exception, match="has dimensions"):
             layout.refuse(Settings(), [dimensional])
+
+
+def test_report_and_anomaly_reads_agree_on_both_layouts(store: tuple[Any, Layout]) -> None:
+    # report and status --anomalies read per-slot totals through the layout's relation.
+    from analytics_cli import store as store_reads
+    from analytics_cli.store.layout import selection
+
+    conn, layout = store
+    for k, value in enumerate((3, 5, 4)):
+        slot = SLOT + k * timedelta(minutes=30)
+        layout.write(conn, slot, slot, None, [Sample("a", Decimal(value))], replace=False)
+    sel = selection(
+        layout, store_reads.Selection(layout.table, SLOT, SLOT + timedelta(hours=2), ("a",))
+    )
+    interval = timedelta(minutes=30)
+    [summary] = store_reads.total_summaries(conn, sel, interval)
+    assert (summary.latest, summary.min, summary.max, summary.slots) == (4, 3, 5, 3)
+    assert summary.avg == 4
+    points = store_reads.total_points(conn, sel, interval, interval)
+    assert [(p.timestamp, p.count) for p in points] == [
+        (SLOT + k * interval, Decimal(v)) for k, v in enumerate((3, 5, 4))
+    ]
+    assert store_reads.first_metadata(conn, sel, "a") == {}

@@ -46,6 +46,9 @@ NO_STDOUT = {
     "analytics-cli collect": "the cycle's lines go to stderr",
     "analytics-cli collect --backfill 2d --only chatMessages": "the summary lines go to stderr",
     "analytics-cli config init": "writes ./analytics-cli.toml",
+    "analytics-cli report --html report.html": "written to report.html",
+    "analytics-cli report --html week.html --since 7d -t activeInstances "
+    "-t instanceUsersByLocation --tz Europe/Paris": "written to week.html",
 }
 
 
@@ -106,6 +109,7 @@ def test_the_commands_are_found_and_every_listed_exception_exists() -> None:
         "analytics-cli show",
         "analytics-cli show activeInstances --since 7d",
         "analytics-cli export --csv > analytics.csv",
+        "analytics-cli report --html report.html",
         "analytics-cli collect",
         "analytics-cli config init",
     ]
@@ -204,3 +208,4 @@ def test_every_readme_and_demo_command_runs(playground: tuple[Path, dict[str, st
     )
     assert (home / "work" / "history.csv").stat().st_size > 0
     assert (home / "work" / "analytics-cli.toml").exists()
+    assert (home / "work" / "report.html").read_text().startswith("<!DOCTYPE html>")

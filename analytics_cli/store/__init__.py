@@ -16,6 +16,7 @@ from analytics_cli.store.read import (
     copy_statement,
     count_points,
     count_rows,
+    first_metadata,
     known_types,
     read_points,
     relation,
@@ -24,6 +25,8 @@ from analytics_cli.store.read import (
     sparkline_values,
     summaries,
     top_values,
+    total_points,
+    total_summaries,
 )
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "count_points",
     "count_rows",
     "ensure_table",
+    "first_metadata",
     "identifier",
     "known_types",
     "lock_schema",
@@ -52,4 +56,6 @@ __all__ = [
     "sparkline_values",
     "summaries",
     "top_values",
+    "total_points",
+    "total_summaries",
 ]

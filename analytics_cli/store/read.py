@@ -351,3 +351,63 @@ def sparkline_values(
         if 0 <= index < width:
             values[index] = value
     return result
+
+
+def _slot_totals(sel: Selection) -> sql.Composable:
+    """Per type and slot (``"timestamp"`` floored to %(interval)s): the sum of the slot's rows.
+
+    A dimensional metric's series and a [[source]]-tagged metric's sources add up to one
+    value per slot; a plain metric's slot holds one row, so its total is that row's count.
+    """
+    from psycopg import sql
+
+    return sql.SQL(
+        'SELECT type, date_bin(%(interval)s, "timestamp", %(origin)s) AS slot, '
+        "sum(count) AS total, count(*) AS n FROM {} WHERE {} GROUP BY 1, 2"
+    ).format(relation(sel), _where(sel, literal=False))
+
+
+def total_summaries(
+    conn: psycopg.Connection[Any], sel: Selection, interval: timedelta
+) -> list[TypeSummary]:
+    """Per type in the window, over its per-slot totals: latest, min/avg/max, rows and slots."""
+    from psycopg import sql
+    from psycopg.rows import class_row
+
+    query = sql.SQL(
+        "SELECT type, (array_agg(total ORDER BY slot DESC))[1] AS latest, "
+        "max(slot) AS latest_at, min(total) AS min, avg(total) AS avg, max(total) AS max, "
+        "sum(n)::bigint AS points, min(slot) AS first_at, count(*) AS slots "
+        "FROM ({}) AS t GROUP BY 1 ORDER BY 1"
+    ).format(_slot_totals(sel))
+    params = {**_params(sel), "interval": interval}
+    with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def total_points(
+    conn: psycopg.Connection[Any], sel: Selection, interval: timedelta, bucket: timedelta
+) -> list[Point]:
+    """Per type, the per-slot totals averaged over buckets of ``bucket`` (the slot itself when
+    ``bucket`` is the interval), ordered by type and time."""
+    from psycopg import sql
+    from psycopg.rows import class_row
+
+    query = sql.SQL(
+        'SELECT type, date_bin(%(bucket)s, slot, %(origin)s) AS "timestamp", '
+        "avg(total) AS count, NULL::jsonb AS metadata FROM ({}) AS t GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format(_slot_totals(sel))
+    params = {**_params(sel), "interval": interval, "bucket": bucket}
+    with conn.cursor(row_factory=class_row(Point)) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def first_metadata(conn: psycopg.Connection[Any], sel: Selection, name: str) -> dict[str, Any]:
+    """The metadata of one row of ``name`` in the window (its dimension keys), ``{}`` if none."""
+    from psycopg import sql
+
+    query = sql.SQL(
+        "SELECT metadata FROM {} WHERE {} AND type = %(name)s AND metadata <> '{{}}'::jsonb LIMIT 1"
+    ).format(relation(sel), _where(sel, literal=False))
+    row = conn.execute(query, {**_params(sel), "name": name}).fetchone()
+    return dict(row[0]) if row and isinstance(row[0], dict) else {}
