@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,11 +32,17 @@ def pooled(dbs: Databases, pgbouncer: Bouncer, monkeypatch: pytest.MonkeyPatch) 
 
 
 def rows_by_slot(dbs: Databases) -> dict[str, dict[str, Decimal]]:
-    """Stored counts by slot and type; fails on a duplicate (type, slot, metadata)."""
+    """Stored counts by slot of the platform's day and type; fails on a duplicate.
+
+    Only the day of platform_data.SLOT: a plain ``collect`` stores the current slot too,
+    whose time of day may be one of these.
+    """
     with dbs.store_conn() as conn:
         rows = conn.execute(
             "SELECT to_char(\"timestamp\" AT TIME ZONE 'UTC', 'HH24:MI'), type, count, "
-            "metadata::text FROM analytics ORDER BY 1, 2"
+            "metadata::text FROM analytics "
+            "WHERE (\"timestamp\" AT TIME ZONE 'UTC')::date = %s ORDER BY 1, 2",
+            (platform_data.SLOT.astimezone(UTC).date(),),
         ).fetchall()
     out: dict[str, dict[str, Decimal]] = {}
     for slot, type_, count, metadata in rows:
