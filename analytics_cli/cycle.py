@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import grant_hint, set_statement_timeout, store_session
+from analytics_cli.db import grant_hint, store_session
 from analytics_cli.errors import DatabaseError, StoreError
 from analytics_cli.metrics import (
     MetricFailure,
@@ -418,7 +418,7 @@ def write_slot(
                     present: set[tuple[str, str | None]] = set()
                     # In time order, so that concurrent runs never wait on each other in a cycle.
                     for at in sorted(set(slots[spec.type] for spec, _ in jobs)):
-                        _lock(conn, settings, at)
+                        layout.lock(conn, settings, at)
                         if not replace:
                             mine = [job for job in jobs if slots[job[0].type] == at]
                             present |= layout.present(conn, at, mine)
@@ -616,13 +616,6 @@ def _missing(
     return out
 
 
-def _lock(conn: Any, settings: Settings, slot: datetime) -> None:
-    from analytics_cli.store.locks import lock_slot
-
-    set_statement_timeout(conn, settings)
-    lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)
-
-
 def _spooled(
     exc: StoreError,
     settings: Settings,
@@ -681,7 +674,7 @@ def replay(conn: Any, layout: Layout, settings: Settings) -> int:
         jobs = [e.job for b in cycle.batches for e in b.entries]
         try:
             with conn.transaction():
-                _lock(conn, settings, cycle.slot)
+                layout.lock(conn, settings, cycle.slot)
                 present = set() if cycle.replace else layout.present(conn, cycle.slot, jobs)
                 for batch in cycle.batches:
                     outcomes = [

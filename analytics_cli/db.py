@@ -9,7 +9,16 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.dsn import describe, dsn_secrets, one_line, redact_dsn, scheme_hint, scrub
+from analytics_cli.dsn import (
+    MYSQL,
+    describe,
+    dsn_secrets,
+    engine_of,
+    one_line,
+    redact_dsn,
+    scheme_hint,
+    scrub,
+)
 from analytics_cli.errors import ConfigError, DatabaseError, StoreError
 
 # Re-exported: the redaction helpers live in dsn.py, a leaf every layer may import.
@@ -128,6 +137,14 @@ def grant_hint(what: str, privileges: str, table: str, dsn: str | None) -> str:
 
     from psycopg.conninfo import conninfo_to_dict
 
+    if dsn and engine_of(dsn) == MYSQL:
+        from analytics_cli.mysql_dsn import parse
+
+        account = parse(dsn).user or getpass.getuser()
+        return (
+            f"{what} needs {privileges.replace(', ', ' and ')} on {table}: "
+            f"GRANT {privileges} ON {table} TO '{account}'@'%'"
+        )
     try:
         user = conninfo_to_dict(dsn or "").get("user")
     except Exception:
@@ -169,6 +186,21 @@ def session(
         dsn if dsn is not None else (settings.store_dsn if side == "store" else settings.source_dsn)
     )
     assert target is not None
+    if engine_of(target) == MYSQL:
+        # The iR Engine's own analytics table in its MySQL/MariaDB database (store/mysql.py).
+        from analytics_cli import mysqldb
+
+        with mysqldb.session(
+            target,
+            settings,
+            side=side,
+            doing=doing,
+            read_only=read_only,
+            retries=settings.retries if retries is None else retries,
+            refused=refused,
+        ) as own:
+            yield own  # type: ignore[misc]
+        return
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
     error = StoreError if side == "store" else DatabaseError
     try:

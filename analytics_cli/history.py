@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from analytics_cli import store
 from analytics_cli.console import RowProgress, atomic_output
 from analytics_cli.errors import ConfigError
+from analytics_cli.store import mysql
 from analytics_cli.store.layout import Layout, selection
 
 if TYPE_CHECKING:
@@ -70,10 +71,12 @@ def store_connection(settings: Settings) -> Iterator[tuple[psycopg.Connection[An
     with store_session(
         settings, doing="store read failed", read_only=True, repeatable_read=True
     ) as conn:
-        conn.execute("SET LOCAL client_encoding = 'UTF8'")
-        # The text of a timestamptz is then ISO 8601 in UTC (store.copy_statement relies on it).
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
-        conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+        if not mysql.is_mysql(conn):
+            conn.execute("SET LOCAL client_encoding = 'UTF8'")
+            # The text of a timestamptz is then ISO 8601 in UTC (store.copy_statement relies
+            # on it).
+            conn.execute("SET LOCAL TimeZone = 'UTC'")
+            conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         layout = detect(conn, settings)
         if layout is None:
             raise NoData(settings.table)
@@ -144,6 +147,10 @@ def stored_span(conn: psycopg.Connection[Any], sel: store.Selection) -> Span | N
     from psycopg import sql
 
     types = list(sel.types) if sel.types else store.known_types(conn, sel.table)
+    if mysql.is_mysql(conn):
+        spans = [] if sel.where else [mysql.span(conn, sel.table, name) for name in types]
+        ends = [end for found in spans if found is not None for end in found]
+        return Span(min(ends), max(ends), tuple(sel.types or ()), sel.until) if ends else None
     query = sql.SQL('SELECT min("timestamp"), max("timestamp") FROM {} WHERE type = %s').format(
         store.relation(sel)
     )
@@ -253,6 +260,8 @@ def stream(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"invalid format {fmt!r}", hint="use csv, json or ndjson")
+    if mysql.is_mysql(conn):
+        return _stream_lines(mysql.export_lines(conn, sel, fmt, keys, order), fmt, sink, on_rows)
     statement = store.copy_statement(sel, fmt, keys, order).as_string(conn)
     write = sink.write
     if fmt != "json":
@@ -270,6 +279,46 @@ def stream(
 
     rows = copy_out(conn, statement, block, on_rows)
     write(b"\n]\n" if started else b"[]\n")
+    return rows
+
+
+def _stream_lines(
+    lines: Iterator[str],
+    fmt: str,
+    sink: Any,
+    on_rows: Callable[[int], None] | None,
+) -> int:
+    """Write rows given as text lines (a MySQL store: no COPY) in blocks; count them.
+
+    The lines are those COPY gives for the native table, so every store exports the same
+    text; json wraps the lines into one array as ``stream`` does.
+    """
+    rows = reported = size = 0
+    buffer: list[bytes] = []
+    header = fmt == "csv"
+    for line in lines:
+        data = line.encode()
+        if header:  # the CSV header line is no row
+            sink.write(data)
+            header = False
+            continue
+        if fmt == "json":
+            data = (b",\n" if rows else b"[\n") + data[:-1]
+        buffer.append(data)
+        size += len(data)
+        rows += 1
+        if size >= BLOCK_BYTES:
+            sink.write(b"".join(buffer))
+            buffer.clear()
+            size = 0
+            if on_rows is not None:
+                on_rows(rows - reported)
+                reported = rows
+    sink.write(b"".join(buffer))
+    if fmt == "json":
+        sink.write(b"\n]\n" if rows else b"[]\n")
+    if on_rows is not None and rows > reported:
+        on_rows(rows - reported)
     return rows
 
 

@@ -13,6 +13,7 @@ from analytics_cli.config import Settings
 from analytics_cli.console import atomic_write
 from analytics_cli.db import store_session
 from analytics_cli.errors import AnalyticsError, ConfigError
+from analytics_cli.store import mysql
 from analytics_cli.store.layout import detect
 from analytics_cli.timeutil import utcnow
 
@@ -39,6 +40,8 @@ def slot_values(settings: Settings, slot: datetime) -> dict[str, Decimal]:
         layout = detect(conn, settings)
         if layout is None:
             return {}
+        if mysql.is_mysql(conn):
+            return mysql.slot_values(conn, settings.table, slot)
         rows = conn.execute(
             sql.SQL(
                 "SELECT type, count FROM {} WHERE \"timestamp\" = %s AND metadata = '{{}}'::jsonb"

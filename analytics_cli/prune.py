@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from analytics_cli import store
 from analytics_cli.config import Settings
 from analytics_cli.db import database_error, grant_hint, set_statement_timeout, store_session
+from analytics_cli.store import mysql
 from analytics_cli.store.layout import detect
 from analytics_cli.timeutil import utcnow
 
@@ -27,6 +28,8 @@ def count_older(settings: Settings, cutoff: datetime) -> int:
         layout = detect(conn, settings)
         if layout is None:
             return 0
+        if mysql.is_mysql(conn):
+            return mysql.count_older(conn, settings.table, cutoff)
         row = conn.execute(
             sql.SQL("SELECT count(*) FROM {} WHERE {} < %s").format(
                 store.identifier(settings.table), sql.Identifier(layout.time_column)
@@ -52,6 +55,8 @@ def prune(
         layout = detect(conn, settings)
         if layout is None:
             return 0, 0
+        if mysql.is_mysql(conn):
+            return mysql.prune(conn, settings.table, cutoff, batch_size, progress)
         # Oldest first by the insertion key where the layout has one (the iR Engine table's
         # uuid ids have no order).
         order = (

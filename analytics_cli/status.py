@@ -172,16 +172,28 @@ def _metric_status(
     window_end: datetime,
     every: timedelta | None,
 ) -> MetricStatus:
-    from psycopg import sql
-
+    from analytics_cli.store import mysql
     from analytics_cli.timeutil import EPOCH, slots
+
+    step = every or settings.interval
+    if mysql.is_mysql(conn):
+        ends = mysql.span(conn, settings.table, name)
+        first, newest = ends if ends is not None else (None, None)
+        latest = floor_slot(newest, step) if newest else newest
+        if first is None or not enabled:
+            return MetricStatus(name, enabled, latest, 0, ())
+        start = max(window_start, floor_slot(first, step))
+        expected = [s for s in slots(floor_slot(start, step), window_end, step) if s >= start]
+        present = mysql.slots_with_rows(conn, settings.table, name, start, window_end, step)
+        missing = tuple(s for s in expected if s not in present)
+        return MetricStatus(name, enabled, latest, len(expected), missing)
+    from psycopg import sql
 
     table = store.identifier(settings.table)
     column = sql.Identifier(layout.time_column)
     # A row anywhere in a slot fills that slot, floored as collect floors the current time
     # (the iR Engine's old collector wrote "createdAt" at arbitrary times; collect's own
     # rows sit at the slot start, which the flooring keeps).
-    step = every or settings.interval
     slot_of = sql.SQL("date_bin({}, {}, {})").format(sql.Literal(step), column, sql.Literal(EPOCH))
     # max/min on the (type, "timestamp") index: two probes, however long the history.
     row = conn.execute(

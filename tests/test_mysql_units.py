@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from analytics_cli.dsn import redact_dsn
 from analytics_cli.errors import ConfigError
 from analytics_cli.metrics import builtin_metrics
+from analytics_cli.mysql_dsn import parse
 from analytics_cli.sources.mysql import (
     _cost,
     _table_accesses,
@@ -21,7 +22,6 @@ from analytics_cli.sources.mysql import (
     flavor_of,
     suggest_index,
 )
-from analytics_cli.sources.mysql_dsn import parse
 from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases, tokens
 
 # ---------------------------------------------------------------------------- connection strings

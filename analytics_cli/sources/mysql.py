@@ -13,10 +13,8 @@ snapshot between connections, so every metric runs on one connection.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,8 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.dsn import one_line, scrub
-from analytics_cli.errors import ConfigError, DatabaseError
+from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MAX_COUNT_OCTETS,
     MAX_DIMENSION_OCTETS,
@@ -34,8 +31,11 @@ from analytics_cli.metrics import (
     Series,
     groups,
 )
+from analytics_cli.mysql_dsn import MySQLParams, parse
+from analytics_cli.mysqldb import code as _code
+from analytics_cli.mysqldb import connect, quote_name, require_pymysql
+from analytics_cli.mysqldb import message as _message
 from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
-from analytics_cli.sources.mysql_dsn import MySQLParams, parse
 from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases
 from analytics_cli.sources.rows import sample_from, series_from, shared_from, with_dimensions_hint
 
@@ -45,32 +45,13 @@ if TYPE_CHECKING:
     from analytics_cli.config import MetricSpec, Settings
 
 ENGINE = "mysql"
-APPLICATION_NAME = "analytics-cli"
-INSTALL = "pip install 'analytics-cli[mysql]'"
 # The parameters a MySQL metric may use (documented in packs/mysql.toml and the README).
 PARAMETERS = ("slot", "interval_seconds")
-# Server errors that retrying cannot fix: wrong account, password or database.
-_NO_RETRY = {1044, 1045, 1049, 1698}
 _BAD_FIELD = 1054
 # SERVER_STATUS_IN_TRANS_READONLY (MySQL 5.7+, MariaDB); PyMySQL's constants lack it.
 _IN_TRANS_READONLY = 0x2000
 # Large tables scanned in full are worth an index (the same bound as on PostgreSQL).
 LARGE_TABLE_ROWS = 100_000
-
-
-def require_pymysql() -> None:
-    """ConfigError (exit 2) naming the extra to install when PyMySQL is missing."""
-    try:
-        found = importlib.util.find_spec("pymysql") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise ConfigError(f"mysql:// and mariadb:// sources need PyMySQL: {INSTALL}")
-
-
-def quote_name(name: str) -> str:
-    """A MySQL identifier in backticks."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 @dataclass(frozen=True)
@@ -147,64 +128,6 @@ class MySQLSource:
             return session.explain_all(specs, slot)
 
 
-def connect(
-    params: MySQLParams, settings: Settings, *, retries: int = 0
-) -> pymysql.Connection[Any]:
-    """Open an autocommit connection (one statement per call); retry connection errors."""
-    import pymysql
-    from pymysql.constants import CLIENT
-
-    # A socket read waits at most as long as the longest statement, plus a margin.
-    wait = int(settings.statement_timeout.total_seconds()) + 30
-    timeout = max(1, int(settings.connect_timeout.total_seconds()))
-    attempt = 0
-    while True:
-        try:
-            conn = pymysql.connect(
-                **params.connect_args(),
-                autocommit=True,
-                connect_timeout=timeout,
-                read_timeout=wait,
-                write_timeout=wait,
-                program_name=APPLICATION_NAME,
-                local_infile=False,
-                client_flag=0,
-                defer_connect=True,
-            )
-            conn.connect(_unix_socket(params.unix_socket, timeout) if params.unix_socket else None)
-        except (pymysql.err.Error, OSError) as exc:
-            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-            if attempt < retries and code not in _NO_RETRY:
-                # Bounded backoff: 1 s, 2 s, 4 s ... nothing has been read yet.
-                time.sleep(min(2.0**attempt, 8.0))
-                attempt += 1
-                continue
-            raise DatabaseError(
-                f"cannot connect to the source database ({params.describe()}): "
-                f"{_message(exc, params.secrets)}"
-            ) from None
-        if conn.client_flag & CLIENT.MULTI_STATEMENTS:
-            conn.close()
-            raise DatabaseError("the MySQL connection allows several statements per call; refused")
-        return conn
-
-
-def _unix_socket(path: str, timeout: int) -> socket.socket:
-    """A connected unix socket; closed again when the connect fails (PyMySQL would leak it)."""
-    import pymysql
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise pymysql.err.OperationalError(
-            2002, f"Can't connect to local server through socket '{path}' ({exc.strerror})"
-        ) from None
-    return sock
-
-
 @contextmanager
 def snapshot(
     params: MySQLParams, settings: Settings, live: list[int] | None = None
@@ -212,7 +135,7 @@ def snapshot(
     """Connect and open the read-only snapshot; roll it back and close the connection after."""
     import pymysql
 
-    conn = connect(params, settings, retries=settings.retries)
+    conn = connect(params, settings, purpose="source", retries=settings.retries)
     # Kept now: PyMySQL drops the connection when an interrupt breaks into a read.
     thread = int(conn.thread_id())  # type: ignore[no-untyped-call,unused-ignore]
     if live is not None:
@@ -242,7 +165,7 @@ def _kill_query(params: MySQLParams, settings: Settings, thread: int) -> None:
 
     try:
         quick = dataclasses.replace(settings, connect_timeout=timedelta(seconds=2))
-        killer = connect(params, quick)
+        killer = connect(params, quick, purpose="source")
         try:
             with killer.cursor() as cur:
                 cur.execute(f"KILL QUERY {thread:d}")
@@ -250,18 +173,6 @@ def _kill_query(params: MySQLParams, settings: Settings, thread: int) -> None:
             killer.close()
     except Exception:
         pass  # the server ends the query at its time limit all the same
-
-
-def _message(exc: BaseException, secrets: frozenset[str]) -> str:
-    """A PyMySQL error as one line, the server's text without its code, secrets removed."""
-    args = exc.args
-    text = str(args[1]) if len(args) >= 2 and isinstance(args[0], int) else str(exc)
-    return scrub(one_line(text), set(secrets)) or type(exc).__name__
-
-
-def _code(exc: BaseException) -> int | None:
-    args = exc.args
-    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _checked(column: str, limit: int, *, text: bool) -> str:

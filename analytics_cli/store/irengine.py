@@ -138,6 +138,12 @@ class IrEngineLayout:
     def __init__(self, table: str) -> None:
         self.table = table
 
+    def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
+        """The slot's transaction-scoped advisory lock (store.locks)."""
+        from analytics_cli.store.locks import lock_cycle_slot
+
+        lock_cycle_slot(conn, settings, slot)
+
     def refuse(self, settings: Settings, specs: Sequence[MetricSpec]) -> None:
         """Dimensional metrics and [[source]] tables: the table has no metadata column."""
         refuse_rows_with_metadata(settings, specs)

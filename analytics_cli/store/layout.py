@@ -36,6 +36,10 @@ class Layout(Protocol):
         """Raise ConfigError, before anything is counted, for metrics this table cannot hold."""
         ...
 
+    def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
+        """Take the slot's lock until the transaction ends; SlotBusy after a bounded wait."""
+        ...
+
     def present(
         self,
         conn: psycopg.Connection[Any],
@@ -117,9 +121,11 @@ def detect(conn: psycopg.Connection[Any], settings: Settings) -> Layout | None:
     A table of another shape, or one that contradicts ``[store] layout``, is refused
     (ConfigError). No transaction is left open behind a caller that had none.
     """
-    from psycopg import pq
+    from analytics_cli.store import irengine, mysql, native
 
-    from analytics_cli.store import irengine, native
+    if mysql.is_mysql(conn):
+        return mysql.detect(conn, settings)
+    from psycopg import pq
 
     known = _found.get(conn, {})
     if settings.table in known:
@@ -144,9 +150,11 @@ def detect(conn: psycopg.Connection[Any], settings: Settings) -> Layout | None:
 def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, bool]:
     """The layout of the store table, creating a native table when none exists (inside the
     caller's transaction); True when it was created. An iR Engine table is used as it is."""
-    from analytics_cli.store import irengine, native
+    from analytics_cli.store import irengine, mysql, native
     from analytics_cli.store.locks import lock_schema
 
+    if mysql.is_mysql(conn):
+        return mysql.ensure(conn, settings), False
     # The creation lock comes before any catalog lookup: a lookup made first would leave a
     # cached "no such table" in this backend that a concurrent CREATE does not invalidate.
     lock_schema(conn, settings.table)

@@ -10,6 +10,8 @@ from analytics_cli.store.names import regclass_text
 if TYPE_CHECKING:
     import psycopg
 
+    from analytics_cli.config import Settings
+
 
 def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:
     """Serialise table creation: concurrent first runs must not race on CREATE TABLE."""
@@ -50,3 +52,11 @@ def lock_slot(
         )
     except psycopg.errors.LockNotAvailable:
         raise SlotBusy from None
+
+
+def lock_cycle_slot(conn: psycopg.Connection[Any], settings: Settings, slot: datetime) -> None:
+    """The slot's advisory lock, every statement after it bounded by the statement timeout."""
+    from analytics_cli.db import set_statement_timeout
+
+    set_statement_timeout(conn, settings)
+    lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)

@@ -154,6 +154,12 @@ class NativeLayout:
     def __init__(self, table: str) -> None:
         self.table = table
 
+    def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
+        """The slot's transaction-scoped advisory lock (store.locks)."""
+        from analytics_cli.store.locks import lock_cycle_slot
+
+        lock_cycle_slot(conn, settings, slot)
+
     def refuse(self, settings: Settings, specs: Sequence[MetricSpec]) -> None:
         """Everything a cycle can produce fits this table."""
 

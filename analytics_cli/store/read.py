@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.errors import ConfigError
+from analytics_cli.store import mysql
 from analytics_cli.store.names import identifier
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 def known_types(conn: psycopg.Connection[Any], table: str) -> list[str]:
     """Distinct metric types present in the store (uses the (type, timestamp) index)."""
+    if mysql.is_mysql(conn):
+        return mysql.known_types(conn, table)
     from psycopg import sql
 
     # A recursive skip-scan: one index probe per distinct type, fast on years of rows.
@@ -260,6 +263,8 @@ def copy_statement(
 
 def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
     """How many rows a selection yields (for progress bars and automatic bucketing)."""
+    if mysql.is_mysql(conn):
+        return mysql.count_rows(conn, sel)
     from psycopg import sql
 
     query = sql.SQL("SELECT count(*) FROM ({}) AS r").format(select_rows(sel))
@@ -269,6 +274,8 @@ def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
 
 def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
     """How many stored rows fall in a selection's window (bucketing ignored)."""
+    if mysql.is_mysql(conn):
+        return mysql.count_points(conn, sel)
     from psycopg import sql
 
     query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
@@ -280,6 +287,8 @@ def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
 
 def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
     """A selection's points, ordered by type and time."""
+    if mysql.is_mysql(conn):
+        return mysql.read_points(conn, sel)
     from psycopg.rows import class_row
 
     with conn.cursor(row_factory=class_row(Point)) as cur:
@@ -297,6 +306,8 @@ def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
 def top_values(conn: psycopg.Connection[Any], sel: Selection, limit: int) -> tuple[list[str], int]:
     """The ``limit`` values of the --by key with the highest average count in the window,
     and how many distinct values there are in all."""
+    if mysql.is_mysql(conn):
+        return [], 0  # no metadata: no value of any key
     from psycopg import sql
 
     assert sel.by is not None
@@ -312,6 +323,8 @@ def summaries(
     conn: psycopg.Connection[Any], sel: Selection, interval: timedelta
 ) -> list[TypeSummary]:
     """Per type in the window: latest value, min/avg/max, points, distinct slots of ``interval``."""
+    if mysql.is_mysql(conn):
+        return mysql.summaries(conn, sel, interval)
     from psycopg import sql
     from psycopg.rows import class_row
 
@@ -335,6 +348,8 @@ def sparkline_values(
     conn: psycopg.Connection[Any], sel: Selection, width: int
 ) -> dict[str, list[float | None]]:
     """Per type, ``width`` averages over equal slices of the window (None where empty)."""
+    if mysql.is_mysql(conn):
+        return mysql.sparkline_values(conn, sel, width)
     from psycopg import sql
 
     assert sel.since is not None and sel.until is not None
@@ -371,6 +386,8 @@ def total_summaries(
     conn: psycopg.Connection[Any], sel: Selection, interval: timedelta
 ) -> list[TypeSummary]:
     """Per type in the window, over its per-slot totals: latest, min/avg/max, rows and slots."""
+    if mysql.is_mysql(conn):
+        return mysql.total_summaries(conn, sel, interval)
     from psycopg import sql
     from psycopg.rows import class_row
 
@@ -390,6 +407,8 @@ def total_points(
 ) -> list[Point]:
     """Per type, the per-slot totals averaged over buckets of ``bucket`` (the slot itself when
     ``bucket`` is the interval), ordered by type and time."""
+    if mysql.is_mysql(conn):
+        return mysql.total_points(conn, sel, interval, bucket)
     from psycopg import sql
     from psycopg.rows import class_row
 
@@ -404,6 +423,8 @@ def total_points(
 
 def first_metadata(conn: psycopg.Connection[Any], sel: Selection, name: str) -> dict[str, Any]:
     """The metadata of one row of ``name`` in the window (its dimension keys), ``{}`` if none."""
+    if mysql.is_mysql(conn):
+        return {}  # no metadata column
     from psycopg import sql
 
     query = sql.SQL(

@@ -1,0 +1,256 @@
+"""MySQL/MariaDB connections over PyMySQL, for sources and the ir-engine store alike."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
+
+from analytics_cli.dsn import one_line, scrub
+from analytics_cli.errors import ConfigError, DatabaseError, StoreError
+
+if TYPE_CHECKING:
+    import pymysql
+
+    from analytics_cli.config import Settings
+    from analytics_cli.mysql_dsn import MySQLParams
+
+APPLICATION_NAME = "analytics-cli"
+INSTALL = "pip install 'analytics-cli[mysql]'"
+# Server errors that retrying cannot fix: wrong account, password or database.
+_NO_RETRY = {1044, 1045, 1049, 1698}
+
+
+def require_pymysql(what: str = "sources") -> None:
+    """ConfigError (exit 2) naming the extra to install when PyMySQL is missing."""
+    try:
+        found = importlib.util.find_spec("pymysql") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(f"mysql:// and mariadb:// {what} need PyMySQL: {INSTALL}")
+
+
+def quote_name(name: str) -> str:
+    """A MySQL identifier in backticks."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def connect(
+    params: MySQLParams,
+    settings: Settings,
+    *,
+    purpose: str,
+    retries: int = 0,
+    autocommit: bool = True,
+) -> pymysql.Connection[Any]:
+    """Open a connection (one statement per call, never several); retry connection errors."""
+    import pymysql
+    from pymysql.constants import CLIENT
+
+    # A socket read waits at most as long as the longest statement, plus a margin.
+    wait = int(settings.statement_timeout.total_seconds()) + 30
+    timeout = max(1, int(settings.connect_timeout.total_seconds()))
+    attempt = 0
+    while True:
+        try:
+            conn = pymysql.connect(
+                **params.connect_args(),
+                autocommit=autocommit,
+                connect_timeout=timeout,
+                read_timeout=wait,
+                write_timeout=wait,
+                program_name=APPLICATION_NAME,
+                local_infile=False,
+                client_flag=0,
+                defer_connect=True,
+            )
+            conn.connect(_unix_socket(params.unix_socket, timeout) if params.unix_socket else None)
+        except (pymysql.err.Error, OSError) as exc:
+            found = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            if attempt < retries and found not in _NO_RETRY:
+                # Bounded backoff: 1 s, 2 s, 4 s ... nothing has been read yet.
+                time.sleep(min(2.0**attempt, 8.0))
+                attempt += 1
+                continue
+            raise DatabaseError(
+                f"cannot connect to the {purpose} database ({params.describe()}): "
+                f"{message(exc, params.secrets)}"
+            ) from None
+        if conn.client_flag & CLIENT.MULTI_STATEMENTS:
+            conn.close()
+            raise DatabaseError("the MySQL connection allows several statements per call; refused")
+        return conn
+
+
+def _unix_socket(path: str, timeout: int) -> socket.socket:
+    """A connected unix socket; closed again when the connect fails (PyMySQL would leak it)."""
+    import pymysql
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise pymysql.err.OperationalError(
+            2002, f"Can't connect to local server through socket '{path}' ({exc.strerror})"
+        ) from None
+    return sock
+
+
+def message(exc: BaseException, secrets: frozenset[str]) -> str:
+    """A PyMySQL error as one line, the server's text without its code, secrets removed."""
+    args = exc.args
+    text = str(args[1]) if len(args) >= 2 and isinstance(args[0], int) else str(exc)
+    return scrub(one_line(text), set(secrets)) or type(exc).__name__
+
+
+def code(exc: BaseException) -> int | None:
+    """The server's (or client's) error number of a PyMySQL error, None when it has none."""
+    args = exc.args
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+# Errors that say the account lacks a privilege: an operator must grant it, no later run can.
+DENIED = {1044, 1142, 1143, 1227}
+
+
+class Session:
+    """One MySQL/MariaDB store connection, not autocommit, with the calls the store code uses
+    on psycopg: ``execute``, ``transaction()``, ``commit``, ``rollback``.
+
+    Named locks (``GET_LOCK``) belong to the session, not the transaction: the ones taken in
+    a ``transaction()`` are released when it ends, committed or rolled back.
+    """
+
+    engine = "mysql"
+
+    def __init__(self, conn: pymysql.Connection[Any], params: MySQLParams) -> None:
+        self.conn = conn
+        self.params = params
+        self.locks: list[str] = []
+        self.mariadb = True
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        """Run one statement; the cursor holds its rows (buffered)."""
+        cur = self.conn.cursor()
+        cur.execute(query, params)
+        return cur
+
+    def executemany(self, query: str, rows: list[tuple[Any, ...]]) -> int:
+        """One multi-row INSERT (PyMySQL folds ``INSERT … VALUES`` rows into one statement)."""
+        with self.conn.cursor() as cur:
+            return int(cur.executemany(query, rows) or 0)
+
+    def stream(self, query: str, params: Any = None) -> Any:
+        """Run one statement and hand its rows on as they arrive (unbuffered: flat memory)."""
+        import pymysql.cursors
+
+        cur = self.conn.cursor(pymysql.cursors.SSCursor)
+        cur.execute(query, params)
+        try:
+            yield from cur
+        finally:
+            cur.close()
+
+    def commit(self) -> None:
+        """Commit the open transaction and release its named locks."""
+        self.conn.commit()
+        self.release()
+
+    def rollback(self) -> None:
+        """Roll the open transaction back and release its named locks."""
+        self.conn.rollback()
+        self.release()
+
+    def release(self) -> None:
+        """Release every named lock this session took."""
+        while self.locks:
+            name = self.locks.pop()
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+
+    def transaction(self) -> Any:
+        """Committed when the block ends, rolled back when it raises (locks released either way)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def block() -> Any:
+            try:
+                yield self
+            except BaseException:
+                if self.conn.open:
+                    self.rollback()
+                raise
+            self.commit()
+
+        return block()
+
+
+def setup(session: Session, settings: Settings, *, read_only: bool) -> None:
+    """UTC wall time, the statement time limit, and the isolation a job needs.
+
+    Writers read committed rows (the presence check after the slot's lock sees what an
+    earlier holder committed); readers see one snapshot for the whole job.
+    """
+    with session.conn.cursor() as cur:
+        cur.execute("SELECT VERSION(), @@version_comment")
+        version, comment = cur.fetchone() or ("", "")
+        session.mariadb = "mariadb" in f"{version} {comment}".lower()
+        cur.execute("SET time_zone = '+00:00'")
+        limit = settings.statement_timeout.total_seconds()
+        if session.mariadb:
+            cur.execute(f"SET SESSION max_statement_time = {max(limit, 0.001):.3f}")
+        else:
+            cur.execute(f"SET SESSION max_execution_time = {max(1, round(limit * 1000)):d}")
+        if read_only:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        else:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
+@contextmanager
+def session(
+    dsn: str,
+    settings: Settings,
+    *,
+    side: str,
+    doing: str,
+    read_only: bool,
+    retries: int,
+    refused: str | None,
+) -> Iterator[Session]:
+    """``db.session`` for a mysql:// or mariadb:// store: connect, set the session up, run
+    the job, commit it; any server error becomes one line starting with ``doing``."""
+    import pymysql
+
+    from analytics_cli.mysql_dsn import parse
+
+    require_pymysql("stores" if side == "store" else "sources")
+    params = parse(dsn)
+    # Store failures are typed apart: a cycle whose store fails can still be spooled.
+    error = StoreError if side == "store" else DatabaseError
+    try:
+        conn = connect(params, settings, purpose=side, retries=retries, autocommit=False)
+    except DatabaseError as exc:
+        raise error(str(exc), hint=exc.hint) from None
+    own = Session(conn, params)
+    try:
+        setup(own, settings, read_only=read_only)
+        yield own
+        own.commit()
+    except pymysql.err.Error as exc:
+        denied = code(exc) in DENIED
+        # A missing privilege needs an operator, not a later run: never spooled.
+        cls = StoreError if side == "store" and not denied else DatabaseError
+        raise cls(
+            f"{doing}: {message(exc, params.secrets)}", hint=refused if denied else None
+        ) from None
+    finally:
+        with suppress(Exception):
+            conn.close()
