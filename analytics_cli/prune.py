@@ -56,7 +56,8 @@ def prune(
         if layout is None:
             return 0, 0
         if mysql.is_mysql(conn):
-            return mysql.prune(conn, settings.table, cutoff, batch_size, progress)
+            hint = grant_hint("prune", "DELETE", settings.table, settings.store_dsn)
+            return mysql.prune(conn, settings.table, cutoff, batch_size, progress, refused=hint)
         # Oldest first by the insertion key where the layout has one (the iR Engine table's
         # uuid ids have no order).
         order = (

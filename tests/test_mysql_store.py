@@ -312,3 +312,45 @@ def test_report_and_anomalies_read_the_table(ir: MySQLPlatform, tmp_path: Path) 
     assert found.exit_code in (0, 1), found.stderr
     doc = json.loads(found.stdout)
     assert doc["metrics"], doc
+
+
+def test_the_readme_grants_and_what_a_narrower_account_is_told(
+    ir: MySQLPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### On MySQL or MariaDB (the iR Engine's own database)") :]
+    grants = section[section.index("CREATE USER 'analytics'") :]
+    grants = grants[: grants.index("```")].replace("platform.", f"{ir.name}.")
+    grants = grants.replace("'analytics'", "'collector'").replace("'change-me'", "'st-pw-77'")
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON" in grants
+    with ir.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS 'collector'@'%'")
+        # First only what collect needs: --replace and prune are told what to grant.
+        narrow = grants.replace("SELECT, INSERT, UPDATE, DELETE", "SELECT, INSERT")
+        cur.execute(narrow)
+        while cur.nextset():
+            pass
+    monkeypatch.setenv("ANALYTICS_DSN", ir.server.url(ir.name, "collector", "st-pw-77"))
+    assert cli("collect", "--at", AT).exit_code == 0
+    assert at_slot(ir) == platform_data.EXPECTED
+    replaced = cli("collect", "--at", AT, "--replace")
+    assert (replaced.exit_code, replaced.stdout) == (3, ""), replaced.stderr
+    assert "UPDATE command denied" in replaced.stderr
+    assert "GRANT UPDATE, DELETE ON analytics TO 'collector'@'%'" in replaced.stderr
+    assert "spool" not in replaced.stderr
+    pruned = cli("prune", "--older-than", "1d", "--yes")
+    assert (pruned.exit_code, pruned.stdout) == (3, ""), pruned.stderr
+    assert pruned.stderr.splitlines()[-2:] == [
+        "error: prune stopped after 0 rows: DELETE command denied to user "
+        f"'collector'@'127.0.0.1' for table `{ir.name}`.`analytics`",
+        "hint: prune needs DELETE on analytics: GRANT DELETE ON analytics TO 'collector'@'%'",
+    ]
+    assert "st-pw-77" not in replaced.stderr + pruned.stderr
+    with ir.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP USER 'collector'@'%'")
+        cur.execute(grants)
+        while cur.nextset():
+            pass
+    assert cli("collect", "--at", AT, "--replace").exit_code == 0
+    assert cli("prune", "--older-than", "1d", "--yes").exit_code == 0
+    assert table_rows(ir) == []

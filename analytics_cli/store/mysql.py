@@ -465,23 +465,40 @@ def prune(
     cutoff: datetime,
     batch_size: int,
     progress: Callable[[int], None] | None,
+    *,
+    refused: str,
 ) -> tuple[int, int]:
     """Delete rows older than the cutoff, ``batch_size`` at a time, each batch committed on
-    its own (short row locks; collect keeps inserting). Returns (rows, batches)."""
+    its own (short row locks; collect keeps inserting). Returns (rows, batches).
+
+    A failure says how many rows were deleted before it; ``refused`` is the hint (the grant)
+    for an account without DELETE.
+    """
+    import pymysql
+
+    from analytics_cli.errors import DatabaseError
+    from analytics_cli.mysqldb import DENIED, code, message
+
     deleted = batches = 0
     conn.commit()
-    while True:
-        cur = conn.execute(
-            f"DELETE FROM {quote(table)} WHERE createdAt < %s LIMIT %s",
-            (naive(cutoff), batch_size),
-        )
-        conn.commit()
-        batches += 1
-        deleted += max(int(cur.rowcount), 0)
-        if progress is not None:
-            progress(deleted)
-        if cur.rowcount < batch_size:
-            return deleted, batches
+    try:
+        while True:
+            cur = conn.execute(
+                f"DELETE FROM {quote(table)} WHERE createdAt < %s LIMIT %s",
+                (naive(cutoff), batch_size),
+            )
+            conn.commit()
+            batches += 1
+            deleted += max(int(cur.rowcount), 0)
+            if progress is not None:
+                progress(deleted)
+            if cur.rowcount < batch_size:
+                return deleted, batches
+    except pymysql.err.Error as exc:
+        raise DatabaseError(
+            f"prune stopped after {deleted} rows: {message(exc, conn.params.secrets)}",
+            hint=refused if code(exc) in DENIED else None,
+        ) from None
 
 
 # ---------------------------------------------------------------------------- export
