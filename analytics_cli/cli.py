@@ -41,6 +41,8 @@ EPILOG = (
 COMPLETE_VAR = "_ANALYTICS_CLI_COMPLETE"
 # Every option that takes a duration says which spellings it takes.
 AGO = "ISO 8601 or a duration ago (30m, 6h, 7d, 2w, 1y = 365 days)"
+# The units every duration option takes (timeutil.parse_duration).
+UNITS = "units s, m, h, d, w, y = 365 days"
 
 
 class _Group(TyperGroup):
@@ -257,7 +259,8 @@ def collect(
         str | None,
         typer.Option(
             "--backfill",
-            help="Also compute every missing slot of this window before the slot (7d, 12h) "
+            help="Also compute every missing slot of this window before the slot (12h, 7d; "
+            f"{UNITS}) "
             "for the metrics marked backfill = true, oldest first, each slot stored once.",
             show_default=False,
         ),
@@ -377,7 +380,7 @@ BucketOpt = Annotated[
     str | None,
     typer.Option(
         "--bucket",
-        help="Aggregate into buckets of this size in SQL (date_bin, aligned to UTC): 1h, 1d, 1w.",
+        help="Aggregate into buckets of this size (aligned to UTC): 1h, 1d, 1w, 1y = 365 days.",
         show_default=False,
     ),
 ]
@@ -871,7 +874,7 @@ def status_cmd(
         str | None,
         typer.Option(
             "--max-age",
-            help="Stale when the newest row is older than this duration (2h, 1d; "
+            help=f"Stale when the newest row is older than this duration (2h, 1d; {UNITS}; "
             "default: twice the interval).",
             show_default=False,
         ),

@@ -236,3 +236,32 @@ def test_zsh_and_fish_completion_answers(monkeypatch: pytest.MonkeyPatch) -> Non
         "--format\ttable, chart, json or csv. Default: a chart with --type on a terminal, "
         "else a table; plain text when stdout is not a terminal.\n"
     )
+
+
+def test_every_duration_option_says_years_are_taken() -> None:
+    # Retention is thought of in years: every option that takes a duration says `y` works.
+    options = {
+        ("collect",): ["--backfill"],
+        ("show",): ["--since", "--until", "--bucket"],
+        ("export",): ["--since", "--until", "--bucket"],
+        ("report",): ["--since", "--until"],
+        ("status",): ["--max-age"],
+        ("prune",): ["--older-than"],
+    }
+    for command, names in options.items():
+        result = cli(*command, "--help")
+        assert result.exit_code == 0
+        # Each option is a row of the options table; its wrapped lines are joined back.
+        rows: dict[str, str] = {}
+        current = None
+        for line in result.stdout.splitlines():
+            cell = line.strip().strip("│").strip().removeprefix("* ").strip()
+            if cell.startswith("-"):
+                current = cell.split()[0].rstrip(",")
+                rows[current] = cell
+            elif current is not None and cell and not cell.startswith(("╭", "╰")):
+                rows[current] += " " + cell
+            else:
+                current = None
+        for name in names:
+            assert "365 days" in " ".join(rows[name].split()), (command, name, rows[name])
