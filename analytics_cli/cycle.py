@@ -20,7 +20,7 @@ from analytics_cli.metrics import (
     Series,
     enabled_metrics,
 )
-from analytics_cli.sources.base import open_source
+from analytics_cli.sources import open_source
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
@@ -629,6 +629,8 @@ def _spooled(
     it another); the error the run ends with says where they wait."""
     from analytics_cli import spool
 
+    # The store the rows are for: another config sharing the folder must not replay them.
+    identity = spool.store_identity(settings)
     cycles = []
     for at in sorted({slots.get(o.type, slot) for b in batches for o in b.outcomes} or {slot}):
         parts = tuple(
@@ -639,7 +641,7 @@ def _spooled(
             )
             for b in batches
         )
-        cycles.append(spool.Spooled(settings.table, at, replace, parts))
+        cycles.append(spool.Spooled(settings.table, at, replace, parts, identity))
     folder = spool.spool_dir(settings)
     try:
         paths = [spool.write(folder, cycle) for cycle in cycles]
@@ -657,8 +659,12 @@ def _spooled(
 
 
 def replay(conn: Any, layout: Layout, settings: Settings) -> int:
-    """Write every spooled cycle of this table, oldest first, each in its own transaction
+    """Write every spooled cycle of this store, oldest first, each in its own transaction
     under its slot's lock, then remove its file. Returns how many slots were written.
+
+    A file spooled for another store (its identity: engine, host, port, dbname, user,
+    table) is left where it is, for the run that writes to that store; a file that
+    names no store (format version 1) is taken by the first run with its table.
 
     A replay that dies after its commit and before the file is removed is harmless: the
     presence check of the next replay finds the rows, and nothing is written twice.
@@ -667,9 +673,10 @@ def replay(conn: Any, layout: Layout, settings: Settings) -> int:
     from analytics_cli.store.layout import notice
     from analytics_cli.store.locks import SlotBusy
 
+    identity = spool.store_identity(settings)
     done = 0
     for path, cycle in spool.readable(spool.spool_dir(settings), notice):
-        if cycle.table != settings.table:
+        if not cycle.belongs(identity):
             continue
         jobs = [e.job for b in cycle.batches for e in b.entries]
         try:

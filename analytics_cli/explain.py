@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def explain(settings: Settings, specs: list[MetricSpec], slot: datetime) -> list[MetricPlan]:
     """Every metric's plan on the (first) source, through its engine's Source."""
-    from analytics_cli.sources.base import open_source
+    from analytics_cli.sources import open_source
 
     assert settings.source_dsn is not None
     return open_source(settings.source_dsn, settings).explain(specs, slot)

@@ -20,7 +20,7 @@ from analytics_cli.config import Settings
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import Sample, Series, builtin_metrics
 from analytics_cli.mysql_dsn import parse
-from analytics_cli.sources.base import open_source
+from analytics_cli.sources import open_source
 from analytics_cli.sources.mysql import _measured, snapshot
 from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn

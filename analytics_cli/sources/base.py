@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config import MetricSpec
     from analytics_cli.metrics import Outcome
 
 
@@ -67,18 +67,3 @@ class Source(Protocol):
     def cancel(self) -> None:
         """From another thread: stop the queries of a read in progress (it then fails)."""
         ...
-
-
-def open_source(dsn: str, settings: Settings) -> Source:
-    """The Source for a connection string, chosen by its engine (the DSN's scheme)."""
-    from analytics_cli.dsn import engine_of
-
-    engine = engine_of(dsn)
-    # Imported here: only the engine in use is loaded (and PyMySQL is an optional extra).
-    if engine == "mysql":
-        from analytics_cli.sources.mysql import MySQLSource
-
-        return MySQLSource(dsn, settings)
-    from analytics_cli.sources.postgresql import PostgresSource
-
-    return PostgresSource(dsn, settings)

@@ -53,7 +53,7 @@ def is_ir_engine(shape: Sequence[tuple[str, str]]) -> bool:
 
 def accept(settings: Settings) -> IrEngineLayout:
     """The ir-engine layout for the table, unless the config insists on the native one."""
-    from analytics_cli.store.layout import notice
+    from analytics_cli.store.notices import notice
 
     if settings.layout == "native":
         raise ConfigError(

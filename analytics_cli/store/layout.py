@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+from analytics_cli.store.notices import listen, notice
 
 if TYPE_CHECKING:
     import psycopg
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
     from analytics_cli.store.read import Selection
+
+__all__ = ["Key", "Layout", "detect", "ensure", "listen", "notice", "selection"]
 
 # A metric and the [[source]] it runs on (None: the single source, or an HTTP metric).
 Key = tuple[str, str | None]
@@ -82,30 +85,6 @@ class Layout(Protocol):
     def relation(self) -> sql.Composable:
         """What the read queries select from, with the native column names."""
         ...
-
-
-# ---------------------------------------------------------------------------- notices
-
-_said: set[str] = set()
-_listener: Callable[[str], None] | None = None
-
-
-def listen(callback: Callable[[str], None]) -> None:
-    """Send layout notices to ``callback`` from now on, each at most once (one command)."""
-    global _listener
-    _listener = callback
-    _said.clear()
-
-
-def notice(message: str) -> None:
-    """Tell the user something about the table's layout, once per command."""
-    if message in _said:
-        return
-    _said.add(message)
-    if _listener is not None:
-        _listener(message)
-    else:
-        print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- detection

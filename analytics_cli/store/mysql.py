@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
     from analytics_cli.store.layout import Key
-    from analytics_cli.store.read import Point, Selection, TypeSummary
+    from analytics_cli.store.shapes import Point, Selection, TypeSummary
 
 ENGINE = "mysql"
 # The table the platform's knex migration creates, as information_schema names its types
@@ -275,7 +275,7 @@ def rows(conn: Any, sel: Selection, *, order: str = "type") -> Iterator[Row]:
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
-    from analytics_cli.store.read import BUCKET_ORIGIN
+    from analytics_cli.store.shapes import BUCKET_ORIGIN
 
     return BUCKET_ORIGIN + ((moment - BUCKET_ORIGIN) // step) * step
 
@@ -295,7 +295,7 @@ def _aggregate(agg: str, values: list[tuple[datetime, Decimal]]) -> Decimal:
 
 def read_points(conn: Any, sel: Selection) -> list[Point]:
     """A selection's points by type and time: rows, or one aggregate per type and bucket."""
-    from analytics_cli.store.read import AGGREGATES, Point
+    from analytics_cli.store.shapes import AGGREGATES, Point
 
     if sel.agg not in AGGREGATES:
         raise ConfigError(
@@ -330,7 +330,7 @@ def count_rows(conn: Any, sel: Selection) -> int:
 def _summary(
     name: str, values: list[tuple[datetime, Decimal]], slots: int, points: int
 ) -> TypeSummary:
-    from analytics_cli.store.read import TypeSummary
+    from analytics_cli.store.shapes import TypeSummary
 
     counts = [v for _, v in values]
     return TypeSummary(
@@ -387,7 +387,7 @@ def total_summaries(conn: Any, sel: Selection, interval: timedelta) -> list[Type
 
 def total_points(conn: Any, sel: Selection, interval: timedelta, bucket: timedelta) -> list[Point]:
     """Per type, the per-slot totals averaged over buckets of ``bucket``."""
-    from analytics_cli.store.read import Point
+    from analytics_cli.store.shapes import Point
 
     out = []
     for name, (totals, _) in sorted(_slot_totals(conn, sel, interval).items()):

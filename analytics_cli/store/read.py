@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.errors import ConfigError
 from analytics_cli.store import mysql
 from analytics_cli.store.names import identifier
+from analytics_cli.store.shapes import (
+    AGGREGATES,
+    BUCKET_ORIGIN,
+    Point,
+    Selection,
+    TypeSummary,
+)
+
+__all__ = ["AGGREGATES", "BUCKET_ORIGIN", "Point", "Selection", "TypeSummary"]
 
 if TYPE_CHECKING:
     import psycopg
@@ -51,62 +58,9 @@ def slot_count(since: datetime, until: datetime, interval: timedelta) -> int:
     return int((until - first - timedelta(microseconds=1)) // interval) + 1
 
 
-# Buckets are aligned to a Monday midnight UTC so that daily and weekly buckets start on
-# calendar boundaries (date_bin's origin).
-BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
-
-AGGREGATES = ("avg", "min", "max", "sum", "last")
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which rows to read: table, types (None = all), half-open window, optional bucketing."""
-
-    table: str
-    since: datetime | None = None
-    until: datetime | None = None
-    types: tuple[str, ...] | None = None
-    bucket: timedelta | None = None
-    agg: str = "avg"
-    # What to read from instead of the table itself: the layout's mapping of its columns to
-    # the native ones (Layout.selection sets it), None for the native table.
-    source: sql.Composable | None = None
-    # --where key=value pairs: rows whose metadata contains all of them (jsonb @>).
-    where: tuple[tuple[str, str], ...] = ()
-    # --by key: one series per metadata value (bucketing keeps the values apart), limited
-    # to by_values when given (the top N).
-    by: str | None = None
-    by_values: tuple[str, ...] | None = None
-
-
 def relation(sel: Selection) -> sql.Composable:
     """What the read queries select from: the layout's relation, else the table itself."""
     return sel.source if sel.source is not None else identifier(sel.table)
-
-
-@dataclass(frozen=True)
-class Point:
-    """One point of a series: a stored row, or one bucket's aggregate (metadata None)."""
-
-    type: str
-    timestamp: datetime
-    count: Decimal
-    metadata: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class TypeSummary:
-    """One metric type over a window: latest value, min/avg/max, points and distinct slots."""
-
-    type: str
-    latest: Decimal
-    latest_at: datetime
-    min: Decimal
-    avg: Decimal
-    max: Decimal
-    points: int
-    first_at: datetime
-    slots: int
 
 
 def _aggregate(agg: str) -> sql.Composable:
