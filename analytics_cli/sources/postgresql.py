@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.db import RECOVERY_CONFLICT_HINT, connect, database_error, error_line
+from analytics_cli.db import (
+    RECOVERY_CONFLICT_HINT,
+    connect,
+    database_error,
+    error_line,
+    session,
+    set_statement_timeout,
+)
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MAX_COUNT_OCTETS,
@@ -65,8 +72,7 @@ def _begin_snapshot(conn: psycopg.Connection[Any], settings: Settings) -> None:
     # before the first statement; an explicit BEGIN here would only draw a warning.
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
-    timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
-    conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+    set_statement_timeout(conn, settings)
 
 
 def _run_all(
@@ -422,23 +428,16 @@ def explain_snapshot(
     dsn: str, settings: Settings, specs: list[MetricSpec], slot: datetime
 ) -> list[MetricPlan]:
     """EXPLAIN ANALYZE every metric in one read-only snapshot; the platform is never changed."""
-    import psycopg
-
-    conn = connect(dsn, settings, purpose="source", retries=settings.retries)
-    plans: list[MetricPlan] = []
     params = {"slot": slot, "interval": settings.interval}
-    try:
-        with conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
-            conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
-            for spec in specs:
-                plans.append(_explain_one(conn, spec, params))
-            conn.rollback()
-    except psycopg.Error as exc:
-        raise database_error(exc, dsn, doing="source database error") from None
-    return plans
+    with session(
+        settings,
+        side="source",
+        doing="source database error",
+        read_only=True,
+        repeatable_read=True,
+        dsn=dsn,
+    ) as conn:
+        return [_explain_one(conn, spec, params) for spec in specs]
 
 
 def _explain_one(
