@@ -13,13 +13,20 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.dsn import MYSQL, describe, dsn_secrets, engine_of, scrub
 from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series
 from analytics_cli.timeutil import iso
 
 KIND = "analytics-cli spooled cycle"
-VERSION = 1
+# Version 2 names the store a cycle is for ("store"); version 1 named only its table.
+VERSION = 2
+READABLE = (1, 2)
 SUFFIX = ".json"
 REJECTED = "rejected"
+
+# Which store a spooled cycle belongs to: engine, host, port, dbname, user, table (and the
+# libpq service or MySQL socket when one is named). Never a password.
+Identity = dict[str, str]
 
 
 def spool_dir(settings: Settings, env: dict[str, str] | None = None) -> Path:
@@ -30,6 +37,72 @@ def spool_dir(settings: Settings, env: dict[str, str] | None = None) -> Path:
     if env.get("XDG_STATE_HOME"):
         return Path(env["XDG_STATE_HOME"]).expanduser() / "analytics-cli" / "spool"
     return Path.home() / ".local" / "state" / "analytics-cli" / "spool"
+
+
+def store_identity(settings: Settings) -> Identity:
+    """The identity of the store ``settings`` write to, read from its connection string.
+
+    Missing parts take what the client library would use (libpq: the PG* variables and its
+    defaults; MySQL: the option file and MYSQL_* variables), so that two spellings of one
+    store agree. Every value is scrubbed of the connection string's secrets: a malformed
+    string may put a piece of its password where a host belongs.
+    """
+    dsn = settings.store_dsn or ""
+    found = _mysql_identity(dsn) if engine_of(dsn) == MYSQL else _pg_identity(dsn)
+    found["table"] = settings.table
+    secrets = dsn_secrets(dsn)
+    return {key: scrub(value, secrets) for key, value in found.items()}
+
+
+def _pg_identity(dsn: str) -> Identity:
+    try:
+        from psycopg import pq
+        from psycopg.conninfo import conninfo_to_dict
+
+        given = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v not in (None, "")}
+        defaults = {
+            o.keyword.decode(): o.val.decode()
+            for o in pq.Conninfo.get_defaults()
+            if o.val is not None and o.val != b""
+        }
+    except Exception:
+        # Not readable as a connection string: its redacted description stands for it.
+        return {"engine": "postgresql", "store": describe(dsn)}
+
+    def part(key: str) -> str:
+        return given.get(key) or defaults.get(key) or ""
+
+    user = part("user")
+    found = {
+        "engine": "postgresql",
+        "host": part("host") or part("hostaddr") or "(default socket)",
+        "port": part("port") or "5432",
+        "dbname": part("dbname") or user,
+        "user": user,
+    }
+    if part("service"):
+        found["service"] = part("service")
+    return found
+
+
+def _mysql_identity(dsn: str) -> Identity:
+    from analytics_cli.errors import ConfigError
+    from analytics_cli.mysql_dsn import parse
+
+    try:
+        params = parse(dsn)
+    except (ConfigError, OSError, ValueError):
+        return {"engine": "mysql", "store": describe(dsn)}
+    found = {
+        "engine": "mysql",
+        "host": params.host,
+        "port": str(params.port),
+        "dbname": params.database,
+        "user": params.user or "",
+    }
+    if params.unix_socket:
+        found["socket"] = params.unix_socket
+    return found
 
 
 @dataclass(frozen=True)
@@ -69,12 +142,26 @@ class Batch:
 
 @dataclass(frozen=True)
 class Spooled:
-    """A whole cycle waiting for the store: its table, slot, batches, and whether it replaces."""
+    """A whole cycle waiting for the store: its table, slot, batches, whether it replaces,
+    and the store it is for (None: a version 1 file, which named only the table)."""
 
     table: str
     slot: datetime
     replace: bool
     batches: tuple[Batch, ...]
+    store: Identity | None = None
+
+    def belongs(self, identity: Identity) -> bool:
+        """True when this cycle is for the store of ``identity``.
+
+        A version 1 file names no store, only its table. It is replayed by the first run whose
+        table matches, as the version that wrote it would have done: it can only date from
+        an outage that began before the upgrade, when a spool folder was meant for one
+        store, and leaving it alone would lose that slot for good.
+        """
+        if self.store is None:
+            return self.table == identity.get("table")
+        return self.store == identity
 
     @property
     def rows(self) -> int:
@@ -99,8 +186,10 @@ def _encode(cycle: Spooled) -> str:
     return json.dumps(
         {
             "kind": KIND,
-            "version": VERSION,
+            # A cycle that names no store is what a version 1 file held.
+            "version": VERSION if cycle.store is not None else 1,
             "table": cycle.table,
+            **({"store": cycle.store} if cycle.store is not None else {}),
             "slot": iso(cycle.slot),
             "replace": cycle.replace,
             "batches": [
@@ -141,8 +230,14 @@ def decode(text: str) -> Spooled:
         doc = json.loads(text)
         if not isinstance(doc, dict) or doc.get("kind") != KIND:
             raise Corrupt("not an analytics-cli spool file")
-        if doc.get("version") != VERSION:
-            raise Corrupt(f"spool format version {doc.get('version')!r}, expected {VERSION}")
+        version = doc.get("version")
+        if isinstance(version, bool) or version not in READABLE:
+            raise Corrupt(f"spool format version {version!r}, expected {VERSION}")
+        store = doc.get("store") if version >= 2 else None
+        if version >= 2 and not (
+            isinstance(store, dict) and all(isinstance(v, str) for v in store.values())
+        ):
+            raise Corrupt("spool file names no store")
         batches = []
         for b in doc["batches"]:
             source = b["source"]
@@ -155,7 +250,11 @@ def decode(text: str) -> Spooled:
                 entries.append(Entry(str(e["type"]), source, bool(e["dimensional"]), samples))
             batches.append(Batch(source, _instant(b["collected_at"]), tuple(entries)))
         return Spooled(
-            str(doc["table"]), _instant(doc["slot"]), bool(doc["replace"]), tuple(batches)
+            str(doc["table"]),
+            _instant(doc["slot"]),
+            bool(doc["replace"]),
+            tuple(batches),
+            {str(k): v for k, v in store.items()} if isinstance(store, dict) else None,
         )
     except Corrupt:
         raise

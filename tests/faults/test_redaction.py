@@ -219,19 +219,34 @@ PLACES = {
     "[[source]] dsn_env": "sources",
 }
 
+# "{folder}" is replaced by the example's own folder (report writes a file there).
 COMMANDS: list[list[str]] = [
     ["collect"],
     ["collect", "--dry-run"],
     ["status"],
+    ["status", "--anomalies"],
     ["show", "--since", "30d"],
     ["export", "--csv"],
+    ["report", "--html", "{folder}/report.html"],
     ["prune", "--older-than", "3650d", "--yes"],
     ["config", "check"],
     ["config", "show"],
     ["db", "init"],
     ["metrics"],
+    # Without --yes (and no terminal) the demo only names both databases in the question
+    # it cannot ask: that is where it shows a DSN, without writing to the shared databases.
+    ["demo", "--days", "1"],
 ]
-STORE_COMMANDS = {"collect", "status", "show", "export", "prune", "config check", "db init"}
+STORE_COMMANDS = {
+    "collect",
+    "status",
+    "show",
+    "export",
+    "report",
+    "prune",
+    "config check",
+    "db init",
+}
 SOURCE_COMMANDS = {"collect", "config check"}
 
 
@@ -294,13 +309,15 @@ def expected_codes(args: list[str], dsn: str, side: str) -> set[int]:
     dry = "--dry-run" in args
     if name in ("config show", "metrics"):
         return {0}
+    if name == "demo":
+        return {2}  # refused: a configured database needs --yes (or a malformed DSN)
     store_bad = side in ("both", "store")
     if name in STORE_COMMANDS and not dry and store_bad:
         return _bad_code(dsn, "store")
     if (name in SOURCE_COMMANDS or dry) and side != "store":
         return _bad_code(dsn, side)
     if name == "status":
-        return {1}  # the valid store holds no rows
+        return {1}  # the valid store holds no rows (with --anomalies too)
     return {0}
 
 
@@ -332,7 +349,8 @@ def run_everything(password: str, form: str, place: str, valid: Valid, folder: P
     options, env = _invocation(place, dsn, valid, folder)
     side = PLACES[place]
     with environment(env):
-        for args in COMMANDS:
+        for command in COMMANDS:
+            args = [a.replace("{folder}", str(folder)) for a in command]
             result = cli(*options, *args)
             where = (form, place, args, dsn)
             check_result(result, expected_codes(args, dsn, side), password, where)
@@ -341,6 +359,14 @@ def run_everything(password: str, form: str, place: str, valid: Valid, folder: P
                 doc = tomllib.loads(result.stdout)
                 shown = json.dumps(doc)
                 assert "***" in shown, (where, result.stdout)
+    # Nor in any file written: the spool names its store, never with the password.
+    for path in Path(env["XDG_STATE_HOME"]).rglob("*"):
+        if path.is_file():
+            assert_no_leak(path.read_text("utf-8"), password, (form, place, path))
+    report = folder / "report.html"
+    if report.exists():
+        assert_no_leak(report.read_text("utf-8"), password, (form, place, report))
+        report.unlink()
 
 
 # A password with every character that needs quoting somewhere, and the core.

@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import stat
+import threading
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from analytics_cli import spool
 from analytics_cli.config import Settings
 from analytics_cli.metrics import Sample
-from tests.conftest import Databases, run_proc, spawn
-from tests.faults.conftest import finish, proc_env, wait_for, write_config
+from tests.conftest import Databases, run_proc, spawn, with_db
+from tests.faults.conftest import (
+    Proxy,
+    finish,
+    proc_env,
+    tcp_dsn,
+    unix_target,
+    wait_for,
+    write_config,
+)
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 DOWN = "host=127.0.0.1 port=1 dbname=nowhere user=nobody connect_timeout=1"
+# The test server trusts its socket (where the proxy connects): this password is never
+# needed, only carried by the store's connection string, and must reach no spool file.
+SECRET = "Sp00lS3cret"
 
 
 def _slot(i: int) -> str:
@@ -47,13 +65,69 @@ def _config(tmp: Path, dbs: Databases, store: str, **store_extra: object) -> Pat
     )
 
 
-def _stored(dbs: Databases) -> list[tuple[str, str, str]]:
-    with dbs.store_conn() as conn:
+def _stored(dbs: Databases, dsn: str | None = None) -> list[tuple[str, str, str]]:
+    with psycopg.connect(dsn or dbs.store, autocommit=True) as conn:
         rows = conn.execute(
             'SELECT type, to_char("timestamp" AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS"Z"\'), '
             "count::text FROM analytics ORDER BY 2, 1"
         ).fetchall()
     return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+def _written(dsn: str) -> list[tuple[str, datetime]]:
+    """(slot, collected_at) of every row, in the order the rows were written (the identity)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            'SELECT to_char("timestamp" AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS"Z"\'), '
+            "collected_at FROM analytics ORDER BY id"
+        ).fetchall()
+    return [(str(a), b) for a, b in rows]
+
+
+def _identity(dsn: str) -> dict[str, str]:
+    """The store identity a run with this store connection string gives its spool files."""
+    return spool.store_identity(Settings(store_dsn=dsn))
+
+
+class Switch(Proxy):
+    """The store's TCP front, stopped (connections refused) and started again on its port:
+    the same store, under the same connection string, goes away and comes back."""
+
+    def stop(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        self.close()
+        self.thread.join(timeout=10)
+
+    def start(self) -> None:
+        self.closed = False
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+
+@pytest.fixture
+def switch(dbs: Databases) -> Iterator[Switch]:
+    proxy = Switch(unix_target(dbs.admin))
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def other_store(dbs: Databases) -> Iterator[str]:
+    """A second, empty store database on the same server."""
+    name = f"t_store_b_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dbs.admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_db(dbs.admin, name)
+    with psycopg.connect(dbs.admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -64,39 +138,141 @@ def _folder(tmp: Path) -> Path:
     return tmp / "state" / "analytics-cli" / "spool"
 
 
-def test_store_down_for_three_cycles_then_back(dbs: Databases, tmp_path: Path) -> None:
+def test_store_down_for_three_cycles_then_back(
+    dbs: Databases, tmp_path: Path, switch: Switch
+) -> None:
     _prepare_source(dbs)
-    down, up = _config(tmp_path, dbs, DOWN), _config(tmp_path, dbs, dbs.store)
+    store = f"{tcp_dsn(dbs.store, switch.port)} password={SECRET}"
+    config = _config(tmp_path, dbs, store)  # one config, one store DSN, in every run
     env = _env(tmp_path)
-    for i in range(3):
+    _mark(dbs)
+    first = run_proc("-c", str(config), "collect", "--at", _slot(0), env=env)
+    assert first.exit_code == 0, first.stderr
+    switch.stop()
+    for i in range(1, 4):
         _mark(dbs)  # the platform changes between cycles: each slot has its own value
-        result = run_proc("-c", str(down), "collect", "--at", _slot(i), env=env)
+        result = run_proc("-c", str(config), "collect", "--at", _slot(i), env=env)
         assert result.exit_code == 3, result.stderr
         assert result.stdout == ""
-        first = result.stderr.splitlines()[0]
-        assert first.startswith("error: cannot connect to the store database"), first
-        assert f"slot {_slot(i)} spooled (1 rows) to {_folder(tmp_path)}/" in first
-        assert "password" not in result.stderr
+        line = result.stderr.splitlines()[0]
+        assert line.startswith("error: cannot connect to the store database"), line
+        assert f"slot {_slot(i)} spooled (1 rows) to {_folder(tmp_path)}/" in line
+        assert SECRET not in result.stderr
     files = spool.pending(_folder(tmp_path))
     assert len(files) == 3
+    params = conninfo_to_dict(dbs.store)
+    spooled_at = []
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    shown = run_proc("-c", str(up), "status", env=env)
+        text = path.read_text()
+        assert SECRET not in text
+        doc = json.loads(text)
+        assert doc["version"] == spool.VERSION
+        assert doc["store"] == {
+            "engine": "postgresql",
+            "host": "127.0.0.1",
+            "port": str(switch.port),
+            "dbname": str(params["dbname"]),
+            "user": str(params.get("user") or "postgres"),
+            "table": "analytics",
+        }
+        spooled_at.append(spool.decode(text).batches[0].collected_at)
+    switch.start()  # the store is back, under the same connection string
+    shown = run_proc("-c", str(config), "status", env=env)
     assert (
-        f"spool: 3 slot(s) waiting in {_folder(tmp_path)}, oldest {_slot(0)}: "
+        f"spool: 3 slot(s) waiting in {_folder(tmp_path)}, oldest {_slot(1)}: "
         "the next run that reaches the store writes them"
     ) in shown.stdout.splitlines()
-    listed = json.loads(run_proc("-c", str(up), "status", "--json", env=env).stdout)
-    assert [s["slot"] for s in listed["spooled"]] == [_slot(i) for i in range(3)]
+    listed = json.loads(run_proc("-c", str(config), "status", "--json", env=env).stdout)
+    assert [s["slot"] for s in listed["spooled"]] == [_slot(i) for i in range(1, 4)]
     _mark(dbs)
-    result = run_proc("-c", str(up), "collect", "--at", _slot(3), env=env)
+    result = run_proc("-c", str(config), "collect", "--at", _slot(4), env=env)
     assert result.exit_code == 0, result.stderr
-    assert _stored(dbs) == [("markers", _slot(i), str(i + 1)) for i in range(4)]
+    # Every slot once, with the value read at its own time.
+    assert _stored(dbs) == [("markers", _slot(i), str(i + 1)) for i in range(5)]
     assert spool.pending(_folder(tmp_path)) == []
+    # Replayed oldest first, before this cycle, with the time each slot was read.
+    written = _written(dbs.store)
+    assert [slot for slot, _ in written] == [_slot(i) for i in range(5)]
+    assert [at for _, at in written[1:4]] == spooled_at
+    assert spooled_at == sorted(spooled_at)
     # Running again adds nothing: the replayed slots and this one are stored once.
-    again = run_proc("-c", str(up), "collect", "--at", _slot(3), env=env)
+    again = run_proc("-c", str(config), "collect", "--at", _slot(4), env=env)
     assert again.exit_code == 0, again.stderr
-    assert len(_stored(dbs)) == 4
+    assert len(_stored(dbs)) == 5
+
+
+def _spool_for(folder: Path, identity: dict[str, str] | None, i: int, value: int) -> Path:
+    """A spooled slot ``i`` holding ``value``, read at the slot's time plus a minute."""
+    slot = BASE + timedelta(minutes=30 * i)
+    batch = spool.from_outcomes(
+        None, slot + timedelta(minutes=1), [Sample("markers", Decimal(value))]
+    )
+    table = identity["table"] if identity else "analytics"
+    return spool.write(folder, spool.Spooled(table, slot, False, (batch,), identity))
+
+
+def test_replay_takes_only_this_stores_files_oldest_first(
+    dbs: Databases, tmp_path: Path, other_store: str
+) -> None:
+    _prepare_source(dbs)
+    _mark(dbs)
+    env = _env(tmp_path)
+    folder = _folder(tmp_path)
+    mine, theirs = _identity(dbs.store), _identity(other_store)
+    assert mine != theirs and mine["table"] == theirs["table"] == "analytics"
+    # Written out of order: the replay goes by slot, not by when a file was made.
+    for i in (2, 0, 1):
+        _spool_for(folder, mine, i, 10 + i)
+    # Another config's store, sharing this state folder: the same table, even a same slot.
+    foreign = [_spool_for(folder, theirs, i, 20 + i) for i in (0, 3)]
+    before = {path: path.read_bytes() for path in foreign}
+    config = _config(tmp_path, dbs, dbs.store)
+    result = run_proc("-c", str(config), "collect", "--at", _slot(5), env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert _stored(dbs) == [
+        ("markers", _slot(0), "10"),
+        ("markers", _slot(1), "11"),
+        ("markers", _slot(2), "12"),
+        ("markers", _slot(5), "1"),
+    ]
+    assert [slot for slot, _ in _written(dbs.store)] == [_slot(i) for i in (0, 1, 2, 5)]
+    # The other store's files stay where they are, untouched, not set aside.
+    assert spool.pending(folder) == sorted(foreign)
+    assert {path: path.read_bytes() for path in foreign} == before
+    assert not (folder / spool.REJECTED).exists()
+    # The run writing to that store replays them there.
+    other = _config(tmp_path, dbs, other_store)
+    result = run_proc("-c", str(other), "collect", "--at", _slot(5), env=env)
+    assert result.exit_code == 0, result.stderr
+    assert _stored(dbs, other_store) == [
+        ("markers", _slot(0), "20"),
+        ("markers", _slot(3), "23"),
+        ("markers", _slot(5), "1"),
+    ]
+    assert spool.pending(folder) == []
+
+
+def test_file_of_the_old_format_is_replayed_by_its_table(dbs: Databases, tmp_path: Path) -> None:
+    _prepare_source(dbs)
+    _mark(dbs)
+    folder = _folder(tmp_path)
+    legacy = _spool_for(folder, None, 0, 7)
+    doc = json.loads(legacy.read_text())
+    assert doc["version"] == 1 and "store" not in doc  # as the first spool format wrote it
+    other_table = spool.Spooled(
+        "elsewhere",
+        BASE,
+        False,
+        (spool.from_outcomes(None, BASE, [Sample("markers", Decimal(9))]),),
+    )
+    kept = spool.write(folder, other_table)
+    config = _config(tmp_path, dbs, dbs.store)
+    result = run_proc("-c", str(config), "collect", "--at", _slot(1), env=_env(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert _stored(dbs) == [("markers", _slot(0), "7"), ("markers", _slot(1), "1")]
+    assert spool.pending(folder) == [kept]
 
 
 def test_read_only_store_spools_and_replays(dbs: Databases, tmp_path: Path) -> None:
@@ -162,10 +338,11 @@ def test_connection_killed_mid_write_spools(dbs: Databases, tmp_path: Path) -> N
 
 def _spool_many(tmp: Path, settings: Settings, n: int) -> None:
     folder = spool.spool_dir(settings, {"XDG_STATE_HOME": str(tmp / "state")})
+    identity = spool.store_identity(settings)
     for i in range(n):
         slot = BASE + timedelta(minutes=30 * i)
         batch = spool.from_outcomes(None, slot, [Sample("markers", Decimal(i))])
-        spool.write(folder, spool.Spooled("analytics", slot, False, (batch,)))
+        spool.write(folder, spool.Spooled("analytics", slot, False, (batch,), identity))
 
 
 def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_path: Path) -> None:
@@ -174,7 +351,7 @@ def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_
     env = _env(tmp_path)
     assert run_proc("-c", str(config), "db", "init", env=env).exit_code == 0
     total = 500
-    _spool_many(tmp_path, Settings(), total)
+    _spool_many(tmp_path, Settings(store_dsn=dbs.store), total)
     proc = spawn("-c", str(config), "collect", "--at", _slot(total + 1), env=env)
     wait_for(lambda: len(_stored(dbs)) >= 3, "the first replayed slots", timeout=60)
     os.kill(proc.pid, signal.SIGKILL)
@@ -186,6 +363,9 @@ def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_
     expected = [("markers", _slot(i), str(i)) for i in range(total)]
     assert stored == [*expected, ("markers", _slot(total + 1), "0")]
     assert spool.pending(_folder(tmp_path)) == []
+    # Both runs replayed oldest first: the rows were written in slot order.
+    order = [slot for slot, _ in _written(dbs.store)]
+    assert order == [*(_slot(i) for i in range(total)), _slot(total + 1)]
 
 
 @pytest.mark.parametrize(
