@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
 from analytics_cli import config
 from analytics_cli.cycle import backfill, plan, run_cycle
 from analytics_cli.metrics import enabled_metrics
 from analytics_cli.status import status
-from tests.conftest import Databases, spawn
+from tests import platform_data
+from tests.conftest import Databases, cli, spawn
 from tests.faults.conftest import finish, wait_for
 from tests.metric_definitions import POSTGRESQL
 
@@ -23,12 +28,17 @@ T0 = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)
 HALF = timedelta(minutes=30)
 
 
-def _settings(tmp: Path, dbs: Databases, body: str, **collect: object) -> config.Settings:
+def _settings(
+    tmp: Path, dbs: Databases, body: str, *, source: str | None = None, **collect: object
+) -> config.Settings:
+    """A config file: [collect] (no built-in metric unless ``metrics`` names some), the test's
+    databases (or another ``source``), and ``body``."""
     path = tmp / "c.toml"
-    text = "[collect]\nmetrics = []\n" + "".join(
-        f"{k} = {json.dumps(v)}\n" for k, v in collect.items()
+    text = "[collect]\n" + "".join(
+        f"{k} = {json.dumps(v)}\n" for k, v in {"metrics": [], **collect}.items()
     )
-    text += f"[source]\ndsn = {json.dumps(dbs.source)}\n[store]\ndsn = {json.dumps(dbs.store)}\n"
+    text += f"[source]\ndsn = {json.dumps(source or dbs.source)}\n"
+    text += f"[store]\ndsn = {json.dumps(dbs.store)}\n"
     path.write_text(text + body)
     path.chmod(0o600)
     return config.load(path, env={})
@@ -195,3 +205,198 @@ def test_sigterm_mid_backfill_leaves_only_whole_slots(dbs: Databases, tmp_path: 
     # Each slot's rows were committed together: both metrics, or neither.
     assert messages == slowly
     assert 3 <= len(slowly) < 49
+
+
+# ---------------------------------------------------------------------------- calendar KPIs
+
+DAY = timedelta(days=1)
+SEC = timedelta(seconds=1)
+KPI_SLOT = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+
+
+def _uid(name: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"analytics-cli-test-time:{name}")
+
+
+def _kpi_rows() -> list[tuple[str, dict[str, Any]]]:
+    """Attendance on the edges of the 7- and 30-day windows around KPI_SLOT (S)."""
+    users = "ABCDEFG"
+    old = KPI_SLOT - 60 * DAY
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("user", {"id": _uid(u), "name": u, "createdAt": old, "updatedAt": old}) for u in users
+    ]
+    attendance = [
+        ("A", KPI_SLOT - 7 * DAY),  # the weekly left edge: out of (S-7d, S], in the month
+        ("A", KPI_SLOT - 8 * DAY),  # A again; the weekly left edge of S-1d
+        ("B", KPI_SLOT - 7 * DAY + SEC),  # just inside the week
+        ("B", KPI_SLOT - timedelta(hours=1)),  # B again
+        ("C", KPI_SLOT),  # the right edge: in
+        ("C", KPI_SLOT - 20 * DAY),  # C again, in the month only
+        ("D", KPI_SLOT + SEC),  # after the slot: out
+        ("E", KPI_SLOT - 30 * DAY),  # the monthly left edge: out
+        ("F", KPI_SLOT - 30 * DAY + SEC),  # just inside the month
+        ("G", KPI_SLOT - 31 * DAY),  # the monthly left edge of S-1d
+        (None, KPI_SLOT - DAY),  # no user
+        (None, KPI_SLOT - 10 * DAY),  # no user
+    ]
+    for i, (user, created) in enumerate(attendance):
+        row = {
+            "id": _uid(f"a{i}"),
+            "userId": _uid(user) if user else None,
+            "isChannel": False,
+            "ended": True,
+            "createdAt": created,
+            "updatedAt": created,
+        }
+        out.append(("instance-attendance", row))
+    return out
+
+
+# The rows above counted by hand: (weeklyUsers, monthlyUsers) at each slot.
+KPI_EXPECTED = {
+    # (S-8d, S-1d]: A (S-7d) and B, not A at S-8d; (S-31d, S-1d]: A B C E F, not G.
+    KPI_SLOT - DAY: (2, 5),
+    # (S-7d, S]: B and C; (S-30d, S]: A B C F, not E; D comes after the slot.
+    KPI_SLOT: (2, 4),
+    # (S-6d, S+1d]: B (S-1h), C, D; (S-29d, S+1d]: A B C D, F has left.
+    KPI_SLOT + DAY: (3, 4),
+}
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_weekly_and_monthly_users_are_exact_on_the_window_edges(
+    engine: str, dbs: Databases, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    source = None
+    if engine == "mariadb":
+        my = request.getfixturevalue("mysql_platform")
+        with my.connect() as conn:
+            platform_data.insert_mysql(conn, _kpi_rows())
+        source = my.url
+    else:
+        with dbs.source_conn() as conn:
+            for table, row in _kpi_rows():
+                names = ", ".join(f'"{name}"' for name in row)
+                marks = ", ".join(["%s"] * len(row))
+                conn.execute(
+                    f'INSERT INTO "{table}" ({names}) VALUES ({marks})', tuple(row.values())
+                )
+    # Off by default (they read 30 days of attendance): enabled in [collect] metrics.
+    default = _settings(tmp_path, dbs, "")
+    assert "weeklyUsers" not in [m.type for m in enabled_metrics(replace(default, metrics=None))]
+    kpis = ["weeklyUsers", "monthlyUsers"]
+    settings = _settings(tmp_path, dbs, "", source=source, metrics=kpis, catch_up="0")
+    for slot in KPI_EXPECTED:
+        # A cycle at 00:30 stores the day's slot (00:00); the one at 01:00 finds it present.
+        first = run_cycle(settings, at=slot + HALF)
+        assert [(r.type, r.status, r.slot) for r in first.results] == [
+            (k, "stored", slot) for k in kpis
+        ]
+        again = run_cycle(settings, at=slot + 2 * HALF)
+        assert [(r.type, r.status) for r in again.results] == [(k, "present") for k in kpis]
+    weekly, monthly = _rows(dbs, "weeklyUsers"), _rows(dbs, "monthlyUsers")
+    assert [(t, w, m) for (t, w), (_, m) in zip(weekly, monthly, strict=True)] == [
+        (t, Decimal(w), Decimal(m)) for t, (w, m) in KPI_EXPECTED.items()
+    ]
+
+
+# ---------------------------------------------------------------------------- built-in backfill
+
+BACKFILLABLE = ["dailyUsers", "dailyNewUsers", "chatMessages", "weeklyUsers", "monthlyUsers"]
+NOW = [
+    "activeInstances",
+    "activeLocations",
+    "activeScenes",
+    "activeChannels",
+    "instanceUsers",
+    "channelUsers",
+]
+
+# The backfillable built-ins counted again, one plain statement each, at %(slot)s.
+INDEPENDENT = {
+    "dailyUsers": """SELECT count(DISTINCT "userId") FROM "instance-attendance"
+        WHERE "createdAt" > %(slot)s - interval '24 hours' AND "createdAt" <= %(slot)s""",
+    "dailyNewUsers": """SELECT count(*) FROM "user"
+        WHERE "createdAt" > %(slot)s - interval '24 hours' AND "createdAt" <= %(slot)s""",
+    "chatMessages": """SELECT count(*) FROM message WHERE NOT "isNotification"
+        AND "createdAt" > %(slot)s - interval '30 minutes' AND "createdAt" <= %(slot)s""",
+    "weeklyUsers": """SELECT count(DISTINCT "userId") FROM "instance-attendance"
+        WHERE "createdAt" > %(slot)s - interval '7 days' AND "createdAt" <= %(slot)s""",
+    "monthlyUsers": """SELECT count(DISTINCT "userId") FROM "instance-attendance"
+        WHERE "createdAt" > %(slot)s - interval '30 days' AND "createdAt" <= %(slot)s""",
+}
+
+
+def _platform(dbs: Databases) -> None:
+    """40 days of sign-ups, attendance of a drifting crowd (some without a user), messages and
+    notifications, and a few running instances: every count moves from slot to slot."""
+    with dbs.source_conn() as conn:
+        conn.execute(
+            'INSERT INTO "user" (id, name, "createdAt", "updatedAt") '
+            "SELECT md5('u' || g)::uuid, 'u' || g, %(t)s - interval '39 days' "
+            "+ g * interval '97 minutes', now() FROM generate_series(0, 599) AS g",
+            {"t": T0},
+        )
+        conn.execute(
+            'INSERT INTO "instance-attendance" (id, "userId", "isChannel", ended, "createdAt", '
+            '"updatedAt") SELECT gen_random_uuid(), CASE WHEN g %% 17 = 0 THEN NULL '
+            "ELSE md5('u' || ((g / 10 + g * 7919 %% 50) %% 600))::uuid END, g %% 3 = 0, "
+            "g < 3990, %(t)s - interval '35 days' + g * interval '13 minutes', now() "
+            "FROM generate_series(0, 3999) AS g",
+            {"t": T0},
+        )
+        conn.execute(
+            'INSERT INTO message (id, text, "isNotification", "createdAt", "updatedAt") '
+            "SELECT gen_random_uuid(), 'm', g %% 5 = 0, %(t)s - interval '1 hour' "
+            "+ g * interval '7 minutes', now() FROM generate_series(0, 420) AS g",
+            {"t": T0},
+        )
+        conn.execute(
+            'INSERT INTO instance (id, "roomCode", "channelId", ended, "createdAt", "updatedAt") '
+            "SELECT gen_random_uuid(), 'r' || g, 'c' || g % 2, g > 2, now(), now() "
+            "FROM generate_series(0, 4) AS g"
+        )
+
+
+def test_backfill_restores_the_builtin_metrics_exactly_and_never_a_now_metric(
+    dbs: Databases, tmp_path: Path
+) -> None:
+    _platform(dbs)
+    settings = _settings(tmp_path, dbs, "", metrics=BACKFILLABLE + NOW, catch_up="0")
+    assert {m.type for m in enabled_metrics(settings) if m.backfill} == set(BACKFILLABLE)
+    # A day of cycles, 2026-11-29 00:00 to 2026-11-30 00:00: the daily KPIs at both midnights.
+    for i in range(49):
+        run_cycle(settings, at=T0 + i * HALF)
+    before = {t: _rows(dbs, t) for t in BACKFILLABLE + NOW}
+    assert [len(before[t]) for t in BACKFILLABLE + NOW] == [49, 49, 49, 2, 2] + [49] * 6
+    # An outage of 15 hours: every row of the first 30 slots (the first midnight's KPIs too).
+    deleted = [T0 + i * HALF for i in range(30)]
+    with dbs.store_conn() as conn:
+        conn.execute('DELETE FROM analytics WHERE "timestamp" = ANY(%s)', (deleted,))
+    assert settings.path is not None
+    result = cli(
+        "-c", str(settings.path), "collect", "--at", "2026-11-30T00:10:00Z", "--backfill", "1d"
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    # No terminal: a line each quarter, then the summary line.
+    assert [line for line in lines if line.startswith("backfill")] == [
+        "backfill: 1/30 slots written",
+        "backfill: 8/30 slots written",
+        "backfill: 15/30 slots written",
+        "backfill: 23/30 slots written",
+        "backfill: 30/30 slots written",
+        "backfill since=2026-11-29T00:00:00Z until=2026-11-30T00:00:00Z slots=30 written=30 "
+        "present=0 busy=0 failed=0",
+    ]
+    for type_ in BACKFILLABLE:
+        after = _rows(dbs, type_)
+        assert after == before[type_], type_
+        with dbs.source_conn() as conn:
+            for slot, count in after:
+                row = conn.execute(INDEPENDENT[type_], {"slot": slot}).fetchone()
+                assert row is not None
+                assert (type_, slot, count) == (type_, slot, row[0])
+    # The "now" metrics are never computed for the past: their 30 slots stay empty.
+    for type_ in NOW:
+        assert _rows(dbs, type_) == [(t, c) for t, c in before[type_] if t not in deleted]
