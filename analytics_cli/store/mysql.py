@@ -152,8 +152,12 @@ class MySQLIrEngineLayout:
         name = f"analytics-cli:slot:{digest}"
         wait = int(max(settings.statement_timeout.total_seconds() * 2, 60))
         # The statement limit would end the wait first: lift it for this one statement.
-        hint = "SET STATEMENT max_statement_time = 0 FOR " if conn.mariadb else ""
-        row = conn.execute(f"{hint}SELECT GET_LOCK(%s, %s)", (name, wait)).fetchone()
+        statement = (
+            "SET STATEMENT max_statement_time = 0 FOR SELECT GET_LOCK(%s, %s)"
+            if conn.mariadb
+            else "SELECT /*+ MAX_EXECUTION_TIME(0) */ GET_LOCK(%s, %s)"
+        )
+        row = conn.execute(statement, (name, wait)).fetchone()
         if not row or row[0] != 1:
             raise SlotBusy
         conn.locks.append(name)
