@@ -51,8 +51,11 @@ def is_ir_engine(shape: Sequence[tuple[str, str]]) -> bool:
     return sorted(shape) == sorted(SHAPE)
 
 
-def accept(settings: Settings) -> IrEngineLayout:
-    """The ir-engine layout for the table, unless the config insists on the native one."""
+def accept(settings: Settings, shape_text: str = SHAPE_TEXT) -> IrEngineLayout:
+    """The ir-engine layout for the table, unless the config insists on the native one.
+
+    ``shape_text`` names the columns as the store's engine types them (MySQL: store.mysql).
+    """
     from analytics_cli.store.notices import notice
 
     if settings.layout == "native":
@@ -64,7 +67,7 @@ def accept(settings: Settings) -> IrEngineLayout:
         )
     if settings.layout != IR_ENGINE:
         notice(
-            f"table {settings.table} has the iR Engine layout ({SHAPE_TEXT}): "
+            f"table {settings.table} has the iR Engine layout ({shape_text}): "
             'reading and writing it in that layout (set [store] layout = "ir-engine" '
             "to say so in the config)"
         )

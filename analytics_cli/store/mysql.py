@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from analytics_cli.errors import ConfigError
 from analytics_cli.store.irengine import (
     IR_ENGINE,
-    SHAPE_TEXT,
     accept,
     fit_count,
     missing_table,
@@ -45,6 +44,7 @@ SHAPE = (
     ("createdAt", "datetime"),
     ("updatedAt", "datetime"),
 )
+SHAPE_TEXT = "id char(36), count int, type varchar(255), createdAt, updatedAt"
 
 
 def is_mysql(conn: Any) -> bool:
@@ -98,7 +98,7 @@ def detect(conn: Any, settings: Settings) -> MySQLIrEngineLayout | None:
             hint="point [store] table at the platform's analytics table, or [store] dsn at "
             "a PostgreSQL database for an analytics-cli table",
         )
-    accept(settings)  # refuses layout = "native", says once what was found
+    accept(settings, SHAPE_TEXT)  # refuses layout = "native", says once what was found
     return MySQLIrEngineLayout(settings.table)
 
 
@@ -251,28 +251,35 @@ def known_types(conn: Any, table: str) -> list[str]:
 Row = tuple[str, Decimal, datetime, datetime]
 
 
-def rows(conn: Any, sel: Selection, *, order: str = "type") -> Iterator[Row]:
-    """The selection's stored rows (type, count, timestamp, collected_at), streamed.
+def _filter(sel: Selection) -> tuple[str, list[Any]] | None:
+    """The WHERE clause of a selection and its parameters; None when no row can match.
 
     The table has no metadata: a ``--where`` or ``--by`` selection matches no row, as on
     PostgreSQL where its metadata is always ``{}``.
     """
-    if sel.where or sel.by is not None:
-        return
-    query = f"SELECT type, count, createdAt, updatedAt FROM {quote(sel.table)} "
-    query += "WHERE type IS NOT NULL AND count IS NOT NULL"
+    if sel.where or sel.by is not None or (sel.types is not None and not sel.types):
+        return None
+    clause = "type IS NOT NULL AND count IS NOT NULL"
     params: list[Any] = []
     if sel.types is not None:
-        if not sel.types:
-            return
-        query += f" AND type IN ({', '.join(['%s'] * len(sel.types))})"
+        clause += f" AND type IN ({', '.join(['%s'] * len(sel.types))})"
         params += list(sel.types)
     if sel.since is not None:
-        query += " AND createdAt >= %s"
+        clause += " AND createdAt >= %s"
         params.append(naive(sel.since))
     if sel.until is not None:
-        query += " AND createdAt < %s"
+        clause += " AND createdAt < %s"
         params.append(naive(sel.until))
+    return clause, params
+
+
+def rows(conn: Any, sel: Selection, *, order: str = "type") -> Iterator[Row]:
+    """The selection's stored rows (type, count, timestamp, collected_at), streamed."""
+    found = _filter(sel)
+    if found is None:
+        return
+    clause, params = found
+    query = f"SELECT type, count, createdAt, updatedAt FROM {quote(sel.table)} WHERE {clause}"
     query += " ORDER BY type, createdAt, id" if order == "type" else " ORDER BY createdAt, type, id"
     for type_, count, at, updated in conn.stream(query, params):
         yield str(type_), Decimal(count), aware(at), aware(updated)
@@ -322,8 +329,13 @@ def _buckets(conn: Any, sel: Selection) -> list[Row]:
 
 
 def count_points(conn: Any, sel: Selection) -> int:
-    """How many stored rows fall in the selection's window."""
-    return sum(1 for _ in rows(conn, sel))
+    """How many stored rows fall in the selection's window (one COUNT on the server)."""
+    found = _filter(sel)
+    if found is None:
+        return 0
+    clause, params = found
+    row = conn.execute(f"SELECT count(*) FROM {quote(sel.table)} WHERE {clause}", params)
+    return int(row.fetchone()[0])
 
 
 def count_rows(conn: Any, sel: Selection) -> int:
