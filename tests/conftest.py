@@ -38,6 +38,21 @@ def with_db(dsn: str, dbname: str) -> str:
     return make_conninfo(**params)
 
 
+@contextlib.contextmanager
+def scratch_database(admin: str, prefix: str) -> Iterator[str]:
+    """A new empty database on the admin's server, dropped (sessions and all) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_db(admin, name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 # Where the test server takes password logins over TCP (scram-sha-256): set by admin_dsn.
 # Debian's server listens on localhost; the embedded one on a loopback address of its own,
 # so that it never collides with another server on port 5432.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from psycopg import sql
 from analytics_cli import demo, embedded
 from analytics_cli.cli import app
 from analytics_cli.timeutil import floor_slot
-from tests.conftest import Databases, cli, run_proc, with_db
+from tests.conftest import Databases, cli, run_proc, scratch_database
 
 HALF_HOUR = timedelta(minutes=30)
 METRICS = [
@@ -134,14 +133,8 @@ def test_demo_one_day_on_the_embedded_default(user_home: Path) -> None:
 @pytest.fixture
 def empty_source(dbs: Databases) -> Iterator[str]:
     """An empty database to serve as the demo's platform."""
-    name = f"t_demo_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dbs.admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_db(dbs.admin, name)
-    with psycopg.connect(dbs.admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with scratch_database(dbs.admin, "t_demo") as dsn:
+        yield dsn
 
 
 INDEPENDENT = {

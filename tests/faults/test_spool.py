@@ -9,7 +9,6 @@ import signal
 import socket
 import stat
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,13 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from analytics_cli import spool
 from analytics_cli.config import Settings
 from analytics_cli.metrics import Sample
-from tests.conftest import Databases, run_proc, spawn, with_db
+from tests.conftest import Databases, run_proc, scratch_database, spawn
 from tests.faults.conftest import (
     Proxy,
     finish,
@@ -120,14 +118,8 @@ def switch(dbs: Databases) -> Iterator[Switch]:
 @pytest.fixture
 def other_store(dbs: Databases) -> Iterator[str]:
     """A second, empty store database on the same server."""
-    name = f"t_store_b_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dbs.admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_db(dbs.admin, name)
-    with psycopg.connect(dbs.admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with scratch_database(dbs.admin, "t_store_b") as dsn:
+        yield dsn
 
 
 def _env(tmp: Path) -> dict[str, str]:
