@@ -265,8 +265,7 @@ def stream(
     statement = store.copy_statement(sel, fmt, keys, order).as_string(conn)
     write = sink.write
     if fmt != "json":
-        lines = copy_out(conn, statement, write, on_rows, skip=1 if fmt == "csv" else 0)
-        return lines - 1 if fmt == "csv" else lines
+        return copy_out(conn, statement, write, on_rows, first=store.copy_header(fmt, keys))
     # COPY sends one object a line (JSON text holds no raw newline): the array's commas go
     # between the lines of each block, and between blocks.
     started = False
@@ -333,7 +332,7 @@ def copy_out(
     write: Callable[[bytes], Any],
     on_rows: Callable[[int], None] | None = None,
     *,
-    skip: int = 0,
+    first: bytes = b"",
 ) -> int:
     """Run ``COPY … TO STDOUT``; hand the rows on in blocks of whole rows; count them.
 
@@ -341,7 +340,7 @@ def copy_out(
     psycopg's own ``Copy`` iterator costs about a microsecond a row, as much as psql's whole
     copy. Rows already received are taken without waiting; only an empty buffer waits, on
     the socket and in slices of a second, so signals are handled while the server works.
-    The first ``skip`` rows (a CSV header) are not counted as progress.
+    ``first`` (a CSV header) goes out ahead of the rows, in their first block.
     """
     import select
 
@@ -356,9 +355,8 @@ def copy_out(
     result = _next_result(pgconn)
     if result is None or result.status != pq.ExecStatus.COPY_OUT:
         _raise_result(pgconn, result)
-    rows = 0
-    reported = skip
-    buffer = bytearray()
+    rows = reported = 0
+    buffer = bytearray(first)
     get = pgconn.get_copy_data
     try:
         while True:

@@ -143,6 +143,57 @@ def test_csv_exact_from_a_real_process(store_env: Databases) -> None:
     )
 
 
+def test_order_is_time_then_type_then_metadata_by_value(store_env: Databases) -> None:
+    """The sort is on the stored values, never on the text the export writes.
+
+    As text, ``…00Z`` sorts after ``…00.5Z``, and ``{"a": …, "b": …}`` before ``{"b": …}``;
+    by value, whole seconds come first and jsonb puts the object with fewer keys first.
+    """
+    rows = [
+        ("b", "2026-01-05T00:00:00.5Z", {}),
+        ("b", "2026-01-05T00:00:00Z", {"a": "1", "b": "2"}),
+        ("b", "2026-01-05T00:00:00Z", {"b": "1"}),
+        ("a", "2026-01-05T00:00:01Z", {}),
+        ("a", "2026-01-05T00:00:00Z", {}),
+    ]
+    with psycopg.connect(store_env.store, autocommit=True) as conn:
+        conn.execute("TRUNCATE analytics")
+        for type_, at, metadata in rows:
+            conn.execute(
+                'INSERT INTO analytics (type, count, "timestamp", collected_at, metadata) '
+                "VALUES (%s, 1, %s, %s, %s::jsonb)",
+                (type_, at, at, json.dumps(metadata)),
+            )
+    want = [
+        ("a", "2026-01-05T00:00:00Z", {}),
+        ("b", "2026-01-05T00:00:00Z", {"b": "1"}),
+        ("b", "2026-01-05T00:00:00Z", {"a": "1", "b": "2"}),
+        ("b", "2026-01-05T00:00:00.5Z", {}),
+        ("a", "2026-01-05T00:00:01Z", {}),
+    ]
+    for fmt in ("csv", "json", "ndjson"):
+        result = cli("export", f"--{fmt}")
+        assert result.exit_code == 0, result.stderr
+        text = result.stdout
+        if fmt == "csv":
+            got = [
+                (r["type"], r["timestamp"], json.loads(r["metadata"]))
+                for r in csv.DictReader(io.StringIO(text, newline=""))
+            ]
+        else:
+            objects = json.loads(text) if fmt == "json" else map(json.loads, text.splitlines())
+            got = [(o["type"], o["timestamp"], o["metadata"]) for o in objects]
+        assert got == want, fmt
+
+
+def test_an_empty_table_exports_the_header_alone(store_env: Databases) -> None:
+    with psycopg.connect(store_env.store, autocommit=True) as conn:
+        conn.execute("TRUNCATE analytics")
+    assert cli("export", "--csv").stdout == "type,count,timestamp,metadata,collected_at\n"
+    assert cli("export", "--json").stdout == "[]\n"
+    assert cli("export", "--ndjson").stdout == ""
+
+
 def test_output_file_written_whole(store_env: Databases, tmp_path: Path) -> None:
     load_fixed(store_env.store)
     target = tmp_path / "out.ndjson"

@@ -13,7 +13,11 @@ read every row: the worst case), then measures in the same run, median of --repe
   /dev/null: wall-time ratio (target <= 1.5) and the tool's peak RSS (target <= 100 MB); and,
   for reference, vs psql running the tool's own COPY statement;
 - `analytics-cli show --type activeInstances --since 30d --bucket 1h` vs psql running the
-  same date_bin query: wall-time ratio (target <= 1.5).
+  same date_bin query: wall-time ratio (target <= 1.5);
+- for reference, export vs the raw copy again on a store shaped like years of the built-in
+  pack: N rows of nine types, one row each per 30-minute slot, stored slot by slot (whole
+  seconds: shorter rows, so the raw copy is cheaper and the tool's fixed start-up and its
+  sort weigh more).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -66,6 +71,36 @@ def load(dsn: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
+PACK = (
+    "activeInstances",
+    "activeLocations",
+    "activeChannels",
+    "activeScenes",
+    "instanceUsers",
+    "channelUsers",
+    "dailyUsers",
+    "activeParties",
+    "chatMessages",
+)
+
+
+def load_pack(dsn: str, rows: int) -> float:
+    """About N rows of the nine built-in types, one each per 30-minute slot, oldest first."""
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            store.ensure_table(conn, "analytics")
+        conn.execute(
+            'INSERT INTO analytics (type, count, "timestamp", collected_at) '
+            "SELECT t, g %% 1000, date_trunc('hour', now()) - make_interval(mins => g * 30), "
+            "date_trunc('hour', now()) - make_interval(mins => g * 30, secs => 3) "
+            "FROM generate_series(%s, 1, -1) g, unnest(%s::text[]) t",
+            (-(-rows // len(PACK)), list(PACK)),
+        )
+        conn.execute("VACUUM ANALYZE analytics")
+    return time.perf_counter() - started
+
+
 def export_psql_query(conn: psycopg.Connection[object]) -> str:
     """The tool's own COPY statement, as psql's one-line \\copy of the same SELECT.
 
@@ -74,10 +109,10 @@ def export_psql_query(conn: psycopg.Connection[object]) -> str:
     statement = store.copy_statement(
         store.Selection("analytics"), "csv", store.EXPORT_KEYS
     ).as_string(conn)
-    prefix, suffix = "COPY (", ") TO STDOUT (FORMAT csv, HEADER)"
+    prefix, suffix = "COPY (", ") TO STDOUT (FORMAT csv)"
     assert statement.startswith(prefix) and statement.endswith(suffix), statement
     inner = statement[len(prefix) : -len(suffix)]
-    return f"\\copy ({inner}) to stdout csv header"
+    return f"\\copy ({inner}) to stdout csv"
 
 
 def show_psql_query(conn: psycopg.Connection[object]) -> str:
@@ -132,8 +167,8 @@ def measure(admin: str, rows: int, repeat: int, keep: bool = False) -> list[Resu
             ),
             (f"show --bucket 1h, {rows:,} rows, vs psql date_bin", tool_show, psql_show, None, 1.5),
         ):
-            ours = median_runs(repeat, lambda t=tool: timed(t, env))
-            theirs = median_runs(repeat, lambda p=psql: timed(p, env))
+            ours = median_runs(repeat, partial(timed, tool, env))
+            theirs = median_runs(repeat, partial(timed, psql, env))
             ratio = ours.seconds / theirs.seconds
             results.append(
                 Result(
@@ -154,6 +189,22 @@ def measure(admin: str, rows: int, repeat: int, keep: bool = False) -> list[Resu
                         ours.max_rss_mb <= rss_target,
                     )
                 )
+    with scratch_database(admin, "bench_pack", keep) as dsn:
+        print(f"loading {rows:,} rows of the built-in pack ...", file=sys.stderr, flush=True)
+        print(f"loaded in {load_pack(dsn, rows):.1f}s", file=sys.stderr, flush=True)
+        pack_env = {**env, "ANALYTICS_DSN": dsn}
+        pack_raw = psql_command(dsn, "-c", RAW_COPY)
+        ours = median_runs(repeat, partial(timed, tool_export, pack_env))
+        theirs = median_runs(repeat, partial(timed, pack_raw, pack_env))
+        results.append(
+            Result(
+                f"export --csv, {rows:,} rows of the 9 built-in types, vs psql raw \\copy",
+                f"{ours.seconds:.2f} s / {theirs.seconds:.2f} s",
+                f"{ours.seconds / theirs.seconds:.2f}x",
+                "report",
+                None,
+            )
+        )
     return results
 
 
