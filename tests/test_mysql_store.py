@@ -239,6 +239,53 @@ def test_export_returns_old_and_new_rows(ir: MySQLPlatform, tmp_path: Path) -> N
     assert (empty.exit_code, empty.stdout) == (0, "[]\n")
 
 
+ODD_TYPES = ["plain", "with,comma", 'with "quotes"', "two\nlines", "cr\rhere", "", "Zürich 🙂",
+             "tab\tand\x01control", "back\\slash", "\\.", "100%Y"]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
+def test_export_text_is_the_same_however_it_is_made(ir: MySQLPlatform, fmt: str) -> None:
+    """The server-written fields (unbucketed rows) give the text the Python-written ones do
+    (what buckets use), for any type text: quoting, escapes, non-ASCII, ``%``."""
+    from decimal import Decimal
+
+    from analytics_cli.history import SHOW_KEYS
+    from analytics_cli.store import mysql as mysql_store
+    from analytics_cli.store.read import EXPORT_KEYS
+
+    with ir.connect() as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO analytics (id, count, type, createdAt, updatedAt) "
+            "VALUES (UUID(), %s, %s, %s, %s)",
+            [(-i, t, SLOT - timedelta(minutes=i), SLOT - timedelta(minutes=i, seconds=-3))
+             for i, t in enumerate(ODD_TYPES)],
+        )  # fmt: skip
+
+    def expected(order: str, keys: tuple[str, ...]) -> str:
+        with ir.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT type, count, createdAt, updatedAt FROM analytics "
+                + mysql_store._ORDERS[order]
+            )
+            found = [(t, Decimal(c), a.replace(tzinfo=UTC), u.replace(tzinfo=UTC))
+                     for t, c, a, u in cur.fetchall()]  # fmt: skip
+        lines = "".join(mysql_store._python_lines(found, fmt, keys))
+        if fmt == "csv":
+            return ",".join(keys) + "\n" + lines
+        if fmt == "json":
+            return "[\n" + lines[:-1].replace("\n", ",\n") + "\n]\n"
+        return lines
+
+    exported = cli("export", f"--{fmt}")
+    assert exported.exit_code == 0, exported.stderr
+    assert exported.stdout == expected("time", EXPORT_KEYS)
+    assert len(exported.stdout.splitlines()) >= len(ODD_TYPES) + len(OLD_ROWS)
+    if fmt != "ndjson":
+        shown = cli("show", "--since", "2026-11-01", "--until", "2026-12-01", "--format", fmt)
+        assert shown.exit_code == 0, shown.stderr
+        assert shown.stdout == expected("type", SHOW_KEYS)
+
+
 def test_show_and_status_read_the_table(ir: MySQLPlatform) -> None:
     assert cli("collect", "--at", AT).exit_code == 0
     shown = cli("show", "--type", "activeInstances", "--since", "2026-11-28", "--until",

@@ -178,7 +178,6 @@ def _iso_sql(column: sql.Composable) -> sql.Composable:
 
 
 EXPORT_KEYS = ("type", "count", "timestamp", "metadata", "collected_at")
-SHOW_KEYS = ("type", "timestamp", "count", "metadata")
 
 
 def copy_header(fmt: str, keys: Sequence[str] = EXPORT_KEYS) -> bytes:
