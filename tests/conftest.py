@@ -7,6 +7,7 @@ import io
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,12 @@ from analytics_cli import embedded
 
 # Fixtures of real servers beside PostgreSQL: MariaDB (MySQL sources), pgbouncer (tests/deploy/).
 pytest_plugins = ["tests.mariadb_server", "tests.pgbouncer_server"]
+
+# A suite started as a background job of a non-interactive shell (`.ci/run &`) inherits
+# SIGINT ignored, and so would every process it starts: the tests that interrupt a run
+# with SIGINT need it delivered, as it is under a terminal or cron.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.sql"
 TEMPLATE = "analytics_cli_test_platform"
