@@ -21,9 +21,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from analytics_cli import embedded
+from tests.scratch import with_db
 
 # Fixtures of real servers beside PostgreSQL: MariaDB (MySQL sources), pgbouncer (tests/deploy/).
 pytest_plugins = ["tests.mariadb_server", "tests.pgbouncer_server"]
@@ -36,28 +37,6 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.sql"
 TEMPLATE = "analytics_cli_test_platform"
-
-
-def with_db(dsn: str, dbname: str) -> str:
-    """The same server, another database."""
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
-@contextlib.contextmanager
-def scratch_database(admin: str, prefix: str) -> Iterator[str]:
-    """A new empty database on the admin's server, dropped (sessions and all) afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_db(admin, name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 # Where the test server takes password logins over TCP (scram-sha-256): set by admin_dsn.

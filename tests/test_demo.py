@@ -17,7 +17,8 @@ from psycopg import sql
 from analytics_cli import demo, embedded
 from analytics_cli.cli import app
 from analytics_cli.timeutil import floor_slot
-from tests.conftest import Databases, cli, run_proc, scratch_database
+from tests.conftest import Databases, cli, run_proc
+from tests.scratch import scratch_database
 
 HALF_HOUR = timedelta(minutes=30)
 METRICS = [

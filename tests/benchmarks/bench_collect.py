@@ -35,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analytics_cli import embedded
 from analytics_cli.metrics import builtin_metrics
-from tests.benchmarks.common import Result, admin_server, print_table, with_db
+from tests.benchmarks.common import Result, admin_server, print_table
 from tests.benchmarks.common import timed as common_timed
 from tests.metric_definitions import POSTGRESQL
+from tests.scratch import with_db
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "analytics_cli" / "ir_engine_schema.sql"

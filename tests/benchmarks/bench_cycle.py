@@ -34,9 +34,9 @@ from tests.benchmarks.common import (
     median_runs,
     print_table,
     psql_command,
-    scratch_database,
     timed,
 )
+from tests.scratch import scratch_database
 
 SOURCES = 8
 SERIES = 5000

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from analytics_cli.metrics import builtin_metrics
 from analytics_cli.sources.mysql import bound_parameters
 from tests.benchmarks.common import Result, admin_server, median_runs, print_table, timed
-from tests.benchmarks.common import with_db as pg_with_db
 from tests.mariadb_server import ADMIN_PASSWORD, ADMIN_USER, SCHEMA_SQL, MariaDB, server
 from tests.metric_definitions import MYSQL
+from tests.scratch import with_db as pg_with_db
 
 SLOT = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 TOOL = [sys.executable, "-m", "analytics_cli"]

@@ -42,9 +42,9 @@ from tests.benchmarks.common import (
     median_runs,
     print_table,
     psql_command,
-    scratch_database,
     timed,
 )
+from tests.scratch import scratch_database
 
 TYPE = "activeInstances"
 RAW_COPY = "\\copy (SELECT * FROM analytics) to stdout csv header"

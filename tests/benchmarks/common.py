@@ -7,15 +7,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 # Benchmark servers trade durability for load speed; the measured reads are unaffected.
 FAST_OPTIONS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -35,31 +30,6 @@ def admin_server(dsn: str | None) -> Iterator[str]:
             yield server.dsn("postgres")
     finally:
         shutil.rmtree(home, ignore_errors=True)
-
-
-def with_db(dsn: str, dbname: str) -> str:
-    """The same server, another database."""
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
-@contextmanager
-def scratch_database(admin: str, prefix: str, keep: bool = False) -> Iterator[str]:
-    """A new empty database, dropped afterwards unless ``keep``."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_db(admin, name)
-    finally:
-        if keep:
-            print(f"kept database {name}", file=sys.stderr)
-        else:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
 
 
 @dataclass(frozen=True)

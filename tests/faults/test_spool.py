@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from analytics_cli import spool
 from analytics_cli.config import Settings
 from analytics_cli.metrics import Sample
-from tests.conftest import Databases, run_proc, scratch_database, spawn
+from tests.conftest import Databases, run_proc, spawn
 from tests.faults.conftest import (
     Proxy,
     finish,
@@ -31,6 +31,7 @@ from tests.faults.conftest import (
     wait_for,
     write_config,
 )
+from tests.scratch import scratch_database
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 DOWN = "host=127.0.0.1 port=1 dbname=nowhere user=nobody connect_timeout=1"
