@@ -80,15 +80,13 @@ FROM seq_1_to_{messages};
 ANALYZE TABLE `user`, instance, location, `instance-attendance`, message;
 """
 
-# The platform's own analytics table as a collector fills it: nine types a 30-minute slot.
+# The platform's own analytics table as a collector fills it: the built-in pack's types
+# (nine), one row each a 30-minute slot.
 STORED = """
 INSERT INTO analytics (id, count, type, `createdAt`, `updatedAt`)
-SELECT CONCAT('x', LPAD(seq, 35, '0')), seq % 1000,
-       ELT(1 + seq % 9, 'activeInstances', 'activeLocations', 'activeChannels',
-           'activeScenes', 'instanceUsers', 'channelUsers', 'dailyUsers', 'activeParties',
-           'chatMessages'),
-       {slot} - INTERVAL (30 * ({rows} DIV 9 - seq DIV 9)) MINUTE,
-       {slot} - INTERVAL (30 * ({rows} DIV 9 - seq DIV 9)) MINUTE + INTERVAL 3 SECOND
+SELECT CONCAT('x', LPAD(seq, 35, '0')), seq % 1000, ELT(1 + seq % {n}, {types}),
+       {slot} - INTERVAL (30 * ({rows} DIV {n} - seq DIV {n})) MINUTE,
+       {slot} - INTERVAL (30 * ({rows} DIV {n} - seq DIV {n})) MINUTE + INTERVAL 3 SECOND
 FROM seq_1_to_{rows}
 """
 
@@ -194,7 +192,9 @@ def measure_export(db: MariaDB, name: str, work: Path, rows: int) -> list[Result
     with db.connect() as conn, conn.cursor() as cur:
         cur.execute(f"USE {name}")
         cur.execute("TRUNCATE analytics")
-        cur.execute(STORED.format(slot=slot, rows=rows))
+        types = [spec.type for spec in builtin_metrics() if spec.enabled]
+        quoted = ", ".join(f"'{t}'" for t in types)
+        cur.execute(STORED.format(slot=slot, rows=rows, n=len(types), types=quoted))
         conn.commit()
     store = f"mysql://{ADMIN_USER}:{ADMIN_PASSWORD}@localhost/{name}?unix_socket={db.socket}"
     env = {**os.environ, "ANALYTICS_STORE_DSN": store, "HOME": str(work)}

@@ -35,6 +35,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analytics_cli import store
+from analytics_cli.metrics import builtin_metrics
 from tests.benchmarks.common import (
     Result,
     admin_server,
@@ -71,17 +72,7 @@ def load(dsn: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-PACK = (
-    "activeInstances",
-    "activeLocations",
-    "activeChannels",
-    "activeScenes",
-    "instanceUsers",
-    "channelUsers",
-    "dailyUsers",
-    "activeParties",
-    "chatMessages",
-)
+PACK = tuple(spec.type for spec in builtin_metrics() if spec.enabled)
 
 
 def load_pack(dsn: str, rows: int) -> float:
