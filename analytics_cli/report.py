@@ -85,11 +85,13 @@ def report_data(
     specs = {m.type: m for m in all_metrics(settings)}
     data = ReportData(settings.table, since, until, generated, settings.interval)
     with store_connection(settings) as (conn, layout):
+        # A slot's value is the sum of its rows, in the headline and the charts alike.
         base = selection(layout, store.Selection(settings.table, since, until, types))
+        base = replace(base, slot=settings.interval)
         check_types(conn, settings.table, list(types) if types else None)
-        current = {s.type: s for s in store.total_summaries(conn, base, settings.interval)}
+        current = {s.type: s for s in store.summaries(conn, base, settings.interval)}
         before = replace(base, since=data.previous_since, until=since)
-        previous = {s.type: s for s in store.total_summaries(conn, before, settings.interval)}
+        previous = {s.type: s for s in store.summaries(conn, before, settings.interval)}
         names = list(types) if types else sorted(current)
         for name in names:
             spec = specs.get(name)
@@ -140,13 +142,16 @@ def _chart(
     if key is not None and store.first_metadata(conn, sel, metric.type).get(key) is not None:
         by_sel = replace(sel, by=key)
         values, total = store.top_values(conn, by_sel, top)
-        by_sel = replace(by_sel, by_values=tuple(v for v in values if v is not None))
+        by_sel = replace(by_sel, by_values=tuple(values))
         points = store.count_points(conn, by_sel)
         bucket = auto_bucket(span, points // max(len(values), 1), CHART_POINTS) or interval
         by_sel = replace(by_sel, bucket=bucket, agg="avg")
-        series: dict[str, list[tuple[datetime, float]]] = {v: [] for v in values if v}
+        series: dict[str, list[tuple[datetime, float]]] = {
+            store.NONE_LABEL if v is None else v: [] for v in values
+        }
         for p in store.read_points(conn, by_sel):
-            label = str((p.metadata or {}).get(key))
+            value = (p.metadata or {}).get(key)
+            label = store.NONE_LABEL if value is None else str(value)
             series.setdefault(label, []).append((p.timestamp, float(p.count)))
         return replace(
             metric,
