@@ -322,6 +322,81 @@ def _summary_rows(data: Any, tz: Any) -> list[list[str]]:
 
 SUMMARY_HEADERS = ["type", "latest", "at", "min", "avg", "max", "points", "gaps"]
 SUMMARY_RIGHT = {1, 3, 4, 5, 6, 7}
+AT, POINTS, GAPS = 2, 6, 7
+SPARK_MIN = 8
+# How show's summary table fits a narrow terminal, in order (the README lists it): the trend
+# narrows to SPARK_MIN; ``at`` loses its year; ``points`` goes; then the trend, ``at`` and
+# ``gaps`` go; only then are metric names cut. Each step: (dropped columns, short ``at``).
+FIT_STEPS: tuple[tuple[frozenset[int], bool], ...] = (
+    (frozenset(), False),
+    (frozenset(), True),
+    (frozenset({POINTS}), True),
+    (frozenset({POINTS, AT}), True),
+    (frozenset({POINTS, AT, GAPS}), True),
+)
+GAP = 2  # blanks between two columns
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The summary table as it fits a width: kept columns, short ``at``, trend width (0: none)."""
+
+    columns: tuple[int, ...]
+    short_at: bool
+    trend: int
+
+
+def fit_summary(rows: list[list[str]], width: int, *, trend: bool) -> Fit:
+    """The first step of FIT_STEPS at which the table fits ``width`` (a trend of at least
+    SPARK_MIN beside it first, then without one); the last step when none does."""
+    from analytics_cli.charts import SPARK_WIDTH
+
+    def natural(columns: tuple[int, ...], short_at: bool) -> int:
+        widths = [
+            max(len(SUMMARY_HEADERS[i]), *(len(_cell(r, i, short_at)) for r in rows))
+            for i in columns
+        ]
+        return sum(widths) + GAP * (len(widths) - 1)
+
+    tries = [(step, True) for step in FIT_STEPS[:3]] if trend else []
+    tries += [(step, False) for step in FIT_STEPS]
+    for (dropped, short_at), with_trend in tries:
+        columns = tuple(i for i in range(len(SUMMARY_HEADERS)) if i not in dropped)
+        room = width - natural(columns, short_at)
+        if with_trend and room >= GAP + SPARK_MIN:
+            return Fit(columns, short_at, min(SPARK_WIDTH, room - GAP))
+        if not with_trend and room >= 0:
+            return Fit(columns, short_at, 0)
+    dropped, short_at = FIT_STEPS[-1]
+    return Fit(tuple(i for i in range(len(SUMMARY_HEADERS)) if i not in dropped), short_at, 0)
+
+
+def _cell(row: list[str], i: int, short_at: bool) -> str:
+    """One cell of a summary row; a short ``at`` drops the year (``12-06 05:30``)."""
+    return row[i][5:] if i == AT and short_at and len(row[i]) > 5 else row[i]
+
+
+def _fitted(rows: list[list[str]], fit: Fit) -> tuple[list[str], list[list[str]], set[int]]:
+    headers = [SUMMARY_HEADERS[i] for i in fit.columns]
+    right = {k for k, i in enumerate(fit.columns) if i in SUMMARY_RIGHT}
+    return headers, [[_cell(r, i, fit.short_at) for i in fit.columns] for r in rows], right
+
+
+def _rich_summary(headers: list[str], right: set[int]) -> Any:
+    """A borderless rich table (two blanks between columns) whose first column, the names,
+    is the only one that may be cut, and only when nothing else could go."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
+    for i, header in enumerate(headers):
+        table.add_column(
+            header,
+            justify="right" if i in right else "left",
+            no_wrap=True,
+            overflow="ellipsis" if i == 0 else "crop",
+            header_style="bold",
+        )
+    return table
 
 
 def print_overview(data: Any, tz: Any, *, terminal: bool) -> None:
@@ -332,20 +407,18 @@ def print_overview(data: Any, tz: Any, *, terminal: bool) -> None:
         print(plain_table(SUMMARY_HEADERS, rows, SUMMARY_RIGHT))
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=window_line(data, tz), title_justify="left")
-    for i, header in enumerate([*SUMMARY_HEADERS, "trend"]):
-        table.add_column(
-            header, justify="right" if i in SUMMARY_RIGHT else "left", no_wrap=i in (2, 8)
-        )
-    # Fit the trend into what the other columns leave (3 = padding and border per column).
-    natural = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(SUMMARY_HEADERS)]
-    room = max(5, terminal_width() - sum(w + 3 for w in natural) - 4)
-    for row, s in zip(rows, data.summaries, strict=True):
-        spark = sparkline(resample(data.sparklines.get(s.type, []), room))
-        table.add_row(*row, f"[cyan]{spark}[/]")
-    Console(file=sys.stdout).print(table)
+    width = terminal_width()
+    fit = fit_summary(rows, width, trend=True)
+    headers, cells, right = _fitted(rows, fit)
+    console = Console(file=sys.stdout, width=width)
+    console.print(Text(window_line(data, tz), style="bold"))
+    table = _rich_summary([*headers, "trend"] if fit.trend else headers, right)
+    for row, s in zip(cells, data.summaries, strict=True):
+        trend = [f"[cyan]{sparkline(resample(data.sparklines.get(s.type, []), fit.trend))}[/]"]
+        table.add_row(*row, *(trend if fit.trend else []))
+    console.print(table)
 
 
 def _pivot(points: list[Any], types: list[str]) -> list[list[Any]] | None:
@@ -400,13 +473,13 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
     lines = chart_lines(data, tz, width=width, fancy=terminal)
     rows = _summary_rows(data, tz)
     by = getattr(data.selection, "by", None)
-    headers = SUMMARY_HEADERS if by is None else [by, *SUMMARY_HEADERS[1:]]
     if by is not None:
         order = {name: i for i, name in enumerate(types)}
         rows.sort(key=lambda r: order.get(r[0], len(order)))
     hidden = max(0, getattr(data, "by_total", 0) - len(types)) if by is not None else 0
     more = f"{hidden} more {by} value{'s' if hidden != 1 else ''} not shown; see --top"
     if not terminal:
+        headers = SUMMARY_HEADERS if by is None else [by, *SUMMARY_HEADERS[1:]]
         print(window_line(data, tz))
         print("  ".join(types))
         for line in lines:
@@ -416,10 +489,13 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
             print(more)
         return
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
-    console = Console(file=sys.stdout)
+    fit = fit_summary(rows, width, trend=False)
+    headers, cells, right = _fitted(rows, fit)
+    if by is not None:
+        headers[0] = by
+    console = Console(file=sys.stdout, width=width)
     console.print(Text(window_line(data, tz), style="bold"))
     legend = Text()
     for i, t in enumerate(types):
@@ -431,10 +507,8 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
         for seg, who in line:
             text.append(seg, style=COLOURS[who % len(COLOURS)] if who is not None else "dim")
         console.print(text)
-    table = Table(box=None, pad_edge=False)
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="right" if i in SUMMARY_RIGHT else "left")
-    for row in rows:
+    table = _rich_summary(headers, right)
+    for row in cells:
         colour = COLOURS[types.index(row[0]) % len(COLOURS)] if row[0] in types else ""
         table.add_row(Text(row[0], style=colour), *row[1:])
     console.print(table)
