@@ -605,7 +605,15 @@ def report(
         ),
     ],
     type_: TypeOpt = None,
-    since: Annotated[str, typer.Option("--since", help=f"Start of the window: {AGO}.")] = "30d",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help=f"Start of the window: {AGO}. Default: the oldest stored slot, at most 30 "
+            "days back.",
+            show_default=False,
+        ),
+    ] = None,
     until: UntilOpt = None,
     by: Annotated[
         str | None,
