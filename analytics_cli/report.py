@@ -422,9 +422,10 @@ def chart_svg(
             tz=tz, minticks=3, maxticks=5 if narrow else 11
         )
         ax.xaxis.set_major_locator(locator)
-        formatter = dates.ConciseDateFormatter(locator, tz=tz)  # type: ignore[no-untyped-call]
         # No offset text (``2026-Dec``) under the axis: the window above says the year.
-        formatter.offset_formats = [""] * 6
+        formatter = dates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+            locator, tz=tz, offset_formats=[""] * 6
+        )
         ax.xaxis.set_major_formatter(formatter)
         ax.grid(True, color="#d0d7de", linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
