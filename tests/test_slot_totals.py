@@ -155,6 +155,32 @@ def test_show_and_export_buckets_aggregate_slot_totals(pg: Databases, agg: str) 
         assert (t, ts) == (et, ets) and abs(value - evalue) < Decimal("1e-9")
 
 
+def latest_totals(rows: list[tuple[Any, ...]]) -> dict[str, tuple[datetime, Decimal]]:
+    """Per type, its newest slot and that slot's total, from (type, slot, total) rows."""
+    out: dict[str, tuple[datetime, Decimal]] = {}
+    for name, slot, total in rows:
+        if name not in out or slot > out[name][0]:
+            out[name] = (slot, Decimal(total))
+    return out
+
+
+def anomaly_values(env: dict[str, str], now: datetime) -> dict[str, tuple[Any, Any]]:
+    """What the anomaly check judges: each metric's latest value and its slot."""
+    from analytics_cli import config
+    from analytics_cli.anomalies import anomalies
+
+    settings = config.load(None, env=env, discover=False)
+    return {c.type: (c.at, c.value) for c in anomalies(settings, now=now).checks if c.value}
+
+
+def test_anomalies_judge_the_slot_total(pg: Databases) -> None:
+    now = T0 + timedelta(days=2)
+    expected = latest_totals(pg_query(pg.store, PG_TOTALS))
+    got = anomaly_values({"ANALYTICS_STORE_DSN": pg.store, "ANALYTICS_SOURCE_DSN": pg.source}, now)
+    assert got == expected
+    assert got["usersBySource"][1] == Decimal((95 * 11) % 13 + 5 + (95 * 5) % 7 + 1)
+
+
 def headline(path: Path) -> dict[str, dict[str, str]]:
     """The report's headline cells by metric type and data-key."""
     text = path.read_text()
@@ -322,3 +348,10 @@ def test_mysql_store_reads_slot_totals(my: MySQLPlatform, tmp_path: Path) -> Non
     result = cli("report", "--html", str(page), *window)
     assert result.exit_code == 0, result.stderr
     report_matches(page, stats)
+    expected = {
+        t: (slot.replace(tzinfo=UTC), v)
+        for t, (slot, v) in latest_totals(my_query(my, MY_TOTALS)).items()
+    }
+    assert anomaly_values({"ANALYTICS_DSN": my.url}, datetime(2026, 2, 2, 12, tzinfo=UTC)) == (
+        expected
+    )
