@@ -324,6 +324,7 @@ SUMMARY_HEADERS = ["type", "latest", "at", "min", "avg", "max", "points", "gaps"
 SUMMARY_RIGHT = {1, 3, 4, 5, 6, 7}
 AT, POINTS, GAPS = 2, 6, 7
 SPARK_MIN = 8
+NAME_MIN = 8  # names are never cut shorter than this
 # How show's summary table fits a narrow terminal, in order (the README lists it): the trend
 # narrows to SPARK_MIN; ``at`` loses its year; ``points`` goes; then the trend, ``at`` and
 # ``gaps`` go; only then are metric names cut. Each step: (dropped columns, short ``at``).
@@ -344,6 +345,7 @@ class Fit:
     columns: tuple[int, ...]
     short_at: bool
     trend: int
+    names: int | None = None  # the width names are cut to (with …), None: whole
 
 
 def fit_summary(rows: list[list[str]], width: int, *, trend: bool) -> Fit:
@@ -353,7 +355,7 @@ def fit_summary(rows: list[list[str]], width: int, *, trend: bool) -> Fit:
 
     def natural(columns: tuple[int, ...], short_at: bool) -> int:
         widths = [
-            max(len(SUMMARY_HEADERS[i]), *(len(_cell(r, i, short_at)) for r in rows))
+            max([len(SUMMARY_HEADERS[i]), *(len(_cell(r, i, short_at)) for r in rows)])
             for i in columns
         ]
         return sum(widths) + GAP * (len(widths) - 1)
@@ -368,7 +370,9 @@ def fit_summary(rows: list[list[str]], width: int, *, trend: bool) -> Fit:
         if not with_trend and room >= 0:
             return Fit(columns, short_at, 0)
     dropped, short_at = FIT_STEPS[-1]
-    return Fit(tuple(i for i in range(len(SUMMARY_HEADERS)) if i not in dropped), short_at, 0)
+    columns = tuple(i for i in range(len(SUMMARY_HEADERS)) if i not in dropped)
+    others = natural(columns[1:], short_at) + GAP
+    return Fit(columns, short_at, 0, names=max(NAME_MIN, width - others))
 
 
 def _cell(row: list[str], i: int, short_at: bool) -> str:
@@ -379,21 +383,28 @@ def _cell(row: list[str], i: int, short_at: bool) -> str:
 def _fitted(rows: list[list[str]], fit: Fit) -> tuple[list[str], list[list[str]], set[int]]:
     headers = [SUMMARY_HEADERS[i] for i in fit.columns]
     right = {k for k, i in enumerate(fit.columns) if i in SUMMARY_RIGHT}
-    return headers, [[_cell(r, i, fit.short_at) for i in fit.columns] for r in rows], right
+    cells = [[_cell(r, i, fit.short_at) for i in fit.columns] for r in rows]
+    if fit.names is not None:
+        for row in cells:
+            if len(row[0]) > fit.names:
+                row[0] = row[0][: fit.names - 1] + "…"
+    return headers, cells, right
 
 
-def _rich_summary(headers: list[str], right: set[int]) -> Any:
-    """A borderless rich table (two blanks between columns) whose first column, the names,
-    is the only one that may be cut, and only when nothing else could go."""
+def _rich_summary(headers: list[str], right: set[int], cells: list[list[str]]) -> Any:
+    """A borderless rich table (two blanks between columns), each column as wide as its
+    widest cell (``fit_summary`` chose what fits)."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
     for i, header in enumerate(headers):
+        whole = max([len(header), *(len(row[i]) for row in cells if i < len(row))])
         table.add_column(
             header,
             justify="right" if i in right else "left",
             no_wrap=True,
-            overflow="ellipsis" if i == 0 else "crop",
+            overflow="fold",
+            min_width=whole,
             header_style="bold",
         )
     return table
@@ -414,7 +425,7 @@ def print_overview(data: Any, tz: Any, *, terminal: bool) -> None:
     headers, cells, right = _fitted(rows, fit)
     console = Console(file=sys.stdout, width=width)
     console.print(Text(window_line(data, tz), style="bold"))
-    table = _rich_summary([*headers, "trend"] if fit.trend else headers, right)
+    table = _rich_summary([*headers, "trend"] if fit.trend else headers, right, cells)
     for row, s in zip(cells, data.summaries, strict=True):
         trend = [f"[cyan]{sparkline(resample(data.sparklines.get(s.type, []), fit.trend))}[/]"]
         table.add_row(*row, *(trend if fit.trend else []))
@@ -507,7 +518,7 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
         for seg, who in line:
             text.append(seg, style=COLOURS[who % len(COLOURS)] if who is not None else "dim")
         console.print(text)
-    table = _rich_summary(headers, right)
+    table = _rich_summary(headers, right, cells)
     for row in cells:
         colour = COLOURS[types.index(row[0]) % len(COLOURS)] if row[0] in types else ""
         table.add_row(Text(row[0], style=colour), *row[1:])

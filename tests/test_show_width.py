@@ -168,3 +168,20 @@ def test_chart_fits_with_round_ticks(week: Databases, columns: int, name: str) -
     shift = 1 if "at" in header else 0  # the time of `at` is a word of its own
     assert Decimal(row[header.index("min") + shift]) == min(totals)
     assert Decimal(row[header.index("max") + shift]) == max(totals)
+
+
+def test_at_40_columns_names_are_cut_last_and_numbers_never(week: Databases) -> None:
+    wide = text_lines(on_terminal(160, "show", *WINDOW))
+    narrow = on_terminal(40, "show", *WINDOW)
+    assert narrow.exit_code == 0, narrow.stderr
+    lines = text_lines(narrow)
+    assert max(len(line) for line in lines) <= 40
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith("type ")) :]
+    assert lines[0].split() == ["type", "latest", "min", "avg", "max"]
+    # Each row's numbers are whole (those of the 160-column table); only long names are cut.
+    for cut, full in zip(lines[1:], wide[2:], strict=True):
+        name, *numbers = cut.split()
+        whole = full.split()
+        assert numbers == [whole[1], whole[4], whole[5], whole[6]]
+        assert name == whole[0] or (name.endswith("…") and whole[0].startswith(name[:-1]))
+    assert any(line.split()[0].endswith("…") for line in lines[1:])
