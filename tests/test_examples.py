@@ -1,4 +1,5 @@
-"""The files in examples/ (and the ConfigMap's TOML) work against a real iR Engine database."""
+"""The files in examples/ work against a real iR Engine database (the ConfigMaps' TOML:
+tests/test_deployment.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from analytics_cli import config
 from analytics_cli.timeutil import utcnow
@@ -80,14 +80,6 @@ def test_example_custom_metrics_use_the_documented_parameters() -> None:
     for text in texts:
         assert set(re.findall(r"%\((\w+)\)s", text)) <= {"slot", "interval"}
         assert all(m.description for m in settings.custom)
-
-
-def test_configmap_toml_passes_config_check(env: Databases, tmp_path: Path) -> None:  # noqa: F811
-    manifest = yaml.safe_load((ROOT / "cron" / "kubernetes" / "configmap.yaml").read_text())
-    path = tmp_path / "config.toml"
-    path.write_text(manifest["data"]["config.toml"])
-    values = check_values(path)
-    assert list(values) == [*BUILTINS, "registeredUsers"]
 
 
 # ---------------------------------------------------------------------------- Grafana
