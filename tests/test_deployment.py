@@ -2,8 +2,8 @@
 work against the platform they are written for.
 
 Each test reads the file as shipped and runs the tool the way that file would: the systemd
-unit with the environment systemd gives a ``DynamicUser=yes`` service, the CronJob with its
-container's env and volume mounts. The root filesystem is read-only around the run (as
+unit with the environment systemd gives a ``DynamicUser=yes`` service, root's crontab line
+with its variables, the CronJob with its container's env and volume mounts. The root filesystem is read-only around the run (as
 ``ProtectSystem=strict`` and ``readOnlyRootFilesystem`` make it), writable only where the
 file gives the tool a folder; a store outage must then spool the cycle there, and the next
 run that reaches the store must write it once.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -20,7 +21,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from tests.conftest import Databases, Result, cli
 from tests.faults.conftest import tcp_dsn, unix_target
 from tests.faults.test_spool import Switch
 from tests.mariadb_server import MySQLPlatform
+from tests.test_cron import crontab_entries
 from tests.test_examples import check_values
 from tests.test_ops import BUILTINS
 
@@ -76,15 +78,20 @@ def spooled_files(folder: Path) -> list[Path]:
 
 
 def pg_rows(dsn: str) -> list[tuple[str, datetime]]:
+    """(type, slot) of every stored row; none before the first run has made the table."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass('analytics')").fetchone()
+        if row is None or row[0] is None:
+            return []
         rows = conn.execute('SELECT type, "timestamp" FROM analytics ORDER BY 2, 1').fetchall()
-    return [(str(t), when) for t, when in rows]
+    return [(str(t), when.astimezone(UTC)) for t, when in rows]
 
 
 def mysql_rows(platform: MySQLPlatform) -> list[tuple[str, datetime]]:
     with platform.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT `type`, `createdAt` FROM `analytics` ORDER BY 2, 1")
-        return [(str(t), when) for t, when in cur.fetchall()]
+        # UTC wall time in a datetime column.
+        return [(str(t), when.replace(tzinfo=UTC)) for t, when in cur.fetchall()]
 
 
 def once_each(rows: list[tuple[str, datetime]], types: list[str]) -> None:
@@ -100,6 +107,37 @@ def with_port(url: str, port: int) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit(":", 1)[0] + f":{port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def outage_then_back(
+    launch: Callable[[], Result],
+    folder: Path,
+    front: Switch,
+    stored: Callable[[], list[tuple[str, datetime]]],
+    types: list[str],
+) -> None:
+    """The store (behind ``front``) is down: a run exits 3 and the cycle waits in
+    ``folder``. The store is back: the next run writes it, once, and empties the spool."""
+    front.stop()
+    down = launch()
+    assert down.exit_code == 3, down.stderr
+    (spooled,) = spooled_files(folder)
+    assert str(folder) in down.stderr
+    assert spooled.stat().st_mode & 0o777 == 0o600
+    cycle = spool.decode(spooled.read_text())
+    assert sorted(e.type for b in cycle.batches for e in b.entries) == sorted(types)
+    assert stored() == []
+
+    front.start()
+    up = launch()
+    assert up.exit_code == 0, up.stderr
+    assert spooled_files(folder) == []
+    rows = stored()
+    once_each(rows, types)
+    assert cycle.slot.astimezone(UTC) in {when for _, when in rows}
+    again = launch()
+    assert again.exit_code == 0, again.stderr
+    assert stored() == rows
 
 
 # ---------------------------------------------------------------------------- systemd
@@ -168,25 +206,72 @@ def test_unit_spools_under_state_directory_and_replays_once(
     assert not Path("/.local/state/analytics-cli").exists()
 
     # As shipped: the cycle waits in $STATE_DIRECTORY/spool.
-    down = run(args, env, [state], cwd=Path("/"))
-    assert down.exit_code == 3, down.stderr
-    (spooled,) = spooled_files(folder)
-    assert str(folder) in down.stderr
-    assert spooled.stat().st_mode & 0o777 == 0o600
-    cycle = spool.decode(spooled.read_text())
-    assert sorted(e.type for b in cycle.batches for e in b.entries) == sorted(BUILTINS)
-
-    # The store is back: the next run writes the spooled slot once, and the spool is empty.
     switch.start()
-    up = run(args, env, [state], cwd=Path("/"))
-    assert up.exit_code == 0, up.stderr
-    assert spooled_files(folder) == []
-    rows = pg_rows(dbs.store)
-    once_each(rows, BUILTINS)
-    assert cycle.slot in {when for _, when in rows}
-    again = run(args, env, [state], cwd=Path("/"))
-    assert again.exit_code == 0, again.stderr
-    assert pg_rows(dbs.store) == rows
+    outage_then_back(
+        lambda: run(args, env, [state], cwd=Path("/")),
+        folder,
+        switch,
+        lambda: pg_rows(dbs.store),
+        BUILTINS,
+    )
+
+
+# ---------------------------------------------------------------------------- crontab
+
+
+def test_crontab_spools_under_its_state_directory_and_replays_once(
+    dbs: Databases, tmp_path: Path, pg_store: Switch
+) -> None:
+    """Root's crontab line as shipped, run by sh with the crontab's variables: the tool runs
+    as a system account without a home of its own (read-only here); the cycle waits in
+    $STATE_DIRECTORY/spool."""
+    variables, jobs = crontab_entries()
+    assert variables["STATE_DIRECTORY"] == "/var/lib/analytics-cli"
+    command = jobs[0].split(None, 5)[5]
+    if os.geteuid() == 0:
+        # runuser gives the account its own HOME, and keeps the crontab's other variables.
+        seen = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "env"],
+            env=variables,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        assert "STATE_DIRECTORY=/var/lib/analytics-cli" in seen
+        assert f"HOME={pwd.getpwnam('nobody').pw_dir}" in seen
+    state = tmp_path / "var-lib-analytics-cli"
+    state.mkdir(mode=0o700)  # the install -d line of the crontab's comment
+    env_file = tmp_path / "env"
+    env_file.write_text(f"ANALYTICS_DSN={shlex.quote(dbs.source)}\n")
+    # The line, with the test's env file, this interpreter for the installed command (the
+    # account switch shown above), and its output on stdout rather than syslog.
+    for shipped, here in (
+        ("/etc/analytics-cli/env", str(env_file)),
+        ("runuser -u analytics -- analytics-cli", f"{sys.executable} -m analytics_cli"),
+        ("logger -t analytics-cli", "cat"),
+    ):
+        assert shipped in command
+        command = command.replace(shipped, here)
+    env = {
+        **variables,
+        "STATE_DIRECTORY": str(state),
+        "HOME": "/home/analytics",  # useradd --system makes no home folder
+        # The store alone goes down: the line's ANALYTICS_DSN stays the source.
+        "ANALYTICS_STORE_DSN": tcp_dsn(dbs.store, pg_store.port),
+    }
+
+    def launch() -> Result:
+        argv = confined([variables["SHELL"], "-c", command], [state])
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd="/", timeout=180)
+        assert done.returncode == 0, done.stderr  # the pipeline's: logger's (here cat's)
+        status = re.findall(r"^exit status (\d+)$", done.stdout, re.M)
+        assert len(status) == 1, done.stdout
+        return Result(int(status[0]), done.stdout, done.stdout)
+
+    outage_then_back(launch, state / "spool", pg_store, lambda: pg_rows(dbs.store), BUILTINS)
+
+
+# ---------------------------------------------------------------------------- STATE_DIRECTORY
 
 
 def test_state_directory_is_the_spools_parent(tmp_path: Path) -> None:
@@ -295,28 +380,15 @@ def test_cronjob_store_outage_spools_on_the_volume_and_replays_once(
         claim = [n for n, v in volumes.items() if "persistentVolumeClaim" in v]
         assert [n for n in claim if folder.is_relative_to(folders[n])] == claim
 
-        front.stop()
-        down = run(container["args"], env, writable, cwd=Path("/"))
-        assert down.exit_code == 3, down.stderr
-        (spooled,) = spooled_files(folder)
-        assert str(folder) in down.stderr
-        cycle = spool.decode(spooled.read_text())
-        assert sorted(e.type for b in cycle.batches for e in b.entries) == sorted(
-            [*BUILTINS, "registeredUsers"]
+        outage_then_back(
+            lambda: run(container["args"], env, writable, cwd=Path("/")),
+            folder,
+            front,
+            lambda: mysql_rows(mysql_platform),
+            [*BUILTINS, "registeredUsers"],
         )
         # Nothing went to the pod's scratch space (the emptyDir on /tmp dies with the pod).
         assert list(folders["tmp"].rglob(f"*{spool.SUFFIX}")) == []
-
-        front.start()
-        up = run(container["args"], env, writable, cwd=Path("/"))
-        assert up.exit_code == 0, up.stderr
-        assert spooled_files(folder) == []
-        rows = mysql_rows(mysql_platform)
-        once_each(rows, [*BUILTINS, "registeredUsers"])
-        assert cycle.slot.replace(tzinfo=None) in {when for _, when in rows}
-        again = run(container["args"], env, writable, cwd=Path("/"))
-        assert again.exit_code == 0, again.stderr
-        assert mysql_rows(mysql_platform) == rows
     finally:
         front.close()
 
