@@ -1,0 +1,285 @@
+"""Alert delivery: `status` and `collect` findings reach a real Alertmanager (API v2) and a
+webhook; failures are one warning line; secrets never show."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import ssl
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics_cli import config
+from analytics_cli.errors import ConfigError
+from analytics_cli.timeutil import iso
+from tests.conftest import Databases, cli
+from tests.prometheus_servers import Server, alertmanager, wait_for
+from tests.test_anomalies import config_file, env, findings, generate  # noqa: F401 (env)
+
+WEEK = timedelta(days=7)
+
+
+# ---------------------------------------------------------------------------- local servers
+
+
+@dataclass
+class Received:
+    """What a local HTTP server was sent."""
+
+    requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bodies(self) -> list[Any]:
+        with self.lock:
+            return [json.loads(body) for _, _, _, body in self.requests]
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+
+@contextlib.contextmanager
+def http_server(
+    *,
+    upstream: str | None = None,
+    status: int = 200,
+    reply: bytes = b"",
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[tuple[str, Received]]:
+    """A local HTTP(S) server that records each request; with ``upstream``, it passes the
+    request on (a counting proxy in front of a real Alertmanager)."""
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with received.lock:
+                received.requests.append((self.command, self.path, dict(self.headers), body))
+            if upstream is None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+                return
+            request = urllib.request.Request(
+                upstream + self.path,
+                data=body if self.command == "POST" else None,
+                headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
+                method=self.command,
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    code, data = response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                code, data = exc.code, exc.read()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    scheme = "http"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def am() -> Iterator[Server]:
+    """One real Alertmanager for this module (each test uses its own label values)."""
+    with alertmanager() as server:
+        yield server
+
+
+def am_alerts(server: Server, **labels: str) -> list[dict[str, Any]]:
+    """The alerts Alertmanager holds (active ones and those not yet expired) matching labels."""
+    alerts: list[dict[str, Any]] = server.get_json("/api/v2/alerts")
+    return [a for a in alerts if all(a["labels"].get(k) == v for k, v in labels.items())]
+
+
+def heal(dbs: Databases, name: str, newest: Any) -> None:
+    """Give the newest slot of ``name`` the value it had a week before (an ordinary one)."""
+    with dbs.store_conn() as conn:
+        conn.execute(
+            'UPDATE analytics SET count = (SELECT count FROM analytics WHERE type = %s AND "timestamp" = %s) '
+            'WHERE type = %s AND "timestamp" = %s',
+            (name, newest - WEEK, name, newest),
+        )
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def test_notify_table_is_validated_and_dumped(tmp_path: Path) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text(
+        "[notify]\n"
+        'alertmanager = "http://am.example:9093"\n'
+        'webhook = "https://hooks.example.com/services/T000/B000/XYZsecret"\n'
+        'webhook_format = "slack"\n'
+        'token_file = "/run/secrets/am-token"\n'
+        'timeout = "3s"\nretries = 1\nresolve_after = "2h"\n'
+        'labels = { env = "prod", team = "platform" }\n'
+    )
+    settings = config.load(path, env={})
+    notify = settings.notify
+    assert notify.alertmanager == "http://am.example:9093"
+    assert notify.webhook_format == "slack"
+    assert (notify.timeout, notify.retries, notify.resolve_after) == (
+        timedelta(seconds=3),
+        1,
+        timedelta(hours=2),
+    )
+    assert notify.labels == (("env", "prod"), ("team", "platform"))
+    shown = cli("-c", str(path), "config", "show")
+    assert shown.exit_code == 0, shown.stderr
+    # A webhook's path is its credential: shown redacted, like a DSN's password.
+    assert "XYZsecret" not in shown.stdout
+    assert 'webhook = "https://hooks.example.com/***"' in shown.stdout
+    assert 'alertmanager = "http://am.example:9093"' in shown.stdout
+    assert 'token_file = "/run/secrets/am-token"' in shown.stdout
+    # The dumped table reads back to the same settings (the secret path aside).
+    assert config.notify_settings(path, config.notify_document(notify, redact=False)) == notify
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('alertmanager = "am:9093"', "notify.alertmanager must be an http:// or https:// URL"),
+        ('webhook = "ftp://x/y"', "notify.webhook must be an http:// or https:// URL"),
+        ('webhook_format = "teams"', "notify.webhook_format must be one of json, slack"),
+        ('username = "u"', "notify.username needs notify.password_file"),
+        ('password_file = "/p"', "notify.password_file needs notify.username"),
+        ('timeout = "2m"', "notify.timeout must be more than 0 and at most 1m"),
+        ("retries = 9", "notify.retries must be between 0 and 5"),
+        ('labels = { alertname = "x" }', "notify.labels: 'alertname' is set by analytics-cli"),
+        ('labels = { "bad-name" = "x" }', "notify.labels: 'bad-name' is not a valid label name"),
+        ('colour = "red"', "unknown key notify.colour"),
+    ],
+)
+def test_bad_notify_settings_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text(f"[notify]\n{text}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.load(path, env={})
+    result = cli("-c", str(path), "config", "show")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+
+
+def test_a_bad_flag_url_is_a_usage_error(tmp_path: Path) -> None:
+    result = cli("-c", config_file(tmp_path), "status", "--alertmanager", "localhost:9093")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        "error: --alertmanager must be an http:// or https:// URL with a host"
+    )
+
+
+# ---------------------------------------------------------------------------- Alertmanager
+
+
+def test_an_anomaly_fires_is_resent_and_resolves_in_alertmanager(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+    am: Server,
+) -> None:
+    newest = generate(env, weeks=4, last={"busy": 20})
+    conf = config_file(tmp_path, '[notify]\nlabels = { env = "test-resolve" }\n')
+    with http_server(upstream=am.url) as (proxy, got):
+        plain = cli("-c", conf, "status", "--anomalies")
+        assert got.count() == 0  # nothing configured: nothing sent
+        first = cli("-c", conf, "status", "--anomalies", "--alertmanager", proxy)
+        # Delivery changes neither the exit code nor what is printed.
+        assert first.exit_code == plain.exit_code == 1
+        assert table(first.stdout) == table(plain.stdout)
+        assert findings(first.stderr) == findings(plain.stderr)
+        assert "warning" not in first.stderr
+        # One request per run, whatever the number of alerts in it.
+        assert [(m, p) for m, p, _, _ in got.requests] == [("POST", "/api/v2/alerts")]
+        [sent] = got.bodies()
+        [alert] = am_alerts(am, env="test-resolve")
+        assert alert["labels"] == {
+            "alertname": "AnalyticsAnomaly",
+            "type": "busy",
+            "kind": "drop",
+            "severity": "warning",
+            "env": "test-resolve",
+        }
+        annotations = alert["annotations"]
+        [line] = findings(first.stderr)
+        assert annotations["summary"] == line.removeprefix("anomaly: ")
+        assert annotations["command"] == "analytics-cli show --type busy --since 2d"
+        assert annotations["slot"] == iso(newest)
+        assert annotations["value"] == "20"
+        low, high = annotations["expected"].split(" to ")
+        assert float(low) > 20 and float(high) > float(low)
+        assert alert["status"]["state"] == "active"
+        # endsAt: three [collect] intervals (30m) ahead of the run.
+        assert sent[0]["endsAt"] > sent[0]["startsAt"]
+        # Run again: sent again (Alertmanager keeps it alive), same start.
+        again = cli("-c", conf, "status", "--anomalies", "--alertmanager", proxy)
+        assert again.exit_code == 1
+        assert got.count() == 2
+        assert got.bodies()[1][0]["startsAt"] == sent[0]["startsAt"]
+        heal(env, "busy", newest)
+        healed = cli("-c", conf, "status", "--anomalies", "--alertmanager", proxy)
+        assert healed.exit_code == 0, healed.stderr
+        assert findings(healed.stderr) == []
+        assert got.count() == 3
+        [resolved] = got.bodies()[2]
+        assert resolved["labels"]["kind"] == "drop"
+        assert resolved["endsAt"] <= iso_now_plus_minute()
+        # Alertmanager no longer lists it as active.
+        wait_for(
+            "the alert to resolve",
+            lambda: (
+                True
+                if all(
+                    a["status"]["state"] != "active" or a["endsAt"] <= resolved["endsAt"]
+                    for a in am_alerts(am, env="test-resolve")
+                )
+                else None
+            ),
+        )
+        # Nothing firing, nothing healed: no request at all.
+        quiet = cli("-c", conf, "status", "--anomalies", "--alertmanager", proxy)
+        assert quiet.exit_code == 0
+        assert got.count() == 3
+
+
+def table(stdout: str) -> str:
+    """The anomaly table of ``status --anomalies`` (the status part holds the clock)."""
+    return stdout[stdout.index("\nanomalies: ") :]
+
+
+def iso_now_plus_minute() -> str:
+    from analytics_cli.timeutil import utcnow
+
+    return iso(utcnow() + timedelta(minutes=1))
