@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -239,7 +239,7 @@ def _with_notify(settings: Settings, alertmanager: str | None, webhook: str | No
     return replace(settings, notify=notify)
 
 
-def _deliver(settings: Settings, command: str, groups: dict[str, Any]) -> None:
+def _deliver(settings: Settings, command: str, groups: Mapping[str, Any]) -> None:
     """Send the findings; a failure is a warning line (the findings are printed anyway)."""
     from analytics_cli import notify
 
@@ -382,7 +382,7 @@ def collect(
             # that could not be written (exit 3); a usage error says nothing of the metrics.
             ended = report is not None or (failure is not None and failure.exit_code == 3)
             if settings is not None and ended and not dry_run:
-                _deliver(settings, "collect", {"collect": notify.from_cycle(report, failure)})
+                _deliver(settings, "collect", notify.from_cycle(report, failure))
         render.collect_report(report, out, as_json=as_json)
         if filled is not None:
             render.backfill_report(filled, out)

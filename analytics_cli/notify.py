@@ -150,10 +150,13 @@ def from_status(report: StatusReport) -> list[Notice]:
     return notices
 
 
-def from_cycle(report: CycleReport | None, failure: Exception | None) -> list[Notice]:
-    """``collect``'s own failures as alerts: each failed metric, the store down (spooled)."""
-    notices = []
+def from_cycle(report: CycleReport | None, failure: Exception | None) -> dict[str, list[Notice]]:
+    """``collect``'s own failures as alerts, by scope: ``store`` (down, spooled) and, when the
+    cycle ran to its end, ``metrics`` (each failed one). A run that ended at the store says
+    nothing of the metrics: their alerts stay as they are."""
+    groups: dict[str, list[Notice]] = {"store": []}
     if report is not None:
+        notices = groups["metrics"] = []
         for r in report.failed:
             labels = {
                 "alertname": "AnalyticsMetricFailing",
@@ -176,13 +179,13 @@ def from_cycle(report: CycleReport | None, failure: Exception | None) -> list[No
     if failure is not None and getattr(failure, "exit_code", 0) == 3:
         text = str(failure)
         kind = "spooled" if " spooled (" in text else "store_down"
-        notices.append(
+        groups["store"].append(
             Notice(
                 {"alertname": "AnalyticsStoreDown", "kind": kind, "severity": "critical"},
                 {"summary": text, "command": "analytics-cli status"},
             )
         )
-    return notices
+    return groups
 
 
 # ---------------------------------------------------------------------------- state

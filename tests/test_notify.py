@@ -3,10 +3,12 @@ webhook; failures are one warning line; secrets never show."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
 import ssl
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -283,3 +285,261 @@ def iso_now_plus_minute() -> str:
     from analytics_cli.timeutil import utcnow
 
     return iso(utcnow() + timedelta(minutes=1))
+
+
+def test_a_delivery_failure_is_one_warning_and_changes_nothing_else(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    generate(env, weeks=4, last={"busy": 20})
+    conf = config_file(tmp_path, "[notify]\nretries = 2\n")
+    plain = cli("-c", conf, "status", "--anomalies")
+    with http_server(status=503, reply=b"overloaded\n") as (url, got):
+        failed = cli("-c", conf, "status", "--anomalies", "--alertmanager", url)
+    assert failed.exit_code == plain.exit_code == 1
+    assert table(failed.stdout) == table(plain.stdout)
+    # Bounded retries: the first try and two more, then one line.
+    assert got.count() == 3
+    warnings = [x for x in failed.stderr.splitlines() if x.startswith("warning: ")]
+    port = url.rsplit(":", 1)[1]
+    assert warnings == [
+        f"warning: alerts not delivered to Alertmanager at 127.0.0.1:{port} after 3 attempts: "
+        "HTTP 503 (overloaded)"
+    ]
+    # The finding is still printed, before the warning.
+    assert findings(failed.stderr) == findings(plain.stderr)
+    # A 4xx is the request's fault: not tried again.
+    with http_server(status=400, reply=b"bad alert\n") as (url, got):
+        refused = cli("-c", conf, "status", "--anomalies", "--alertmanager", url)
+    assert refused.exit_code == 1
+    assert got.count() == 1
+    # Nobody listening: the same single line.
+    conf0 = config_file(tmp_path, "[notify]\nretries = 0\n")
+    down = cli("-c", conf0, "status", "--anomalies", "--alertmanager", "http://127.0.0.1:1")
+    assert down.exit_code == 1
+    [warning] = [x for x in down.stderr.splitlines() if x.startswith("warning: ")]
+    assert warning.startswith("warning: alerts not delivered to Alertmanager at 127.0.0.1:1: ")
+    assert "Connection refused" in warning
+
+
+def test_a_finding_not_delivered_is_sent_when_the_target_is_back(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+    am: Server,
+) -> None:
+    newest = generate(env, weeks=4, last={"busy": 20})
+    conf = config_file(tmp_path, '[notify]\nretries = 0\nlabels = { env = "test-back" }\n')
+    assert cli("-c", conf, "status", "--anomalies", "--alertmanager", am.url).exit_code == 1
+    assert [a["labels"]["kind"] for a in am_alerts(am, env="test-back")] == ["drop"]
+    heal(env, "busy", newest)
+    # Healed while Alertmanager is out of reach: the resolution waits for the next run.
+    down = cli("-c", conf, "status", "--anomalies", "--alertmanager", "http://127.0.0.1:1")
+    assert down.exit_code == 0
+    assert "warning: alerts not delivered" in down.stderr
+    with http_server(upstream=am.url) as (proxy, got):
+        back = cli("-c", conf, "status", "--anomalies", "--alertmanager", proxy)
+        assert back.exit_code == 0
+        [[resolved]] = got.bodies()
+    assert resolved["labels"]["type"] == "busy"
+    assert resolved["endsAt"] <= iso_now_plus_minute()
+
+
+def make_tls(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA) and its key."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("auth", ["token", "basic"])
+def test_credentials_travel_over_tls_and_never_show(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+    auth: str,
+) -> None:
+    generate(env, weeks=4, last={"busy": 20})
+    secret = "s3cr3t-T0ken-4711"
+    (tmp_path / "secret").write_text(secret + "\n")
+    cert, key = make_tls(tmp_path)
+    creds = (
+        f'token_file = "{tmp_path / "secret"}"\n'
+        if auth == "token"
+        else f'username = "alerts"\npassword_file = "{tmp_path / "secret"}"\n'
+    )
+    conf = config_file(tmp_path, f'[notify]\nretries = 0\nca_file = "{cert}"\n{creds}')
+    expected = (
+        f"Bearer {secret}"
+        if auth == "token"
+        else "Basic " + base64.b64encode(f"alerts:{secret}".encode()).decode()
+    )
+    with http_server(tls=(cert, key)) as (url, got):
+        ok = cli("--log-format", "json", "-c", conf, "status", "--anomalies", "--alertmanager", url)
+        assert ok.exit_code == 1
+        [(_, _, headers, _)] = got.requests
+        assert headers["Authorization"] == expected
+    # A server that echoes the credentials in its refusal: the warning shows none of them.
+    echo = f"denied for {expected} ({secret})".encode()
+    with http_server(tls=(cert, key), status=401, reply=echo) as (url, got):
+        refused = cli("-c", conf, "status", "--anomalies", "--alertmanager", url)
+        assert refused.exit_code == 1
+        assert got.count() == 1
+    for result in (ok, refused):
+        assert secret not in result.stdout + result.stderr
+        assert expected.split()[1] not in result.stdout + result.stderr
+    assert "HTTP 401 (denied for " in refused.stderr
+    # Without the CA the server is not trusted: one warning, the token never sent.
+    plain = config_file(tmp_path, f"[notify]\nretries = 0\n{creds}")
+    with http_server(tls=(cert, key)) as (url, got):
+        untrusted = cli("-c", plain, "status", "--anomalies", "--alertmanager", url)
+        assert got.count() == 0
+    assert untrusted.exit_code == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    # An unreadable credentials file: a warning naming the file, not a traceback.
+    (tmp_path / "secret").unlink()
+    missing = cli("-c", conf, "status", "--anomalies", "--alertmanager", "https://127.0.0.1:1")
+    assert missing.exit_code == 1
+    assert f"cannot read the notify.{'token' if auth == 'token' else 'password'}_file file " in (
+        missing.stderr
+    )
+    assert "Traceback" not in missing.stderr
+
+
+def test_collect_reports_its_failed_metric_and_the_store_down(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+    am: Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "collect.toml"
+    path.write_text(
+        '[collect]\nmetrics = []\nretries = 0\nconnect_timeout = "1s"\n'
+        '[notify]\nretries = 0\nlabels = { env = "test-collect" }\n'
+        '[[metric]]\ntype = "later"\nsql = "SELECT count(*) AS count FROM later"\n'
+        '[[metric]]\ntype = "fine"\nsql = "SELECT 7 AS count"\n'
+    )
+    conf = str(path)
+    failed = cli("-c", conf, "collect", "--alertmanager", am.url)
+    assert failed.exit_code == 1, failed.stderr
+    [alert] = am_alerts(am, env="test-collect")
+    assert alert["labels"] == {
+        "alertname": "AnalyticsMetricFailing",
+        "type": "later",
+        "kind": "failing",
+        "severity": "warning",
+        "env": "test-collect",
+    }
+    assert alert["annotations"]["summary"].startswith("metric later failed at slot ")
+    assert 'relation "later" does not exist' in alert["annotations"]["summary"]
+    # The store goes away: the cycle is spooled and says so, as a critical alert.
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", "host=127.0.0.1 port=1 dbname=x user=nobody")
+    down = cli("-c", conf, "collect", "--alertmanager", am.url)
+    assert down.exit_code == 3, down.stderr
+    assert down.stderr.startswith("error: ")
+    kinds = {
+        a["labels"]["alertname"]: a["labels"]["kind"] for a in am_alerts(am, env="test-collect")
+    }
+    assert kinds["AnalyticsStoreDown"] == "spooled"
+    [store] = am_alerts(am, env="test-collect", alertname="AnalyticsStoreDown")
+    assert store["labels"]["severity"] == "critical"
+    assert store["annotations"]["summary"] == down.stderr.splitlines()[0].removeprefix("error: ")
+    # Back to health: the table exists, the store is back. Both resolve.
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", env.store)
+    with env.source_conn() as conn:
+        conn.execute("CREATE TABLE later (n int)")
+    with http_server(upstream=am.url) as (proxy, got):
+        healed = cli("-c", conf, "collect", "--alertmanager", proxy)
+        assert healed.exit_code == 0, healed.stderr
+        [sent] = got.bodies()
+    assert sorted(a["labels"]["alertname"] for a in sent) == [
+        "AnalyticsMetricFailing",
+        "AnalyticsStoreDown",
+    ]
+    assert all(a["endsAt"] <= iso_now_plus_minute() for a in sent)
+    # A usage error says nothing about the metrics: the state is left as it is.
+    assert cli("-c", conf, "collect", "--only", "nope", "--alertmanager", proxy).exit_code == 2
+
+
+def test_the_webhook_gets_one_body_per_change_json_and_slack(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    newest = generate(env, weeks=4, last={"busy": 20, "quiet": 500})
+    with http_server() as (url, got):
+        conf = config_file(tmp_path, f'[notify]\nwebhook = "{url}/hook/T0/B0/S3CRETpath"\n')
+        first = cli("-c", conf, "status", "--anomalies")
+        assert first.exit_code == 1
+        [body] = got.bodies()
+        assert set(body) == {"version", "sender", "command", "status", "sent_at", "text", "alerts"}
+        assert (body["version"], body["sender"], body["command"], body["status"]) == (
+            1,
+            "analytics-cli",
+            "status",
+            "firing",
+        )
+        assert sorted(
+            (a["labels"]["type"], a["labels"]["kind"], a["status"]) for a in body["alerts"]
+        ) == [
+            ("busy", "drop", "firing"),
+            ("quiet", "spike", "firing"),
+        ]
+        lines = body["text"].splitlines()
+        assert lines[0] == "analytics-cli status: 2 firing, 0 resolved"
+        assert sorted(lines[1:]) == sorted(
+            "[FIRING] " + x.removeprefix("anomaly: ") for x in findings(first.stderr)
+        )
+        # No change: chat is not told again.
+        assert cli("-c", conf, "status", "--anomalies").exit_code == 1
+        assert got.count() == 1
+        heal(env, "busy", newest)
+        assert cli("-c", conf, "status", "--anomalies").exit_code == 1
+        [_, change] = got.bodies()
+        assert change["status"] == "firing"
+        assert [(a["labels"]["type"], a["status"]) for a in change["alerts"]] == [
+            ("quiet", "firing"),
+            ("busy", "resolved"),
+        ]
+        assert change["text"].splitlines()[0] == "analytics-cli status: 1 firing, 1 resolved"
+        assert change["text"].splitlines()[2].startswith("[RESOLVED] busy = 20 at ")
+        # Slack's incoming webhook takes {"text": ...}: the same text, nothing else.
+        heal(env, "quiet", newest)
+        slack = config_file(
+            tmp_path,
+            f'[notify]\nwebhook = "{url}/hook/T0/B0/S3CRETpath"\nwebhook_format = "slack"\n',
+        )
+        assert cli("-c", slack, "status", "--anomalies").exit_code == 0
+        [*_, last] = got.bodies()
+        assert last == {
+            "text": "analytics-cli status: 0 firing, 1 resolved\n" + last["text"].split("\n", 1)[1]
+        }
+        assert last["text"].splitlines()[1].startswith("[RESOLVED] quiet = 500 at ")
+        assert [path for _, path, _, _ in got.requests] == ["/hook/T0/B0/S3CRETpath"] * 3
+    # A failed webhook names the host only: its path is the credential.
+    with env.store_conn() as conn:
+        conn.execute(
+            "UPDATE analytics SET count = 20 WHERE type = 'busy' AND \"timestamp\" = %s", (newest,)
+        )
+    gone = cli("-c", conf, "status", "--anomalies")
+    [warning] = [x for x in gone.stderr.splitlines() if x.startswith("warning: ")]
+    assert "S3CRETpath" not in gone.stderr
+    assert warning.startswith("warning: alerts not delivered to webhook at 127.0.0.1:")
