@@ -9,6 +9,7 @@ import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -166,3 +167,129 @@ def test_node_exporter_serves_the_textfile_of_good_and_failed_runs(
         assert got["analytics_metric"] == {
             (("type", name),): float(i) for i, name in enumerate(hostile)
         }
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def test_end_to_end_prometheus_and_the_tool_alert_into_one_alertmanager(
+    env: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """node_exporter serves the textfile, Prometheus scrapes it and evaluates the shipped
+    rules, Alertmanager receives its alert and the tool's own; the anomaly resolves."""
+    from analytics_cli.timeutil import utcnow
+    from tests.prometheus_servers import alertmanager, prometheus, wait_for
+    from tests.test_anomalies import generate
+    from tests.test_notify import heal
+
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    prom = folder / "analytics-cli.prom"
+    # An earlier run's file: its last success two hours ago.
+    earlier = utcnow().timestamp() - 7200
+    prom.write_text(
+        textfile_text(
+            values={},
+            failed=[],
+            exit_code=0,
+            finished=datetime.fromtimestamp(earlier, UTC),
+            duration=1.0,
+            last_success=earlier,
+        )
+    )
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        '[collect]\nmetrics = []\nretries = 0\nconnect_timeout = "1s"\n'
+        '[[metric]]\ntype = "fine"\nsql = "SELECT 1 AS count"\n'
+        '[notify]\nretries = 0\nlabels = { env = "e2e" }\n'
+    )
+    assert cli("db", "init").exit_code == 0
+    newest = generate(env, weeks=4, last={"busy": 20})
+    with (
+        alertmanager(tmp_path / "am") as am,
+        node_exporter(folder) as ne,
+        prometheus(
+            lambda _port: (
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                f"rule_files: [{RULES.name}]\n"
+                "alerting:\n  alertmanagers:\n"
+                f"    - static_configs: [{{targets: ['127.0.0.1:{am.port}']}}]\n"
+                "scrape_configs:\n  - job_name: node\n"
+                f"    static_configs: [{{targets: ['127.0.0.1:{ne.port}']}}]\n"
+            ),
+            [RULES],
+        ) as prometheus_server,
+    ):
+        # The store is down: the run fails (exit 3) and the last success stays two hours old.
+        monkeypatch.setenv("ANALYTICS_STORE_DSN", "host=127.0.0.1 port=1 dbname=x user=nobody")
+        down = cli("-c", str(conf), "collect", "--textfile", str(prom), "--alertmanager", am.url)
+        assert down.exit_code == 3, down.stderr
+        monkeypatch.setenv("ANALYTICS_STORE_DSN", env.store)
+        anomaly = cli("-c", str(conf), "status", "--anomalies", "--alertmanager", am.url)
+        assert anomaly.exit_code == 1, anomaly.stderr
+
+        def alerts() -> dict[str, dict[str, Any]]:
+            listed = am.get_json("/api/v2/alerts")
+            return {a["labels"]["alertname"]: a for a in listed}
+
+        def all_there() -> dict[str, dict[str, Any]] | None:
+            got = alerts()
+            wanted = {"AnalyticsCollectorStale", "AnalyticsLastRunFailed", "AnalyticsAnomaly"}
+            return got if wanted <= set(got) else None
+
+        got = wait_for("Prometheus's and the tool's alerts in Alertmanager", all_there)
+        ne_target = f"127.0.0.1:{ne.port}"
+        assert got["AnalyticsCollectorStale"]["labels"] == {
+            "alertname": "AnalyticsCollectorStale",
+            "severity": "critical",
+            "instance": ne_target,
+            "job": "node",
+        }
+        assert got["AnalyticsCollectorStale"]["annotations"]["summary"].startswith(
+            f"analytics-cli on {ne_target} has not collected successfully for 2h"
+        )
+        assert got["AnalyticsLastRunFailed"]["annotations"]["summary"] == (
+            f"analytics-cli on {ne_target}: the last run exited 3"
+        )
+        assert got["AnalyticsAnomaly"]["labels"] == {
+            "alertname": "AnalyticsAnomaly",
+            "type": "busy",
+            "kind": "drop",
+            "severity": "warning",
+            "env": "e2e",
+        }
+        # The tool's own alert for the failed run, beside Prometheus's.
+        assert got["AnalyticsStoreDown"]["labels"]["kind"] == "spooled"
+        # amtool, the operator's view, lists the same.
+        listed = subprocess.run(
+            [binary("amtool"), f"--alertmanager.url={am.url}", "alert", "query", "-o", "simple"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert {"AnalyticsCollectorStale", "AnalyticsAnomaly"} <= set(listed.stdout.split())
+        # The value heals: the next status resolves the anomaly in Alertmanager.
+        heal(env, "busy", newest)
+        healed = cli("-c", str(conf), "status", "--anomalies", "--alertmanager", am.url)
+        assert healed.exit_code == 0, healed.stderr
+        wait_for(
+            "the anomaly to resolve",
+            lambda: True if "AnalyticsAnomaly" not in alerts() else None,
+        )
+        # Prometheus's alert stays: the collector has still not succeeded.
+        assert "AnalyticsCollectorStale" in alerts()
+        # A good run: the textfile's last success is now, the rule resolves (Prometheus
+        # sends the resolution), and so does the tool's own store alert.
+        good = cli("-c", str(conf), "collect", "--textfile", str(prom), "--alertmanager", am.url)
+        assert good.exit_code == 0, good.stderr
+        wait_for(
+            "the collector alerts to resolve",
+            lambda: (
+                True
+                if not {"AnalyticsCollectorStale", "AnalyticsLastRunFailed", "AnalyticsStoreDown"}
+                & set(alerts())
+                else None
+            ),
+        )
+        assert prometheus_server.get_json("/api/v1/rules")["status"] == "success"
