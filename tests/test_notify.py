@@ -543,3 +543,37 @@ def test_the_webhook_gets_one_body_per_change_json_and_slack(
     [warning] = [x for x in gone.stderr.splitlines() if x.startswith("warning: ")]
     assert "S3CRETpath" not in gone.stderr
     assert warning.startswith("warning: alerts not delivered to webhook at 127.0.0.1:")
+
+
+def many_limits(dbs: Databases, tmp_path: Path, count: int) -> str:
+    """``count`` metrics stored at the current slot, each above its [alert] limit."""
+    from analytics_cli.timeutil import floor_slot, utcnow
+
+    slot = floor_slot(utcnow(), timedelta(minutes=30))
+    with dbs.store_conn() as conn, conn.cursor() as cur:
+        cur.executemany(
+            'INSERT INTO analytics (type, count, "timestamp", collected_at) VALUES (%s, 5, %s, %s)',
+            [(f"m{i:03d}", slot, slot) for i in range(count)],
+        )
+    limits = "".join(f"m{i:03d} = {{ above = 1 }}\n" for i in range(count))
+    return config_file(tmp_path, f"[alert]\n{limits}")
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_delivery_costs_one_request_per_run_whatever_the_findings(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+    am: Server,
+    count: int,
+) -> None:
+    conf = many_limits(env, tmp_path, count)
+    with http_server(upstream=am.url) as (proxy, got):
+        for run in range(1, 4):
+            result = cli("-c", conf, "status", "--anomalies", "--alertmanager", proxy)
+            assert result.exit_code == 1
+            assert len(findings(result.stderr)) == count
+            # The measurable form of the cost: one round trip per run, all alerts in it.
+            assert got.count() == run
+            assert len(got.bodies()[-1]) == count
+    kinds = {a["labels"]["kind"] for a in am_alerts(am, alertname="AnalyticsAnomaly")}
+    assert "above_limit" in kinds
