@@ -577,3 +577,15 @@ def test_delivery_costs_one_request_per_run_whatever_the_findings(
             assert len(got.bodies()[-1]) == count
     kinds = {a["labels"]["kind"] for a in am_alerts(am, alertname="AnalyticsAnomaly")}
     assert "above_limit" in kinds
+
+
+def test_the_commented_notify_example_loads(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "examples" / "analytics-cli.toml").read_text()
+    block = re.search(r"^# \[notify\]\n(?:# .*\n)+", text, re.M)
+    assert block is not None
+    path = tmp_path / "n.toml"
+    path.write_text("".join(line[2:] + "\n" for line in block.group(0).splitlines()))
+    notify = config.load(path, env={}).notify
+    assert notify.alertmanager == "http://alertmanager:9093"
+    assert notify.webhook_format == "slack"
+    assert notify.labels == (("env", "prod"),)

@@ -293,3 +293,34 @@ def test_end_to_end_prometheus_and_the_tool_alert_into_one_alertmanager(
             ),
         )
         assert prometheus_server.get_json("/api/v1/rules")["status"] == "success"
+
+
+def test_the_readme_route_sends_each_alert_where_it_says(tmp_path: Path) -> None:
+    """The README's Alertmanager route, checked by amtool, routes the tool's alerts."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Alerting") :]
+    route = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert route is not None
+    receivers = "receivers:\n  - name: team-mail\n  - name: pager\n"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(route.group(1) + receivers)
+    amtool = binary("amtool")
+    checked = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    def routed(*labels: str) -> str:
+        done = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={path}", *labels],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert routed("alertname=AnalyticsStoreDown", "severity=critical", "kind=spooled") == "pager"
+    assert routed("alertname=AnalyticsCollectorStale", "severity=critical") == "pager"
+    assert routed("alertname=AnalyticsAnomaly", "severity=warning", "kind=drop") == "team-mail"
+    assert routed("alertname=AnalyticsMetricStale", "severity=warning") == "team-mail"
