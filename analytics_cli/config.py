@@ -594,6 +594,12 @@ def check_notify_url(url: str, *, where: str) -> str:
             f"{where} must be an http:// or https:// URL with a host",
             hint="for example http://alertmanager:9093",
         )
+    if parts.username is not None or parts.password is not None:
+        # Named without the URL: what sits before the @ is a password.
+        raise ConfigError(
+            f"{where} must not carry a user or password",
+            hint="put them in [notify] username and password_file (a file only you can read)",
+        )
     return url.strip()
 
 

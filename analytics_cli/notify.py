@@ -286,9 +286,10 @@ def deliver(
             problem = _post_webhook(notify, command, firing, resolved, now)
         if problem is not None:
             warnings.append(problem)
-            # Keep what was sent before: the next run sends the new and the healed again.
+            # Keep what was delivered before: to the next run, the new alerts are still new
+            # and the healed ones still to resolve.
             for scope in after:
-                after[scope] = {**before.get(scope, {}), **after[scope]}
+                after[scope] = dict(before.get(scope, {}))
         new_state[target] = {**kept, **after}
     failed = _save_state(path, new_state)
     if failed:

@@ -183,6 +183,7 @@ def test_notify_table_is_validated_and_dumped(tmp_path: Path) -> None:
         ('labels = { alertname = "x" }', "notify.labels: 'alertname' is set by analytics-cli"),
         ('labels = { "bad-name" = "x" }', "notify.labels: 'bad-name' is not a valid label name"),
         ('colour = "red"', "unknown key notify.colour"),
+        ('alertmanager = "http://me:pw@am:9093"', "notify.alertmanager must not carry a user"),
     ],
 )
 def test_bad_notify_settings_are_refused(tmp_path: Path, text: str, message: str) -> None:
@@ -194,6 +195,7 @@ def test_bad_notify_settings_are_refused(tmp_path: Path, text: str, message: str
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
     assert message in result.stderr
+    assert "pw@" not in result.stderr
 
 
 def test_a_bad_flag_url_is_a_usage_error(tmp_path: Path) -> None:
@@ -543,6 +545,12 @@ def test_the_webhook_gets_one_body_per_change_json_and_slack(
     [warning] = [x for x in gone.stderr.splitlines() if x.startswith("warning: ")]
     assert "S3CRETpath" not in gone.stderr
     assert warning.startswith("warning: alerts not delivered to webhook at 127.0.0.1:")
+    # The webhook is back: the alert it missed is still news.
+    with http_server() as (url, got):
+        back = config_file(tmp_path, f'[notify]\nwebhook = "{url}/hook"\n')
+        assert cli("-c", back, "status", "--anomalies").exit_code == 1
+        [body] = got.bodies()
+        assert [(a["labels"]["type"], a["status"]) for a in body["alerts"]] == [("busy", "firing")]
 
 
 def many_limits(dbs: Databases, tmp_path: Path, count: int) -> str:
