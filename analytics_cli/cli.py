@@ -245,7 +245,12 @@ def _deliver(settings: Settings, command: str, groups: Mapping[str, Any]) -> Non
 
     if not settings.notify.enabled:
         return
-    sent = notify.deliver(settings, command, groups, secrets=out.secrets)
+    try:
+        sent = notify.deliver(settings, command, groups, secrets=out.secrets)
+    except (OSError, RuntimeError, ValueError) as exc:
+        # Delivery never decides the outcome of a run (no home folder for the state, ...).
+        out.warn(f"alerts not delivered: {exc}")
+        return
     for warning in sent.warnings:
         out.warn(warning)
     out.debug(f"alerts: {sent.requests} request(s) sent", requests=sent.requests)

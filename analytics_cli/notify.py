@@ -381,6 +381,7 @@ def _post_webhook(
 def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: str) -> str | None:
     """POST ``body`` as JSON with bounded retries; None on success, else one line (the URL's
     host only: a webhook's path is its secret)."""
+    import http.client
     import urllib.error
     import urllib.request
     from urllib.parse import urlsplit
@@ -410,7 +411,8 @@ def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: st
             reason = f"HTTP {exc.code}" + (f" ({detail[0][:200]})" if detail else "")
             if exc.code < 500 and exc.code != 429:
                 break  # the request itself is wrong: sending it again changes nothing
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = str(getattr(exc, "reason", exc))
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            # HTTPException: something that is not an HTTP server answered (BadStatusLine).
+            reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
     tries = f" after {attempt + 1} attempts" if attempt else ""
     return f"alerts not delivered to {where}{tries}: {reason}"

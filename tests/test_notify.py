@@ -322,6 +322,48 @@ def test_a_delivery_failure_is_one_warning_and_changes_nothing_else(
     [warning] = [x for x in down.stderr.splitlines() if x.startswith("warning: ")]
     assert warning.startswith("warning: alerts not delivered to Alertmanager at 127.0.0.1:1: ")
     assert "Connection refused" in warning
+    # Something that is not an HTTP server answers: still one line.
+    with garbage_server() as port:
+        odd = cli(
+            "-c", conf0, "status", "--anomalies", "--alertmanager", f"http://127.0.0.1:{port}"
+        )
+    assert odd.exit_code == 1
+    [warning] = [x for x in odd.stderr.splitlines() if x.startswith("warning: ")]
+    assert warning.startswith(
+        f"warning: alerts not delivered to Alertmanager at 127.0.0.1:{port}: "
+    )
+    assert "Traceback" not in odd.stderr
+
+
+@contextlib.contextmanager
+def garbage_server() -> Iterator[int]:
+    """A TCP server that answers every connection with a line that is not HTTP."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
 
 
 def test_a_finding_not_delivered_is_sent_when_the_target_is_back(
