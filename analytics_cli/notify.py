@@ -241,6 +241,8 @@ def deliver(
     Only the scopes given are compared with the state: ``status`` without ``--anomalies``
     leaves the anomaly alerts as they are. Never raises.
     """
+    from analytics_cli.dsn import scrub
+
     notify = settings.notify
     result = Delivery()
     if not notify.enabled:
@@ -269,7 +271,8 @@ def deliver(
                 new = new or key not in old
                 entry = {
                     "labels": {**dict(notify.labels), **notice.labels},
-                    "annotations": {k: v for k, v in notice.annotations.items() if v},
+                    # An error text may quote a connection string: scrubbed like output.
+                    "annotations": {k: scrub(v, found) for k, v in notice.annotations.items() if v},
                     "startsAt": started,
                 }
                 after[scope][key] = entry
@@ -294,8 +297,6 @@ def deliver(
     failed = _save_state(path, new_state)
     if failed:
         warnings.append(failed)
-    from analytics_cli.dsn import scrub
-
     result.warnings = tuple(scrub(w, found) for w in warnings)
     return result
 

@@ -496,8 +496,10 @@ def test_collect_reports_its_failed_metric_and_the_store_down(
     assert alert["annotations"]["summary"].startswith("metric later failed at slot ")
     assert 'relation "later" does not exist' in alert["annotations"]["summary"]
     # The store goes away: the cycle is spooled and says so, as a critical alert.
-    monkeypatch.setenv("ANALYTICS_STORE_DSN", "host=127.0.0.1 port=1 dbname=x user=nobody")
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", "postgresql://nobody:Pw-0f-St0re@127.0.0.1:1/x")
     down = cli("-c", conf, "collect", "--alertmanager", am.url)
+    assert "Pw-0f-St0re" not in down.stdout + down.stderr
+    assert "Pw-0f-St0re" not in json.dumps(am_alerts(am, env="test-collect"))
     assert down.exit_code == 3, down.stderr
     assert down.stderr.startswith("error: ")
     kinds = {
