@@ -333,11 +333,23 @@ def test_a_delivery_failure_is_one_warning_and_changes_nothing_else(
         f"warning: alerts not delivered to Alertmanager at 127.0.0.1:{port}: "
     )
     assert "Traceback" not in odd.stderr
+    # A server that never answers: the timeout ends the wait, with one line.
+    slow = config_file(tmp_path, '[notify]\nretries = 0\ntimeout = "1s"\n')
+    with garbage_server(reply=None) as port:
+        hung = cli(
+            "-c", slow, "status", "--anomalies", "--alertmanager", f"http://127.0.0.1:{port}"
+        )
+    assert hung.exit_code == 1
+    [warning] = [x for x in hung.stderr.splitlines() if x.startswith("warning: ")]
+    assert (
+        warning == f"warning: alerts not delivered to Alertmanager at 127.0.0.1:{port}: timed out"
+    )
 
 
 @contextlib.contextmanager
-def garbage_server() -> Iterator[int]:
-    """A TCP server that answers every connection with a line that is not HTTP."""
+def garbage_server(reply: bytes | None = b"SSH-2.0-OpenSSH_9.2\r\n") -> Iterator[int]:
+    """A TCP server that answers every connection with a line that is not HTTP (or, with
+    ``reply`` None, reads the request and never answers)."""
     import socket
 
     listener = socket.socket()
@@ -354,7 +366,10 @@ def garbage_server() -> Iterator[int]:
                 continue
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                if reply is None:
+                    stop.wait()
+                else:
+                    conn.sendall(reply)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
