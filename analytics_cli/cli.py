@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -202,6 +202,60 @@ def _announce(message: str) -> None:
     out.info(message)
 
 
+AlertmanagerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--alertmanager",
+        help="Send findings to this Alertmanager (http://host:9093; overrides [notify] "
+        "alertmanager). A failed delivery is a warning, never an exit code.",
+        show_default=False,
+    ),
+]
+WebhookOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook",
+        help="Post new and resolved findings to this URL as JSON (overrides [notify] webhook).",
+        show_default=False,
+    ),
+]
+
+
+def _with_notify(settings: Settings, alertmanager: str | None, webhook: str | None) -> Settings:
+    """The settings with --alertmanager / --webhook in place of [notify]'s URLs."""
+    from dataclasses import replace
+
+    from analytics_cli.config import check_notify_url, url_secrets
+
+    notify = settings.notify
+    if alertmanager is not None:
+        notify = replace(
+            notify, alertmanager=check_notify_url(alertmanager, where="--alertmanager")
+        )
+    if webhook is not None:
+        notify = replace(notify, webhook=check_notify_url(webhook, where="--webhook"))
+    out.secrets |= url_secrets(notify.alertmanager, path_is_secret=False)
+    out.secrets |= url_secrets(notify.webhook, path_is_secret=True)
+    return replace(settings, notify=notify)
+
+
+def _deliver(settings: Settings, command: str, groups: Mapping[str, Any]) -> None:
+    """Send the findings; a failure is a warning line (the findings are printed anyway)."""
+    from analytics_cli import notify
+
+    if not settings.notify.enabled:
+        return
+    try:
+        sent = notify.deliver(settings, command, groups, secrets=out.secrets)
+    except (OSError, RuntimeError, ValueError) as exc:
+        # Delivery never decides the outcome of a run (no home folder for the state, ...).
+        out.warn(f"alerts not delivered: {exc}")
+        return
+    for warning in sent.warnings:
+        out.warn(warning)
+    out.debug(f"alerts: {sent.requests} request(s) sent", requests=sent.requests)
+
+
 # ---------------------------------------------------------------------------- collect
 
 
@@ -272,6 +326,8 @@ def collect(
             help="When the store fails, do not keep the cycle in the spool for the next run.",
         ),
     ] = False,
+    alertmanager: AlertmanagerOpt = None,
+    webhook: WebhookOpt = None,
 ) -> None:
     """Run ONE collection cycle: count every metric and store one row each for the slot.
 
@@ -283,35 +339,55 @@ def collect(
     import dataclasses
 
     from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, render
+    from analytics_cli import db, notify, render
     from analytics_cli.metrics import enabled_metrics
     from analytics_cli.timeutil import parse_duration, parse_timestamp
 
+    settings: Settings | None = None
+    report: collect_mod.CycleReport | None = None
+    failure: AnalyticsError | None = None
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
-        with handled():
-            settings = _load(ctx)
-            hooks.loaded(settings)
-            when = parse_timestamp(at, what="--at") if at else None
-            window = parse_duration(backfill, what="--backfill") if backfill else None
-            if no_spool:
-                settings = dataclasses.replace(settings, spool_enabled=False)
-            # Configuration errors (an unknown --only type) surface before any database is used.
-            jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
-            filled = None
-            with db.resolved(settings, announce=_announce) as live:
-                report = collect_mod.run_cycle(
-                    live, at=when, only=only, dry_run=dry_run, replace=replace, sources=source
-                )
-                hooks.finished(live, report)
-                if window is not None and not dry_run:
-                    with out.steps("backfill", "slots", "written") as step:
-                        filled = collect_mod.backfill(
+        try:
+            with handled():
+                try:
+                    settings = _with_notify(_load(ctx), alertmanager, webhook)
+                    hooks.loaded(settings)
+                    when = parse_timestamp(at, what="--at") if at else None
+                    window = parse_duration(backfill, what="--backfill") if backfill else None
+                    if no_spool:
+                        settings = dataclasses.replace(settings, spool_enabled=False)
+                    # Configuration errors (an unknown --only type) surface before any
+                    # database is used.
+                    jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
+                    filled = None
+                    with db.resolved(settings, announce=_announce) as live:
+                        report = collect_mod.run_cycle(
                             live,
-                            jobs,
-                            since=report.slot - window,
-                            until=report.slot,
-                            progress=(lambda d, t: step(d, t, "")) if step else None,
+                            at=when,
+                            only=only,
+                            dry_run=dry_run,
+                            replace=replace,
+                            sources=source,
                         )
+                        hooks.finished(live, report)
+                        if window is not None and not dry_run:
+                            with out.steps("backfill", "slots", "written") as step:
+                                filled = collect_mod.backfill(
+                                    live,
+                                    jobs,
+                                    since=report.slot - window,
+                                    until=report.slot,
+                                    progress=(lambda d, t: step(d, t, "")) if step else None,
+                                )
+                except AnalyticsError as exc:
+                    failure = exc
+                    raise
+        finally:
+            # The run's own failures as alerts: a finished cycle (failed metrics) or a store
+            # that could not be written (exit 3); a usage error says nothing of the metrics.
+            ended = report is not None or (failure is not None and failure.exit_code == 3)
+            if settings is not None and ended and not dry_run:
+                _deliver(settings, "collect", notify.from_cycle(report, failure))
         render.collect_report(report, out, as_json=as_json)
         if filled is not None:
             render.backfill_report(filled, out)
@@ -897,6 +973,8 @@ def status_cmd(
             show_default=False,
         ),
     ] = None,
+    alertmanager: AlertmanagerOpt = None,
+    webhook: WebhookOpt = None,
 ) -> None:
     """Show the latest slot of each metric and the slots missing in the last 24 hours.
 
@@ -907,7 +985,7 @@ def status_cmd(
     from analytics_cli.timeutil import parse_duration
 
     with _cycle_hooks(None, ping_url) as _hooks, handled():
-        settings = _load(ctx)
+        settings = _with_notify(_load(ctx), alertmanager, webhook)
         limit = parse_duration(max_age, what="--max-age") if max_age else None
         found = None
         with db.resolved(settings, announce=_announce) as live:
@@ -920,6 +998,13 @@ def status_cmd(
         render.stale_reason(out, report)
         if found is not None:
             render.anomaly_findings(out, found)
+        if settings.notify.enabled:
+            from analytics_cli import notify
+
+            groups = {"status": notify.from_status(report)}
+            if found is not None:
+                groups["anomalies"] = notify.from_anomalies(found, render.finding_line)
+            _deliver(settings, "status", groups)
         raise typer.Exit(max(report.exit_code, found.exit_code if found else 0))
 
 
