@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,7 +69,9 @@ def terminal_svg(ansi: str, title: str) -> str:
 
     console = Console(record=True, width=COLUMNS, file=io.StringIO(), force_terminal=True)
     console.print(Text.from_ansi(ansi.rstrip("\n")))
-    return console.export_svg(title=title)
+    svg = console.export_svg(title=title)
+    # rich links a web font; the page's own monospace font will do, with nothing to fetch.
+    return re.sub(r',?\s*url\("https://[^"]*"\) format\("[^"]*"\)', "", svg)
 
 
 def report_png(page: Path, png: Path) -> None:
