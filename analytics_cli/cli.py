@@ -33,9 +33,15 @@ HELP = (
     "With no connection string configured, an embedded PostgreSQL is used: try 'demo'."
 )
 
+
+def docs(page: str) -> str:
+    """The help's closing line: the page of the manual (docs/, a MkDocs site) for a command."""
+    return f"Manual: docs/{page}"
+
+
 EPILOG = (
     "Exit codes: 0 ok, 1 some metrics failed, stale data or an anomaly, 2 usage/config error, "
-    "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
+    "3 database error, 130/143 interrupted (SIGINT/SIGTERM).\n\n" + docs("index.md")
 )
 # The variable a shell's completion script sets to ask for completions (Typer's protocol).
 COMPLETE_VAR = "_ANALYTICS_CLI_COMPLETE"
@@ -66,7 +72,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(help="Manage the analytics table (the store).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Manage the analytics table (the store).",
+    epilog=docs("architecture.md"),
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 
 
@@ -259,7 +269,7 @@ def _deliver(settings: Settings, command: str, groups: Mapping[str, Any]) -> Non
 # ---------------------------------------------------------------------------- collect
 
 
-@app.command()
+@app.command(epilog=docs("collect.md"))
 def collect(
     ctx: typer.Context,
     at: Annotated[
@@ -397,7 +407,7 @@ def collect(
 # ---------------------------------------------------------------------------- db
 
 
-@db_app.command("init")
+@db_app.command("init", epilog=docs("architecture.md"))
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
     from analytics_cli import cycle as collect_mod
@@ -515,7 +525,7 @@ def _types(*groups: list[str] | None) -> tuple[str, ...] | None:
     return tuple(chosen) or None
 
 
-@app.command()
+@app.command(epilog=docs("history.md"))
 def show(
     ctx: typer.Context,
     types: Annotated[
@@ -597,7 +607,7 @@ def show(
     render.show(out, data, tzone, view)
 
 
-@app.command()
+@app.command(epilog=docs("history.md"))
 def export(
     ctx: typer.Context,
     csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row (default).")] = False,
@@ -668,7 +678,7 @@ def export(
     render.exported(out, rows, output)
 
 
-@app.command()
+@app.command(epilog=docs("history.md"))
 def report(
     ctx: typer.Context,
     html: Annotated[
@@ -744,7 +754,7 @@ class Scale(StrEnum):
     large = "large"
 
 
-@app.command("demo")
+@app.command("demo", epilog=docs("getting-started.md"))
 def demo_cmd(
     ctx: typer.Context,
     days: Annotated[
@@ -815,7 +825,11 @@ def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
 # ---------------------------------------------------------------------------- operations
 
 
-config_app = typer.Typer(help="Write, show and check the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Write, show and check the configuration.",
+    epilog=docs("configuration.md"),
+    no_args_is_help=True,
+)
 app.add_typer(config_app, name="config")
 
 PathArg = Annotated[
@@ -867,7 +881,7 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
-@config_app.command("init")
+@config_app.command("init", epilog=docs("configuration.md"))
 def config_init(
     path: Annotated[
         Path,
@@ -886,7 +900,7 @@ def config_init(
     render.starter_written(out, path)
 
 
-@config_app.command("show")
+@config_app.command("show", epilog=docs("configuration.md"))
 def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     """Print the effective configuration (file + environment + flags) as TOML, passwords redacted."""
     from analytics_cli import config, render, starter
@@ -897,7 +911,7 @@ def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     out.write(render.config_text(settings, text))
 
 
-@config_app.command("check")
+@config_app.command("check", epilog=docs("operations.md"))
 def config_check(
     ctx: typer.Context,
     path: PathArg = None,
@@ -926,7 +940,7 @@ def config_check(
     raise typer.Exit(report.exit_code)
 
 
-@app.command("metrics")
+@app.command("metrics", epilog=docs("metrics.md"))
 def metrics_cmd(
     ctx: typer.Context,
     show_sql: Annotated[bool, typer.Option("--sql", help="Print each metric's SQL.")] = False,
@@ -943,7 +957,7 @@ def metrics_cmd(
     out.write(render.metrics_text(every, enabled, show_sql=show_sql, as_json=as_json))
 
 
-@app.command("status")
+@app.command("status", epilog=docs("operations.md"))
 def status_cmd(
     ctx: typer.Context,
     max_age: Annotated[
@@ -1008,7 +1022,7 @@ def status_cmd(
         raise typer.Exit(max(report.exit_code, found.exit_code if found else 0))
 
 
-@app.command("prune")
+@app.command("prune", epilog=docs("operations.md"))
 def prune_cmd(
     ctx: typer.Context,
     older_than: Annotated[
