@@ -182,7 +182,7 @@ def show_data(
     """Read what ``show`` needs in one snapshot; ``target`` enables automatic bucketing."""
     data = ShowData(sel, settings.interval)
     with store_connection(settings) as (conn, layout):
-        sel = selection(layout, sel)
+        sel = selection(layout, sel, conn)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
         if sel.by is not None and top is not None:
             values, data.by_total = store.top_values(conn, sel, top)
@@ -209,7 +209,7 @@ def show_data(
 def show_rows(settings: Settings, sel: store.Selection, fmt: str) -> Streamed:
     """``show --format json/csv``: every point (bucketed ones without metadata) to stdout."""
     with store_connection(settings) as (conn, layout):
-        sel = selection(layout, sel)
+        sel = selection(layout, sel, conn)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
         rows = stream(conn, sel, fmt, binary_stdout(), keys=show_keys(sel), order="type")
         return Streamed(rows, None if rows else stored_span(conn, sel))
@@ -437,7 +437,7 @@ def export(
     """Export a selection to ``output`` (atomically) or stdout; returns the number of rows."""
     rows = 0
     with store_connection(settings) as (conn, layout):
-        sel = selection(layout, sel)
+        sel = selection(layout, sel, conn)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
         if output is None:
             rows = stream(conn, sel, fmt, binary_stdout(), keys=keys)

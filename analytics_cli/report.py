@@ -85,7 +85,7 @@ def report_data(
     specs = {m.type: m for m in all_metrics(settings)}
     data = ReportData(settings.table, since, until, generated, settings.interval)
     with store_connection(settings) as (conn, layout):
-        base = selection(layout, store.Selection(settings.table, since, until, types))
+        base = selection(layout, store.Selection(settings.table, since, until, types), conn)
         check_types(conn, settings.table, list(types) if types else None)
         current = {s.type: s for s in store.total_summaries(conn, base, settings.interval)}
         before = replace(base, since=data.previous_since, until=since)

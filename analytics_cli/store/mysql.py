@@ -140,6 +140,17 @@ class MySQLIrEngineLayout:
         """None: no PostgreSQL query reads this table; the readers below read it by name."""
         return None
 
+    def gaps(self, conn: Any, since: Any, until: Any) -> int:
+        """How many rows in [since, until) have a type but no count (a nullable column)."""
+        from analytics_cli.store.native import EARLIEST, LATEST
+
+        row = conn.execute(
+            f"SELECT COUNT(*) FROM {quote(self.table)} WHERE type IS NOT NULL "
+            "AND count IS NULL AND createdAt >= %s AND createdAt < %s",
+            (naive(since or EARLIEST), naive(until or LATEST)),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
         """Take the slot's named lock until the transaction ends; SlotBusy after the wait.
 
