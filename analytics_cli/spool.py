@@ -382,7 +382,7 @@ def _link(path: Path) -> str:
         target = os.readlink(path)
     except OSError:
         return "a symbolic link, not a regular file (never followed)"
-    return f"a symbolic link to {cut(target)}, not a regular file (never followed)"
+    return f"a symbolic link to {cut(target, 300)}, not a regular file (never followed)"
 
 
 def set_aside(path: Path, reason: str, warn: Callable[[str], None]) -> None:
