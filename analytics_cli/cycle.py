@@ -382,6 +382,9 @@ def run_cycle(
     own = {t: s for t, s in slots.items() if s != slot}
     if dry_run:
         batches = read_all(settings, jobs, slots)
+        for batch in batches:
+            # What the store would refuse shows as that metric's failure here too.
+            batch.outcomes = [storable(o) for o in batch.outcomes]
         report.collected_at = min((b.collected_at for b in batches), default=None)
         results = [r for b in batches for r in _results(b, "checked", None, own)]
         report.results = _ordered(results, jobs)

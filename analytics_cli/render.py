@@ -653,7 +653,7 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
         f"table {report.table}, interval {format_duration(report.interval)}, now {iso(report.now)}",
         "",
     ]
-    for r in [header, *rows]:
+    for r in [header, *rows] if report.store_error is None else []:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
     for m in report.metrics:
         if m.stale:

@@ -75,7 +75,12 @@ def test_nul_in_a_dimension_fails_that_metric_only(
         assert "NUL" in errors[0] and "location" in errors[0], errors[0]
         assert "spool" not in result.stderr
     assert _stored(dbs.store) == [("plain", _slot(i), "7", "{}") for i in range(3)]
-    assert not _folder(tmp_path).exists() or spool.pending(_folder(tmp_path)) == []
+    assert not _folder(tmp_path).exists()
+    # A dry run says the same before anything is written.
+    dry = run_proc("-c", str(config), "collect", "--dry-run", "--at", _slot(5), env=env)
+    assert dry.exit_code == 1, dry.stderr
+    [line] = [line for line in dry.stderr.splitlines() if "type=byLocation" in line]
+    assert "status=failed" in line and "holds a NUL byte" in line, line
 
 
 def _markers_config(tmp: Path, dbs: Databases, metrics: list[tuple[str, str]]) -> Path:
