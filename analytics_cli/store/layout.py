@@ -114,11 +114,44 @@ def _refusal(exc: BaseException) -> str | None:
     if isinstance(exc, UnicodeEncodeError):
         return f"text is not valid Unicode ({exc.reason})"
     pymysql = sys.modules.get("pymysql")
-    if pymysql is not None and isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError):
-        from analytics_cli.mysqldb import message
+    if pymysql is not None and isinstance(exc, pymysql.err.MySQLError):
+        from analytics_cli.mysqldb import code, message
 
-        return message(exc, frozenset())
+        # PyMySQL drops the SQLSTATE and maps only some numbers to DataError and
+        # IntegrityError (MariaDB's failed CHECK, 4025, arrives as an OperationalError):
+        # the numbers of SQLSTATE classes 22 and 23 decide.
+        if (
+            isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError)
+            or code(exc) in MYSQL_REFUSALS
+        ):
+            return message(exc, frozenset())
     return None
+
+
+# MySQL/MariaDB errors of SQLSTATE classes 22 and 23: null in a NOT NULL column, duplicate
+# key, out of range, truncated, incorrect value or string, too long, foreign key, division
+# by zero, invalid JSON, a failed CHECK (MySQL 3819, MariaDB 4025).
+MYSQL_REFUSALS = frozenset(
+    {
+        1048,
+        1062,
+        1169,
+        1216,
+        1217,
+        1264,
+        1265,
+        1292,
+        1365,
+        1366,
+        1406,
+        1451,
+        1452,
+        1690,
+        3140,
+        3819,
+        4025,
+    }
+)
 
 
 @contextmanager

@@ -214,3 +214,28 @@ def test_an_outage_while_replaying_names_the_file(dbs: Databases, tmp_path: Path
     assert waiting in spool.pending(_folder(tmp_path))
     assert len(spool.pending(_folder(tmp_path))) == 2
     assert not (_folder(tmp_path) / "rejected").exists()
+
+
+def test_a_check_the_mariadb_store_fails_refuses_that_metric(
+    mysql_platform: MySQLPlatform, tmp_path: Path
+) -> None:
+    # The platform's own analytics table in MariaDB as the store; MariaDB reports a failed
+    # CHECK as error 4025, which PyMySQL raises as an OperationalError.
+    with mysql_platform.connect() as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE analytics ADD CONSTRAINT no_negatives CHECK (count >= 0)")
+    config = write_config(
+        tmp_path / "my.toml",
+        [("negative", "SELECT -1 AS count"), ("plain", "SELECT 7 AS count")],
+        collect={"retries": 0},
+        source={"dsn": mysql_platform.url},
+        store={"dsn": mysql_platform.url},
+    )
+    result = run_proc("-c", str(config), "collect", "--at", _slot(0), env=_env(tmp_path))
+    assert result.exit_code == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "type=negative" in line]
+    assert "status=failed" in line and "no_negatives" in line, line
+    assert "spool" not in result.stderr
+    assert not _folder(tmp_path).exists()
+    with mysql_platform.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT type, count FROM analytics ORDER BY type")
+        assert list(cur.fetchall()) == [("plain", 7)]
