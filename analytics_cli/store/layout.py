@@ -88,7 +88,13 @@ class Layout(Protocol):
         """What the read queries select from, with the native column names."""
         ...
 
-    def gaps(self, conn: Any, since: datetime | None, until: datetime | None) -> int:
+    def gaps(
+        self,
+        conn: Any,
+        since: datetime | None,
+        until: datetime | None,
+        types: Sequence[str] | None = None,
+    ) -> int:
         """How many rows in the window hold no usable count (NULL, NaN, an infinity): the
         readers leave them out, as gaps."""
         ...
@@ -233,7 +239,7 @@ def selection(layout: Layout, sel: Selection, conn: Any = None) -> Selection:
     """The selection set to read ``layout``'s table through its relation. With ``conn``, the
     rows left out as gaps (no usable count) are said, once per command."""
     if conn is not None:
-        missing = layout.gaps(conn, sel.since, sel.until)
+        missing = layout.gaps(conn, sel.since, sel.until, sel.types)
         if missing:
             notice(
                 f"warning: {missing} row(s) of table {layout.table} hold no usable count "
