@@ -196,6 +196,10 @@ def test_a_spooled_cycle_the_store_refuses_is_set_aside_once(
         f"spool: 1 file(s) set aside in {_folder(tmp_path)}/rejected (never replayed): "
         "read the warnings, then delete them"
     ) in shown.stdout.splitlines()
+    dropped = run_proc("-c", str(config), "spool", "drop", "--rejected", "--yes", env=env)
+    assert dropped.exit_code == 0, dropped.stderr
+    assert list((_folder(tmp_path) / "rejected").iterdir()) == []
+    assert "set aside" not in run_proc("-c", str(config), "status", env=env).stdout
 
 
 def test_an_outage_while_replaying_names_the_file(dbs: Databases, tmp_path: Path) -> None:
