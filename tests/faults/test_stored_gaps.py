@@ -12,6 +12,7 @@ import pytest
 from analytics_cli.timeutil import floor_slot, utcnow
 from tests.conftest import Databases, proc_env, run_proc
 from tests.faults.conftest import write_config
+from tests.mariadb_server import MySQLPlatform
 
 STEP = timedelta(minutes=30)
 
@@ -86,4 +87,21 @@ def test_null_count_in_the_platform_table(dbs: Databases, tmp_path: Path) -> Non
     # The platform database holds the iR Engine's analytics table (nullable count).
     config = _config(tmp_path, dbs.source, dbs.source)
     _fill(dbs.source, True, [None])
+    _check(tmp_path, config, 1)
+
+
+def test_null_count_in_the_platform_table_on_mariadb(
+    mysql_platform: MySQLPlatform, tmp_path: Path
+) -> None:
+    last = floor_slot(utcnow(), STEP) - STEP
+    values: list[int | None] = [5] * 11 + [None]
+    with mysql_platform.connect() as conn, conn.cursor() as cur:
+        for i, value in enumerate(values):
+            at = (last - STEP * (len(values) - 1 - i)).replace(tzinfo=None)
+            cur.execute(
+                "INSERT INTO analytics (id, count, type, createdAt, updatedAt) "
+                "VALUES (UUID(), %s, 'plain', %s, %s)",
+                (value, at, at),
+            )
+    config = _config(tmp_path, mysql_platform.url, mysql_platform.url)
     _check(tmp_path, config, 1)
