@@ -155,7 +155,7 @@ def anomalies(settings: Settings, *, now: datetime | None = None) -> AnomalyRepo
         layout = detect(conn, settings)
         if layout is None:
             return report
-        sel = selection(layout, store.Selection(settings.table, since=since, until=now))
+        sel = selection(layout, store.Selection(settings.table, since=since, until=now), conn)
         series: dict[str, dict[datetime, Decimal]] = {}
         for point in store.total_points(conn, sel, settings.interval, settings.interval):
             series.setdefault(point.type, {})[point.timestamp] = point.count

@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from analytics_cli import __version__
 from analytics_cli.console import LogFormat, Output
-from analytics_cli.errors import AnalyticsError, Interrupted
+from analytics_cli.errors import AnalyticsError, DatabaseError, Interrupted
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
@@ -356,6 +356,7 @@ def collect(
     settings: Settings | None = None
     report: collect_mod.CycleReport | None = None
     failure: AnalyticsError | None = None
+    failed: DatabaseError | None = None
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
         try:
             with handled():
@@ -371,16 +372,23 @@ def collect(
                     jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
                     filled = None
                     with db.resolved(settings, announce=_announce) as live:
-                        report = collect_mod.run_cycle(
-                            live,
-                            at=when,
-                            only=only,
-                            dry_run=dry_run,
-                            replace=replace,
-                            sources=source,
-                        )
-                        hooks.finished(live, report)
-                        if window is not None and not dry_run:
+                        try:
+                            report = collect_mod.run_cycle(
+                                live,
+                                at=when,
+                                only=only,
+                                dry_run=dry_run,
+                                replace=replace,
+                                sources=source,
+                            )
+                        except DatabaseError as exc:
+                            # Exit 3 keeps the cycle's report: shown below, after the error.
+                            if not isinstance(exc.report, collect_mod.CycleReport):
+                                raise
+                            report, failed = exc.report, exc
+                        if failed is None:
+                            hooks.finished(live, report)
+                        if window is not None and not dry_run and failed is None:
                             with out.steps("backfill", "slots", "written") as step:
                                 filled = collect_mod.backfill(
                                     live,
@@ -394,11 +402,19 @@ def collect(
                     raise
         finally:
             # The run's own failures as alerts: a finished cycle (failed metrics) or a store
-            # that could not be written (exit 3); a usage error says nothing of the metrics.
+            # that could not be written (exit 3); a usage error says nothing of the metrics,
+            # nor does a cycle that ended at the store (its report holds no metric).
             ended = report is not None or (failure is not None and failure.exit_code == 3)
             if settings is not None and ended and not dry_run:
-                _deliver(settings, "collect", notify.from_cycle(report, failure))
+                finished = report if failed is None else None
+                _deliver(settings, "collect", notify.from_cycle(finished, failure or failed))
+        assert report is not None
+        if failed is not None:
+            # The error first (cron mails its first line), then the report and summary.
+            out.error(str(failed), failed.hint)
         render.collect_report(report, out, as_json=as_json)
+        if failed is not None:
+            raise typer.Exit(failed.exit_code)
         if filled is not None:
             render.backfill_report(filled, out)
         raise typer.Exit(max(report.exit_code, filled.exit_code if filled else 0))
@@ -1012,12 +1028,15 @@ def status_cmd(
         found = None
         with db.resolved(settings, announce=_announce) as live:
             report = status.status(live, max_age=limit)
-            if anomalies:
+            if anomalies and report.store_error is None:
                 from analytics_cli import anomalies as anomalies_mod
 
                 found = anomalies_mod.anomalies(live)
         out.write(render.status_with_anomalies(report, found, as_json=as_json))
-        render.stale_reason(out, report)
+        if report.store_error is not None:
+            out.error(report.store_error, report.store_hint)
+        else:
+            render.stale_reason(out, report)
         if found is not None:
             render.anomaly_findings(out, found)
         if settings.notify.enabled:
@@ -1077,6 +1096,104 @@ def prune_cmd(
                 progress=lambda n: out.debug(f"deleted {n} rows so far"),
             )
     out.write(render.pruned(deleted, batches, scope))
+
+
+# ---------------------------------------------------------------------------- spool
+
+spool_app = typer.Typer(
+    help="List the cycles waiting in the local spool; remove the ones never replayed here.",
+    no_args_is_help=True,
+    epilog=docs("operations.md"),
+)
+app.add_typer(spool_app, name="spool")
+
+
+@spool_app.command("list", epilog=docs("operations.md"))
+def spool_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List every spool file: its slot and rows, or the other store it is for, or why it
+    cannot be replayed; and the files set aside in rejected/. Connects to no database."""
+    import json
+
+    from analytics_cli import db, spool
+    from analytics_cli.timeutil import iso
+
+    with handled():
+        settings = _load(ctx)
+        with db.resolved(settings) as live:
+            folder = spool.spool_dir(live)
+            items = spool.summary(folder, spool.store_identity(live))
+        aside = spool.rejected(folder)
+    if as_json:
+        doc = {
+            "folder": str(folder),
+            "files": [
+                {
+                    "file": str(i.path),
+                    "slot": iso(i.slot) if i.slot else None,
+                    "rows": i.rows,
+                    "store": i.foreign,
+                    "problem": i.problem,
+                }
+                for i in items
+            ],
+            "rejected": [str(p) for p in aside],
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return
+    lines = [f"spool folder {folder}: {len(items)} file(s), {len(aside)} set aside"]
+    for i in items:
+        if i.problem is not None:
+            lines.append(f"{i.path}  cannot be replayed: {i.problem}")
+        elif i.foreign is not None:
+            lines.append(f"{i.path}  another store: {i.foreign}")
+        else:
+            lines.append(f"{i.path}  slot {iso(i.slot) if i.slot else '?'}, {i.rows} row(s)")
+    lines += [f"{p}  set aside" for p in aside]
+    out.write("\n".join(lines) + "\n")
+
+
+@spool_app.command("drop", epilog=docs("operations.md"))
+def spool_drop(
+    ctx: typer.Context,
+    foreign: Annotated[
+        bool, typer.Option("--foreign", help="Remove the files spooled for another store.")
+    ] = False,
+    rejected: Annotated[
+        bool, typer.Option("--rejected", help="Remove the files set aside in rejected/.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove spool files that this configuration never replays; asks first on a terminal."""
+    from analytics_cli import console, db, spool
+
+    with handled():
+        if not (foreign or rejected):
+            fail("nothing to drop", hint="name what to remove: --foreign, --rejected or both")
+        settings = _load(ctx)
+        with db.resolved(settings) as live:
+            folder = spool.spool_dir(live)
+            todo = spool.droppable(
+                folder, spool.store_identity(live), foreign=foreign, rejected_too=rejected
+            )
+        if not todo:
+            out.info(f"nothing to remove in {folder}")
+            return
+        if not yes:
+            if not console.stdin_is_terminal():
+                fail(
+                    "refusing to delete without confirmation (no terminal)",
+                    hint="add --yes to drop from a script",
+                )
+            for path in todo:
+                out.info(f"would remove {path}")
+            if not typer.confirm(f"remove {len(todo)} spool file(s)?", err=True):
+                fail("nothing was removed", code=1)
+        for path in todo:
+            spool.remove(path)
+        out.info(f"removed {len(todo)} spool file(s) from {folder}")
 
 
 # ---------------------------------------------------------------------------- entry point

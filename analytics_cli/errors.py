@@ -23,10 +23,17 @@ class DatabaseError(AnalyticsError):
     """Database unreachable or store write failed; nothing was stored: exit 3."""
 
     exit_code = 3
+    # The report of the cycle it ended, when there is one (collect shows it all the same).
+    report: object | None = None
 
 
 class StoreError(DatabaseError):
     """The store could not be reached or written: the cycle may still be spooled."""
+
+
+class Refused(AnalyticsError):
+    """The store refused a row for its content (encoding, range, a check): that metric fails,
+    the store itself is fine, so nothing is spooled."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -134,6 +134,9 @@ class Session:
         self.params = params
         self.locks: list[str] = []
         self.mariadb = True
+        # Whether a transaction() block is open, and how many savepoints lie inside it.
+        self.outer = False
+        self.depth = 0
 
     def execute(self, query: str, params: Any = None) -> Any:
         """Run one statement; the cursor holds its rows (buffered)."""
@@ -175,7 +178,11 @@ class Session:
                 cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
 
     def transaction(self) -> Any:
-        """Committed when the block ends, rolled back when it raises (locks released either way)."""
+        """Committed when the block ends, rolled back when it raises (locks released either way).
+
+        Inside another block it is a savepoint, as psycopg's nested ``transaction()`` is: a
+        raise rolls back only what the inner block did.
+        """
         from contextlib import contextmanager
 
         @contextmanager
@@ -188,7 +195,34 @@ class Session:
                 raise
             self.commit()
 
-        return block()
+        @contextmanager
+        def savepoint() -> Any:
+            self.depth += 1
+            name = f"analytics_cli_{self.depth}"
+            self.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                if self.conn.open:
+                    self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                raise
+            finally:
+                self.depth -= 1
+            self.execute(f"RELEASE SAVEPOINT {name}")
+
+        if self.outer:
+            return savepoint()
+        self.outer = True
+
+        @contextmanager
+        def outermost() -> Any:
+            try:
+                with block():
+                    yield self
+            finally:
+                self.outer = False
+
+        return outermost()
 
 
 def setup(session: Session, settings: Settings, *, read_only: bool) -> None:

@@ -111,8 +111,10 @@ def print_collect_report(report: CycleReport, out: Output, *, show_metrics: bool
     if report.dry_run:
         summary = {"slot": slot, "checked": counts.get("checked", 0), **summary}
         summary["stored"] = 0
-    if report.replayed:
-        summary["spooled_written"] = report.replayed
+    if report.replayed_rows:
+        summary["spooled_written"] = report.replayed_rows
+    if report.spooled_rows is not None:
+        summary["spooled"] = report.spooled_rows
     if report.caught_up:
         summary["caught_up"] = report.caught_up
     if report.note:
@@ -736,7 +738,7 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
         f"table {report.table}, interval {format_duration(report.interval)}, now {iso(report.now)}",
         "",
     ]
-    for r in [header, *rows]:
+    for r in [header, *rows] if report.store_error is None else []:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
     for m in report.metrics:
         if m.stale:
@@ -747,13 +749,10 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
             f"missing slots of {', '.join(fillable)} can be computed: "
             "analytics-cli collect --backfill 1d"
         )
-    if report.spooled:
-        known = [slot for slot, _ in report.spooled if slot is not None]
-        oldest = f", oldest {iso(min(known))}" if known else ""
-        lines.append(
-            f"spool: {len(report.spooled)} slot(s) waiting in {report.spool_dir}{oldest}: "
-            "the next run that reaches the store writes them"
-        )
+    lines += spool_lines(report)
+    if report.store_error is not None:
+        lines.append("store: cannot be read (the error follows on stderr)")
+        return "\n".join(lines) + "\n"
     newest = report.newest
     verdict = "STALE" if report.stale else "ok"
     if newest is None:
@@ -764,6 +763,33 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
             f"max age {format_duration(report.max_age)}): {verdict}"
         )
     return "\n".join(lines) + "\n"
+
+
+def spool_lines(report: StatusReport) -> list[str]:
+    """What waits in the local spool: this store's cycles, other stores' files, files that
+    cannot be replayed and files set aside."""
+    lines = []
+    if report.spooled:
+        known = [slot for slot, _ in report.spooled if slot is not None]
+        oldest = f", oldest {iso(min(known))}" if known else ""
+        lines.append(
+            f"spool: {len(report.spooled)} slot(s) waiting in {report.spool_dir}{oldest}: "
+            "the next run that reaches the store writes them"
+        )
+    for path, store in report.spool_foreign:
+        lines.append(f"spool: {path} is for another store ({store}): not replayed here")
+    if report.spool_foreign:
+        from analytics_cli.spool import DROP_COMMAND
+
+        lines.append(f"spool: remove the other stores' files with: {DROP_COMMAND}")
+    for path, why in report.spool_unreadable:
+        lines.append(f"spool: {path} cannot be replayed ({why}): the next run sets it aside")
+    if report.spool_rejected:
+        lines.append(
+            f"spool: {len(report.spool_rejected)} file(s) set aside in "
+            f"{report.spool_dir}/rejected (never replayed): read the warnings, then delete them"
+        )
+    return lines
 
 
 def status_with_anomalies(

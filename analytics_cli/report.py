@@ -95,7 +95,7 @@ def report_data(
             since = _default_since(conn, layout, settings, types, until)
         data = ReportData(settings.table, since, until, generated, settings.interval)
         # A slot's value is the sum of its rows, in the headline and the charts alike.
-        base = selection(layout, store.Selection(settings.table, since, until, types))
+        base = selection(layout, store.Selection(settings.table, since, until, types), conn)
         base = replace(base, slot=settings.interval)
         current = {s.type: s for s in store.summaries(conn, base, settings.interval)}
         before = replace(base, since=data.previous_since, until=since)

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
-from analytics_cli.config import Settings
+from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.db import store_session
+from analytics_cli.errors import DatabaseError
 from analytics_cli.store.layout import Layout, detect
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
@@ -50,6 +51,14 @@ class StatusReport:
     # Cycles waiting in the spool for the store: (slot, file), slot None when unreadable.
     spool_dir: str = ""
     spooled: list[tuple[datetime | None, str]] = field(default_factory=list)
+    # Spool files of another store (file, the store they name), files that cannot be
+    # replayed (file, why), and files set aside in rejected/.
+    spool_foreign: list[tuple[str, str]] = field(default_factory=list)
+    spool_unreadable: list[tuple[str, str]] = field(default_factory=list)
+    spool_rejected: list[str] = field(default_factory=list)
+    # The store could not be read (exit 3): the error line and its hint.
+    store_error: str | None = None
+    store_hint: str | None = None
 
     @property
     def newest(self) -> datetime | None:
@@ -65,7 +74,9 @@ class StatusReport:
 
     @property
     def exit_code(self) -> int:
-        """1 when stale (drives alerts and probes), else 0."""
+        """3 when the store cannot be read, 1 when stale (drives alerts and probes), else 0."""
+        if self.store_error is not None:
+            return 3
         return 1 if self.stale else 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +96,10 @@ class StatusReport:
             "spooled": [
                 {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
             ],
+            "spool_foreign": [{"file": f, "store": store} for f, store in self.spool_foreign],
+            "spool_unreadable": [{"file": f, "reason": why} for f, why in self.spool_unreadable],
+            "spool_rejected": self.spool_rejected,
+            **({"store_error": self.store_error} if self.store_error is not None else {}),
             "metrics": [
                 {
                     "type": m.type,
@@ -133,7 +148,26 @@ def status(
 
     folder = spool.spool_dir(settings)
     report.spool_dir = str(folder)
-    report.spooled = [(slot, str(path)) for slot, path in spool.summary(folder)]
+    for item in spool.summary(folder, spool.store_identity(settings)):
+        if item.problem is not None:
+            report.spool_unreadable.append((str(item.path), item.problem))
+        elif item.foreign is not None:
+            report.spool_foreign.append((str(item.path), item.foreign))
+        else:
+            report.spooled.append((item.slot, str(item.path)))
+    report.spool_rejected = [str(p) for p in spool.rejected(folder)]
+    try:
+        _read_store(settings, report, enabled, specs)
+    except DatabaseError as exc:
+        # The local spool is listed all the same: when the store is down is when it matters.
+        report.store_error, report.store_hint = str(exc), exc.hint
+    return report
+
+
+def _read_store(
+    settings: Settings, report: StatusReport, enabled: list[str], specs: dict[str, MetricSpec]
+) -> None:
+    window_start, window_end = report.window_start, report.window_end
     with store_session(settings, doing="store database error", read_only=True) as conn:
         layout = detect(conn, settings)
         report.table_exists = layout is not None
@@ -159,7 +193,6 @@ def status(
                     stale=stale,
                 )
             )
-    return report
 
 
 def _metric_status(

@@ -140,6 +140,21 @@ class MySQLIrEngineLayout:
         """None: no PostgreSQL query reads this table; the readers below read it by name."""
         return None
 
+    def gaps(self, conn: Any, since: Any, until: Any, types: Any = None) -> int:
+        """How many rows in [since, until) have a type but no count (a nullable column)."""
+        from analytics_cli.store.native import EARLIEST, LATEST
+
+        names = list(types) if types is not None else []
+        narrow = f" AND type IN ({', '.join(['%s'] * len(names))})" if names else ""
+        if types is not None and not names:
+            return 0
+        row = conn.execute(
+            f"SELECT COUNT(*) FROM {quote(self.table)} WHERE type IS NOT NULL "
+            f"AND count IS NULL AND createdAt >= %s AND createdAt < %s{narrow}",
+            (naive(since or EARLIEST), naive(until or LATEST), *names),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
         """Take the slot's named lock until the transaction ends; SlotBusy after the wait.
 

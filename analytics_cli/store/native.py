@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -244,5 +244,33 @@ class NativeLayout:
         return {s.type: s.type in written for s in samples}
 
     def relation(self) -> sql.Composable:
-        """The table itself: its columns are the native ones."""
-        return identifier(self.table)
+        """The table's rows whose count is a number a reader can draw: a NaN, an infinity
+        (numeric holds both) or a count beyond any float, written by hand, is a gap
+        (``gaps`` counts them, so that it is said)."""
+        from psycopg import sql
+
+        return sql.SQL("(SELECT * FROM {table} WHERE {finite}) AS {alias}").format(
+            table=identifier(self.table),
+            finite=sql.SQL(FINITE),
+            alias=sql.Identifier(self.table.split(".")[-1]),
+        )
+
+    def gaps(self, conn: psycopg.Connection[Any], since: Any, until: Any, types: Any = None) -> int:
+        """How many rows in [since, until) the readers leave out as gaps."""
+        from psycopg import sql
+
+        # Narrowed to the types asked for, the (type, "timestamp") index serves it.
+        query = sql.SQL(
+            'SELECT count(*) FROM {} WHERE NOT ({}) AND "timestamp" >= %s AND "timestamp" < %s'
+            " AND (%s::text[] IS NULL OR type = ANY(%s::text[]))"
+        ).format(identifier(self.table), sql.SQL(FINITE))
+        names = list(types) if types is not None else None
+        row = conn.execute(query, (since or EARLIEST, until or LATEST, names, names)).fetchone()
+        return int(row[0]) if row else 0
+
+
+# NaN compares above every number in PostgreSQL, so this leaves out NaN, both infinities and
+# any count float8 (the charts) cannot hold.
+FINITE = "count BETWEEN -1e300 AND 1e300"
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)

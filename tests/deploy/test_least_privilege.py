@@ -186,11 +186,14 @@ def test_replace_and_prune_name_the_privilege_they_need(dbs: Databases, narrow: 
     assert cli("collect", "--at", AT).exit_code == 0
     replaced = cli("collect", "--at", AT, "--replace")
     assert (replaced.exit_code, replaced.stdout) == (3, "")
-    assert replaced.stderr == (
-        "error: store write failed, nothing was stored: permission denied for table analytics\n"
+    # The error and its hint, then the cycle's summary line (nothing stored).
+    *said, summary = replaced.stderr.splitlines()
+    assert said == [
+        "error: store write failed, nothing was stored: permission denied for table analytics",
         f"hint: collect --replace needs UPDATE and DELETE on analytics: "
-        f"GRANT UPDATE, DELETE ON analytics TO {narrow.store_role}\n"
-    )
+        f"GRANT UPDATE, DELETE ON analytics TO {narrow.store_role}",
+    ]
+    assert summary.startswith("collect slot=") and " stored=0 " in summary
     pruned = cli("prune", "--older-than", "1d", "--yes")
     assert (pruned.exit_code, pruned.stdout) == (3, "")
     assert pruned.stderr == (
@@ -214,7 +217,8 @@ def test_the_table_must_exist_for_a_role_without_create(dbs: Databases, narrow: 
         conn.execute("DROP TABLE analytics")
     result = cli("collect", "--at", AT)
     assert (result.exit_code, result.stdout) == (3, "")
-    error, hint = result.stderr.splitlines()
+    error, hint, summary = result.stderr.splitlines()
+    assert summary.startswith("collect slot=") and " stored=0 " in summary
     assert error.startswith(
         "error: cannot prepare the store table: permission denied for schema public"
     )
