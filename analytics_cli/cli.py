@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from analytics_cli import __version__
 from analytics_cli.console import LogFormat, Output
-from analytics_cli.errors import AnalyticsError, Interrupted
+from analytics_cli.errors import AnalyticsError, Interrupted, missing_extra
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
@@ -113,6 +113,13 @@ def handled() -> Iterator[None]:
     except AnalyticsError as exc:
         out.error(str(exc), exc.hint)
         raise typer.Exit(exc.exit_code) from None
+    except ImportError as exc:
+        # An optional library reached without its extra: one line naming the extra.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        out.error(str(missing), missing.hint)
+        raise typer.Exit(missing.exit_code) from None
     except BrokenPipeError:
         _silence_stdout()
         raise typer.Exit(0) from None
@@ -722,6 +729,7 @@ def report(
     from analytics_cli.timeutil import utcnow, zone
 
     with handled():
+        report_mod.require_charts()
         settings = _load(ctx)
         start, end, _ = _window(since, until, None, open_end=False)
         tzone = zone(tz)
@@ -1119,6 +1127,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = 130
     except KeyboardInterrupt:
         code = 130
+    except ImportError as exc:
+        # The last net for an optional library reached outside a command's error handling.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        out.error(str(missing), missing.hint)
+        code = missing.exit_code
     if code == 130:
         if _TERMINATED:
             out.error("terminated (SIGTERM); open transactions were rolled back")

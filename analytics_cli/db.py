@@ -260,8 +260,16 @@ def store_session(
 
 @contextmanager
 def resolved(settings: Settings, *, announce: Any = None) -> Iterator[Settings]:
-    """Settings with concrete DSNs; starts the embedded server when none is configured."""
+    """Settings with concrete DSNs; starts the embedded server when none is configured.
+
+    Every command that comes here uses the store: its driver must be there before anything
+    starts (a missing one is one line naming the extra, exit 2, never a spooled cycle).
+    """
     if not settings.embedded:
+        if settings.store_dsn and engine_of(settings.store_dsn) == MYSQL:
+            from analytics_cli.mysqldb import require_pymysql
+
+            require_pymysql("stores")
         yield settings
         return
     from analytics_cli import embedded

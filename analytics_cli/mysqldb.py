@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.dsn import one_line, scrub
-from analytics_cli.errors import ConfigError, DatabaseError, StoreError
+from analytics_cli.errors import DatabaseError, MissingExtra, StoreError
 
 if TYPE_CHECKING:
     import pymysql
@@ -19,19 +19,18 @@ if TYPE_CHECKING:
     from analytics_cli.mysql_dsn import MySQLParams
 
 APPLICATION_NAME = "analytics-cli"
-INSTALL = "pip install 'analytics-cli[mysql]'"
 # Server errors that retrying cannot fix: wrong account, password or database.
 _NO_RETRY = {1044, 1045, 1049, 1698}
 
 
 def require_pymysql(what: str = "sources") -> None:
-    """ConfigError (exit 2) naming the extra to install when PyMySQL is missing."""
+    """MissingExtra (exit 2) naming the extra to install when PyMySQL is missing."""
     try:
         found = importlib.util.find_spec("pymysql") is not None
     except (ImportError, ValueError):
         found = False
     if not found:
-        raise ConfigError(f"mysql:// and mariadb:// {what} need PyMySQL: {INSTALL}")
+        raise MissingExtra("pymysql", f"mysql:// and mariadb:// {what} need PyMySQL")
 
 
 def quote_name(name: str) -> str:
@@ -227,11 +226,11 @@ def session(
 ) -> Iterator[Session]:
     """``db.session`` for a mysql:// or mariadb:// store: connect, set the session up, run
     the job, commit it; any server error becomes one line starting with ``doing``."""
+    require_pymysql("stores" if side == "store" else "sources")
     import pymysql
 
     from analytics_cli.mysql_dsn import parse
 
-    require_pymysql("stores" if side == "store" else "sources")
     params = parse(dsn)
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
     error = StoreError if side == "store" else DatabaseError
