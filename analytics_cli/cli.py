@@ -1098,6 +1098,49 @@ def _click_exception() -> type[Exception]:
     return ClickException
 
 
+def _output_flag(token: str) -> bool:
+    """-q, -v (and -qq, -vv...), --quiet, --verbose, --log-format[=X]: the output options."""
+    return (
+        token in ("--quiet", "--verbose", "--log-format")
+        or token.startswith("--log-format=")
+        or (len(token) > 1 and token[0] == "-" and set(token[1:]) in ({"q"}, {"v"}))
+    )
+
+
+def hoist_output_options(argv: list[str]) -> list[str]:
+    """The output options typed after the command (``collect -q``) moved before it, where
+    the group reads them; a token that is an option's value, or follows ``--``, stays."""
+    if not any(_output_flag(t) for t in argv):
+        return argv
+    command: Any = typer.main.get_command(app)
+    root = command
+    kept: list[str] = []
+    hoisted: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            kept += [token, *tokens]
+            break
+        if token.startswith("-") and token != "-":
+            name = token.partition("=")[0]
+            option = next((p for p in command.params if name in getattr(p, "opts", ())), None)
+            if option is None and command is not root and _output_flag(token):
+                hoisted.append(token)
+                if token == "--log-format":
+                    hoisted.append(next(tokens, ""))
+                continue
+            kept.append(token)
+            takes_value = option is not None and not (option.is_flag or option.count)
+            if takes_value and "=" not in token:
+                kept.append(next(tokens, ""))
+            continue
+        kept.append(token)
+        sub = getattr(command, "commands", {}).get(token)
+        if sub is not None:
+            command = sub
+    return hoisted + kept
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: run the app and exit with the documented code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -1107,7 +1150,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         os.environ["COLUMNS"] = "100000"
     click_exception = _click_exception()
     try:
-        result = app(args=argv, prog_name="analytics-cli", standalone_mode=False)
+        args = hoist_output_options(sys.argv[1:] if argv is None else list(argv))
+        result = app(args=args, prog_name="analytics-cli", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code

@@ -310,8 +310,32 @@ def _check_type(path: Path, key: str, value: Any, expected: type | tuple[type, .
         wrong = not isinstance(value, tuple(t for t in allowed if t is not bool))
     if wrong:
         raise ConfigError(
-            f"{path}: {key} must be {_type_name(expected)}, got {type(value).__name__}"
+            f"{path}: {key} must be {_type_name(expected)}, got {type(value).__name__}",
+            hint=_duration_hint(key, value),
         )
+
+
+# The keys whose value is a duration: a string with a unit ("30m"), never a bare number.
+_DURATION_KEYS = {
+    "interval",
+    "statement_timeout",
+    "connect_timeout",
+    "catch_up",
+    "every",
+    "timeout",
+}
+
+
+def _duration_hint(key: str, value: Any) -> str | None:
+    """For a bare number where a duration goes: the same number written with a unit."""
+    name = key.rpartition(".")[2]
+    if name not in _DURATION_KEYS or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    unit = "m" if name in ("interval", "every", "catch_up") else "s"
+    number = int(value) if float(value).is_integer() else value
+    return (
+        f'a duration is a string with its unit: {name} = "{number}{unit}" (units s, m, h, d, w, y)'
+    )
 
 
 def validate_table(name: str, *, where: str = "[store] table") -> str:

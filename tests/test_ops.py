@@ -395,7 +395,7 @@ def test_metrics_rejects_a_custom_metric_named_like_a_builtin(tmp_path: Path) ->
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.startswith(
-        "error: custom metric 'dailyUsers' has the name of a built-in metric\n"
+        f"error: {path}: custom metric 'dailyUsers' has the name of a built-in metric\n"
     )
 
 
@@ -458,7 +458,7 @@ def test_status_reports_latest_slot_and_missing_slots(env: Databases) -> None:
         "retired",
         iso(current - 100 * INTERVAL),
         by_name["retired"][2],
-        "0/0",
+        "-",
         "no",
     ]
     # Slots that can be computed later are named with the command that fills them;
@@ -468,6 +468,27 @@ def test_status_reports_latest_slot_and_missing_slots(env: Databases) -> None:
     )
     assert lines[-1].startswith(f"newest row: {iso(current)} (")
     assert lines[-1].endswith(" ago, max age 1h): ok")
+
+
+def test_status_after_the_first_cycle_says_there_is_no_history_yet(env: Databases) -> None:
+    init_store(env)
+    current = floor_slot(utcnow(), INTERVAL)
+    insert_rows(env, [(name, current, 1) for name in BUILTINS])
+    result = cli("status")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = [line.split() for line in lines[3 : 3 + len(BUILTINS)]]
+    assert [r[0] for r in rows] == list(BUILTINS)
+    assert {r[-2] for r in rows} == {"-"}
+    assert "0/0" not in result.stdout
+    assert lines[-2] == (
+        "no history yet before the current slot: missing slots are counted from the next one"
+    )
+    # One slot later the count starts.
+    insert_rows(env, [(name, current - INTERVAL, 1) for name in BUILTINS])
+    later = cli("status").stdout
+    assert "no history yet" not in later
+    assert later.splitlines()[3].split()[-2] == "0/1"
 
 
 def test_status_exits_1_when_the_newest_row_is_too_old(env: Databases) -> None:
