@@ -889,22 +889,43 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
+class Dialect(StrEnum):
+    """The SQL dialect of the platform database (the source)."""
+
+    postgresql = "postgresql"
+    mysql = "mysql"
+
+
 @config_app.command("init", epilog=docs("configuration.md"))
 def config_init(
+    ctx: typer.Context,
     path: Annotated[
         Path,
         typer.Argument(help="Where to write it ('-' for stdout).", dir_okay=False),
     ] = Path("analytics-cli.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    dialect: Annotated[
+        Dialect | None,
+        typer.Option(
+            "--dialect",
+            help="SQL of the example metric. Default: the source's, from --dsn, "
+            "$ANALYTICS_SOURCE_DSN or $ANALYTICS_DSN (mysql:// gives mysql), else postgresql.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
     from analytics_cli import render, starter
 
+    source = _globals(ctx).dsn or os.environ.get("ANALYTICS_SOURCE_DSN")
+    chosen = (
+        dialect.value if dialect else starter.dialect_of(source or os.environ.get("ANALYTICS_DSN"))
+    )
     with handled():
         if str(path) == "-":
-            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH))
+            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH, chosen))
             return
-        starter.write_starter(path, force=force)
+        starter.write_starter(path, force=force, dialect=chosen)
     render.starter_written(out, path)
 
 

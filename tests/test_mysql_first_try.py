@@ -1,0 +1,62 @@
+"""A MySQL/MariaDB platform on the first try: a starter in the source's dialect, a failing
+metric's own error (not the query it runs inside), and the store grants checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analytics_cli.sources.mysql import own_text
+from tests.conftest import Databases, cli
+from tests.mariadb_server import MySQLPlatform
+
+
+def test_the_starter_follows_the_source_and_passes_its_check_on_mariadb(
+    mysql_platform: MySQLPlatform, dbs: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANALYTICS_SOURCE_DSN", mysql_platform.url)
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
+    path = tmp_path / "c.toml"
+    written = cli("config", "init", str(path))
+    assert written.exit_code == 0, written.stderr
+    text = path.read_text()
+    assert "FROM `user`" in text
+    assert '"user"' not in text
+    assert 'dsn = "mysql://' in text
+    check = cli("-c", str(path), "config", "check")
+    assert check.exit_code == 0, check.stdout + check.stderr
+    assert "  ".join(["ok", "registeredUsers", "0"]) in check.stdout, check.stdout
+
+
+def test_a_failing_metric_shows_its_own_error_not_the_wrapper(
+    mysql_platform: MySQLPlatform, dbs: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANALYTICS_SOURCE_DSN", mysql_platform.url)
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
+    path = tmp_path / "c.toml"
+    # The PostgreSQL starter on a MySQL source: double-quoted names are strings there.
+    assert cli("config", "init", "--dialect", "postgresql", str(path)).exit_code == 0
+    check = cli("-c", str(path), "config", "check")
+    assert check.exit_code == 1
+    shown = check.stdout + check.stderr
+    assert "AS q" not in shown and "LIMIT 2" not in shown and "; WHERE" not in shown, shown
+    lines = [line for line in shown.splitlines() if "registeredUsers" in line]
+    assert any(
+        'near \'"user" WHERE "isGuest" = false AND "isDeactivated" IS NOT TRUE\' at line 2' in line
+        for line in lines
+    ), shown
+
+
+def test_own_text_cuts_the_wrapper_at_any_length() -> None:
+    message = "You have an error in your SQL syntax; check the manual ... near '{}' at line {}"
+    assert own_text(message.format("FORM x\n) AS q LIMIT 2) AS m", 3)) == message.format(
+        "FORM x", 2
+    )
+    # The server quotes 80 characters at most: the wrapper's tail may be cut anywhere.
+    for tail in ("\n)", "\n) ", "\n) A", "\n) AS", "\n) AS q L"):
+        assert own_text(message.format("FORM\n  x" + tail, 2)) == message.format("FORM x", 1)
+    assert own_text(message.format("\n) AS q LIMIT 2) AS m", 4)).endswith(
+        "at the end of the query at line 3"
+    )
+    assert own_text("Table 'p.usr' doesn't exist") == "Table 'p.usr' doesn't exist"
