@@ -3,6 +3,7 @@ metric's own error (not the query it runs inside), and the store grants checked.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,46 @@ def test_own_text_cuts_the_wrapper_at_any_length() -> None:
         "at the end of the query at line 3"
     )
     assert own_text("Table 'p.usr' doesn't exist") == "Table 'p.usr' doesn't exist"
+
+
+def test_config_check_reports_the_mysql_store_privileges(
+    mysql_platform: MySQLPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's account for the platform's own table, with only what collect needs.
+    user = f"ck_{uuid.uuid4().hex[:8]}"
+    db = mysql_platform.name
+    with mysql_platform.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'ck-pw-1'")
+        cur.execute(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
+        cur.execute(f"GRANT INSERT ON `{db}`.analytics TO '{user}'@'%'")
+    try:
+        url = mysql_platform.server.url(db, user, "ck-pw-1")
+        monkeypatch.setenv("ANALYTICS_DSN", url)
+        config = tmp_path / "c.toml"
+        config.write_text('[store]\ntable = "analytics"\nlayout = "ir-engine"\n')
+        check = cli("-c", str(config), "config", "check")
+        assert check.exit_code == 0, check.stdout + check.stderr
+        lines = check.stdout.split("store privileges missing on analytics:\n", 1)[1].splitlines()
+        assert lines == [
+            "  collect --replace  collect --replace needs UPDATE and DELETE on "
+            f"{db}.analytics: GRANT UPDATE, DELETE ON {db}.analytics TO '{user}'@'%'",
+            f"  prune              prune needs DELETE on {db}.analytics: "
+            f"GRANT DELETE ON {db}.analytics TO '{user}'@'%'",
+        ]
+        with mysql_platform.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"REVOKE INSERT ON `{db}`.analytics FROM '{user}'@'%'")
+        refused = cli("-c", str(config), "config", "check")
+        assert refused.exit_code == 1
+        assert refused.stderr == "error: the store account lacks INSERT: collect would fail\n"
+        assert (
+            f"  collect            collect needs INSERT on {db}.analytics: "
+            f"GRANT INSERT ON {db}.analytics TO '{user}'@'%'"
+        ) in refused.stdout
+        with mysql_platform.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"GRANT INSERT, UPDATE, DELETE ON `{db}`.analytics TO '{user}'@'%'")
+        granted = cli("-c", str(config), "config", "check")
+        assert granted.exit_code == 0, granted.stderr
+        assert "store privileges" not in granted.stdout
+    finally:
+        with mysql_platform.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER '{user}'@'%'")

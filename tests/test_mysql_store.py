@@ -383,14 +383,15 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     replaced = cli("collect", "--at", AT, "--replace")
     assert (replaced.exit_code, replaced.stdout) == (3, ""), replaced.stderr
     assert "UPDATE command denied" in replaced.stderr
-    assert "GRANT UPDATE, DELETE ON analytics TO 'collector'@'%'" in replaced.stderr
+    assert f"GRANT UPDATE, DELETE ON {ir.name}.analytics TO 'collector'@'%'" in replaced.stderr
     assert "spool" not in replaced.stderr
     pruned = cli("prune", "--older-than", "1d", "--yes")
     assert (pruned.exit_code, pruned.stdout) == (3, ""), pruned.stderr
     assert pruned.stderr.splitlines()[-2:] == [
         "error: prune stopped after 0 rows: DELETE command denied to user "
         f"'collector'@'127.0.0.1' for table `{ir.name}`.`analytics`",
-        "hint: prune needs DELETE on analytics: GRANT DELETE ON analytics TO 'collector'@'%'",
+        f"hint: prune needs DELETE on {ir.name}.analytics: "
+        f"GRANT DELETE ON {ir.name}.analytics TO 'collector'@'%'",
     ]
     assert "st-pw-77" not in replaced.stderr + pruned.stderr
     with ir.connect() as conn, conn.cursor() as cur:
