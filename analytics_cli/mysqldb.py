@@ -77,12 +77,27 @@ def connect(
                 continue
             raise DatabaseError(
                 f"cannot connect to the {purpose} database ({params.describe()}): "
-                f"{message(exc, params.secrets)}"
+                f"{message(exc, params.secrets)}",
+                hint=_denied_hint(params, str(exc)) if found == 1045 else None,
             ) from None
         if conn.client_flag & CLIENT.MULTI_STATEMENTS:
             conn.close()
             raise DatabaseError("the MySQL connection allows several statements per call; refused")
         return conn
+
+
+def _denied_hint(params: MySQLParams, text: str) -> str | None:
+    """A refused login that the server saw coming from 'localhost': MariaDB's anonymous
+    ''@'localhost' account (a fresh mariadb-install-db has one) takes such logins before
+    a 'user'@'%' account."""
+    if "@'localhost'" not in text:
+        return None
+    user = params.user or "analytics"
+    return (
+        f"if the account is '{user}'@'%': an anonymous ''@'localhost' account takes local "
+        f"logins first; create '{user}'@'localhost' too (same password and grants), or drop "
+        "the anonymous accounts"
+    )
 
 
 def _unix_socket(path: str, timeout: int) -> socket.socket:

@@ -104,3 +104,56 @@ def test_config_check_reports_the_mysql_store_privileges(
     finally:
         with mysql_platform.connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP USER '{user}'@'%'")
+
+
+def _readme_mysql_accounts(database: str, user: str, password: str) -> str:
+    """The README's SQL that creates the collector's MySQL account, for this server."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## MySQL and MariaDB (the iR Engine's database)") :]
+    block = section[section.index("```sql\n") + 7 :]
+    block = block[: block.index("```")]
+    return (
+        block.replace("platform.", f"`{database}`.")
+        .replace("'analytics'", f"'{user}'")
+        .replace("'change-me'", f"'{password}'")
+    )
+
+
+def test_the_readme_account_logs_in_on_a_fresh_mariadb_install_db_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dbs: Databases
+) -> None:
+    from tests.mariadb_server import server
+
+    # A server as mariadb-install-db sets it up by default: anonymous ''@'localhost'.
+    with server(tls=False, fresh=True) as fresh, fresh.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM mysql.user WHERE user = ''")
+        assert cur.fetchone()[0] >= 1
+        cur.execute("CREATE DATABASE platform")
+        sql = _readme_mysql_accounts("platform", "analytics", "change-me")
+        assert "'analytics'@'localhost'" in sql
+        socket_url = f"mysql://analytics@localhost/platform?unix_socket={fresh.socket}"
+        monkeypatch.setenv("ANALYTICS_SOURCE_DSN", socket_url)
+        monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
+        monkeypatch.setenv("MYSQL_PASSWORD", "change-me")
+        config = tmp_path / "c.toml"
+        config.write_text(
+            '[collect]\nmetrics = []\n[[metric]]\ntype = "one"\nsql = "SELECT 1 AS `count`"\n'
+        )
+        # Only the '%' account: the anonymous one takes the local login, and the hint says so.
+        cur.execute(sql.split(";")[0])
+        cur.execute("GRANT SELECT ON platform.* TO 'analytics'@'%'")
+        refused = cli("-c", str(config), "config", "check")
+        assert refused.exit_code == 3
+        assert "Access denied for user 'analytics'@'localhost'" in refused.stderr
+        assert (
+            "hint: if the account is 'analytics'@'%': an anonymous ''@'localhost' account takes "
+            "local logins first; create 'analytics'@'localhost' too"
+        ) in refused.stderr
+        assert "change-me" not in refused.stderr
+        # The README's statements as printed: the local login works.
+        cur.execute("DROP USER 'analytics'@'%'")
+        for statement in [s for s in sql.split(";") if s.strip()]:
+            cur.execute(statement)
+        check = cli("-c", str(config), "config", "check")
+        assert check.exit_code == 0, check.stdout + check.stderr
+        assert "ok  one  1" in check.stdout

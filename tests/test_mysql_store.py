@@ -371,7 +371,7 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     grants = grants.replace("'analytics'", "'collector'").replace("'change-me'", "'st-pw-77'")
     assert "GRANT SELECT, INSERT, UPDATE, DELETE ON" in grants
     with ir.connect() as conn, conn.cursor() as cur:
-        cur.execute("DROP USER IF EXISTS 'collector'@'%'")
+        cur.execute("DROP USER IF EXISTS 'collector'@'%', 'collector'@'localhost'")
         # First only what collect needs: --replace and prune are told what to grant.
         narrow = grants.replace("SELECT, INSERT, UPDATE, DELETE", "SELECT, INSERT")
         cur.execute(narrow)
@@ -395,7 +395,7 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     ]
     assert "st-pw-77" not in replaced.stderr + pruned.stderr
     with ir.connect() as conn, conn.cursor() as cur:
-        cur.execute("DROP USER 'collector'@'%'")
+        cur.execute("DROP USER 'collector'@'%', 'collector'@'localhost'")
         cur.execute(grants)
         while cur.nextset():
             pass
