@@ -910,7 +910,7 @@ def apply_overrides(settings: Settings, *, dsn: str | None, env: Mapping[str, st
     if env.get("ANALYTICS_SOURCE_DSN"):
         if settings.sources:
             raise ConfigError(
-                "$ANALYTICS_SOURCE_DSN is set but the config file has [[source]] tables",
+                f"{settings.path}: $ANALYTICS_SOURCE_DSN is set but the file has [[source]] tables",
                 hint="unset ANALYTICS_SOURCE_DSN, or give that database a [[source]] table",
             )
         source, source_origin = env["ANALYTICS_SOURCE_DSN"], "$ANALYTICS_SOURCE_DSN"
@@ -933,12 +933,12 @@ def apply_overrides(settings: Settings, *, dsn: str | None, env: Mapping[str, st
         source_dsn_origin=source_origin,
         store_dsn=store,
         store_dsn_origin=store_origin,
-        sources=_resolve_sources(settings.sources, env),
+        sources=_resolve_sources(settings.sources, env, settings.path),
     )
 
 
 def _resolve_sources(
-    sources: tuple[SourceSpec, ...], env: Mapping[str, str]
+    sources: tuple[SourceSpec, ...], env: Mapping[str, str], path: Path | None = None
 ) -> tuple[SourceSpec, ...]:
     """Fill each [[source]]'s dsn from its dsn_env variable."""
     out = []
@@ -947,7 +947,8 @@ def _resolve_sources(
             value = env.get(source.dsn_env)
             if not value:
                 raise ConfigError(
-                    f"source {source.name!r}: environment variable {source.dsn_env} is not set",
+                    f"{path}: source {source.name!r}: environment variable {source.dsn_env} "
+                    "is not set",
                     hint=f"export {source.dsn_env}='postgresql://...' or set dsn in [[source]]",
                 )
             source = replace(source, dsn=value)

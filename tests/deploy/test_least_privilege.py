@@ -255,3 +255,20 @@ def test_config_check_reports_the_store_privileges_and_what_to_grant(
     granted = cli("config", "check")
     assert granted.exit_code == 0
     assert "store privileges" not in granted.stdout
+
+
+def test_config_check_says_when_the_first_collect_could_not_create_the_table(
+    narrow: Roles, tmp_path: Path
+) -> None:
+    config = tmp_path / "other.toml"
+    config.write_text('[store]\ntable = "analytics_elsewhere"\n')
+    check = cli("-c", str(config), "config", "check")
+    assert check.exit_code == 1
+    assert check.stdout.splitlines()[-2:] == [
+        "store privileges missing on analytics_elsewhere:",
+        "  collect  CREATE in the table's schema: run 'analytics-cli db init' once as a role "
+        "that has it",
+    ]
+    assert check.stderr == "error: the store account lacks CREATE: collect would fail\n"
+    # As config check said: collect cannot create it either.
+    assert cli("-c", str(config), "collect", "--at", AT).exit_code == 3
