@@ -53,6 +53,7 @@ def _install_lines(text: str) -> list[str]:
 
 def test_every_install_line_names_the_distribution() -> None:
     places = [ROOT / "README.md", *sorted((ROOT / "cron").rglob("*"))]
+    places += sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "examples").rglob("*"))
     places += sorted((ROOT / "analytics_cli").rglob("*.py"))
     seen = {}
     for place in places:
