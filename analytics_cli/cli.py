@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from analytics_cli import __version__
 from analytics_cli.console import LogFormat, Output
-from analytics_cli.errors import AnalyticsError, DatabaseError, Interrupted
+from analytics_cli.errors import AnalyticsError, DatabaseError, Interrupted, missing_extra
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
@@ -113,6 +113,13 @@ def handled() -> Iterator[None]:
     except AnalyticsError as exc:
         out.error(str(exc), exc.hint)
         raise typer.Exit(exc.exit_code) from None
+    except ImportError as exc:
+        # An optional library reached without its extra: one line naming the extra.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        out.error(str(missing), missing.hint)
+        raise typer.Exit(missing.exit_code) from None
     except BrokenPipeError:
         _silence_stdout()
         raise typer.Exit(0) from None
@@ -746,6 +753,7 @@ def report(
     from analytics_cli.timeutil import utcnow, zone
 
     with handled():
+        report_mod.require_charts()
         settings = _load(ctx)
         start, end, _ = _window(since, until, None, open_end=False)
         tzone = zone(tz)
@@ -905,22 +913,43 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
+class Dialect(StrEnum):
+    """The SQL dialect of the platform database (the source)."""
+
+    postgresql = "postgresql"
+    mysql = "mysql"
+
+
 @config_app.command("init", epilog=docs("configuration.md"))
 def config_init(
+    ctx: typer.Context,
     path: Annotated[
         Path,
         typer.Argument(help="Where to write it ('-' for stdout).", dir_okay=False),
     ] = Path("analytics-cli.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    dialect: Annotated[
+        Dialect | None,
+        typer.Option(
+            "--dialect",
+            help="SQL of the example metric. Default: the source's, from --dsn, "
+            "$ANALYTICS_SOURCE_DSN or $ANALYTICS_DSN (mysql:// gives mysql), else postgresql.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
     from analytics_cli import render, starter
 
+    source = _globals(ctx).dsn or os.environ.get("ANALYTICS_SOURCE_DSN")
+    chosen = (
+        dialect.value if dialect else starter.dialect_of(source or os.environ.get("ANALYTICS_DSN"))
+    )
     with handled():
         if str(path) == "-":
-            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH))
+            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH, chosen))
             return
-        starter.write_starter(path, force=force)
+        starter.write_starter(path, force=force, dialect=chosen)
     render.starter_written(out, path)
 
 
@@ -1215,6 +1244,49 @@ def _click_exception() -> type[Exception]:
     return ClickException
 
 
+def _output_flag(token: str) -> bool:
+    """-q, -v (and -qq, -vv...), --quiet, --verbose, --log-format[=X]: the output options."""
+    return (
+        token in ("--quiet", "--verbose", "--log-format")
+        or token.startswith("--log-format=")
+        or (len(token) > 1 and token[0] == "-" and set(token[1:]) in ({"q"}, {"v"}))
+    )
+
+
+def hoist_output_options(argv: list[str]) -> list[str]:
+    """The output options typed after the command (``collect -q``) moved before it, where
+    the group reads them; a token that is an option's value, or follows ``--``, stays."""
+    if not any(_output_flag(t) for t in argv):
+        return argv
+    command: Any = typer.main.get_command(app)
+    root = command
+    kept: list[str] = []
+    hoisted: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            kept += [token, *tokens]
+            break
+        if token.startswith("-") and token != "-":
+            name = token.partition("=")[0]
+            option = next((p for p in command.params if name in getattr(p, "opts", ())), None)
+            if option is None and command is not root and _output_flag(token):
+                hoisted.append(token)
+                if token == "--log-format":
+                    hoisted.append(next(tokens, ""))
+                continue
+            kept.append(token)
+            takes_value = option is not None and not (option.is_flag or option.count)
+            if takes_value and "=" not in token:
+                kept.append(next(tokens, ""))
+            continue
+        kept.append(token)
+        sub = getattr(command, "commands", {}).get(token)
+        if sub is not None:
+            command = sub
+    return hoisted + kept
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: run the app and exit with the documented code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -1224,7 +1296,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         os.environ["COLUMNS"] = "100000"
     click_exception = _click_exception()
     try:
-        result = app(args=argv, prog_name="analytics-cli", standalone_mode=False)
+        args = hoist_output_options(sys.argv[1:] if argv is None else list(argv))
+        result = app(args=args, prog_name="analytics-cli", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
@@ -1244,6 +1317,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = 130
     except KeyboardInterrupt:
         code = 130
+    except ImportError as exc:
+        # The last net for an optional library reached outside a command's error handling.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        out.error(str(missing), missing.hint)
+        code = missing.exit_code
     if code == 130:
         if _TERMINATED:
             out.error("terminated (SIGTERM); open transactions were rolled back")

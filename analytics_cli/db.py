@@ -131,29 +131,40 @@ def database_error(
 
 
 def grant_hint(what: str, privileges: str, table: str, dsn: str | None) -> str:
-    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them."""
+    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them, naming
+    the database and the table (MySQL: ``db.table``; PostgreSQL grants inside a database)."""
     import getpass
     import os
+    import re
 
     from psycopg.conninfo import conninfo_to_dict
 
+    needs = privileges.replace(", ", " and ")
     if dsn and engine_of(dsn) == MYSQL:
         from analytics_cli.mysql_dsn import parse
 
-        account = parse(dsn).user or getpass.getuser()
-        return (
-            f"{what} needs {privileges.replace(', ', ' and ')} on {table}: "
-            f"GRANT {privileges} ON {table} TO '{account}'@'%'"
-        )
+        params = parse(dsn)
+        account = params.user or getpass.getuser()
+
+        def name(part: str) -> str:
+            plain = re.fullmatch(r"[A-Za-z0-9_$]+", part) and not part.isdigit()
+            return part if plain else "`" + part.replace("`", "``") + "`"
+
+        parts = table.split(".")
+        if len(parts) == 1 and params.database:
+            parts.insert(0, params.database)
+        where = ".".join(name(p) for p in parts)
+        return f"{what} needs {needs} on {where}: GRANT {privileges} ON {where} TO '{account}'@'%'"
     try:
-        user = conninfo_to_dict(dsn or "").get("user")
+        conninfo = conninfo_to_dict(dsn or "")
     except Exception:
-        user = None
-    # libpq's own default when the connection string names no user.
-    role = str(user or os.environ.get("PGUSER") or getpass.getuser())
+        conninfo = {}
+    # libpq's own defaults when the connection string names no user or database.
+    role = str(conninfo.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    database = str(conninfo.get("dbname") or os.environ.get("PGDATABASE") or role)
     quoted = role if role.isidentifier() and role.islower() else '"' + role.replace('"', '""') + '"'
     return (
-        f"{what} needs {privileges.replace(', ', ' and ')} on {table}: "
+        f"{what} needs {needs} on {table} in database {database}: "
         f"GRANT {privileges} ON {table} TO {quoted}"
     )
 
@@ -260,8 +271,16 @@ def store_session(
 
 @contextmanager
 def resolved(settings: Settings, *, announce: Any = None) -> Iterator[Settings]:
-    """Settings with concrete DSNs; starts the embedded server when none is configured."""
+    """Settings with concrete DSNs; starts the embedded server when none is configured.
+
+    Every command that comes here uses the store: its driver must be there before anything
+    starts (a missing one is one line naming the extra, exit 2, never a spooled cycle).
+    """
     if not settings.embedded:
+        if settings.store_dsn and engine_of(settings.store_dsn) == MYSQL:
+            from analytics_cli.mysqldb import require_pymysql
+
+            require_pymysql("stores")
         yield settings
         return
     from analytics_cli import embedded

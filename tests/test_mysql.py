@@ -660,7 +660,8 @@ def test_without_pymysql_exit_2_naming_the_extra(dbs: Databases) -> None:
                           timeout=60)  # fmt: skip
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
-        "error: mysql:// and mariadb:// sources need PyMySQL: pip install 'analytics-cli[mysql]'\n"
+        "error: mysql:// and mariadb:// sources need PyMySQL: "
+        "pip install 'platform-analytics-cli[mysql]'\n"
     )
 
 

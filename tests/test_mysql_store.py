@@ -371,7 +371,7 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     grants = grants.replace("'analytics'", "'collector'").replace("'change-me'", "'st-pw-77'")
     assert "GRANT SELECT, INSERT, UPDATE, DELETE ON" in grants
     with ir.connect() as conn, conn.cursor() as cur:
-        cur.execute("DROP USER IF EXISTS 'collector'@'%'")
+        cur.execute("DROP USER IF EXISTS 'collector'@'%', 'collector'@'localhost'")
         # First only what collect needs: --replace and prune are told what to grant.
         narrow = grants.replace("SELECT, INSERT, UPDATE, DELETE", "SELECT, INSERT")
         cur.execute(narrow)
@@ -383,18 +383,19 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     replaced = cli("collect", "--at", AT, "--replace")
     assert (replaced.exit_code, replaced.stdout) == (3, ""), replaced.stderr
     assert "UPDATE command denied" in replaced.stderr
-    assert "GRANT UPDATE, DELETE ON analytics TO 'collector'@'%'" in replaced.stderr
+    assert f"GRANT UPDATE, DELETE ON {ir.name}.analytics TO 'collector'@'%'" in replaced.stderr
     assert "spool" not in replaced.stderr
     pruned = cli("prune", "--older-than", "1d", "--yes")
     assert (pruned.exit_code, pruned.stdout) == (3, ""), pruned.stderr
     assert pruned.stderr.splitlines()[-2:] == [
         "error: prune stopped after 0 rows: DELETE command denied to user "
         f"'collector'@'127.0.0.1' for table `{ir.name}`.`analytics`",
-        "hint: prune needs DELETE on analytics: GRANT DELETE ON analytics TO 'collector'@'%'",
+        f"hint: prune needs DELETE on {ir.name}.analytics: "
+        f"GRANT DELETE ON {ir.name}.analytics TO 'collector'@'%'",
     ]
     assert "st-pw-77" not in replaced.stderr + pruned.stderr
     with ir.connect() as conn, conn.cursor() as cur:
-        cur.execute("DROP USER 'collector'@'%'")
+        cur.execute("DROP USER 'collector'@'%', 'collector'@'localhost'")
         cur.execute(grants)
         while cur.nextset():
             pass

@@ -208,8 +208,7 @@ def test_without_matplotlib_the_error_names_the_extra(fixed: Databases, tmp_path
     )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "error: report needs matplotlib for its charts",
-        "hint: pip install 'analytics-cli[report]'",
+        "error: report needs matplotlib for its charts: pip install 'platform-analytics-cli[report]'"
     ]
     assert not page.exists()
 
