@@ -1,0 +1,144 @@
+"""Passwords the tool was never given: found by their shape alone, in URLs of any scheme,
+key=value strings, query strings and the error texts of the drivers.
+
+The tool removes the passwords of its own connection strings by value; a message can also
+quote another one (a custom metric's text, a server's error echoing a string). Each case
+below compares with literal expected text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from analytics_cli.dsn import dsn_secrets, redact_dsn, redact_patterns, scrub
+from analytics_cli.mysqldb import message
+from tests.conftest import Databases, cli
+from tests.mariadb_server import MySQLPlatform
+
+NEVER_TOLD = "neverTold42"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "could not connect to postgresql://bob:neverTold42@db.example/x",
+            "could not connect to postgresql://bob:***@db.example/x",
+        ),
+        (
+            "mysql+pymysql://app:neverTold42@10.0.0.1:3306/ir",
+            "mysql+pymysql://app:***@10.0.0.1:3306/ir",
+        ),
+        ("mariadb://app:neverTold42@db/ir", "mariadb://app:***@db/ir"),
+        # A typo in the scheme hides nothing.
+        ("postgresq://u:neverTold42@h/db", "postgresq://u:***@h/db"),
+        ("see redis://:neverTold42@cache:6379/0", "see redis://:***@cache:6379/0"),
+        (
+            "postgresql://h/db?user=u&password=neverTold42&sslmode=require",
+            "postgresql://h/db?user=u&password=***&sslmode=require",
+        ),
+        ("host=h password=neverTold42 dbname=x", "host=h password=*** dbname=x"),
+        ("host=h password='never told\\' 42' dbname=x", "host=h password=*** dbname=x"),
+        ('host=h PASSWORD="neverTold42" dbname=x', "host=h PASSWORD=*** dbname=x"),
+        ("Server=h;PWD=neverTold42;Database=x", "Server=h;PWD=***;Database=x"),
+        ("passwd = neverTold42 next", "passwd = *** next"),
+        ("sslpassword=neverTold42", "sslpassword=***"),
+        ("oauth_client_secret=neverTold42&x=1", "oauth_client_secret=***&x=1"),
+        (
+            "scram_client_key=neverTold42 scram_server_key=neverTold42",
+            "scram_client_key=*** scram_server_key=***",
+        ),
+        # Two in one message.
+        (
+            "a postgresql://a:neverTold42@h/x and host=h password=neverTold42",
+            "a postgresql://a:***@h/x and host=h password=***",
+        ),
+    ],
+)
+def test_password_shapes_are_redacted_without_knowing_the_password(
+    text: str, expected: str
+) -> None:
+    assert redact_patterns(text) == expected
+    # The same through scrub with no known secret, and with another one known.
+    assert scrub(text, set()) == expected
+    assert scrub(text, {"other-secret"}) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ERROR: division by zero",
+        "connection to server at 127.0.0.1:5432 failed: Connection refused",
+        'relation "public.analytics" does not exist; at 10:30:00',
+        "postgresql://bob@db.example:5432/x",
+        "user:pw@host",  # no scheme: nothing says it is a password
+        "host=h dbname=x user=bob",
+    ],
+)
+def test_text_without_a_password_is_left_as_it_is(text: str) -> None:
+    assert redact_patterns(text) == text
+
+
+def test_known_secrets_are_scrubbed_longest_first() -> None:
+    # "pass" is also part of "passphrase": the longer one goes first, whole.
+    assert scrub("passphrase and pass", {"pass", "passphrase"}) == "*** and ***"
+
+
+def test_the_password_of_a_malformed_string_is_still_found() -> None:
+    # A raw "@" in the password: libpq and the URL parser read it differently.
+    dsn = "postgresql://bob:never@Told42@db.example/x"
+    assert {"never@Told42"} <= dsn_secrets(dsn)
+    assert redact_dsn(dsn) == "postgresql://bob:***@db.example/x"
+    assert redact_dsn("host=h password=neverTold42 dbname=x") == "host=h password=*** dbname=x"
+
+
+def test_a_postgresql_error_quoting_a_password_is_redacted(dbs: Databases) -> None:
+    quoted = f"postgresql://bob:{NEVER_TOLD}@db.example/x"
+    with psycopg.connect(dbs.source) as conn, pytest.raises(psycopg.DataError) as caught:
+        conn.execute("SELECT %s::int", (quoted,))
+    text = str(caught.value)
+    assert NEVER_TOLD in text  # the server quotes what it could not read
+    assert scrub(text, set()).splitlines()[0] == (
+        'invalid input syntax for type integer: "postgresql://bob:***@db.example/x"'
+    )
+
+
+def test_a_mariadb_error_quoting_a_password_is_redacted(mysql_platform: MySQLPlatform) -> None:
+    import pymysql
+
+    with (
+        mysql_platform.connect() as conn,
+        conn.cursor() as cur,
+        pytest.raises(pymysql.err.ProgrammingError) as caught,
+    ):
+        cur.execute(f"SELECT 1 1 'host=h password={NEVER_TOLD} dbname=x'")
+    assert NEVER_TOLD in str(caught.value)
+    line = message(caught.value, frozenset())
+    assert NEVER_TOLD not in line
+    assert "near '1 'host=h password=*** dbname=x'' at line 1" in line
+
+
+def test_a_metric_error_quoting_a_password_is_redacted_in_every_output(
+    dbs: Databases, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"[source]\ndsn = {json.dumps(dbs.source)}\n[store]\ndsn = {json.dumps(dbs.store)}\n"
+        "[collect]\nmetrics = []\n"
+        '[[metric]]\ntype = "leaky"\n'
+        f"sql = \"SELECT 'mysql://app:{NEVER_TOLD}@db/ir'::int AS count\"\n"
+    )
+    config.chmod(0o600)
+    as_json = cli("-c", str(config), "collect", "--at", "2026-11-29T10:00:00Z", "--json")
+    assert as_json.exit_code == 1
+    [metric] = json.loads(as_json.stdout)["metrics"]
+    assert metric["error"] == 'invalid input syntax for type integer: "mysql://app:***@db/ir"'
+    as_text = cli("-c", str(config), "collect", "--at", "2026-11-29T10:30:00Z")
+    assert as_text.exit_code == 1
+    assert "mysql://app:***@db/ir" in as_text.stdout + as_text.stderr
+    for result in (as_json, as_text):
+        assert NEVER_TOLD not in result.stdout + result.stderr
