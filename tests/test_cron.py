@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import os
 import re
 import shutil
 import subprocess
@@ -13,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_validate import utils as kv
+
+from tests import required
 
 CRON = Path(__file__).resolve().parent.parent / "cron"
 MANIFESTS = sorted((CRON / "kubernetes").glob("*.yaml"))
@@ -91,11 +92,7 @@ def test_crontab_command_is_valid_shell() -> None:
 
 
 def test_crontab_is_accepted_by_crontab_command(tmp_path: Path) -> None:
-    binary = shutil.which("crontab")
-    if binary is None:
-        if os.environ.get("ANALYTICS_REQUIRE_CRON"):
-            pytest.fail("ANALYTICS_REQUIRE_CRON is set but there is no crontab command")
-        pytest.skip("no crontab command on this machine")
+    binary = required.binary("CRON", "crontab", "cron")
     # Each cron checks a file without installing it, under its own flag: -T (cronie),
     # -n (Debian's cron, "dry run").
     for flag in ("-T", "-n"):
@@ -152,10 +149,7 @@ def test_systemd_timer() -> None:
 
 
 def _systemd_analyze() -> str:
-    binary = shutil.which("systemd-analyze")
-    if binary is None:
-        pytest.skip("no systemd-analyze on this machine")
-    return binary
+    return required.binary("SYSTEMD", "systemd-analyze", "systemd")
 
 
 def test_systemd_units_verify(tmp_path: Path) -> None:
