@@ -14,8 +14,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from psycopg.types.json import Jsonb
 
-from analytics_cli.anomalies import MetricCheck, check
+from analytics_cli import config
+from analytics_cli.anomalies import MetricCheck, anomalies, check
+from tests.conftest import Databases, cli
 
 LATEST = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -137,3 +140,29 @@ def test_the_usual_level_keeps_a_steady_metric_from_firing_on_a_small_change() -
     assert result.findings == ()
     assert check("storage", history(values, 599), None).findings[0].kind == "drop"
     assert check("storage", history(values, 1401), None).findings[0].kind == "spike"
+
+
+def test_the_same_range_from_the_store(dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first history above, stored as collect stores it and judged by the command's
+    own path (the store's per-slot totals, the history window)."""
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
+    assert cli("db", "init").exit_code == 0
+    values = {WEEK: 100, WEEK + H: 110, 2 * WEEK: 90, 2 * WEEK - H - 30 * M: 1000,
+              3 * WEEK: 120, 4 * WEEK: 80, 4 * WEEK - H: 140}  # fmt: skip
+    with dbs.store_conn() as conn:
+        for at, count in history(values, 194).items():
+            # Two rows per slot, told apart by their metadata: the slot's total is judged.
+            half = count / 2
+            for part in ("a", "b"):
+                conn.execute(
+                    'INSERT INTO analytics (type, count, "timestamp", metadata) '
+                    "VALUES ('visits', %s, %s, %s)",
+                    (half, at, Jsonb({"part": part})),
+                )
+    settings = config.load(env={"ANALYTICS_STORE_DSN": dbs.store}, discover=False)
+    report = anomalies(settings, now=LATEST + timedelta(minutes=10))
+    [visits] = [c for c in report.checks if c.type == "visits"]
+    assert judged(visits) == (105.0, 15.0, 6, 4)
+    assert (visits.low, visits.high) == (pytest.approx(16.044), pytest.approx(193.956))
+    assert [f.kind for f in visits.findings] == ["spike"]
+    assert report.exit_code == 1
