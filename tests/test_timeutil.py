@@ -15,6 +15,7 @@ from analytics_cli.timeutil import (
     parse_duration,
     parse_timestamp,
     parse_when,
+    slots,
 )
 
 NOW = datetime(2026, 11, 29, 10, 17, 42, tzinfo=UTC)
@@ -206,3 +207,33 @@ def test_parsers_raise_only_config_errors(text: str) -> None:
             assert str(exc).startswith(("invalid", "empty"))
         else:
             assert isinstance(value, (timedelta, datetime))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty duration"),
+        ("0m", "invalid duration '0m': must be greater than zero"),
+        ("3661d", "invalid duration '3661d': longer than 3660 days"),
+        ("6Mo", "invalid duration '6Mo': months vary in length"),
+        ("30", "invalid duration '30'"),
+    ],
+)
+def test_duration_errors_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_duration(text)
+    assert str(caught.value) == message
+
+
+def test_the_longest_duration_is_accepted() -> None:
+    assert parse_duration("3660d") == timedelta(days=3660)
+    assert format_duration(timedelta(0)) == "0s"
+    assert format_duration(timedelta(seconds=-5)) == "0s"
+
+
+def test_slots_from_start_to_end_excluded() -> None:
+    start = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    half = timedelta(minutes=30)
+    assert slots(start, start + 3 * half, half) == [start, start + half, start + 2 * half]
+    assert slots(start, start + 3 * half + timedelta(seconds=1), half)[-1] == start + 3 * half
+    assert slots(start, start, half) == []
