@@ -13,8 +13,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from analytics_cli.dsn import dsn_secrets, redact_dsn, redact_patterns, scrub
+from analytics_cli.dsn import dsn_secrets, one_line, redact_dsn, redact_patterns, scrub
 from analytics_cli.mysqldb import message
 from tests.conftest import Databases, cli
 from tests.mariadb_server import MySQLPlatform
@@ -39,6 +40,11 @@ NEVER_TOLD = "neverTold42"
         ("see redis://:neverTold42@cache:6379/0", "see redis://:***@cache:6379/0"),
         (
             "postgresql://h/db?user=u&password=neverTold42&sslmode=require",
+            "postgresql://h/db?user=u&password=***&sslmode=require",
+        ),
+        # In a query string a password runs to the next "&", quotes and ";" included.
+        (
+            "postgresql://h/db?user=u&password=se;cr'et42&sslmode=require",
             "postgresql://h/db?user=u&password=***&sslmode=require",
         ),
         ("host=h password=neverTold42 dbname=x", "host=h password=*** dbname=x"),
@@ -94,6 +100,41 @@ def test_the_password_of_a_malformed_string_is_still_found() -> None:
     assert {"never@Told42"} <= dsn_secrets(dsn)
     assert redact_dsn(dsn) == "postgresql://bob:***@db.example/x"
     assert redact_dsn("host=h password=neverTold42 dbname=x") == "host=h password=*** dbname=x"
+
+
+def test_libpq_quoting_a_piece_of_an_unreadable_password() -> None:
+    # An unquoted password with a space: libpq stops at its second word and quotes it.
+    dsn = "host=db password=open sesame42 dbname=x"
+    with pytest.raises(psycopg.ProgrammingError) as caught:
+        conninfo_to_dict(dsn)
+    text = one_line(str(caught.value))
+    assert text == 'missing "=" after "sesame42" in connection info string'
+    assert scrub(text, dsn_secrets(dsn)) == ('missing "=" after "***" in connection info string')
+    assert {"open", "sesame42", "open sesame42"} <= dsn_secrets(dsn)
+
+
+def test_a_raw_at_sign_read_two_ways_hides_both_pieces() -> None:
+    # libpq reads the password "never" and the host "Told42@db.example"; the URL parser
+    # reads "never@Told42": the piece a host error would quote is a secret too.
+    dsn = "postgresql://bob:never@Told42@db.example/x"
+    assert conninfo_to_dict(dsn)["host"] == "Told42@db.example"
+    assert dsn_secrets(dsn) == {"never", "never@Told42", "Told42"}
+    error = (
+        'could not translate host name "Told42@db.example" to address: Name or service not known'
+    )
+    assert scrub(error, dsn_secrets(dsn)) == (
+        'could not translate host name "***@db.example" to address: Name or service not known'
+    )
+
+
+def test_pieces_too_short_to_be_told_from_text_are_not_scrubbed() -> None:
+    # "p" and "ss" of "p@ss" would garble every message; the whole password is still hidden.
+    dsn = "postgresql://bob:p@ss@db.example/x"
+    assert dsn_secrets(dsn) == {"p@ss"}
+    assert redact_dsn(dsn) == "postgresql://bob:***@db.example/x"
+    assert scrub("password authentication failed", dsn_secrets(dsn)) == (
+        "password authentication failed"
+    )
 
 
 def test_a_postgresql_error_quoting_a_password_is_redacted(dbs: Databases) -> None:
