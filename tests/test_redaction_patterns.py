@@ -137,6 +137,13 @@ def test_pieces_too_short_to_be_told_from_text_are_not_scrubbed() -> None:
     )
 
 
+def test_a_short_password_given_whole_is_still_a_secret() -> None:
+    # Read exactly as given (no guess): hidden however short, beside a longer one.
+    dsn = "host=h password=abc sslpassword=longer42 dbname=x"
+    assert dsn_secrets(dsn) == {"abc", "longer42"}
+    assert scrub('password "abc" is wrong', dsn_secrets(dsn)) == 'password "***" is wrong'
+
+
 def test_a_postgresql_error_quoting_a_password_is_redacted(dbs: Databases) -> None:
     quoted = f"postgresql://bob:{NEVER_TOLD}@db.example/x"
     with psycopg.connect(dbs.source) as conn, pytest.raises(psycopg.DataError) as caught:
