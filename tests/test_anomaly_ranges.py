@@ -46,6 +46,7 @@ def test_the_spread_of_the_reference_values_sets_the_range() -> None:
         3 * WEEK: 120,
         4 * WEEK: 80,
         4 * WEEK - H: 140,  # 1 h after the time of week, four weeks back: a reference
+        5 * WEEK: 1000,  # five weeks back: neither a reference nor history
     }
     # refs 80 90 100 110 120 140: median (100 + 110) / 2 = 105; deviations 25 15 5 5 15 35,
     # MAD 15; scale max(1.4826 * 15 = 22.239, 1.2 * sqrt(105) = 12.30, 0.05 * 140 = 7).
@@ -54,7 +55,7 @@ def test_the_spread_of_the_reference_values_sets_the_range() -> None:
     assert judged(quiet) == (105.0, 15.0, 6, 4)
     assert quiet.low == pytest.approx(16.044)
     assert quiet.high == pytest.approx(193.956)
-    assert quiet.findings == ()
+    assert (quiet.findings, quiet.note) == ((), "")
     [spike] = check("visits", history(values, 194), None).findings
     assert (spike.kind, spike.low, spike.high) == ("spike", quiet.low, quiet.high)
     assert spike.why == (
@@ -76,8 +77,11 @@ def test_a_small_count_gets_the_poisson_width_and_a_low_end_of_0() -> None:
     assert at_13.findings == ()
     [spike] = check("chats", history(values, 14), None).findings
     assert spike.kind == "spike"
-    # A 0 is inside the range: never a drop.
+    # A 0 is inside the range: never a drop. The latest value is judged, not history: a
+    # negative one is below the clamped range.
     assert check("chats", history(values, 0), None).findings == ()
+    [drop] = check("chats", history(values, -1), None).findings
+    assert (drop.kind, drop.low) == ("drop", 0.0)
 
 
 def test_three_weeks_are_enough_and_a_0_in_the_history_still_clamps() -> None:
@@ -139,7 +143,20 @@ def test_the_usual_level_keeps_a_steady_metric_from_firing_on_a_small_change() -
     assert (result.low, result.high) == (pytest.approx(600), pytest.approx(1400))
     assert result.findings == ()
     assert check("storage", history(values, 599), None).findings[0].kind == "drop"
+    assert check("storage", history(values, 1400), None).findings == ()
     assert check("storage", history(values, 1401), None).findings[0].kind == "spike"
+
+
+def test_the_oldest_value_of_the_history_still_counts() -> None:
+    # 4 weeks and 1 h back: the first instant of the history (and a reference value, 1 h
+    # from the time of week). Its -1 means the metric can go negative: no clamp at 0.
+    values = {WEEK: 10, 2 * WEEK: 10, 3 * WEEK: 10, 4 * WEEK + H: -1}
+    # refs -1 10 10 10: median 10, MAD 0; scale max(0, 1.2 * sqrt(10) = 3.7947332, 0.5);
+    # 10 -+ 15.1789328.
+    result = check("balance", history(values, 10), None)
+    assert judged(result) == (10.0, 0.0, 4, 4)
+    assert result.low == pytest.approx(-5.1789328)
+    assert result.high == pytest.approx(25.1789328)
 
 
 def test_the_same_range_from_the_store(dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> None:
