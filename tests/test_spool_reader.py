@@ -148,10 +148,15 @@ def test_files_are_read_oldest_first_and_the_others_set_aside(tmp_path: Path) ->
         ("20261129T100000Z-a.json", SLOT),
         ("20261129T103000Z-b.json", SLOT + timedelta(minutes=30)),
     ]
-    assert len(warnings) == 2
-    assert "20261129T101500Z-bad.json" in warnings[0]
-    assert "unreadable spool file (JSONDecodeError)" in warnings[0]
-    assert "20261129T101600Z-latin1.json" in warnings[1]
+    rejected_dir = folder / spool.REJECTED
+    assert warnings == [
+        "warning: spool file 20261129T101500Z-bad.json set aside in "
+        f"{rejected_dir}: unreadable spool file (JSONDecodeError)",
+        "warning: spool file 20261129T101600Z-latin1.json set aside in "
+        f"{rejected_dir}: 'utf-8' codec can't decode byte 0xff in position 10: invalid "
+        "start byte",
+    ]
+    assert rejected_dir.stat().st_mode & 0o777 == 0o700
     rejected = sorted(p.name for p in (folder / spool.REJECTED).iterdir())
     assert rejected == ["20261129T101500Z-bad.json", "20261129T101600Z-latin1.json"]
     assert (folder / spool.REJECTED / "20261129T101500Z-bad.json").read_text() == "{"
