@@ -50,7 +50,9 @@ def format_count(value: Any) -> str:
 def collect_report(report: CycleReport, out: Output, *, as_json: bool) -> None:
     """A cycle's outcome: with --json the report on stdout, and always the lines on stderr."""
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        # Through the console: a metric's error may quote a password the tool was never
+        # given (a server echoing a connection string), and its shape is scrubbed too.
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
     print_collect_report(report, out, show_metrics=not as_json)
 
 

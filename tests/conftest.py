@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from analytics_cli import embedded
+from tests import required  # noqa: F401 (reads the ANALYTICS_REQUIRE_* switches now)
 from tests.scratch import with_db
 
 # Fixtures of real servers beside PostgreSQL: MariaDB (MySQL sources), pgbouncer (tests/deploy/).

@@ -26,11 +26,11 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.required import unavailable
+
 SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.mysql.sql"
 ADMIN_USER = "analytics_admin"
 ADMIN_PASSWORD = "admin-pw-4711"
-# Read at import: the per-test environment cleaning removes ANALYTICS_* variables later.
-REQUIRED = os.environ.get("ANALYTICS_REQUIRE_MARIADB") == "1"
 # The platform tables in the schema file, in a stable order (for checksums).
 PLATFORM_TABLES = (
     "user",
@@ -296,9 +296,7 @@ def mariadb() -> Iterator[MariaDB]:
     """One MariaDB server for the session (skipped, or failed in CI, when there is none)."""
     reason = missing()
     if reason is not None:
-        if REQUIRED:
-            pytest.fail(f"ANALYTICS_REQUIRE_MARIADB=1 but {reason}")
-        pytest.skip(reason)
+        unavailable("MARIADB", reason)
     with server() as instance:
         yield instance
 

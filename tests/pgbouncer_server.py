@@ -20,8 +20,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-# CI sets it: a missing pgbouncer is then a failure, not a skip.
-REQUIRED = os.environ.get("ANALYTICS_REQUIRE_PGBOUNCER") == "1"
+from tests.required import unavailable
+
 # Another binary than the one on PATH or in /usr/sbin (Debian's place for it).
 BINARY = os.environ.get("ANALYTICS_PGBOUNCER")
 # pgbouncer refuses to run as root; as root it runs as this account (created when missing).
@@ -191,9 +191,7 @@ def pgbouncer(request: pytest.FixtureRequest) -> Iterator[Bouncer]:
     """pgbouncer with a pool of 2 server connections, in transaction and in session mode."""
     if pgbouncer_binary() is None:
         reason = f"pgbouncer is not installed ({BINARY or 'apt-get install pgbouncer'})"
-        if REQUIRED:
-            pytest.fail(f"{reason}; ANALYTICS_REQUIRE_PGBOUNCER=1 makes it required")
-        pytest.skip(reason)
+        unavailable("PGBOUNCER", reason)
     # Asked for only now: a skip must not start a server first.
     admin_dsn = request.getfixturevalue("admin_dsn")
     with running(admin_dsn, request.param) as bouncer:

@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
+from tests import required
 
-# Read at import: the per-test environment cleaning removes ANALYTICS_* variables later.
-REQUIRED = os.environ.get("ANALYTICS_REQUIRE_PROMETHEUS") == "1"
 # Generous: the machine is shared; the wait ends as soon as the condition holds.
 DEADLINE = 90.0
 
@@ -41,9 +39,7 @@ def binary(name: str) -> str:
             "promtool": "prometheus",
             "amtool": "prometheus-alertmanager",
         }.get(name, name)
-        if REQUIRED:
-            pytest.fail(f"ANALYTICS_REQUIRE_PROMETHEUS=1 but {name} is not installed ({package})")
-        pytest.skip(f"{name} is not installed (apt-get install {package})")
+        required.unavailable("PROMETHEUS", f"{name} is not installed (apt-get install {package})")
     return found
 
 
