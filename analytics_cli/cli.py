@@ -185,6 +185,14 @@ def main_callback(
 
     layout.listen(out.info)  # the store layout's notice: once per command, like other info
     out.hide(dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_")))
+    from analytics_cli.dsn import dsn_secrets
+
+    if dsn and dsn_secrets(dsn):
+        # The command line of a process is public: every local user reads it with ps.
+        out.warn(
+            "--dsn holds a password, which other local users can read in the process list; "
+            "put it in PGPASSFILE (~/.pgpass), $ANALYTICS_DSN or a config file of mode 600"
+        )
 
 
 def _load(ctx: typer.Context) -> Settings:

@@ -162,8 +162,9 @@ def test_unreachable_database_exit_3_without_password() -> None:
     assert result.exit_code == 3
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("warning: --dsn holds a password")
+    assert lines[1].startswith(
         "error: cannot connect to the store database (scott@127.0.0.1:1/platform)"
     )
     assert "tiger-pw-9" not in result.stderr
