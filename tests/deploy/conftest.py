@@ -83,6 +83,8 @@ def _owned_by_server(path: Path) -> Path:
 def replica() -> Iterator[Replica]:
     """A primary of our own (the shared test server may not replicate) and a hot standby."""
     home = Path(tempfile.mkdtemp(prefix="analytics-cli-replica-"))
+    # The standby lives in this test's folder: its server account must reach it.
+    home.chmod(0o711)
     bins = embedded.bin_dir()
     try:
         with embedded.server(
