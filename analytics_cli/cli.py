@@ -293,13 +293,16 @@ def collect(
     from analytics_cli import cycle as collect_mod
     from analytics_cli import db, render
     from analytics_cli.metrics import enabled_metrics
-    from analytics_cli.timeutil import parse_duration, parse_timestamp
+    from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
 
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
         with handled():
             settings = _load(ctx)
             hooks.loaded(settings)
             when = parse_timestamp(at, what="--at") if at else None
+            if when is not None:
+                # Before any database is used: nothing counted, nothing written.
+                check_slot_time(when, now=utcnow(), interval=settings.interval, what="--at")
             window = parse_duration(backfill, what="--backfill") if backfill else None
             if no_spool:
                 settings = dataclasses.replace(settings, spool_enabled=False)
@@ -925,6 +928,7 @@ def status_cmd(
 
                 found = anomalies_mod.anomalies(live)
         out.write(render.status_with_anomalies(report, found, as_json=as_json))
+        render.future_rows(out, report)
         render.stale_reason(out, report)
         if found is not None:
             render.anomaly_findings(out, found)
