@@ -212,6 +212,10 @@ def _announce(message: str) -> None:
 
 # ---------------------------------------------------------------------------- collect
 
+# Without a terminal, a backfill logs a progress line each this many slots (and each quarter):
+# a year of 30-minute slots says it is alive every few seconds, not every few hours.
+BACKFILL_LOG_EVERY = 100
+
 
 @app.command()
 def collect(
@@ -315,7 +319,9 @@ def collect(
                 )
                 hooks.finished(live, report)
                 if window is not None and not dry_run:
-                    with out.steps("backfill", "slots", "written") as step:
+                    with out.steps(
+                        "backfill", "slots", "written", every=BACKFILL_LOG_EVERY
+                    ) as step:
                         filled = collect_mod.backfill(
                             live,
                             jobs,

@@ -102,8 +102,11 @@ class Output:
         return self.log_format is LogFormat.json
 
     @contextmanager
-    def steps(self, label: str, unit: str, verb: str) -> Iterator[Step | None]:
-        """Progress of a long job: a bar on a terminal, a line each quarter otherwise, none with -q.
+    def steps(
+        self, label: str, unit: str, verb: str, *, every: int | None = None
+    ) -> Iterator[Step | None]:
+        """Progress of a long job: a bar on a terminal (redrawn several times a second), a line
+        each quarter otherwise (and each ``every`` units when given), none with -q.
 
         The step callback takes (done, total, detail); detail is shown beside the bar.
         """
@@ -135,7 +138,9 @@ class Output:
 
         def lines(done: int, total: int, detail: str) -> None:
             quarter = done * 4 // max(total, 1)
-            if quarter in said:
+            # A long job in a log says it is alive every few units, not only each quarter.
+            counted = every is not None and done % every == 0
+            if quarter in said and not counted:
                 return
             said.add(quarter)
             self.info(f"{label}: {done}/{total} {unit} {verb}", done=done, total=total)

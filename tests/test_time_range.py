@@ -137,3 +137,22 @@ def test_reading_windows_far_out_are_refused_not_a_traceback(
     assert error == f"error: invalid {option} {value!r}: out of range"
     assert hint == "hint: give a time from 1970 to 2999 (or a duration ago: 30d)"
     assert not Path("r.html").exists()
+
+
+def test_a_long_backfill_logs_progress_every_100_slots(
+    store_env: Databases, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[collect]\nmetrics = []\ncatch_up = "0"\n'
+        '[[metric]]\ntype = "filled"\nbackfill = true\nsql = "SELECT 1 AS count"\n'
+    )
+    config.chmod(0o600)
+    # Five days of 30-minute slots: 240 to fill, with no terminal (as under cron).
+    result = cli("-c", str(config), "collect", "--at", "2026-01-06T00:00:00Z", "--backfill", "5d")
+    assert result.exit_code == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("backfill: ")]
+    assert progress == [
+        f"backfill: {n}/240 slots written" for n in (1, 60, 100, 120, 180, 200, 240)
+    ]
+    assert len(_stored(store_env)) == 241
