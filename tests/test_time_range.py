@@ -156,3 +156,35 @@ def test_a_long_backfill_logs_progress_every_100_slots(
         f"backfill: {n}/240 slots written" for n in (1, 60, 100, 120, 180, 200, 240)
     ]
     assert len(_stored(store_env)) == 241
+
+
+LONG = "a" * 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "start"),
+    [
+        (["collect", "--only", LONG], None, "error: unknown metric type 'aaaa"),
+        (["show", "-t", LONG], None, "error: unknown metric type 'aaaa"),
+        (["--log-format", "json", "export", "--type", LONG], None, '{"level": "error"'),
+        (["collect"], f'[[metric]]\ntype = "{LONG}"\nsql = "SELECT 1 AS count"\n', "error: "),
+        (["collect"], f'[store]\ntable = "{LONG}"\n', "error: "),
+    ],
+)
+def test_a_10000_character_name_is_cut_in_the_message(
+    store_env: Databases, tmp_path: Path, args: list[str], config: str | None, start: str
+) -> None:
+    assert cli("db", "init").exit_code == 0  # show and export check types against the table
+    if config is not None:
+        path = tmp_path / "c.toml"
+        path.write_text(config)
+        path.chmod(0o600)
+        args = ["-c", str(path), *args]
+    result = cli(*args)
+    assert (result.exit_code, result.stdout) == (2, ""), result.stderr[:500]
+    error = result.stderr.splitlines()[0]
+    assert error.startswith(start), error[:500]
+    # Named by its start and its length, not echoed whole.
+    assert "a" * 50 + "..." in error
+    assert "(10002 characters)" in error  # the name and its quotes
+    assert len(result.stderr) < 1000, result.stderr[:500]
