@@ -94,6 +94,11 @@ def _system_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SYSTEM_USER)
 
 
+def _server_account() -> str:
+    """The OS account the server runs as: as root ``SYSTEM_USER``, else the invoking user."""
+    return SYSTEM_USER if _as_root() else pwd.getpwuid(os.geteuid()).pw_name
+
+
 def _reachable_by_others(path: Path) -> bool:
     """True when an account that is neither owner nor group can reach and read ``path``."""
     for parent in path.parents:
@@ -326,9 +331,8 @@ def _access(pgdata: Path) -> None:
     ident = (
         "# Written by analytics-cli: the invoking user and the server's account may use\n"
         "# any role; another OS user only the role of its own name.\n"
-        f"{_IDENT_MAP} {me} all\n"
-        f"{_IDENT_MAP} {SYSTEM_USER if _as_root() else me} all\n"
-        f"{_IDENT_MAP} /^(.*)$ \\1\n"
+        + "".join(f"{_IDENT_MAP} {name} all\n" for name in dict.fromkeys([me, _server_account()]))
+        + f"{_IDENT_MAP} /^(.*)$ \\1\n"
     )
     for name, text in (("pg_hba.conf", hba), ("pg_ident.conf", ident)):
         path = pgdata / name
