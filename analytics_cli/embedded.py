@@ -139,6 +139,11 @@ def _server_bins(bins: Path) -> Path:
     return copied
 
 
+def server_bin_dir() -> Path:
+    """The server binaries as the server's account runs them (as root, a copy when private)."""
+    return _server_bins(bin_dir())
+
+
 def _server_root() -> Path:
     """The root-owned folder of the servers' data (created 0711: entered, never listed)."""
     SERVER_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
@@ -455,7 +460,7 @@ def server(
         # running with nobody to stop it: hold signals until the try block below owns it.
         # The lock comes first: waiting for it must stay interruptible.
         with _locked(home), _signals_held(pending):
-            bins = _server_bins(bins)
+            bins = server_bin_dir()
             if _as_root():
                 _migrate(home, pgdata)
             _prepare(bins, home, pgdata, socket_dir)

@@ -74,7 +74,7 @@ def assert_server_gone(home: Path) -> None:
     pgdata = embedded.pgdata_dir(home)
     assert postgres_processes(pgdata) == []
     assert not (pgdata / "postmaster.pid").exists()
-    assert not embedded._running(embedded.bin_dir(), pgdata)
+    assert not embedded._running(embedded.server_bin_dir(), pgdata)
 
 
 @pytest.fixture

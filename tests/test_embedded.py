@@ -204,12 +204,15 @@ SHOW_SOCKET = textwrap.dedent(
     """
 )
 
+# The system's Python (the test's own may sit in a private virtualenv): a raw connect to
+# the socket, below any client library.
 AS_NOBODY_CONNECT = (
-    "import sys, psycopg\n"
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
     "try:\n"
-    "    psycopg.connect(sys.argv[1], connect_timeout=5).close()\n"
-    "except psycopg.OperationalError as exc:\n"
-    "    print('refused:', exc); sys.exit(3)\n"
+    "    s.connect(sys.argv[1])\n"
+    "except OSError as exc:\n"
+    "    print('refused:', exc.strerror); sys.exit(3)\n"
     "print('connected')\n"
 )
 
@@ -248,12 +251,13 @@ def test_another_local_account_gets_no_connection(data: Path) -> None:
         assert psql.returncode == 2, (psql.stdout, psql.stderr)
         assert psql.stdout == ""
         assert "Permission denied" in psql.stderr
-        python = _as_nobody(sys.executable, "-c", AS_NOBODY_CONNECT, dsn)
-        assert python.returncode == 3, (python.stdout, python.stderr)
-        assert python.stdout.startswith("refused:")
+        sock = socket_dir / f".s.PGSQL.{embedded.PORT}"
+        python = _as_nobody("/usr/bin/python3", "-c", AS_NOBODY_CONNECT, str(sock))
+        assert (python.returncode, python.stdout) == (3, "refused: Permission denied\n"), (
+            python.stderr
+        )
         # Neither the socket folder nor the socket is open to others, and no rule trusts.
         assert stat.S_IMODE(socket_dir.stat().st_mode) & 0o007 == 0
-        sock = socket_dir / f".s.PGSQL.{embedded.PORT}"
         assert stat.S_IMODE(sock.stat().st_mode) & 0o007 == 0
         hba = (embedded.pgdata_dir(data) / "pg_hba.conf").read_text()
         rules = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
@@ -294,7 +298,7 @@ def test_a_data_folder_of_an_earlier_version_is_moved_out_and_closed(data: Path)
     account = pwd.getpwnam(embedded.SYSTEM_USER)
     os.chown(legacy, account.pw_uid, account.pw_gid)
     made = embedded._run(
-        [str(embedded.bin_dir() / "initdb"), "-D", str(legacy), "-U", "postgres",
+        [str(embedded.server_bin_dir() / "initdb"), "-D", str(legacy), "-U", "postgres",
          "--auth=trust", "--encoding=UTF8", "--locale=C"],
         timeout=120,
     )  # fmt: skip

@@ -85,7 +85,7 @@ def replica() -> Iterator[Replica]:
     home = Path(tempfile.mkdtemp(prefix="analytics-cli-replica-"))
     # The standby lives in this test's folder: its server account must reach it.
     home.chmod(0o711)
-    bins = embedded.bin_dir()
+    bins = embedded.server_bin_dir()
     try:
         with embedded.server(
             home / "primary", databases=(PLATFORM,), options=PRIMARY_OPTIONS
