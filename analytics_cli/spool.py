@@ -30,10 +30,17 @@ Identity = dict[str, str]
 
 
 def spool_dir(settings: Settings, env: dict[str, str] | None = None) -> Path:
-    """``[store] spool``, else ``$XDG_STATE_HOME/analytics-cli/spool``, else ``~/.local/state/…``."""
+    """``[store] spool``, else ``$STATE_DIRECTORY/spool``, else
+    ``$XDG_STATE_HOME/analytics-cli/spool``, else ``~/.local/state/…``."""
     env = dict(os.environ) if env is None else env
     if settings.spool_dir is not None:
         return Path(settings.spool_dir).expanduser()
+    # systemd's StateDirectory= sets STATE_DIRECTORY (several folders: a colon-separated
+    # list, the unit's first one first): the service's own writable folder, where the
+    # dynamic user's home ("/") is read-only.
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / "spool"
     if env.get("XDG_STATE_HOME"):
         return Path(env["XDG_STATE_HOME"]).expanduser() / "analytics-cli" / "spool"
     return Path.home() / ".local" / "state" / "analytics-cli" / "spool"

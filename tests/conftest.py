@@ -179,7 +179,9 @@ def dbs(admin_dsn: str, platform_template: str) -> Iterator[Databases]:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No stray configuration: a private HOME and cwd, no ANALYTICS_* or libpq variables."""
     for name in list(os.environ):
-        if (name.startswith(("ANALYTICS_", "PG", "XDG_"))) and name != "ANALYTICS_TEST_DSN":
+        if (
+            name.startswith(("ANALYTICS_", "PG", "XDG_")) or name == "STATE_DIRECTORY"
+        ) and name != "ANALYTICS_TEST_DSN":
             monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir()

@@ -19,6 +19,34 @@ MANIFESTS = sorted((CRON / "kubernetes").glob("*.yaml"))
 # Every Kubernetes version whose schemas the installed kubernetes-validate bundles.
 K8S_VERSIONS = sorted(set(kv.all_versions()), key=lambda v: tuple(int(p) for p in v.split(".")))
 
+# Read at import: the per-test environment cleaning removes ANALYTICS_* variables later.
+# CI sets it, so that a machine without systemd-analyze fails the unit checks, not skips them.
+REQUIRE_SYSTEMD = os.environ.get("ANALYTICS_REQUIRE_SYSTEMD") == "1"
+# Every sandboxing line of the service, as shipped: none may go missing or be weakened.
+HARDENING = {
+    "DynamicUser": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "NoNewPrivileges": "yes",
+    "CapabilityBoundingSet": "",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    "RestrictNamespaces": "yes",
+    "RestrictRealtime": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "SystemCallArchitectures": "native",
+    "SystemCallFilter": "@system-service",
+    "UMask": "0077",
+}
+
 _FIELD_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
 _FIELD_RE = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
 
@@ -129,11 +157,12 @@ def test_systemd_service() -> None:
     assert service["ExecStart"].startswith("/")
     assert service["ExecStart"].endswith(" collect")
     assert service["EnvironmentFile"] == "/etc/analytics-cli/env"
-    assert service["DynamicUser"] == "yes"
-    assert service["ProtectSystem"] == "strict"
-    assert service["ProtectHome"] == "yes"
-    assert service["NoNewPrivileges"] == "yes"
-    assert service["PrivateTmp"] == "yes"
+    assert {key: service.get(key) for key in HARDENING} == HARDENING
+    # The spool's folder: systemd makes /var/lib/analytics-cli, owned by the dynamic user,
+    # and passes it as $STATE_DIRECTORY (tests/test_deployment.py runs the tool so).
+    assert service["StateDirectory"] == "analytics-cli"
+    assert service["StateDirectoryMode"] == "0700"
+    assert "ReadWritePaths" not in service
     assert unit["Unit"]["After"] == "network-online.target"
     # systemd has no inline comments: a "#" after a value would become part of it.
     for section in unit.sections():
@@ -154,8 +183,24 @@ def test_systemd_timer() -> None:
 def _systemd_analyze() -> str:
     binary = shutil.which("systemd-analyze")
     if binary is None:
-        pytest.skip("no systemd-analyze on this machine")
+        if REQUIRE_SYSTEMD:
+            pytest.fail("ANALYTICS_REQUIRE_SYSTEMD=1 but there is no systemd-analyze")
+        pytest.skip("no systemd-analyze on this machine (apt-get install systemd)")
     return binary
+
+
+def test_systemd_verify_reports_a_bad_key(tmp_path: Path) -> None:
+    """The verify check below can fail: a misspelt key is reported on stderr."""
+    binary = _systemd_analyze()
+    service = (CRON / "analytics-cli.service").read_text()
+    broken = service.replace("/usr/local/bin/analytics-cli", "/bin/true").replace(
+        "StateDirectory=", "StateDirektory="
+    )
+    (tmp_path / "analytics-cli.service").write_text(broken)
+    done = subprocess.run(
+        [binary, "verify", "analytics-cli.service"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert "Unknown key 'StateDirektory'" in done.stderr
 
 
 def test_systemd_units_verify(tmp_path: Path) -> None:

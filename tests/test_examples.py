@@ -1,25 +1,45 @@
-"""The files in examples/ (and the ConfigMap's TOML) work against a real iR Engine database."""
+"""The files in examples/ work against a real iR Engine database (the ConfigMaps' TOML:
+tests/test_deployment.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from analytics_cli import config
 from analytics_cli.timeutil import utcnow
 from tests.conftest import Databases, cli
-from tests.test_ops import BUILTINS, env, seed_platform  # noqa: F401  (env is a fixture)
+from tests.mariadb_server import MySQLPlatform
+from tests.test_ops import BUILTINS, _uid, env, seed_platform  # noqa: F401  (env is a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 # feathers*.toml read an HTTP API: tests/test_mysql_feathers.py runs them against a local one.
-TOML_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.toml") if not p.name.startswith("feathers"))
+# *.mysql.toml are written for the iR Engine's MySQL/MariaDB database, the others for
+# PostgreSQL: each is checked against its own engine.
+TOML_EXAMPLES = sorted(
+    p
+    for p in EXAMPLES.glob("*.toml")
+    if not p.name.startswith("feathers") and not p.name.endswith(".mysql.toml")
+)
+MYSQL_EXAMPLES = sorted(EXAMPLES.glob("*.mysql.toml"))
+# What the custom metric examples count in the platform of seed_platform (hand-counted there).
+CUSTOM_VALUES = {
+    "registeredUsers": "3",
+    "guestUsersNow": "1",
+    "lobbyUsers": "2",
+    # The seeded attendance rows were created two hours ago.
+    "joinsPerInterval": "0",
+    "weeklyNewScenes": "0",
+    "usersPerInstance": "1.5",
+    "instanceFillPercent": "15",
+    "busiestChannelMessages": "0",
+}
 DASHBOARD = EXAMPLES / "grafana-dashboard.json"
 
 
@@ -40,6 +60,7 @@ def check_values(path: Path) -> dict[str, str]:
 
 def test_examples_exist() -> None:
     assert [p.name for p in TOML_EXAMPLES] == ["analytics-cli.toml", "custom-metrics.toml"]
+    assert [p.name for p in MYSQL_EXAMPLES] == ["custom-metrics.mysql.toml"]
     assert (EXAMPLES / "feathers.toml").is_file()
     assert DASHBOARD.is_file()
 
@@ -59,17 +80,67 @@ def test_custom_metric_examples_count_what_they_say(env: Databases) -> None:  # 
         seed_platform(conn)
     values = check_values(EXAMPLES / "custom-metrics.toml")
     custom = {k: v for k, v in values.items() if k not in BUILTINS}
-    assert custom == {
-        "registeredUsers": "3",
-        "guestUsersNow": "1",
-        "lobbyUsers": "2",
-        # The seeded attendance rows were created two hours ago.
-        "joinsPerInterval": "0",
-        "weeklyNewScenes": "0",
-        "usersPerInstance": "1.5",
-        "instanceFillPercent": "15",
-        "busiestChannelMessages": "0",
-    }
+    assert custom == CUSTOM_VALUES
+
+
+def seed_platform_mysql(platform: MySQLPlatform) -> None:
+    """seed_platform's rows in a MariaDB database with the iR Engine schema."""
+    then = (utcnow() - timedelta(hours=2)).astimezone(UTC).replace(tzinfo=None)
+    with platform.connect() as conn, conn.cursor() as cur:
+        for name, guest in (("u1", 0), ("u2", 0), ("u3", 1), ("u4", 0)):
+            cur.execute(
+                "INSERT INTO `user` (`id`, `name`, `isGuest`, `createdAt`, `updatedAt`) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (str(_uid(name)), name, guest, then, then),
+            )
+        for name, lobby in (("lobby", 1), ("plaza", 0)):
+            cur.execute(
+                "INSERT INTO `location` (`id`, `name`, `slugifiedName`, `isLobby`, "
+                "`maxUsersPerInstance`, `createdAt`, `updatedAt`) "
+                "VALUES (%s, %s, %s, %s, 10, %s, %s)",
+                (str(_uid(name)), name, name, lobby, then, then),
+            )
+        for name, location, ended in (("i1", "lobby", 0), ("i2", "plaza", 0), ("i3", "plaza", 1)):
+            cur.execute(
+                "INSERT INTO `instance` (`id`, `roomCode`, `ended`, `locationId`, `createdAt`, "
+                "`updatedAt`) VALUES (%s, %s, %s, %s, %s, %s)",
+                (str(_uid(name)), name, ended, str(_uid(location)), then, then),
+            )
+        for name, user, instance, ended in (
+            ("a1", "u1", "i1", 0),
+            ("a2", "u2", "i1", 0),
+            ("a3", "u3", "i2", 0),
+            ("a4", "u4", "i3", 1),
+        ):
+            cur.execute(
+                "INSERT INTO `instance-attendance` (`id`, `isChannel`, `ended`, `userId`, "
+                "`instanceId`, `createdAt`, `updatedAt`) VALUES (%s, 0, %s, %s, %s, %s, %s)",
+                (str(_uid(name)), ended, str(_uid(user)), str(_uid(instance)), then, then),
+            )
+
+
+def test_mysql_custom_metric_examples_count_what_they_say(
+    mysql_platform: MySQLPlatform, dbs: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MySQL texts count what the PostgreSQL ones count, on the same rows in MariaDB
+    (the history on PostgreSQL, as the README's MySQL section sets it up)."""
+    seed_platform_mysql(mysql_platform)
+    monkeypatch.setenv("ANALYTICS_SOURCE_DSN", mysql_platform.url)
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
+    values = check_values(EXAMPLES / "custom-metrics.mysql.toml")
+    assert list(values)[: len(BUILTINS)] == BUILTINS
+    assert values["activeInstances"] == "2"
+    custom = {k: v for k, v in values.items() if k not in BUILTINS}
+    assert custom == CUSTOM_VALUES
+
+
+def test_mysql_examples_are_the_postgresql_ones_in_their_dialect() -> None:
+    mysql = config.load(EXAMPLES / "custom-metrics.mysql.toml", env={}).custom
+    postgresql = config.load(EXAMPLES / "custom-metrics.toml", env={}).custom
+    assert [(m.type, m.description) for m in mysql] == [(m.type, m.description) for m in postgresql]
+    for metric in mysql:
+        assert '"' not in metric.sql, metric.type  # backticks, not PostgreSQL's quotes
+        assert "%(interval)s" not in metric.sql, metric.type
 
 
 def test_example_custom_metrics_use_the_documented_parameters() -> None:
@@ -80,14 +151,6 @@ def test_example_custom_metrics_use_the_documented_parameters() -> None:
     for text in texts:
         assert set(re.findall(r"%\((\w+)\)s", text)) <= {"slot", "interval"}
         assert all(m.description for m in settings.custom)
-
-
-def test_configmap_toml_passes_config_check(env: Databases, tmp_path: Path) -> None:  # noqa: F811
-    manifest = yaml.safe_load((ROOT / "cron" / "kubernetes" / "configmap.yaml").read_text())
-    path = tmp_path / "config.toml"
-    path.write_text(manifest["data"]["config.toml"])
-    values = check_values(path)
-    assert list(values) == [*BUILTINS, "registeredUsers"]
 
 
 # ---------------------------------------------------------------------------- Grafana
