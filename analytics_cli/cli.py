@@ -202,6 +202,14 @@ def main_callback(
 
     layout.listen(out.info)  # the store layout's notice: once per command, like other info
     out.hide(dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_")))
+    from analytics_cli.dsn import dsn_secrets
+
+    if dsn and dsn_secrets(dsn):
+        # The command line of a process is public: every local user reads it with ps.
+        out.warn(
+            "--dsn holds a password, which other local users can read in the process list; "
+            "put it in PGPASSFILE (~/.pgpass), $ANALYTICS_DSN or a config file of mode 600"
+        )
 
 
 def _load(ctx: typer.Context) -> Settings:
@@ -274,6 +282,10 @@ def _deliver(settings: Settings, command: str, groups: Mapping[str, Any]) -> Non
 
 
 # ---------------------------------------------------------------------------- collect
+
+# Without a terminal, a backfill logs a progress line each this many slots (and each quarter):
+# a year of 30-minute slots says it is alive every few seconds, not every few hours.
+BACKFILL_LOG_EVERY = 100
 
 
 @app.command(epilog=docs("collect.md"))
@@ -358,7 +370,7 @@ def collect(
     from analytics_cli import cycle as collect_mod
     from analytics_cli import db, notify, render
     from analytics_cli.metrics import enabled_metrics
-    from analytics_cli.timeutil import parse_duration, parse_timestamp
+    from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
 
     settings: Settings | None = None
     report: collect_mod.CycleReport | None = None
@@ -371,6 +383,9 @@ def collect(
                     settings = _with_notify(_load(ctx), alertmanager, webhook)
                     hooks.loaded(settings)
                     when = parse_timestamp(at, what="--at") if at else None
+                    if when is not None:
+                        # Before any database is used: nothing counted, nothing written.
+                        check_slot_time(when, now=utcnow(), interval=settings.interval, what="--at")
                     window = parse_duration(backfill, what="--backfill") if backfill else None
                     if no_spool:
                         settings = dataclasses.replace(settings, spool_enabled=False)
@@ -396,7 +411,9 @@ def collect(
                         if failed is None:
                             hooks.finished(live, report)
                         if window is not None and not dry_run and failed is None:
-                            with out.steps("backfill", "slots", "written") as step:
+                            with out.steps(
+                                "backfill", "slots", "written", every=BACKFILL_LOG_EVERY
+                            ) as step:
                                 filled = collect_mod.backfill(
                                     live,
                                     jobs,
@@ -1065,6 +1082,7 @@ def status_cmd(
         if report.store_error is not None:
             out.error(report.store_error, report.store_hint)
         else:
+            render.future_rows(out, report)
             render.stale_reason(out, report)
         if found is not None:
             render.anomaly_findings(out, found)

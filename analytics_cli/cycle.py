@@ -373,6 +373,10 @@ def run_cycle(
     backfillable metrics in the window before now are filled, each slot on its own.
     """
     started = time.monotonic()
+    if at is not None:
+        from analytics_cli.timeutil import check_slot_time
+
+        check_slot_time(at, now=utcnow(), interval=settings.interval, what="--at")
     moment = at or utcnow()
     specs = enabled_metrics(settings, only)
     jobs = plan(settings, specs, sources)

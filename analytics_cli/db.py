@@ -63,7 +63,7 @@ def error_line(exc: Exception) -> str:
     line = one_line(primary or str(exc))
     if getattr(exc, "sqlstate", None) == RECOVERY_CONFLICT:
         return f"{line} ({RECOVERY_CONFLICT_HINT})"
-    return line
+    return lock_wait_line(exc, line)
 
 
 def connect(
@@ -127,6 +127,10 @@ def database_error(
     ``refused`` is the hint for a server that denies a privilege (``grant_hint``).
     """
     hint = refused if getattr(exc, "sqlstate", None) == INSUFFICIENT_PRIVILEGE else None
+    if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        # The server's primary message only: the statement's text around it says nothing.
+        line = scrub(error_line(exc), dsn_secrets(dsn))
+        return DatabaseError(f"{doing}: {line}", hint=LOCK_WAIT_HINT)
     return DatabaseError(f"{doing}: {scrub(one_line(str(exc)), dsn_secrets(dsn))}", hint=hint)
 
 
@@ -170,9 +174,33 @@ def grant_hint(what: str, privileges: str, table: str, dsn: str | None) -> str:
 
 
 def set_statement_timeout(conn: psycopg.Connection[Any], settings: Settings) -> None:
-    """Bound every statement of the current transaction (``SET LOCAL``: nothing outlives it)."""
+    """Bound every statement of the current transaction (``SET LOCAL``: nothing outlives it).
+
+    A wait for a lock gives up a little before the statement timeout would, so that a
+    statement stuck behind another session's lock is named as a lock wait, not a slow query.
+    """
     timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
     conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+    conn.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms(timeout_ms):d}")
+
+
+def lock_timeout_ms(statement_ms: int) -> int:
+    """The lock wait allowed within a statement of ``statement_ms``: nine tenths of it."""
+    return max(statement_ms * 9 // 10, 1)
+
+
+LOCK_NOT_AVAILABLE = "55P03"
+LOCK_WAIT_HINT = (
+    "another session holds a lock this statement needs (a long transaction, a LOCK TABLE, "
+    "a migration); find it in pg_locks / pg_stat_activity"
+)
+
+
+def lock_wait_line(exc: Exception, line: str) -> str:
+    """``line``, saying so when the error is a lock wait that ran out."""
+    if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        return f"gave up waiting for a lock held by another session ({line})"
+    return line
 
 
 @contextmanager

@@ -827,6 +827,17 @@ def spool_lines(report: StatusReport) -> list[str]:
     return lines
 
 
+def future_rows(out: Output, report: StatusReport) -> None:
+    """One warning when some metric has rows dated after now: they are not taken as fresh."""
+    ahead = {m.type: m.future for m in report.metrics if m.future is not None}
+    if ahead:
+        out.warn(
+            f"rows dated in the future (up to {iso(max(ahead.values()))}) of "
+            f"{', '.join(ahead)}: freshness is judged by the newest row up to now",
+            types=list(ahead),
+        )
+
+
 def status_with_anomalies(
     report: StatusReport, anomalies: AnomalyReport | None, *, as_json: bool
 ) -> str:

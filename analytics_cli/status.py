@@ -34,6 +34,8 @@ class MetricStatus:
     backfill: bool = False
     # Older than max_age plus the part of its every beyond the interval.
     stale: bool = False
+    # The newest row dated after now (a clock or --at mistake): never taken as fresh.
+    future: datetime | None = None
 
 
 @dataclass
@@ -100,6 +102,7 @@ class StatusReport:
             "spool_unreadable": [{"file": f, "reason": why} for f, why in self.spool_unreadable],
             "spool_rejected": self.spool_rejected,
             **({"store_error": self.store_error} if self.store_error is not None else {}),
+            "future": {m.type: iso(m.future) for m in self.metrics if m.future is not None},
             "metrics": [
                 {
                     "type": m.type,
@@ -179,7 +182,15 @@ def _read_store(
             spec = specs.get(name)
             every = spec.every if spec is not None else None
             status = _metric_status(
-                conn, settings, layout, name, name in enabled, window_start, window_end, every
+                conn,
+                settings,
+                layout,
+                name,
+                name in enabled,
+                window_start,
+                window_end,
+                every,
+                report.now,
             )
             limit = report.max_age + ((every or settings.interval) - settings.interval)
             stale = name in enabled and (
@@ -204,6 +215,7 @@ def _metric_status(
     window_start: datetime,
     window_end: datetime,
     every: timedelta | None,
+    now: datetime,
 ) -> MetricStatus:
     from analytics_cli.store import mysql
     from analytics_cli.timeutil import EPOCH, slots
@@ -212,14 +224,17 @@ def _metric_status(
     if mysql.is_mysql(conn):
         ends = mysql.span(conn, settings.table, name)
         first, newest = ends if ends is not None else (None, None)
+        future = None
+        if newest is not None and newest > now:
+            future, newest = newest, mysql.newest_until(conn, settings.table, name, now)
         latest = floor_slot(newest, step) if newest else newest
         if first is None or not enabled:
-            return MetricStatus(name, enabled, latest, 0, ())
+            return MetricStatus(name, enabled, latest, 0, (), future=future)
         start = max(window_start, floor_slot(first, step))
         expected = [s for s in slots(floor_slot(start, step), window_end, step) if s >= start]
         present = mysql.slots_with_rows(conn, settings.table, name, start, window_end, step)
         missing = tuple(s for s in expected if s not in present)
-        return MetricStatus(name, enabled, latest, len(expected), missing)
+        return MetricStatus(name, enabled, latest, len(expected), missing, future=future)
     from psycopg import sql
 
     table = store.identifier(settings.table)
@@ -228,16 +243,24 @@ def _metric_status(
     # (the iR Engine's old collector wrote "createdAt" at arbitrary times; collect's own
     # rows sit at the slot start, which the flooring keeps).
     slot_of = sql.SQL("date_bin({}, {}, {})").format(sql.Literal(step), column, sql.Literal(EPOCH))
-    # max/min on the (type, "timestamp") index: two probes, however long the history.
+    # max/min on the (type, "timestamp") index: three probes, however long the history.
+    # A row dated after now is no sign of life: the newest row up to now is what counts.
+    probe = sql.SQL("SELECT {}({}) FROM {} WHERE type = %(t)s{}")
+    up_to_now = sql.SQL(" AND {} <= %(now)s").format(column)
     row = conn.execute(
-        sql.SQL("SELECT max({}), min({}) FROM {} WHERE type = %s").format(column, column, table),
-        (name,),
+        sql.SQL("SELECT ({}), ({}), ({})").format(
+            probe.format(sql.SQL("max"), column, table, up_to_now),
+            probe.format(sql.SQL("min"), column, table, sql.SQL("")),
+            probe.format(sql.SQL("max"), column, table, sql.SQL("")),
+        ),
+        {"t": name, "now": now},
     ).fetchone()
-    newest, first = (row[0], row[1]) if row else (None, None)
+    newest, first, last = (row[0], row[1], row[2]) if row else (None, None, None)
+    future = last if last is not None and last > now else None
     latest = floor_slot(newest, step) if newest else newest
     if first is None or not enabled:
         # A metric no longer enabled is expected to have gaps: none are reported.
-        return MetricStatus(name, enabled, latest, 0, ())
+        return MetricStatus(name, enabled, latest, 0, (), future=future)
     # Slots before the metric's first row are not missing: it did not exist yet.
     start = max(window_start, floor_slot(first, step))
     # The metric's own slots that have begun before the window's end.
@@ -252,4 +275,4 @@ def _metric_status(
         )
     }
     missing = tuple(s for s in expected if s not in present)
-    return MetricStatus(name, enabled, latest, len(expected), missing)
+    return MetricStatus(name, enabled, latest, len(expected), missing, future=future)

@@ -85,6 +85,16 @@ def _require_passwords_over_tcp(dsn: str, address: str) -> None:
         time.sleep(0.05)
 
 
+def pytest_sessionfinish() -> None:
+    """Remove the embedded servers' data (kept outside their homes as root) of homes gone."""
+    if not embedded.SERVER_ROOT.is_dir():
+        return
+    for folder in embedded.SERVER_ROOT.iterdir():
+        marker = folder / "home"
+        if marker.is_file() and not Path(marker.read_text().strip()).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def admin_dsn() -> Iterator[str]:
     """A superuser connection string: $ANALYTICS_TEST_DSN, else a throwaway embedded server."""

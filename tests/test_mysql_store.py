@@ -511,3 +511,27 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     assert cli("collect", "--at", AT, "--replace").exit_code == 0
     assert cli("prune", "--older-than", "1d", "--yes").exit_code == 0
     assert table_rows(ir) == []
+
+
+def test_status_never_takes_a_future_row_of_the_platform_table_as_fresh(
+    ir: MySQLPlatform,
+) -> None:
+    # A row dated 2099 (a clock far ahead) beside the old collector's rows of 2026-11-29.
+    with ir.connect() as conn, conn.cursor() as cur:
+        ahead = datetime(2099, 1, 1, 0, 0)
+        cur.execute(
+            "INSERT INTO analytics (id, count, type, createdAt, updatedAt) "
+            "VALUES (%s, 1, 'activeInstances', %s, %s)",
+            ("00000000-0000-4000-8000-000000000099", ahead, ahead),
+        )
+    status = cli("status", "--json")
+    assert status.exit_code == 1, status.stderr  # the real rows are days old: stale
+    doc = json.loads(status.stdout)
+    assert doc["future"] == {"activeInstances": "2099-01-01T00:00:00Z"}
+    latest = {m["type"]: m["latest"] for m in doc["metrics"]}
+    assert latest["activeInstances"] == "2026-11-29T09:30:00Z"
+    assert doc["newest_age_seconds"] > 0
+    assert (
+        "\nwarning: rows dated in the future (up to 2099-01-01T00:00:00Z) of activeInstances:"
+        in (status.stderr)
+    )

@@ -36,14 +36,20 @@ def lock_slot(
 
     Waits for a concurrent run (twice the statement timeout, at least a minute: long
     enough for a holder to finish its queries), then raises SlotBusy. The key names the
-    table by its oid, so ``analytics`` and ``public.analytics`` share one lock. The lock
-    timeout stays set for the rest of the transaction: a later wait that runs out is a
-    database error, not a busy slot.
+    table by its oid, so ``analytics`` and ``public.analytics`` share one lock. Then the
+    transaction's own timeouts come back: a later lock wait that runs out is a database
+    error that says it waited for a lock, not a busy slot.
     """
     import psycopg
 
+    from analytics_cli.db import lock_timeout_ms
+
     wait_ms = int(max(statement_timeout.total_seconds() * 2, 60) * 1000)
+    statement_ms = int(statement_timeout.total_seconds() * 1000)
+    # The wait may outlast the statement timeout: that timeout is lifted for this one
+    # statement, so a holder that keeps the slot longer makes a busy slot, not an error.
     conn.execute(f"SET LOCAL lock_timeout = {wait_ms:d}")
+    conn.execute(f"SET LOCAL statement_timeout = {wait_ms + 1000:d}")
     try:
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended("
@@ -52,6 +58,8 @@ def lock_slot(
         )
     except psycopg.errors.LockNotAvailable:
         raise SlotBusy from None
+    conn.execute(f"SET LOCAL statement_timeout = {statement_ms:d}")
+    conn.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms(statement_ms):d}")
 
 
 def lock_cycle_slot(conn: psycopg.Connection[Any], settings: Settings, slot: datetime) -> None:

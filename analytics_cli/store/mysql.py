@@ -450,6 +450,16 @@ def span(conn: Any, table: str, name: str) -> tuple[datetime, datetime] | None:
     return aware(row[0]), aware(row[1])
 
 
+def newest_until(conn: Any, table: str, name: str, moment: datetime) -> datetime | None:
+    """The newest ``createdAt`` of one type at or before ``moment``, None when it has none."""
+    row = conn.execute(
+        f"SELECT max(createdAt) FROM {quote(table)} "
+        "WHERE type = %s AND count IS NOT NULL AND createdAt <= %s",
+        (name, naive(moment)),
+    ).fetchone()
+    return aware(row[0]) if row is not None and row[0] is not None else None
+
+
 def slots_with_rows(
     conn: Any, table: str, name: str, start: datetime, end: datetime, step: timedelta
 ) -> set[datetime]:

@@ -28,8 +28,8 @@ from tests.faults.conftest import (
 
 def _pg_ctl(server: embedded.EmbeddedServer, action: str) -> None:
     """Stop or start the dedicated server the way an operator (or a crash and restart) would."""
-    pgdata = server.home / "pgdata"
-    args = [str(embedded.bin_dir() / "pg_ctl"), "-D", str(pgdata), "-w"]
+    pgdata = server.pgdata
+    args = [str(embedded.server_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-w"]
     if action == "stop":
         args += ["-m", "fast", "stop"]
     else:

@@ -112,7 +112,10 @@ def test_errors_do_not_print_the_password(dbs: Databases, tmp_path: Path, passwo
     for args, code, start in cases:
         result = cli(*args)
         assert result.exit_code == code, (args, result.stderr)
-        assert result.stderr.startswith(start), (args, result.stderr)
+        # Every case gives the password on the command line: its warning comes first.
+        first, rest = result.stderr.split("\n", 1)
+        assert "--dsn holds a password" in first, (args, result.stderr)
+        assert rest.startswith(start), (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert_no_leak(result, password)
 
@@ -253,3 +256,37 @@ def test_config_without_password_does_not_warn(dbs: Databases, tmp_path: Path) -
     config.chmod(0o644)
     result = cli("-c", str(config), "metrics")
     assert (result.exit_code, result.stderr) == (0, "")
+
+
+# ---------------------------------------------------------------------------- password in argv
+
+ARGV_WARNING = (
+    "warning: --dsn holds a password, which other local users can read in the process list; "
+    "put it in PGPASSFILE (~/.pgpass), $ANALYTICS_DSN or a config file of mode 600"
+)
+
+
+@pytest.mark.parametrize("spelling", ["kv", "uri"])
+def test_a_password_in_dsn_on_the_command_line_warns(
+    dbs: Databases, password_role: Role, spelling: str
+) -> None:
+    role = password_role
+    dsn = _tcp(role, dbs.store_name, role.password)
+    given = _uri(dsn, role.password) if spelling == "uri" else dsn
+    # A real process: what ps shows to every local user.
+    result = run_proc("--dsn", given, "db", "init")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [ARGV_WARNING, "table analytics: created"]
+    assert_no_leak(result, role.password)
+
+
+def test_a_dsn_without_password_on_the_command_line_does_not_warn(dbs: Databases) -> None:
+    result = run_proc("--dsn", dbs.store, "db", "init")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == ["table analytics: created"]
+    # The same password given through the environment: no warning either.
+    env = proc_env(ANALYTICS_DSN=make_conninfo(dbs.store, password=PASSWORD))
+    result = run_proc("db", "init", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert ARGV_WARNING not in result.stderr
+    assert_no_leak(result, PASSWORD)
