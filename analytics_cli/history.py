@@ -183,8 +183,8 @@ def show_data(
     data = ShowData(sel, settings.interval)
     with store_connection(settings) as (conn, layout):
         # A slot's value is the total of its rows (of the series --by/--where picks).
-        sel = replace(selection(layout, sel, conn), slot=settings.interval)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        sel = replace(selection(layout, sel, conn), slot=settings.interval)
         if sel.by is not None and top is not None:
             values, data.by_total = store.top_values(conn, sel, top)
             sel = replace(sel, by_values=tuple(values))
@@ -211,8 +211,8 @@ def show_rows(settings: Settings, sel: store.Selection, fmt: str) -> Streamed:
     """``show --format json/csv``: every stored row, or the buckets' aggregates of the per-slot
     totals (without metadata), to stdout."""
     with store_connection(settings) as (conn, layout):
-        sel = totals_when_bucketed(selection(layout, sel, conn), settings.interval)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        sel = totals_when_bucketed(selection(layout, sel, conn), settings.interval)
         rows = stream(conn, sel, fmt, binary_stdout(), keys=show_keys(sel), order="type")
         return Streamed(rows, None if rows else stored_span(conn, sel))
 
@@ -445,8 +445,8 @@ def export(
     """Export a selection to ``output`` (atomically) or stdout; returns the number of rows."""
     rows = 0
     with store_connection(settings) as (conn, layout):
-        sel = totals_when_bucketed(selection(layout, sel, conn), settings.interval)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        sel = totals_when_bucketed(selection(layout, sel, conn), settings.interval)
         if output is None:
             rows = stream(conn, sel, fmt, binary_stdout(), keys=keys)
         elif not progress:
