@@ -963,13 +963,13 @@ def prune_cmd(
                 return
             if todo and not yes and not typer.confirm(f"delete {todo} rows {scope}?", err=True):
                 fail("nothing was deleted", code=1)
-            deleted, batches = prune.prune(
+            done = prune.prune(
                 live,
                 cutoff,
                 batch_size=batch_size,
                 progress=lambda n: out.debug(f"deleted {n} rows so far"),
             )
-    out.write(render.pruned(deleted, batches, scope))
+    out.write(render.pruned(done.rows, done.batches, scope, dropped=done.dropped))
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -791,9 +791,12 @@ def prune_preview(todo: int, scope: str) -> str:
     return f"would delete {todo} rows {scope}\n"
 
 
-def pruned(deleted: int, batches: int, scope: str) -> str:
-    """What a prune deleted, in how many transactions."""
-    return f"deleted {deleted} rows {scope} ({batches} batch{'' if batches == 1 else 'es'})\n"
+def pruned(deleted: int, batches: int, scope: str, *, dropped: int = 0) -> str:
+    """What a prune deleted, in how many transactions (and whole partitions dropped)."""
+    parts = f"{dropped} partition{'' if dropped == 1 else 's'} dropped, " if dropped else ""
+    return (
+        f"deleted {deleted} rows {scope} ({parts}{batches} batch{'' if batches == 1 else 'es'})\n"
+    )
 
 
 # ---------------------------------------------------------------------------- demo
