@@ -334,6 +334,38 @@ def db_init(ctx: typer.Context) -> None:
     render.db_init(out, settings.table, created)
 
 
+@db_app.command("migrate")
+def db_migrate(
+    ctx: typer.Context,
+    partition: Annotated[
+        bool,
+        typer.Option(
+            "--partition",
+            help="Convert an unpartitioned native table to monthly partitions, online: "
+            "every row kept, collect goes on; run again to resume.",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows copied per transaction.")
+    ] = 10_000,
+) -> None:
+    """Change the store table's shape (today: --partition)."""
+    from analytics_cli import db, render
+    from analytics_cli import migrate as migrate_mod
+
+    with handled():
+        if not partition:
+            fail("say what to migrate: --partition", hint="analytics-cli db migrate --partition")
+        settings = _load(ctx)
+        with db.resolved(settings, announce=_announce) as live:
+            done = migrate_mod.migrate_partition(
+                live,
+                batch_size=batch_size,
+                progress=lambda n: out.debug(f"copied through id {n}"),
+            )
+    render.migrated(out, settings.table, done)
+
+
 # ---------------------------------------------------------------------------- show / export
 
 

@@ -75,8 +75,7 @@ def _drop_expired(
             exc,
             settings.store_dsn,
             doing=f"prune stopped after dropping {dropped} partitions ({rows} rows)",
-            refused=f"dropping a partition needs ownership of {settings.table}: run prune "
-            "as the role that ran 'analytics-cli db init'",
+            refused=grant_hint("prune", "DELETE, UPDATE", settings.table, settings.store_dsn),
         ) from None
     return rows, dropped
 
@@ -103,7 +102,12 @@ def prune(
             return Pruned(
                 *mysql.prune(conn, settings.table, cutoff, batch_size, progress, refused=hint)
             )
-        if isinstance(layout, NativeLayout) and partitions.is_partitioned(conn, settings.table):
+        # Dropping needs ownership; a role with only DELETE prunes every row by DELETE.
+        if (
+            isinstance(layout, NativeLayout)
+            and partitions.is_partitioned(conn, settings.table)
+            and partitions.may_drop(conn, settings.table)
+        ):
             conn.commit()
             deleted, dropped = _drop_expired(conn, settings, cutoff)
             if progress is not None and dropped:

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any
 from analytics_cli import store
 from analytics_cli.config import Settings
 from analytics_cli.db import store_session
+from analytics_cli.store import partitions
 from analytics_cli.store.layout import Layout, detect
+from analytics_cli.store.native import NativeLayout
+from analytics_cli.store.partitions import Retention
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
@@ -50,6 +53,8 @@ class StatusReport:
     # Cycles waiting in the spool for the store: (slot, file), slot None when unreadable.
     spool_dir: str = ""
     spooled: list[tuple[datetime | None, str]] = field(default_factory=list)
+    # The oldest row and the partitions (native store); None for the iR Engine's table.
+    retention: Retention | None = None
 
     @property
     def newest(self) -> datetime | None:
@@ -82,6 +87,7 @@ class StatusReport:
             "newest_age_seconds": _age_seconds(self.now, newest),
             "stale": self.stale,
             "exit_code": self.exit_code,
+            "retention": _retention_dict(self.retention, self.table_exists),
             "spooled": [
                 {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
             ],
@@ -101,6 +107,21 @@ class StatusReport:
                 for m in self.metrics
             ],
         }
+
+
+def _retention_dict(r: Retention | None, exists: bool) -> dict[str, Any] | None:
+    if not exists:
+        return None
+    if r is None:
+        return {"applies": False}
+    return {
+        "applies": True,
+        "oldest": iso(r.oldest) if r.oldest else None,
+        "partitioned": r.partitioned,
+        "partitions": r.months,
+        "first_month": iso(r.first) if r.first else None,
+        "last_month": iso(r.last) if r.last else None,
+    }
 
 
 def _age_seconds(now: datetime, then: datetime | None) -> int | None:
@@ -138,6 +159,8 @@ def status(
         layout = detect(conn, settings)
         report.table_exists = layout is not None
         stored = store.known_types(conn, settings.table) if layout is not None else []
+        if isinstance(layout, NativeLayout):
+            report.retention = partitions.retention(conn, settings.table, stored)
         for name in [*enabled, *(t for t in stored if t not in enabled)]:
             if layout is None:
                 report.metrics.append(MetricStatus(name, True, None, 0, ()))

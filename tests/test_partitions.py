@@ -199,3 +199,214 @@ def test_prune_by_drop_removes_exactly_what_delete_removes(
     assert by_drop.dropped == len(whole)
     assert by_delete.dropped == 0
     assert part_names(env) == [p for p in dropped_before if p[-6:] not in whole]
+
+
+# ---------------------------------------------------------------------------- db migrate
+
+
+def _plain_store(dbs: Databases, hours: int) -> None:
+    with dbs.store_conn() as conn:
+        conn.execute(PLAIN_SCHEMA.format(t="analytics"))  # type: ignore[arg-type]
+    _fill(dbs, "analytics", datetime(2025, 1, 1, tzinfo=UTC), hours)
+
+
+def _checksum(dbs: Databases) -> tuple[int, str]:
+    """Row count and an md5 of every row in id order: computed apart from the tool's own."""
+    with dbs.store_conn() as conn:
+        row = conn.execute(
+            "SELECT count(*), md5(string_agg(concat_ws('|', id, type, count, "
+            'extract(epoch FROM "timestamp"), extract(epoch FROM collected_at), metadata), '
+            "',' ORDER BY id)) FROM analytics"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])  # type: ignore[call-overload]
+
+
+def test_migrate_keeps_every_row_and_collect_goes_on(env: Databases) -> None:
+    _plain_store(env, 24 * 70)  # January to mid-March 2025
+    before = _checksum(env)
+    assert before[0] == 2 * 24 * 70
+    result = cli("db", "migrate", "--partition", "--batch-size", "500")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("table analytics: partitioned by month (")
+    assert result.stderr.endswith(
+        f"; {before[0]} rows copied in 7 batches, count and checksum equal\n"
+    )
+    assert _checksum(env) == before
+    names = part_names(env)
+    assert {"analytics_p202501", "analytics_p202502", "analytics_p202503"} <= set(names)
+    assert "analytics_default" in names
+    # The tables of the migration are gone; new ids go on after the old ones.
+    with env.store_conn() as conn:
+        leftovers = conn.execute(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'analytics\\_%%' "
+            "AND relname NOT LIKE 'analytics\\_p%%' AND relname NOT LIKE 'analytics\\_default%%' "
+            "AND relkind IN ('r', 'p')"
+        ).fetchall()
+        assert leftovers == []
+    added = cli("collect", "--at", "2025-02-10T10:00:00Z", "--only", "activeInstances")
+    assert added.exit_code == 0, added.stderr
+    with env.store_conn() as conn:
+        row = conn.execute(
+            "SELECT tableoid::regclass::text, id FROM analytics WHERE type = 'activeInstances'"
+        ).fetchone()
+    assert row == ("analytics_p202502", before[0] + 1)
+    again = cli("db", "migrate", "--partition")
+    assert again.exit_code == 0, again.stderr
+    assert again.stderr.startswith("table analytics: already partitioned (")
+
+
+def test_migrate_resumes_after_an_interruption(env: Databases) -> None:
+    from analytics_cli.migrate import migrate_partition
+
+    _plain_store(env, 24 * 40)
+    before = _checksum(env)
+    settings = Settings(store_dsn=env.store)
+    seen: list[int] = []
+
+    def stop_after_two(last: int) -> None:
+        seen.append(last)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate_partition(settings, batch_size=300, progress=stop_after_two)
+    assert seen == [300, 600]
+    with env.store_conn() as conn:
+        done = conn.execute("SELECT count(*) FROM analytics_partitioning").fetchone()
+    assert done == (600,)
+    resumed: list[int] = []
+    result = migrate_partition(settings, batch_size=300, progress=resumed.append)
+    # It went on after id 600, not from the start.
+    assert resumed[0] == 900
+    assert result.rows == before[0]
+    assert _checksum(env) == before
+
+
+def test_collect_completes_while_a_migration_is_under_way(env: Databases) -> None:
+    from analytics_cli.migrate import migrate_partition
+    from tests.conftest import proc_env, run_proc
+
+    _plain_store(env, 24 * 40)
+    before = _checksum(env)
+    midway = threading.Event()
+    collected = threading.Event()
+    outcome: list[object] = []
+
+    def pause(last: int) -> None:
+        if last == 600:
+            midway.set()
+            # The copy waits here (its twin and trigger in place) until the collects ran.
+            collected.wait(timeout=300)
+
+    def run() -> None:
+        try:
+            outcome.append(
+                migrate_partition(Settings(store_dsn=env.store), batch_size=300, progress=pause)
+            )
+        except BaseException as exc:  # reported by the assertion below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert midway.wait(timeout=300)
+    env_vars = proc_env(ANALYTICS_SOURCE_DSN=env.source, ANALYTICS_STORE_DSN=env.store)
+    slots = ["2025-01-05T10:00:00Z", "2026-07-01T00:00:00Z"]
+    runs = [
+        run_proc("collect", "--at", at, "--only", "activeInstances", env=env_vars) for at in slots
+    ]
+    collected.set()
+    worker.join()
+    assert [r.exit_code for r in runs] == [0, 0], [r.stderr for r in runs]
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    # Every old row and both collected ones are in the partitioned table.
+    with env.store_conn() as conn:
+        rows = conn.execute(
+            'SELECT tableoid::regclass::text, "timestamp" FROM analytics '
+            "WHERE type = 'activeInstances' ORDER BY 2"
+        ).fetchall()
+    assert rows == [
+        ("analytics_p202501", datetime(2025, 1, 5, 10, tzinfo=UTC)),
+        ("analytics_default", datetime(2026, 7, 1, tzinfo=UTC)),
+    ] or rows == [
+        ("analytics_p202501", datetime(2025, 1, 5, 10, tzinfo=UTC)),
+        ("analytics_p202607", datetime(2026, 7, 1, tzinfo=UTC)),
+    ]
+    assert _checksum(env)[0] == before[0] + 2
+
+
+def test_partitions_do_not_apply_to_the_ir_engine_table(
+    dbs: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.source)  # the platform's own analytics table
+    result = cli("db", "migrate", "--partition")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines(keepends=True)[-1] == (
+        "error: table analytics is the iR Engine's own analytics table: partitions and "
+        "partition pruning apply to the analytics-cli (native) store only; it was left as it is\n"
+    )
+
+
+def test_migrate_needs_what_to_migrate(env: Databases) -> None:
+    result = cli("db", "migrate")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: say what to migrate: --partition\n")
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def test_status_shows_the_oldest_row_and_the_partitions(env: Databases) -> None:
+    import json
+
+    assert cli("db", "init").exit_code == 0
+    for at in ("2025-11-03T10:00:00Z", "2026-01-20T10:30:00Z"):
+        assert cli("collect", "--at", at, "--only", "activeInstances").exit_code == 0
+    this = month_of(utcnow())
+    text = cli("status")
+    lines = text.stdout.splitlines()
+    # Nov 2025, Jan 2026 (on demand), this month and next (ahead); DEFAULT not counted.
+    months = len({datetime(2025, 11, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), this})
+    assert lines[-2] == (
+        f"retention: oldest row 2025-11-03T10:00:00Z; {months + 1} monthly partitions, "
+        f"2025-11 to {next_month(this):%Y-%m}"
+    )
+    doc = json.loads(cli("status", "--json").stdout)
+    assert doc["retention"] == {
+        "applies": True,
+        "oldest": "2025-11-03T10:00:00Z",
+        "partitioned": True,
+        "partitions": months + 1,
+        "first_month": "2025-11-01T00:00:00Z",
+        "last_month": next_month(this).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def test_status_of_an_unpartitioned_table_names_the_migration(env: Databases) -> None:
+    with env.store_conn() as conn:
+        conn.execute(PLAIN_SCHEMA.format(t="analytics"))  # type: ignore[arg-type]
+    assert (
+        cli("collect", "--at", "2025-11-03T10:00:00Z", "--only", "activeInstances").exit_code == 0
+    )
+    lines = cli("status").stdout.splitlines()
+    assert lines[-2] == (
+        "retention: oldest row 2025-11-03T10:00:00Z; not partitioned "
+        "(analytics-cli db migrate --partition converts it)"
+    )
+
+
+def test_status_of_the_ir_engine_table_says_partitions_do_not_apply(
+    dbs: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setenv("ANALYTICS_SOURCE_DSN", dbs.source)
+    monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.source)
+    lines = cli("status").stdout.splitlines()
+    assert lines[-2] == (
+        "retention: partitions and partition pruning do not apply to the iR Engine's table"
+    )
+    doc = json.loads(cli("status", "--json").stdout)
+    assert doc["retention"] == {"applies": False}

@@ -66,13 +66,20 @@ def ensure_table(conn: psycopg.Connection[Any], table: str) -> bool:
     parts = table.split(".")
     if len(parts) == 2:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(parts[0])))
-    conn.execute(
-        sql.SQL(_schema_template()).format(  # type: ignore[arg-type,unused-ignore]
-            table=identifier(table), default=identifier(partitions.default_name(table))
-        )
-    )
+    create_partitioned(conn, table)
     partitions.ahead(conn, table, utcnow())
     return True
+
+
+def create_partitioned(conn: psycopg.Connection[Any], table: str, stem: str | None = None) -> None:
+    """CREATE the partitioned table and its DEFAULT partition (named after ``stem``)."""
+    from psycopg import sql
+
+    conn.execute(
+        sql.SQL(_schema_template()).format(  # type: ignore[arg-type,unused-ignore]
+            table=identifier(table), default=identifier(partitions.default_name(stem or table))
+        )
+    )
 
 
 def require_table(conn: psycopg.Connection[Any], table: str) -> bool:

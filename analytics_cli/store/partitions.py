@@ -114,9 +114,12 @@ def _exists(conn: psycopg.Connection[Any], table: str, at: datetime) -> bool:
     return bool(row and row[0])
 
 
-def create_month(conn: psycopg.Connection[Any], table: str, month: datetime) -> bool:
+def create_month(
+    conn: psycopg.Connection[Any], table: str, month: datetime, *, stem: str | None = None
+) -> bool:
     """Create ``month``'s partition unless one exists (inside the caller's transaction, under
-    the schema lock); True when created.
+    the schema lock); True when created. ``stem``: the table name its partitions are named
+    after, when that is not ``table`` (a table being built to replace another).
 
     Built apart, then attached: ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on the parent,
     so concurrent inserts and reads go on (CREATE ... PARTITION OF would block them all until
@@ -124,11 +127,11 @@ def create_month(conn: psycopg.Connection[Any], table: str, month: datetime) -> 
     """
     from psycopg import sql
 
-    lock_schema(conn, table)
+    lock_schema(conn, stem or table)
     if _exists(conn, table, month):
         return False
     upper = next_month(month)
-    part = identifier(partition_name(table, month))
+    part = identifier(partition_name(stem or table, month))
     conn.execute(
         sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(part, identifier(table))
     )
@@ -203,6 +206,16 @@ def ahead(conn: psycopg.Connection[Any], table: str, now: datetime) -> list[str]
     return made
 
 
+def may_drop(conn: psycopg.Connection[Any], table: str) -> bool:
+    """True when this role owns the table (dropping a partition needs that)."""
+    row = conn.execute(
+        "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class "
+        "WHERE oid = to_regclass(%s)",
+        (regclass_text(conn, table),),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def drop(conn: psycopg.Connection[Any], part: Partition) -> int:
     """Drop one partition (inside the caller's transaction); the rows it held."""
     from psycopg import sql
@@ -212,3 +225,39 @@ def drop(conn: psycopg.Connection[Any], part: Partition) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(part.ident())).fetchone()
     conn.execute(sql.SQL("DROP TABLE {}").format(part.ident()))
     return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the store holds in time: its oldest row, and its monthly partitions if any."""
+
+    oldest: datetime | None
+    partitioned: bool
+    # Monthly partitions (the DEFAULT one aside), first and last month.
+    months: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+
+def retention(conn: psycopg.Connection[Any], table: str, types: list[str]) -> Retention:
+    """The oldest row (one index probe per type) and the partitions of a native table."""
+    from psycopg import sql
+
+    row = conn.execute(
+        sql.SQL(
+            'SELECT min(m) FROM unnest(%s::text[]) AS t(type), LATERAL (SELECT min("timestamp") '
+            "AS m FROM {} AS s WHERE s.type = t.type) AS x"
+        ).format(identifier(table)),
+        (types,),
+    ).fetchone()
+    oldest = row[0] if row else None
+    if not is_partitioned(conn, table):
+        return Retention(oldest, False)
+    bounded = [p for p in partitions(conn, table) if p.lower is not None]
+    return Retention(
+        oldest,
+        True,
+        len(bounded),
+        bounded[0].lower if bounded else None,
+        bounded[-1].lower if bounded else None,
+    )
