@@ -410,3 +410,80 @@ def test_status_of_the_ir_engine_table_says_partitions_do_not_apply(
     )
     doc = json.loads(cli("status", "--json").stdout)
     assert doc["retention"] == {"applies": False}
+
+
+def test_db_init_makes_next_month_on_an_existing_table(env: Databases) -> None:
+    assert cli("db", "init").exit_code == 0
+    following = f"analytics_p{next_month(month_of(utcnow())):%Y%m}"
+    with env.store_conn() as conn:
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(following)))
+    assert following not in part_names(env)
+    again = cli("db", "init")
+    assert again.exit_code == 0, again.stderr
+    assert again.stderr == "table analytics: already exists\n"
+    assert following in part_names(env)
+
+
+def test_a_role_that_may_not_create_tables_still_stores_its_cycle(
+    env: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from psycopg.conninfo import make_conninfo
+
+    assert cli("db", "init").exit_code == 0
+    role = f"writer_{uuid.uuid4().hex[:8]}"
+    with env.store_conn() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT ON analytics TO {}").format(sql.Identifier(role))
+        )
+    try:
+        monkeypatch.setenv("ANALYTICS_STORE_DSN", make_conninfo(env.store, user=role))
+        result = cli("collect", "--at", "2024-03-15T10:00:00Z", "--only", "activeInstances")
+        assert result.exit_code == 0, result.stderr
+        # No partition for March 2024 and none could be made: the row is in the DEFAULT one.
+        assert where_rows(env) == [
+            ("analytics_default", "activeInstances", datetime(2024, 3, 15, 10, tzinfo=UTC))
+        ]
+        # A prune by this role (DELETE, UPDATE granted, not the owner) deletes by batches,
+        # also the rows of an expired month it may not drop.
+        with env.store_conn() as conn:
+            conn.execute(
+                sql.SQL("GRANT DELETE, UPDATE ON analytics TO {}").format(sql.Identifier(role))
+            )
+            create_month(conn, "analytics", datetime(2024, 1, 1, tzinfo=UTC))
+            conn.execute(
+                "INSERT INTO analytics (type, count, \"timestamp\") VALUES ('old', 1, %s)",
+                (datetime(2024, 1, 9, tzinfo=UTC),),
+            )
+        done = cli("prune", "--older-than", "1d", "--yes")
+        assert done.exit_code == 0, done.stderr
+        assert done.stdout.startswith("deleted 2 rows older than ")
+        assert done.stdout.endswith(" (1 batch)\n")
+        assert where_rows(env) == []
+        assert "analytics_p202401" in part_names(env)
+    finally:
+        with env.store_conn() as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_prune_says_how_many_partitions_it_dropped(env: Databases) -> None:
+    assert cli("db", "init").exit_code == 0
+    with env.store_conn() as conn:
+        for month in (1, 2, 3):
+            create_month(conn, "analytics", datetime(2024, month, 1, tzinfo=UTC))
+            conn.execute(
+                "INSERT INTO analytics (type, count, \"timestamp\") VALUES ('old', 1, %s)",
+                (datetime(2024, month, 9, tzinfo=UTC),),
+            )
+    dry = cli("prune", "--older-than", "1d", "--dry-run")
+    assert dry.stdout.startswith("would delete 3 rows older than ")
+    done = cli("prune", "--older-than", "1d", "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.startswith("deleted 3 rows older than ")
+    assert done.stdout.endswith(" from table analytics (3 partitions dropped, 1 batch)\n")
+    assert not [p for p in part_names(env) if p.startswith("analytics_p2024")]
