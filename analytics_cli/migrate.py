@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,7 @@ from analytics_cli.db import database_error, set_statement_timeout, store_sessio
 from analytics_cli.errors import ConfigError, DatabaseError
 from analytics_cli.store import migration, mysql, partitions
 from analytics_cli.store.layout import detect
-from analytics_cli.store.locks import lock_schema
+from analytics_cli.store.locks import briefly, lock_schema
 from analytics_cli.store.native import NativeLayout
 from analytics_cli.timeutil import utcnow
 
@@ -20,10 +19,6 @@ if TYPE_CHECKING:
     import psycopg
 
 MIGRATE_BATCH = 10_000
-# The swap waits this long for the table's lock, then lets writers through and tries again:
-# a long reader never makes collect queue behind the migration.
-SWAP_WAIT_MS = 2_000
-SWAP_TRIES = 30
 
 
 @dataclass(frozen=True)
@@ -115,16 +110,8 @@ def migrate_partition(
 def _swap(
     conn: psycopg.Connection[Any], settings: Settings, twin: migration.Twin, last: int
 ) -> None:
-    import psycopg
+    def work() -> None:
+        set_statement_timeout(conn, settings)
+        migration.swap(conn, twin, last)
 
-    for attempt in range(SWAP_TRIES):
-        try:
-            with conn.transaction():
-                set_statement_timeout(conn, settings)
-                conn.execute(f"SET LOCAL lock_timeout = {SWAP_WAIT_MS:d}")
-                migration.swap(conn, twin, last)
-            return
-        except psycopg.errors.LockNotAvailable:
-            if attempt == SWAP_TRIES - 1:
-                raise
-            time.sleep(0.2)
+    briefly(conn, work)

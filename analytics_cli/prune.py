@@ -12,6 +12,7 @@ from analytics_cli.config import Settings
 from analytics_cli.db import database_error, grant_hint, set_statement_timeout, store_session
 from analytics_cli.store import mysql, partitions
 from analytics_cli.store.layout import detect
+from analytics_cli.store.locks import briefly
 from analytics_cli.store.native import NativeLayout
 from analytics_cli.timeutil import utcnow
 
@@ -62,13 +63,20 @@ def _drop_expired(
 
     rows = dropped = 0
     try:
-        for part in partitions.partitions(conn, settings.table):
-            if part.upper is None or part.upper > cutoff:
-                continue
+        expired = [
+            part
+            for part in partitions.partitions(conn, settings.table)
+            if part.upper is not None and part.upper <= cutoff
+        ]
+        conn.commit()
+        for part in expired:
+
+            def work(part: partitions.Partition = part) -> int:
+                set_statement_timeout(conn, settings)
+                return partitions.drop(conn, part)
+
             # One short transaction per month: the parent is locked only for the drop itself.
-            set_statement_timeout(conn, settings)
-            rows += partitions.drop(conn, part)
-            conn.commit()
+            rows += briefly(conn, work)
             dropped += 1
     except psycopg.Error as exc:
         raise database_error(

@@ -487,3 +487,40 @@ def test_prune_says_how_many_partitions_it_dropped(env: Databases) -> None:
     assert done.stdout.startswith("deleted 3 rows older than ")
     assert done.stdout.endswith(" from table analytics (3 partitions dropped, 1 batch)\n")
     assert not [p for p in part_names(env) if p.startswith("analytics_p2024")]
+
+
+def test_a_long_reader_never_makes_collect_queue_behind_a_drop(env: Databases) -> None:
+    from tests.conftest import proc_env, run_proc
+
+    assert cli("db", "init").exit_code == 0
+    with env.store_conn() as conn:
+        create_month(conn, "analytics", datetime(2024, 1, 1, tzinfo=UTC))
+        conn.execute(
+            "INSERT INTO analytics (type, count, \"timestamp\") VALUES ('old', 1, %s)",
+            (datetime(2024, 1, 9, tzinfo=UTC),),
+        )
+    outcome: list[object] = []
+    reader = psycopg.connect(env.store)
+    try:
+        # A long export or show: its lock on the table lasts until its transaction ends.
+        reader.execute("SELECT count(*) FROM analytics").fetchone()
+
+        def run() -> None:
+            try:
+                outcome.append(prune(Settings(store_dsn=env.store), utcnow() - timedelta(days=1)))
+            except BaseException as exc:  # reported by the assertion below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        # The drop waits for the reader; a collect meanwhile must not wait behind the drop.
+        env_vars = proc_env(ANALYTICS_SOURCE_DSN=env.source, ANALYTICS_STORE_DSN=env.store)
+        done = run_proc("collect", "--only", "activeInstances", env=env_vars)
+        assert done.exit_code == 0, done.stderr
+        assert outcome == []  # the prune is still waiting for the reader
+    finally:
+        reader.close()
+    worker.join()
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert outcome[0].dropped == 1 and outcome[0].rows == 1  # type: ignore[attr-defined]
+    assert [r[1] for r in where_rows(env)] == ["activeInstances"]
