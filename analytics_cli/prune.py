@@ -61,7 +61,6 @@ def _drop_expired(
     """Drop the partitions whose whole range is older than ``cutoff``: (rows, partitions)."""
     import psycopg
 
-    rows = dropped = 0
     try:
         expired = [
             part
@@ -69,23 +68,21 @@ def _drop_expired(
             if part.upper is not None and part.upper <= cutoff
         ]
         conn.commit()
-        for part in expired:
 
-            def work(part: partitions.Partition = part) -> int:
-                set_statement_timeout(conn, settings)
-                return partitions.drop(conn, part)
+        def work() -> int:
+            set_statement_timeout(conn, settings)
+            return partitions.drop(conn, expired)
 
-            # One short transaction per month: the parent is locked only for the drop itself.
-            rows += briefly(conn, work)
-            dropped += 1
+        # One short transaction: the parent is locked exclusively only for the DROP itself.
+        rows = briefly(conn, work) if expired else 0
     except psycopg.Error as exc:
         raise database_error(
             exc,
             settings.store_dsn,
-            doing=f"prune stopped after dropping {dropped} partitions ({rows} rows)",
+            doing="prune stopped before dropping any partition",
             refused=grant_hint("prune", "DELETE, UPDATE", settings.table, settings.store_dsn),
         ) from None
-    return rows, dropped
+    return rows, len(expired)
 
 
 def prune(

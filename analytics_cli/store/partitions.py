@@ -201,7 +201,8 @@ def ahead(conn: psycopg.Connection[Any], table: str, now: datetime) -> list[str]
     month = month_of(now)
     made = []
     for m in (month, next_month(month)):
-        if try_create_month(conn, table, m):
+        # Looked up first: the common case (both there) costs no savepoint and no lock.
+        if not _exists(conn, table, m) and try_create_month(conn, table, m):
             made.append(partition_name(table, m))
     return made
 
@@ -216,15 +217,24 @@ def may_drop(conn: psycopg.Connection[Any], table: str) -> bool:
     return bool(row and row[0])
 
 
-def drop(conn: psycopg.Connection[Any], part: Partition) -> int:
-    """Drop one partition (inside the caller's transaction); the rows it held."""
+def drop(conn: psycopg.Connection[Any], parts: list[Partition]) -> int:
+    """Drop partitions in one statement (inside the caller's transaction); the rows they held."""
     from psycopg import sql
 
-    # SHARE first: no write slips into the partition between the count and the drop.
-    conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(part.ident()))
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(part.ident())).fetchone()
-    conn.execute(sql.SQL("DROP TABLE {}").format(part.ident()))
-    return int(row[0]) if row else 0
+    if not parts:
+        return 0
+    # SHARE first: no write slips into them between the count and the drop; the parent's
+    # exclusive lock is taken by the DROP alone, at the very end.
+    for part in parts:
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(part.ident()))
+    counts = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT count(*) AS n FROM {}").format(part.ident()) for part in parts
+    )
+    row = conn.execute(sql.SQL("SELECT sum(n) FROM ({}) AS c").format(counts)).fetchone()
+    conn.execute(
+        sql.SQL("DROP TABLE {}").format(sql.SQL(", ").join(part.ident() for part in parts))
+    )
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 @dataclass(frozen=True)
