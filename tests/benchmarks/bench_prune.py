@@ -2,7 +2,7 @@
 
 Run by hand (not part of pytest):
 
-    python tests/benchmarks/bench_prune.py [--series 100] [--dsn DSN]
+    python tests/benchmarks/bench_prune.py [--series 120] [--dsn DSN]
 
 It starts a throwaway embedded PostgreSQL (or uses --dsn: a superuser connection string),
 creates a scratch database with two native tables holding the same rows, loaded
@@ -120,7 +120,7 @@ def measure(admin: str, series: int) -> list[Result]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dsn", help="superuser connection string (default: embedded server)")
-    parser.add_argument("--series", type=int, default=100, help="series per 30-minute slot")
+    parser.add_argument("--series", type=int, default=120, help="series per 30-minute slot")
     args = parser.parse_args()
     with admin_server(args.dsn) as admin:
         print_table("prune: partition drop vs batched DELETE", measure(admin, args.series))
