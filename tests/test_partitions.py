@@ -524,3 +524,36 @@ def test_a_long_reader_never_makes_collect_queue_behind_a_drop(env: Databases) -
     assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
     assert outcome[0].dropped == 1 and outcome[0].rows == 1  # type: ignore[attr-defined]
     assert [r[1] for r in where_rows(env)] == ["activeInstances"]
+
+
+def test_migrate_keeps_the_grants_a_collector_relies_on(
+    env: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from psycopg.conninfo import make_conninfo
+
+    _plain_store(env, 24 * 3)
+    role = f"Writer_{uuid.uuid4().hex[:8]}"  # a name that needs quoting
+    with env.store_conn() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT ON analytics TO {}").format(sql.Identifier(role))
+        )
+    try:
+        assert cli("db", "migrate", "--partition").exit_code == 0
+        monkeypatch.setenv("ANALYTICS_STORE_DSN", make_conninfo(env.store, user=role))
+        result = cli("collect", "--at", "2025-01-02T10:00:00Z", "--only", "activeInstances")
+        assert result.exit_code == 0, result.stderr
+        with env.store_conn() as conn:
+            privileges = conn.execute(
+                "SELECT privilege_type FROM information_schema.role_table_grants "
+                "WHERE table_name = 'analytics' AND grantee = %s ORDER BY 1",
+                (role,),
+            ).fetchall()
+        assert privileges == [("INSERT",), ("SELECT",)]
+    finally:
+        with env.store_conn() as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

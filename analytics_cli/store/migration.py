@@ -199,6 +199,7 @@ def swap(conn: psycopg.Connection[Any], twin: Twin, after: int) -> None:
             identifier(twin.name), sql.Literal(following)
         )
     )
+    _carry_grants(conn, twin)
     conn.execute(sql.SQL("DROP TABLE {}").format(old))
     conn.execute(sql.SQL("DROP FUNCTION {}()").format(identifier(twin.function)))
     conn.execute(
@@ -211,3 +212,25 @@ def swap(conn: psycopg.Connection[Any], twin: Twin, after: int) -> None:
             old, sql.Literal("analytics-cli: one row per metric and collection slot")
         )
     )
+
+
+def _carry_grants(conn: psycopg.Connection[Any], twin: Twin) -> None:
+    """Give the twin every privilege granted on the table (a collector's INSERT, say)."""
+    from psycopg import sql
+
+    rows = conn.execute(
+        "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE a.grantee::regrole::text END, "
+        "a.privilege_type, a.is_grantable FROM pg_class c, aclexplode(c.relacl) AS a "
+        "WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner",
+        (regclass_text(conn, twin.table),),
+    ).fetchall()
+    for grantee, privilege, grantable in rows:
+        # regrole's text is already quoted where it needs to be.
+        conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}{}").format(
+                sql.SQL(privilege),
+                identifier(twin.name),
+                sql.SQL(grantee) if grantee else sql.SQL("PUBLIC"),
+                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            )
+        )
