@@ -557,3 +557,27 @@ def test_migrate_keeps_the_grants_a_collector_relies_on(
         with env.store_conn() as conn:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_month_that_cannot_be_made_at_once_does_not_hold_the_cycle(env: Databases) -> None:
+    assert cli("db", "init").exit_code == 0
+    blocker = psycopg.connect(env.store)
+    try:
+        # Another session's uncommitted row in the DEFAULT partition, for the same month:
+        # making that month's partition would wait for it.
+        blocker.execute(
+            "INSERT INTO analytics (type, count, \"timestamp\") VALUES ('other', 1, %s)",
+            (datetime(2024, 5, 2, tzinfo=UTC),),
+        )
+        result = cli("collect", "--at", "2024-05-15T10:00:00Z", "--only", "activeInstances")
+        assert result.exit_code == 0, result.stderr
+        assert where_rows(env) == [
+            ("analytics_default", "activeInstances", datetime(2024, 5, 15, 10, tzinfo=UTC))
+        ]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    # The next cycle for that month makes it, and moves the row there.
+    again = cli("collect", "--at", "2024-05-15T10:30:00Z", "--only", "activeInstances")
+    assert again.exit_code == 0, again.stderr
+    assert {r[0] for r in where_rows(env)} == {"analytics_p202405"}

@@ -167,16 +167,28 @@ def _columns() -> sql.Composed:
     return sql.SQL(", ").join(map(sql.Identifier, NATIVE_COLUMNS))
 
 
+# How long a cycle waits to make a partition (another session's uncommitted rows in the
+# DEFAULT partition hold it up) before it stores its rows in the DEFAULT partition instead.
+CREATE_WAIT_MS = 1_000
+
+
 def try_create_month(conn: psycopg.Connection[Any], table: str, month: datetime) -> bool | None:
-    """``create_month`` in a savepoint; None when this role may not (its rows then land in
-    the DEFAULT partition: a cycle never fails for want of a partition)."""
+    """``create_month`` in a savepoint; None when this role may not, or when its locks are
+    not to be had at once (the rows then land in the DEFAULT partition: a cycle never fails
+    or waits long for want of a partition)."""
     import psycopg
 
+    row = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
+    before = str(row[0]) if row else "0"
     try:
         with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(CREATE_WAIT_MS),))
             return create_month(conn, table, month)
-    except psycopg.errors.InsufficientPrivilege:
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.LockNotAvailable):
         return None
+    finally:
+        # The caller's own bound on lock waits (the slot lock's) for the rest of its transaction.
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (before,))
 
 
 def cover(conn: psycopg.Connection[Any], table: str, slot: datetime) -> None:
