@@ -17,7 +17,7 @@ from analytics_cli.store.layout import detect, selection
 from analytics_cli.timeutil import iso, utcnow
 
 WEEK = timedelta(days=7)
-# The settings of the method (README: "Anomalies"). The history is the last WEEKS weeks;
+# The settings of the method (docs/operations.md: "Anomalies"). The history is the last WEEKS weeks;
 # at each of them, the values within NEAR of the same time of week are the reference.
 WEEKS = 4
 NEAR = timedelta(hours=1)

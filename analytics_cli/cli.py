@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,9 +33,15 @@ HELP = (
     "With no connection string configured, an embedded PostgreSQL is used: try 'demo'."
 )
 
+
+def docs(page: str) -> str:
+    """The help's closing line: the page of the manual (docs/, a MkDocs site) for a command."""
+    return f"Manual: docs/{page}"
+
+
 EPILOG = (
     "Exit codes: 0 ok, 1 some metrics failed, stale data or an anomaly, 2 usage/config error, "
-    "3 database error, 130/143 interrupted (SIGINT/SIGTERM)."
+    "3 database error, 130/143 interrupted (SIGINT/SIGTERM).\n\n" + docs("index.md")
 )
 # The variable a shell's completion script sets to ask for completions (Typer's protocol).
 COMPLETE_VAR = "_ANALYTICS_CLI_COMPLETE"
@@ -66,7 +72,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(help="Manage the analytics table (the store).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Manage the analytics table (the store).",
+    epilog=docs("architecture.md"),
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 
 
@@ -202,10 +212,64 @@ def _announce(message: str) -> None:
     out.info(message)
 
 
+AlertmanagerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--alertmanager",
+        help="Send findings to this Alertmanager (http://host:9093; overrides [notify] "
+        "alertmanager). A failed delivery is a warning, never an exit code.",
+        show_default=False,
+    ),
+]
+WebhookOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook",
+        help="Post new and resolved findings to this URL as JSON (overrides [notify] webhook).",
+        show_default=False,
+    ),
+]
+
+
+def _with_notify(settings: Settings, alertmanager: str | None, webhook: str | None) -> Settings:
+    """The settings with --alertmanager / --webhook in place of [notify]'s URLs."""
+    from dataclasses import replace
+
+    from analytics_cli.config import check_notify_url, url_secrets
+
+    notify = settings.notify
+    if alertmanager is not None:
+        notify = replace(
+            notify, alertmanager=check_notify_url(alertmanager, where="--alertmanager")
+        )
+    if webhook is not None:
+        notify = replace(notify, webhook=check_notify_url(webhook, where="--webhook"))
+    out.secrets |= url_secrets(notify.alertmanager, path_is_secret=False)
+    out.secrets |= url_secrets(notify.webhook, path_is_secret=True)
+    return replace(settings, notify=notify)
+
+
+def _deliver(settings: Settings, command: str, groups: Mapping[str, Any]) -> None:
+    """Send the findings; a failure is a warning line (the findings are printed anyway)."""
+    from analytics_cli import notify
+
+    if not settings.notify.enabled:
+        return
+    try:
+        sent = notify.deliver(settings, command, groups, secrets=out.secrets)
+    except (OSError, RuntimeError, ValueError) as exc:
+        # Delivery never decides the outcome of a run (no home folder for the state, ...).
+        out.warn(f"alerts not delivered: {exc}")
+        return
+    for warning in sent.warnings:
+        out.warn(warning)
+    out.debug(f"alerts: {sent.requests} request(s) sent", requests=sent.requests)
+
+
 # ---------------------------------------------------------------------------- collect
 
 
-@app.command()
+@app.command(epilog=docs("collect.md"))
 def collect(
     ctx: typer.Context,
     at: Annotated[
@@ -272,6 +336,8 @@ def collect(
             help="When the store fails, do not keep the cycle in the spool for the next run.",
         ),
     ] = False,
+    alertmanager: AlertmanagerOpt = None,
+    webhook: WebhookOpt = None,
 ) -> None:
     """Run ONE collection cycle: count every metric and store one row each for the slot.
 
@@ -283,35 +349,55 @@ def collect(
     import dataclasses
 
     from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, render
+    from analytics_cli import db, notify, render
     from analytics_cli.metrics import enabled_metrics
     from analytics_cli.timeutil import parse_duration, parse_timestamp
 
+    settings: Settings | None = None
+    report: collect_mod.CycleReport | None = None
+    failure: AnalyticsError | None = None
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
-        with handled():
-            settings = _load(ctx)
-            hooks.loaded(settings)
-            when = parse_timestamp(at, what="--at") if at else None
-            window = parse_duration(backfill, what="--backfill") if backfill else None
-            if no_spool:
-                settings = dataclasses.replace(settings, spool_enabled=False)
-            # Configuration errors (an unknown --only type) surface before any database is used.
-            jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
-            filled = None
-            with db.resolved(settings, announce=_announce) as live:
-                report = collect_mod.run_cycle(
-                    live, at=when, only=only, dry_run=dry_run, replace=replace, sources=source
-                )
-                hooks.finished(live, report)
-                if window is not None and not dry_run:
-                    with out.steps("backfill", "slots", "written") as step:
-                        filled = collect_mod.backfill(
+        try:
+            with handled():
+                try:
+                    settings = _with_notify(_load(ctx), alertmanager, webhook)
+                    hooks.loaded(settings)
+                    when = parse_timestamp(at, what="--at") if at else None
+                    window = parse_duration(backfill, what="--backfill") if backfill else None
+                    if no_spool:
+                        settings = dataclasses.replace(settings, spool_enabled=False)
+                    # Configuration errors (an unknown --only type) surface before any
+                    # database is used.
+                    jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
+                    filled = None
+                    with db.resolved(settings, announce=_announce) as live:
+                        report = collect_mod.run_cycle(
                             live,
-                            jobs,
-                            since=report.slot - window,
-                            until=report.slot,
-                            progress=(lambda d, t: step(d, t, "")) if step else None,
+                            at=when,
+                            only=only,
+                            dry_run=dry_run,
+                            replace=replace,
+                            sources=source,
                         )
+                        hooks.finished(live, report)
+                        if window is not None and not dry_run:
+                            with out.steps("backfill", "slots", "written") as step:
+                                filled = collect_mod.backfill(
+                                    live,
+                                    jobs,
+                                    since=report.slot - window,
+                                    until=report.slot,
+                                    progress=(lambda d, t: step(d, t, "")) if step else None,
+                                )
+                except AnalyticsError as exc:
+                    failure = exc
+                    raise
+        finally:
+            # The run's own failures as alerts: a finished cycle (failed metrics) or a store
+            # that could not be written (exit 3); a usage error says nothing of the metrics.
+            ended = report is not None or (failure is not None and failure.exit_code == 3)
+            if settings is not None and ended and not dry_run:
+                _deliver(settings, "collect", notify.from_cycle(report, failure))
         render.collect_report(report, out, as_json=as_json)
         if filled is not None:
             render.backfill_report(filled, out)
@@ -321,7 +407,7 @@ def collect(
 # ---------------------------------------------------------------------------- db
 
 
-@db_app.command("init")
+@db_app.command("init", epilog=docs("architecture.md"))
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
     from analytics_cli import cycle as collect_mod
@@ -471,7 +557,7 @@ def _types(*groups: list[str] | None) -> tuple[str, ...] | None:
     return tuple(chosen) or None
 
 
-@app.command()
+@app.command(epilog=docs("history.md"))
 def show(
     ctx: typer.Context,
     types: Annotated[
@@ -553,7 +639,7 @@ def show(
     render.show(out, data, tzone, view)
 
 
-@app.command()
+@app.command(epilog=docs("history.md"))
 def export(
     ctx: typer.Context,
     csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row (default).")] = False,
@@ -624,7 +710,7 @@ def export(
     render.exported(out, rows, output)
 
 
-@app.command()
+@app.command(epilog=docs("history.md"))
 def report(
     ctx: typer.Context,
     html: Annotated[
@@ -700,7 +786,7 @@ class Scale(StrEnum):
     large = "large"
 
 
-@app.command("demo")
+@app.command("demo", epilog=docs("getting-started.md"))
 def demo_cmd(
     ctx: typer.Context,
     days: Annotated[
@@ -771,7 +857,11 @@ def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
 # ---------------------------------------------------------------------------- operations
 
 
-config_app = typer.Typer(help="Write, show and check the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Write, show and check the configuration.",
+    epilog=docs("configuration.md"),
+    no_args_is_help=True,
+)
 app.add_typer(config_app, name="config")
 
 PathArg = Annotated[
@@ -823,7 +913,7 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
-@config_app.command("init")
+@config_app.command("init", epilog=docs("configuration.md"))
 def config_init(
     path: Annotated[
         Path,
@@ -842,7 +932,7 @@ def config_init(
     render.starter_written(out, path)
 
 
-@config_app.command("show")
+@config_app.command("show", epilog=docs("configuration.md"))
 def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     """Print the effective configuration (file + environment + flags) as TOML, passwords redacted."""
     from analytics_cli import config, render, starter
@@ -853,7 +943,7 @@ def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     out.write(render.config_text(settings, text))
 
 
-@config_app.command("check")
+@config_app.command("check", epilog=docs("operations.md"))
 def config_check(
     ctx: typer.Context,
     path: PathArg = None,
@@ -882,7 +972,7 @@ def config_check(
     raise typer.Exit(report.exit_code)
 
 
-@app.command("metrics")
+@app.command("metrics", epilog=docs("metrics.md"))
 def metrics_cmd(
     ctx: typer.Context,
     show_sql: Annotated[bool, typer.Option("--sql", help="Print each metric's SQL.")] = False,
@@ -899,7 +989,7 @@ def metrics_cmd(
     out.write(render.metrics_text(every, enabled, show_sql=show_sql, as_json=as_json))
 
 
-@app.command("status")
+@app.command("status", epilog=docs("operations.md"))
 def status_cmd(
     ctx: typer.Context,
     max_age: Annotated[
@@ -929,6 +1019,8 @@ def status_cmd(
             show_default=False,
         ),
     ] = None,
+    alertmanager: AlertmanagerOpt = None,
+    webhook: WebhookOpt = None,
 ) -> None:
     """Show the latest slot of each metric and the slots missing in the last 24 hours.
 
@@ -939,7 +1031,7 @@ def status_cmd(
     from analytics_cli.timeutil import parse_duration
 
     with _cycle_hooks(None, ping_url) as _hooks, handled():
-        settings = _load(ctx)
+        settings = _with_notify(_load(ctx), alertmanager, webhook)
         limit = parse_duration(max_age, what="--max-age") if max_age else None
         found = None
         with db.resolved(settings, announce=_announce) as live:
@@ -952,10 +1044,17 @@ def status_cmd(
         render.stale_reason(out, report)
         if found is not None:
             render.anomaly_findings(out, found)
+        if settings.notify.enabled:
+            from analytics_cli import notify
+
+            groups = {"status": notify.from_status(report)}
+            if found is not None:
+                groups["anomalies"] = notify.from_anomalies(found, render.finding_line)
+            _deliver(settings, "status", groups)
         raise typer.Exit(max(report.exit_code, found.exit_code if found else 0))
 
 
-@app.command("prune")
+@app.command("prune", epilog=docs("operations.md"))
 def prune_cmd(
     ctx: typer.Context,
     older_than: Annotated[

@@ -107,6 +107,41 @@ class Alert:
     above: Decimal | None = None
 
 
+DEFAULT_NOTIFY_TIMEOUT = "5s"
+DEFAULT_NOTIFY_RETRIES = 2
+WEBHOOK_FORMATS = ("json", "slack")
+# Labels the tool sets on every alert itself; [notify] labels may not replace them.
+NOTIFY_OWN_LABELS = ("alertname", "type", "kind", "severity", "source", "command")
+_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where findings are delivered (``[notify]``): Alertmanager's API v2 and/or a webhook."""
+
+    alertmanager: str | None = None
+    webhook: str | None = None
+    # "json": the documented body; "slack": {"text": ...} for an incoming webhook.
+    webhook_format: str = "json"
+    # Credentials for Alertmanager only (a webhook URL carries its own secret), read from
+    # files at delivery time so that they never sit in the config or the process list.
+    username: str | None = None
+    password_file: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    timeout: timedelta = timedelta(seconds=5)
+    retries: int = DEFAULT_NOTIFY_RETRIES
+    # A firing alert's endsAt is this far ahead; None: three [collect] intervals.
+    resolve_after: timedelta | None = None
+    # Fixed labels added to every alert (env = "prod"), for routing.
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is somewhere to deliver to."""
+        return bool(self.alertmanager or self.webhook)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The effective configuration of one invocation."""
@@ -141,6 +176,8 @@ class Settings:
     spool_enabled: bool = True
     # Hard limits per metric type: [[metric]] alert = {...} and the [alert] table.
     alerts: tuple[Alert, ...] = ()
+    # [notify]: delivery of findings to Alertmanager or a webhook.
+    notify: Notify = field(default_factory=Notify)
 
     def alert_for(self, name: str) -> Alert | None:
         """The hard limits of metric type ``name``, if any are configured."""
@@ -170,6 +207,19 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "parallel": int,
         "source_concurrency": int,
         "catch_up": str,
+    },
+    "notify": {
+        "alertmanager": str,
+        "webhook": str,
+        "webhook_format": str,
+        "username": str,
+        "password_file": str,
+        "token_file": str,
+        "ca_file": str,
+        "timeout": str,
+        "retries": int,
+        "resolve_after": str,
+        "labels": dict,
     },
 }
 _METRIC_KEYS: dict[str, type] = {
@@ -500,6 +550,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
     if isinstance(spool, str) and not spool.strip():
         raise ConfigError(f"{where}: store.spool is empty", hint="a folder, or spool = false")
     return Settings(
+        notify=notify_settings(where, doc.get("notify", {})),
         path=path,
         source_dsn=source.get("dsn"),
         source_dsn_origin=f"{path}: [source] dsn" if source.get("dsn") else "default",
@@ -531,6 +582,130 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         spool_enabled=spool is not False,
         alerts=alerts,
     )
+
+
+def check_notify_url(url: str, *, where: str) -> str:
+    """Accept only an http(s) URL with a host (its path may hold a secret: never echoed)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where} must be an http:// or https:// URL with a host",
+            hint="for example http://alertmanager:9093",
+        )
+    if parts.username is not None or parts.password is not None:
+        # Named without the URL: what sits before the @ is a password.
+        raise ConfigError(
+            f"{where} must not carry a user or password",
+            hint="put them in [notify] username and password_file (a file only you can read)",
+        )
+    return url.strip()
+
+
+def notify_settings(where: Path, table: Mapping[str, Any]) -> Notify:
+    """The ``[notify]`` table: URLs, credentials files, timeout, retries, extra labels."""
+    am = table.get("alertmanager")
+    hook = table.get("webhook")
+    if am is not None:
+        am = check_notify_url(am, where=f"{where}: notify.alertmanager")
+    if hook is not None:
+        hook = check_notify_url(hook, where=f"{where}: notify.webhook")
+    fmt = table.get("webhook_format", "json")
+    if fmt not in WEBHOOK_FORMATS:
+        raise ConfigError(
+            f"{where}: notify.webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}, "
+            f"got {fmt!r}"
+        )
+    if "password_file" in table and "username" not in table:
+        raise ConfigError(f"{where}: notify.password_file needs notify.username")
+    if "username" in table and "password_file" not in table:
+        raise ConfigError(
+            f"{where}: notify.username needs notify.password_file",
+            hint="put the password in a file readable only by this user (chmod 600)",
+        )
+    if "token_file" in table and "username" in table:
+        raise ConfigError(f"{where}: notify has both a token_file and a username; choose one")
+    timeout = _duration(where, "notify.timeout", table.get("timeout", DEFAULT_NOTIFY_TIMEOUT))
+    if not timedelta(0) < timeout <= timedelta(minutes=1):
+        raise ConfigError(f"{where}: notify.timeout must be more than 0 and at most 1m")
+    retries = table.get("retries", DEFAULT_NOTIFY_RETRIES)
+    if not 0 <= retries <= 5:
+        raise ConfigError(f"{where}: notify.retries must be between 0 and 5")
+    resolve_after = None
+    if "resolve_after" in table:
+        resolve_after = _duration(where, "notify.resolve_after", table["resolve_after"])
+        if resolve_after <= timedelta(0):
+            raise ConfigError(f"{where}: notify.resolve_after must be more than 0")
+    labels: list[tuple[str, str]] = []
+    for name, value in table.get("labels", {}).items():
+        if not _LABEL_RE.fullmatch(name) or name.startswith("__"):
+            raise ConfigError(f"{where}: notify.labels: {name!r} is not a valid label name")
+        if name in NOTIFY_OWN_LABELS:
+            raise ConfigError(
+                f"{where}: notify.labels: {name!r} is set by analytics-cli itself",
+                hint=f"reserved: {', '.join(NOTIFY_OWN_LABELS)}",
+            )
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: notify.labels.{name} must be a non-empty string")
+        labels.append((name, value))
+    return Notify(
+        alertmanager=am,
+        webhook=hook,
+        webhook_format=fmt,
+        username=table.get("username"),
+        password_file=table.get("password_file"),
+        token_file=table.get("token_file"),
+        ca_file=table.get("ca_file"),
+        timeout=timeout,
+        retries=retries,
+        resolve_after=resolve_after,
+        labels=tuple(labels),
+    )
+
+
+def url_secrets(url: str | None, *, path_is_secret: bool) -> set[str]:
+    """The parts of a URL that are secrets: its password and, for a webhook (Slack's and most
+    chat tools' URLs are the credential), its path and query."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return set()
+    parts = urlsplit(url)
+    found = {parts.password} if parts.password else set()
+    if path_is_secret:
+        rest = url[len(f"{parts.scheme}://{parts.netloc}") :]
+        if len(rest.strip("/")) >= 4:
+            found.add(rest)
+    return found
+
+
+def redact_url(url: str, *, path_is_secret: bool) -> str:
+    """The URL with its secrets (see ``url_secrets``) replaced by ``***``."""
+    for secret in sorted(url_secrets(url, path_is_secret=path_is_secret), key=len, reverse=True):
+        url = url.replace(secret, "/***" if secret.startswith("/") else "***")
+    return url
+
+
+def notify_document(notify: Notify, *, redact: bool = True) -> dict[str, Any]:
+    """``[notify]`` as a TOML-ready table (only what is set; file names, never contents)."""
+    doc: dict[str, Any] = {}
+    for key in ("alertmanager", "webhook"):
+        url = getattr(notify, key)
+        if url:
+            doc[key] = redact_url(url, path_is_secret=key == "webhook") if redact else url
+    if notify.webhook_format != "json":
+        doc["webhook_format"] = notify.webhook_format
+    for key in ("username", "password_file", "token_file", "ca_file"):
+        if getattr(notify, key) is not None:
+            doc[key] = getattr(notify, key)
+    doc["timeout"] = format_duration(notify.timeout)
+    doc["retries"] = notify.retries
+    if notify.resolve_after is not None:
+        doc["resolve_after"] = format_duration(notify.resolve_after)
+    if notify.labels:
+        doc["labels"] = dict(notify.labels)
+    return doc
 
 
 def _alerts(
@@ -797,6 +972,8 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
     if settings.ping_url:
         collect["ping_url"] = settings.ping_url
     doc["collect"] = collect
+    if settings.notify.enabled:
+        doc["notify"] = notify_document(settings.notify, redact=redact)
     if settings.alerts:
         doc["alert"] = {
             a.type: {

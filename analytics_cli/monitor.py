@@ -84,6 +84,7 @@ def textfile_text(
     finished: datetime,
     duration: float | None,
     last_success: float | None,
+    spooled: int | None = None,
 ) -> str:
     """A cycle in the Prometheus text exposition format (for node_exporter's textfile collector)."""
     lines: list[str] = []
@@ -128,11 +129,34 @@ def textfile_text(
             "Duration of the last collect cycle in seconds.",
             [("", _number(round(duration, 6)))],
         )
+    if spooled is not None:
+        gauge(
+            "analytics_cli_spool_files",
+            "Cycles waiting in the spool for the store (0 when it took everything).",
+            [("", str(spooled))],
+        )
     return "\n".join(lines) + "\n"
 
 
+def spooled_files(settings: Settings | None) -> int | None:
+    """How many cycles wait in the spool; None when unknown (no settings, no spool)."""
+    if settings is None or not settings.spool_enabled:
+        return None
+    from analytics_cli import spool
+
+    try:
+        return len(spool.pending(spool.spool_dir(settings)))
+    except OSError:
+        return None
+
+
 def write_cycle_textfile(
-    path: Path, settings: Settings | None, report: CycleReport | None, exit_code: int
+    path: Path,
+    settings: Settings | None,
+    report: CycleReport | None,
+    exit_code: int,
+    *,
+    loaded: Settings | None = None,
 ) -> None:
     """Write the textfile for a finished cycle (or a failed run without a report), atomically."""
     finished = utcnow()
@@ -158,6 +182,7 @@ def write_cycle_textfile(
         finished=finished,
         duration=duration,
         last_success=round(last_success, 3) if last_success is not None else None,
+        spooled=spooled_files(settings or loaded),
     )
     atomic_write(path, text, mode=0o644)
 
@@ -225,9 +250,12 @@ class CycleMonitor:
         # last-success time would hide a collector that stopped storing).
         self.dry_run = dry_run
         self.written = False
+        # The settings once loaded: a run that fails later still counts its spool.
+        self.settings: Settings | None = None
 
     def loaded(self, settings: Settings) -> None:
         """Take ``[collect] ping_url`` when no --ping-url was given."""
+        self.settings = settings
         if self.ping_url is None and settings.ping_url:
             self.ping_url = check_ping_url(settings.ping_url)
 
@@ -240,7 +268,7 @@ class CycleMonitor:
         assert self.textfile is not None
         self.written = True
         try:
-            write_cycle_textfile(self.textfile, live, report, code)
+            write_cycle_textfile(self.textfile, live, report, code, loaded=self.settings)
         except (AnalyticsError, OSError) as exc:
             self.out.warn(f"could not write the textfile {self.textfile}: {exc}")
 

@@ -575,11 +575,11 @@ def test_unix_socket_option_file_and_mysql_variables(
     assert "file-secret-pw" not in bad.stderr
 
 
-def test_a_select_only_account_with_the_readme_grants(
+def test_a_select_only_account_with_the_documented_grants(
     my: MySQLPlatform, dbs: Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    grants = readme[readme.index("CREATE USER 'analytics'") :]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "mysql.md").read_text()
+    grants = page[page.index("CREATE USER 'analytics'") :]
     grants = grants[: grants.index("```")].replace("platform", my.name)
     grants = grants.replace("'change-me'", "'ro-pw-123'")
     with my.connect() as conn, conn.cursor() as cur:

@@ -361,11 +361,11 @@ def test_report_and_anomalies_read_the_table(ir: MySQLPlatform, tmp_path: Path) 
     assert doc["metrics"], doc
 
 
-def test_the_readme_grants_and_what_a_narrower_account_is_told(
+def test_the_documented_grants_and_what_a_narrower_account_is_told(
     ir: MySQLPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("### On MySQL or MariaDB (the iR Engine's own database)") :]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "ir-engine.md").read_text()
+    section = page[page.index("## On MySQL or MariaDB (the iR Engine's own database)") :]
     grants = section[section.index("CREATE USER 'analytics'") :]
     grants = grants[: grants.index("```")].replace("platform.", f"{ir.name}.")
     grants = grants.replace("'analytics'", "'collector'").replace("'change-me'", "'st-pw-77'")

@@ -1,4 +1,5 @@
-"""Every command the README's shell blocks and the demo's closing lines suggest runs as written."""
+"""Every command the shell blocks of the README and of every docs page, and the demo's closing
+lines, suggest runs as written."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,10 @@ import pytest
 from analytics_cli import embedded
 from analytics_cli.render import DEMO_NEXT
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+MKDOCS = ROOT / "mkdocs.yml"
 # Fences whose lines are typed at a shell prompt; cron, toml and output blocks are not.
 SHELL_FENCES = ("sh", "shell", "bash", "console")
 OPERATORS = {"&&", "||", ";", "&"}
@@ -52,6 +57,25 @@ NO_STDOUT = {
 }
 
 
+# Lines the pages quote (``…`` for a time), with the command that prints them.
+STORED_AT = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+QUOTED_LINES = {
+    # A slot the demo collected and the outage of collect.md pruned: the metric is stored.
+    f"analytics-cli collect --only activeInstances --at {STORED_AT}": (
+        "`slot=… type=activeInstances count=12 status=stored`",
+    ),
+    "analytics-cli collect": ("`collect slot=… stored=9 present=0 failed=0 duration=0.05s`",),
+    "analytics-cli collect --backfill 2d --only chatMessages": (
+        "`backfill since=… until=… slots=49 written=49 present=0 busy=0 failed=0`",
+    ),
+}
+
+
+def fields(line: str) -> list[str]:
+    """The keys of a key=value line, in order (a leading verb such as ``collect`` kept)."""
+    return [word.split("=", 1)[0] for word in shlex.split(line.strip("`"))]
+
+
 def _is_operator(token: str) -> bool:
     return bool(token) and all(c in "();<>|&" for c in token)
 
@@ -78,10 +102,16 @@ def invocations(line: str) -> list[str]:
     return found
 
 
-def readme_commands() -> list[str]:
-    """The ``analytics-cli`` commands in the README's shell blocks, in reading order."""
+def pages() -> list[Path]:
+    """The README, then the docs pages in the order of mkdocs.yml's nav (the reading order)."""
+    listed = re.findall(r"^\s*- (?:[^\n]*: )?([\w./-]+\.md)\s*$", MKDOCS.read_text(), re.M)
+    return [README, *(DOCS / name for name in listed)]
+
+
+def shell_commands(text: str) -> list[str]:
+    """The ``analytics-cli`` commands in the shell blocks of one Markdown text, in order."""
     commands = []
-    fences = re.finditer(r"^```([^\n`]*)\n(.*?)^```", README.read_text(), re.S | re.M)
+    fences = re.finditer(r"^```([^\n`]*)\n(.*?)^```", text, re.S | re.M)
     for fence in fences:
         if fence.group(1).strip() not in SHELL_FENCES:
             continue
@@ -89,6 +119,19 @@ def readme_commands() -> list[str]:
             line = line.strip()
             commands += invocations(line[2:] if line.startswith("$ ") else line)
     return commands
+
+
+def readme_commands() -> list[str]:
+    """The ``analytics-cli`` commands of the README's shell blocks, in reading order."""
+    return shell_commands(README.read_text())
+
+
+def documented_commands() -> list[str]:
+    """Every distinct command of the README and the docs pages, first appearance first."""
+    found: list[str] = []
+    for page in pages():
+        found += [c for c in shell_commands(page.read_text()) if c not in found]
+    return found
 
 
 def demo_commands() -> list[str]:
@@ -100,11 +143,27 @@ def demo_commands() -> list[str]:
 def test_the_commands_are_found_and_every_listed_exception_exists() -> None:
     readme = readme_commands()
     assert readme[0] == "analytics-cli demo"  # it fills the store the others read
-    assert (
-        "analytics-cli show -t dailyUsers -t activeInstances --since 30d --bucket 1d --agg max"
-        in readme
-    )
-    assert "analytics-cli export > analytics.csv" in readme
+    assert readme[1:8] == [  # the README's five-minute tour
+        "analytics-cli collect",
+        "analytics-cli show",
+        "analytics-cli show activeInstances --since 3d",
+        "analytics-cli show -t dailyUsers -t activeInstances --since 30d --bucket 1d --agg max",
+        "analytics-cli export > analytics.csv",
+        "analytics-cli report --html report.html",
+        "analytics-cli status",
+    ]
+    # Every page of the site is read, in the nav's order, and the pages add their own.
+    assert [p.name for p in pages()][:3] == ["README.md", "index.md", "getting-started.md"]
+    assert sorted(p.name for p in pages()[1:]) == sorted(p.name for p in DOCS.glob("*.md"))
+    documented = documented_commands()
+    assert documented[: len(set(readme))] == list(dict.fromkeys(readme))
+    for page_command in (
+        "analytics-cli collect --backfill 2d --only chatMessages",  # collect.md
+        "analytics-cli show --type instanceUsersByLocation --by location",  # metrics.md
+        "analytics-cli export --ndjson --bucket 1d --agg max",  # history.md
+        "analytics-cli prune --older-than 1y --dry-run",  # operations.md
+    ):
+        assert page_command in documented
     assert demo_commands() == [
         "analytics-cli show",
         "analytics-cli show activeInstances --since 7d",
@@ -113,7 +172,7 @@ def test_the_commands_are_found_and_every_listed_exception_exists() -> None:
         "analytics-cli collect",
         "analytics-cli config init",
     ]
-    every = set(readme) | set(demo_commands())
+    every = set(documented) | set(demo_commands())
     # A listed exception that no longer appears is a stale entry.
     assert set(NEEDS_EXTERNAL_SERVER) <= every
     assert set(NO_STDOUT) <= every
@@ -185,22 +244,35 @@ def _problems(ran: Ran) -> list[str]:
     return problems
 
 
-def test_every_readme_and_demo_command_runs(playground: tuple[Path, dict[str, str]]) -> None:
+def test_every_documented_and_demo_command_runs(playground: tuple[Path, dict[str, str]]) -> None:
     home, env = playground
-    commands = [c for c in readme_commands() if c not in NEEDS_EXTERNAL_SERVER]
+    commands = [c for c in documented_commands() if c not in NEEDS_EXTERNAL_SERVER]
     commands += [c for c in demo_commands() if c not in commands]
     # The README's first command, on the embedded default: a new user's first minute.
+    assert commands[0] == "analytics-cli demo"
     demo = _run(commands[0], home, env)
     assert demo.code == 0, demo.stderr
     assert "Next, try:" in demo.stdout
     failures: dict[str, list[str]] = {}
+    outcomes: dict[str, Ran] = {}
     # The rest share one running server instead of starting and stopping it each.
     with embedded.server(home / ".local" / "share" / "analytics-cli"):
         for command in commands[1:]:
-            ran = _run(command, home, env)
+            ran = outcomes[command] = _run(command, home, env)
             if _problems(ran):
                 failures[command] = _problems(ran)
+        for command in QUOTED_LINES.keys() - outcomes.keys():
+            outcomes[command] = _run(command, home, env)
+            assert outcomes[command].code == 0, outcomes[command].stderr
     assert failures == {}
+    # The summary lines the pages quote have the fields the tool prints, in its order
+    # (a line may add more at its end: note="slot already collected", caught_up=…).
+    for command, quotes in QUOTED_LINES.items():
+        lines = outcomes[command].stderr.strip().splitlines()
+        for quoted in quotes:
+            want = fields(quoted)
+            assert any(fields(line)[: len(want)] == want for line in lines), (quoted, lines)
+            assert any(quoted in " ".join(page.read_text().split()) for page in pages()), quoted
     assert (
         (home / "work" / "analytics.csv")
         .read_text()

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from analytics_cli.config import MetricSpec, Settings
 
 ENGINE = "mysql"
-# The parameters a MySQL metric may use (documented in packs/mysql.toml and the README).
+# The parameters a MySQL metric may use (documented in packs/mysql.toml and docs/mysql.md).
 PARAMETERS = ("slot", "interval_seconds")
 _BAD_FIELD = 1054
 # SERVER_STATUS_IN_TRANS_READONLY (MySQL 5.7+, MariaDB); PyMySQL's constants lack it.

@@ -105,7 +105,7 @@ class Result:
 
 
 def print_table(title: str, results: list[Result]) -> None:
-    """Print results as an aligned plain-text table (paste-able into the README)."""
+    """Print results as an aligned plain-text table (paste-able into docs/performance.md)."""
     width = max(len(r.measure) for r in results)
     vwidth = max(len(r.value) for r in results)
     print(title)

@@ -49,13 +49,13 @@ def _grant(dsn: str, statement: str, *names: str) -> None:
         conn.execute(sql.SQL(statement).format(*(sql.Identifier(n) for n in names)))
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GRANTS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "deployments.md"
 
 
-def readme_grants() -> tuple[list[str], list[str]]:
-    """The statements of the README's "Roles and grants" SQL: (source part, store part)."""
-    text = README.read_text()
-    section = text[text.index("### Roles and grants") :]
+def documented_grants() -> tuple[list[str], list[str]]:
+    """The statements of the docs' "Roles and grants" SQL: (source part, store part)."""
+    text = GRANTS_PAGE.read_text()
+    section = text[text.index("## Roles and grants") :]
     block = section[
         section.index("```sql\n") + 7 : section.index("```", section.index("```sql") + 6)
     ]
@@ -71,7 +71,7 @@ def readme_grants() -> tuple[list[str], list[str]]:
 
 @pytest.fixture
 def roles(dbs: Databases) -> Iterator[Roles]:
-    """The platform loaded; the README's "Roles and grants" SQL run as printed there (with
+    """The platform loaded; the docs' "Roles and grants" SQL run as printed there (with
     this test's database and role names); ``analytics`` created by the owner role."""
     with dbs.source_conn() as conn:
         platform_data.load(conn)
@@ -89,7 +89,7 @@ def roles(dbs: Databases) -> Iterator[Roles]:
         statement = statement.replace("'...'", f"'{password}'")
         return re.sub(r"\b(\w+)\b", lambda m: names.get(m.group(1), m.group(1)), statement)
 
-    source_sql, store_sql = readme_grants()
+    source_sql, store_sql = documented_grants()
     on_table = [s for s in store_sql if " ON analytics " in f"{s} "]
     for dsn, statements in ((dbs.source, source_sql), (dbs.store, store_sql)):
         with psycopg.connect(dsn, autocommit=True) as conn:
