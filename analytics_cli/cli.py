@@ -420,7 +420,7 @@ def db_init(ctx: typer.Context) -> None:
     render.db_init(out, settings.table, created)
 
 
-@db_app.command("migrate")
+@db_app.command("migrate", epilog=docs("operations.md"))
 def db_migrate(
     ctx: typer.Context,
     partition: Annotated[
