@@ -460,6 +460,38 @@ def db_init(ctx: typer.Context) -> None:
     render.db_init(out, settings.table, created)
 
 
+@db_app.command("migrate", epilog=docs("operations.md"))
+def db_migrate(
+    ctx: typer.Context,
+    partition: Annotated[
+        bool,
+        typer.Option(
+            "--partition",
+            help="Convert an unpartitioned native table to monthly partitions, online: "
+            "every row kept, collect goes on; run again to resume.",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows copied per transaction.")
+    ] = 10_000,
+) -> None:
+    """Change the store table's shape (today: --partition)."""
+    from analytics_cli import db, render
+    from analytics_cli import migrate as migrate_mod
+
+    with handled():
+        if not partition:
+            fail("say what to migrate: --partition", hint="analytics-cli db migrate --partition")
+        settings = _load(ctx)
+        with db.resolved(settings, announce=_announce) as live:
+            done = migrate_mod.migrate_partition(
+                live,
+                batch_size=batch_size,
+                progress=lambda n: out.debug(f"copied through id {n}"),
+            )
+    render.migrated(out, settings.table, done)
+
+
 # ---------------------------------------------------------------------------- show / export
 
 
@@ -1136,13 +1168,13 @@ def prune_cmd(
                 return
             if todo and not yes and not typer.confirm(f"delete {todo} rows {scope}?", err=True):
                 fail("nothing was deleted", code=1)
-            deleted, batches = prune.prune(
+            done = prune.prune(
                 live,
                 cutoff,
                 batch_size=batch_size,
                 progress=lambda n: out.debug(f"deleted {n} rows so far"),
             )
-    out.write(render.pruned(deleted, batches, scope))
+    out.write(render.pruned(done.rows, done.batches, scope, dropped=done.dropped))
 
 
 # ---------------------------------------------------------------------------- spool

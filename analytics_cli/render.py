@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from analytics_cli.cycle import BackfillReport, CycleReport
     from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport
+    from analytics_cli.store.partitions import Retention
 
 # rich is imported inside the functions that draw for a terminal: plain output (cron, pipes)
 # never pays for its import.
@@ -554,6 +555,17 @@ def db_init(out: Output, table: str, created: bool) -> None:
     out.info(f"table {table}: {state}")
 
 
+def migrated(out: Output, table: str, done: Any) -> None:
+    """What ``db migrate --partition`` did (``done``: a migrate.Migrated)."""
+    if done.already:
+        out.info(f"table {table}: already partitioned ({done.partitions} partitions)")
+        return
+    out.info(
+        f"table {table}: partitioned by month ({done.partitions} partitions); "
+        f"{done.rows} rows copied in {done.batches} batches, count and checksum equal"
+    )
+
+
 def starter_written(out: Output, path: Any) -> None:
     """After ``config init``: where the file is and how to check it."""
     out.info(f"wrote {path}; check it with: analytics-cli -c {path} config check")
@@ -788,6 +800,8 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
     if report.store_error is not None:
         lines.append("store: cannot be read (the error follows on stderr)")
         return "\n".join(lines) + "\n"
+    if report.table_exists:
+        lines.append(retention_line(report.retention))
     newest = report.newest
     verdict = "STALE" if report.stale else "ok"
     if newest is None:
@@ -836,6 +850,20 @@ def future_rows(out: Output, report: StatusReport) -> None:
             f"{', '.join(ahead)}: freshness is judged by the newest row up to now",
             types=list(ahead),
         )
+
+
+def retention_line(r: Retention | None) -> str:
+    """The store's reach in time: oldest row, and its monthly partitions."""
+    if r is None:
+        return "retention: partitions and partition pruning do not apply to the iR Engine's table"
+    oldest = iso(r.oldest) if r.oldest else "none"
+    if not r.partitioned:
+        return (
+            f"retention: oldest row {oldest}; not partitioned "
+            "(analytics-cli db migrate --partition converts it)"
+        )
+    span = f", {r.first:%Y-%m} to {r.last:%Y-%m}" if r.first and r.last else ""
+    return f"retention: oldest row {oldest}; {r.months} monthly partitions{span}"
 
 
 def status_with_anomalies(
@@ -948,9 +976,12 @@ def prune_preview(todo: int, scope: str) -> str:
     return f"would delete {todo} rows {scope}\n"
 
 
-def pruned(deleted: int, batches: int, scope: str) -> str:
-    """What a prune deleted, in how many transactions."""
-    return f"deleted {deleted} rows {scope} ({batches} batch{'' if batches == 1 else 'es'})\n"
+def pruned(deleted: int, batches: int, scope: str, *, dropped: int = 0) -> str:
+    """What a prune deleted, in how many transactions (and whole partitions dropped)."""
+    parts = f"{dropped} partition{'' if dropped == 1 else 's'} dropped, " if dropped else ""
+    return (
+        f"deleted {deleted} rows {scope} ({parts}{batches} batch{'' if batches == 1 else 'es'})\n"
+    )
 
 
 # ---------------------------------------------------------------------------- demo

@@ -10,7 +10,10 @@ from analytics_cli import store
 from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.db import store_session
 from analytics_cli.errors import DatabaseError
+from analytics_cli.store import partitions
 from analytics_cli.store.layout import Layout, detect
+from analytics_cli.store.native import NativeLayout
+from analytics_cli.store.partitions import Retention
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
@@ -61,6 +64,8 @@ class StatusReport:
     # The store could not be read (exit 3): the error line and its hint.
     store_error: str | None = None
     store_hint: str | None = None
+    # The oldest row and the partitions (native store); None for the iR Engine's table.
+    retention: Retention | None = None
 
     @property
     def newest(self) -> datetime | None:
@@ -95,6 +100,7 @@ class StatusReport:
             "newest_age_seconds": _age_seconds(self.now, newest),
             "stale": self.stale,
             "exit_code": self.exit_code,
+            "retention": _retention_dict(self.retention, self.table_exists),
             "spooled": [
                 {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
             ],
@@ -119,6 +125,21 @@ class StatusReport:
                 for m in self.metrics
             ],
         }
+
+
+def _retention_dict(r: Retention | None, exists: bool) -> dict[str, Any] | None:
+    if not exists:
+        return None
+    if r is None:
+        return {"applies": False}
+    return {
+        "applies": True,
+        "oldest": iso(r.oldest) if r.oldest else None,
+        "partitioned": r.partitioned,
+        "partitions": r.months,
+        "first_month": iso(r.first) if r.first else None,
+        "last_month": iso(r.last) if r.last else None,
+    }
 
 
 def _age_seconds(now: datetime, then: datetime | None) -> int | None:
@@ -175,6 +196,8 @@ def _read_store(
         layout = detect(conn, settings)
         report.table_exists = layout is not None
         stored = store.known_types(conn, settings.table) if layout is not None else []
+        if isinstance(layout, NativeLayout):
+            report.retention = partitions.retention(conn, settings.table, stored)
         for name in [*enabled, *(t for t in stored if t not in enabled)]:
             if layout is None:
                 report.metrics.append(MetricStatus(name, True, None, 0, ()))

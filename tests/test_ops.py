@@ -469,9 +469,10 @@ def test_status_reports_latest_slot_and_missing_slots(env: Databases) -> None:
     ]
     # Slots that can be computed later are named with the command that fills them;
     # activeInstances (counted "now") cannot be and is not named.
-    assert lines[-2] == (
+    assert lines[-3] == (
         "missing slots of chatMessages can be computed: analytics-cli collect --backfill 1d"
     )
+    assert lines[-2].startswith(f"retention: oldest row {iso(current - 100 * INTERVAL)}; ")
     assert lines[-1].startswith(f"newest row: {iso(current)} (")
     assert lines[-1].endswith(" ago, max age 1h): ok")
 

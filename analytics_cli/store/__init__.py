@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from analytics_cli.store.locks import SlotBusy, lock_schema, lock_slot
-from analytics_cli.store.names import identifier
-from analytics_cli.store.native import NATIVE_COLUMNS, ensure_table, require_table
+from analytics_cli.store.names import NATIVE_COLUMNS, identifier
+from analytics_cli.store.native import ensure_table, require_table
 from analytics_cli.store.read import (
     AGGREGATES,
     BUCKET_ORIGIN,

@@ -216,8 +216,9 @@ def detect(conn: psycopg.Connection[Any], settings: Settings) -> Layout | None:
 def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, bool]:
     """The layout of the store table, creating a native table when none exists (inside the
     caller's transaction); True when it was created. An iR Engine table is used as it is."""
-    from analytics_cli.store import irengine, mysql, native
+    from analytics_cli.store import irengine, mysql, native, partitions
     from analytics_cli.store.locks import lock_schema
+    from analytics_cli.timeutil import utcnow
 
     if mysql.is_mysql(conn):
         return mysql.ensure(conn, settings), False
@@ -225,6 +226,9 @@ def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, b
     # cached "no such table" in this backend that a concurrent CREATE does not invalidate.
     lock_schema(conn, settings.table)
     layout = detect(conn, settings)
+    if isinstance(layout, native.NativeLayout):
+        # Next month's partition before it is needed (a no-op on an unpartitioned table).
+        partitions.ahead(conn, settings.table, utcnow())
     if layout is not None:
         return layout, False
     if settings.layout == irengine.IR_ENGINE:

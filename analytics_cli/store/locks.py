@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from analytics_cli.store.names import regclass_text
 
@@ -23,6 +25,30 @@ def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:
         "'analytics-cli:schema:' || coalesce(%s, current_schema()) || '.' || %s, 0))",
         (schema or None, name),
     )
+
+
+T = TypeVar("T")
+
+# A table lock (DROP of a partition, the migration's swap) waits this long, then lets the
+# queue behind it through and tries again: a long reader never makes collect wait on it.
+BRIEF_WAIT_MS = 2_000
+BRIEF_TRIES = 30
+
+
+def briefly(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
+    """Run ``work`` in its own transaction with a short lock wait, retried while it times out."""
+    import psycopg
+
+    for attempt in range(BRIEF_TRIES):
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = {BRIEF_WAIT_MS:d}")
+                return work()
+        except psycopg.errors.LockNotAvailable:
+            if attempt == BRIEF_TRIES - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 class SlotBusy(Exception):

@@ -10,8 +10,10 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.errors import ConfigError
+from analytics_cli.store import partitions
 from analytics_cli.store.locks import lock_schema
-from analytics_cli.store.names import identifier, regclass_text
+from analytics_cli.store.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.timeutil import utcnow
 
 NAME = "native"
 
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
     from analytics_cli.store.layout import Key
-
-NATIVE_COLUMNS = ("id", "type", "count", "timestamp", "collected_at", "metadata")
 
 
 @cache
@@ -66,8 +66,20 @@ def ensure_table(conn: psycopg.Connection[Any], table: str) -> bool:
     parts = table.split(".")
     if len(parts) == 2:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(parts[0])))
-    conn.execute(sql.SQL(_schema_template()).format(table=identifier(table)))  # type: ignore[arg-type,unused-ignore]
+    create_partitioned(conn, table)
+    partitions.ahead(conn, table, utcnow())
     return True
+
+
+def create_partitioned(conn: psycopg.Connection[Any], table: str, stem: str | None = None) -> None:
+    """CREATE the partitioned table and its DEFAULT partition (named after ``stem``)."""
+    from psycopg import sql
+
+    conn.execute(
+        sql.SQL(_schema_template()).format(  # type: ignore[arg-type,unused-ignore]
+            table=identifier(table), default=identifier(partitions.default_name(stem or table))
+        )
+    )
 
 
 def require_table(conn: psycopg.Connection[Any], table: str) -> bool:
@@ -230,6 +242,7 @@ class NativeLayout:
                 samples.extend(outcome.samples)
         if not samples:
             return {}
+        partitions.cover(conn, self.table, slot)
         params = {
             "slot": slot,
             "collected_at": collected_at,
