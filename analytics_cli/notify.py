@@ -65,19 +65,6 @@ def _number(value: Any) -> str:
     return format(number, "f") if number != 0 else "0"
 
 
-def _range(low: float | None, high: float | None) -> str:
-    def num(value: float) -> str:
-        return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
-
-    if low is None and high is None:
-        return "-"
-    if low is None:
-        return f"at most {num(high or 0)}"
-    if high is None:
-        return f"at least {num(low)}"
-    return f"{num(low)} to {num(high)}"
-
-
 def from_anomalies(report: AnomalyReport, line: Callable[[Finding], str]) -> list[Notice]:
     """Each finding of ``status --anomalies`` (drop, spike, below/above limit) as an alert."""
     notices = []
@@ -96,7 +83,7 @@ def from_anomalies(report: AnomalyReport, line: Callable[[Finding], str]) -> lis
                     "description": f"{finding.kind}: {finding.why}",
                     "value": _number(finding.value),
                     "slot": iso(finding.at),
-                    "expected": _range(finding.low, finding.high),
+                    "expected": finding.expected,
                     "command": _show_command(finding.type),
                 },
             )

@@ -880,21 +880,10 @@ def status_with_anomalies(
     return status_text(report, as_json=False) + "\n" + anomaly_text(anomalies)
 
 
-def _range(low: float | None, high: float | None) -> str:
-    def num(value: float) -> str:
-        return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
-
-    if low is None and high is None:
-        return "-"
-    if low is None:
-        return f"at most {num(high or 0)}"
-    if high is None:
-        return f"at least {num(low)}"
-    return f"{num(low)} to {num(high)}"
-
-
 def anomaly_text(anomalies: AnomalyReport) -> str:
     """One row per metric: latest value, the range its history expects, the verdict."""
+    from analytics_cli.anomalies import expected_range
+
     headers = ["metric", "latest", "at", "expected", "verdict"]
     rows = []
     for c in anomalies.checks:
@@ -904,7 +893,7 @@ def anomaly_text(anomalies: AnomalyReport) -> str:
                 c.type,
                 number(c.value),
                 iso(c.at) if c.at else "-",
-                _range(c.low, c.high),
+                expected_range(c.low, c.high),
                 verdict,
             ]
         )
@@ -933,7 +922,7 @@ def finding_line(finding: Finding) -> str:
     """One finding as one line: metric, value, slot, expected range, why."""
     return (
         f"{finding.type} = {number(finding.value)} at {iso(finding.at)}, expected "
-        f"{_range(finding.low, finding.high)}: {finding.kind}, {finding.why}"
+        f"{finding.expected}: {finding.kind}, {finding.why}"
     )
 
 
