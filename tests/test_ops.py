@@ -488,9 +488,10 @@ def test_status_after_the_first_cycle_says_there_is_no_history_yet(env: Database
     assert [r[0] for r in rows] == list(BUILTINS)
     assert {r[-2] for r in rows} == {"-"}
     assert "0/0" not in result.stdout
-    assert lines[-2] == (
+    assert lines[-3] == (
         "no history yet before the current slot: missing slots are counted from the next one"
     )
+    assert lines[-2].startswith("retention: oldest row ")
     # One slot later the count starts.
     insert_rows(env, [(name, current - INTERVAL, 1) for name in BUILTINS])
     later = cli("status").stdout

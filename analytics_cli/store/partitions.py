@@ -124,6 +124,7 @@ def create_month(
     Built apart, then attached: ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on the parent,
     so concurrent inserts and reads go on (CREATE ... PARTITION OF would block them all until
     the transaction ends). The CHECK constraint spares ATTACH a scan; it is dropped after.
+    The table's own CHECK constraints are copied: ATTACH refuses a partition without them.
     """
     from psycopg import sql
 
@@ -133,7 +134,9 @@ def create_month(
     upper = next_month(month)
     part = identifier(partition_name(stem or table, month))
     conn.execute(
-        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(part, identifier(table))
+        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+            part, identifier(table)
+        )
     )
     default = _default(conn, table)
     if default is not None:
