@@ -101,11 +101,11 @@ def _changed(**changes: Any) -> str:
         (_changed(batches=[{"source": None, "collected_at": "2026-11-29T10:00:00Z",
                             "entries": [{"type": "x", "dimensional": False,
                                          "rows": [["seven", {}]]}]}]),
-         "unreadable spool file (InvalidOperation)"),
+         "type x: count 'seven' is not a number"),
         (_changed(batches=[{"source": None, "collected_at": "2026-11-29T10:00:00Z",
                             "entries": [{"type": "x", "dimensional": False,
                                          "rows": [["7", 5]]}]}]),
-         "unreadable spool file (TypeError)"),
+         "type x: metadata is not an object"),
         (_changed(batches=7), "unreadable spool file (TypeError)"),
         (V2[:-10], "unreadable spool file (JSONDecodeError)"),
     ],
@@ -134,13 +134,16 @@ def test_files_are_read_oldest_first_and_the_others_set_aside(tmp_path: Path) ->
     (folder / "20261129T101600Z-latin1.json").write_bytes(b'{"kind": "\xff"}')
     (folder / "notes.txt").write_text("not a spool file")
     (folder / ".spool-x.tmp").write_text(V2)  # a write that never finished
-    (folder / "dir.json").mkdir()
-    summary = spool.summary(folder)
-    assert [(slot, path.name) for slot, path in summary] == [
-        (SLOT, "20261129T100000Z-a.json"),
-        (None, "20261129T101500Z-bad.json"),
-        (None, "20261129T101600Z-latin1.json"),
-        (SLOT + timedelta(minutes=30), "20261129T103000Z-b.json"),
+    (folder / "dir.json").mkdir()  # named like one: listed, then set aside, never read
+    assert spool.summary(folder) == [
+        spool.Listed(folder / "20261129T100000Z-a.json", SLOT, 3),
+        spool.Listed(
+            folder / "20261129T101500Z-bad.json",
+            problem="unreadable spool file (JSONDecodeError)",
+        ),
+        spool.Listed(folder / "20261129T101600Z-latin1.json", problem="not UTF-8"),
+        spool.Listed(folder / "20261129T103000Z-b.json", SLOT + timedelta(minutes=30), 3),
+        spool.Listed(folder / "dir.json", problem="not a regular file"),
     ]
     warnings: list[str] = []
     found = [(path.name, cycle.slot) for path, cycle in spool.readable(folder, warnings.append)]
@@ -152,15 +155,22 @@ def test_files_are_read_oldest_first_and_the_others_set_aside(tmp_path: Path) ->
     assert warnings == [
         "warning: spool file 20261129T101500Z-bad.json set aside in "
         f"{rejected_dir}: unreadable spool file (JSONDecodeError)",
-        "warning: spool file 20261129T101600Z-latin1.json set aside in "
-        f"{rejected_dir}: 'utf-8' codec can't decode byte 0xff in position 10: invalid "
-        "start byte",
+        f"warning: spool file 20261129T101600Z-latin1.json set aside in {rejected_dir}: "
+        "not UTF-8 text",
+        f"warning: spool file dir.json set aside in {rejected_dir}: not a regular file",
     ]
     assert rejected_dir.stat().st_mode & 0o777 == 0o700
-    rejected = sorted(p.name for p in (folder / spool.REJECTED).iterdir())
-    assert rejected == ["20261129T101500Z-bad.json", "20261129T101600Z-latin1.json"]
-    assert (folder / spool.REJECTED / "20261129T101500Z-bad.json").read_text() == "{"
+    assert sorted(p.name for p in rejected_dir.iterdir()) == [
+        "20261129T101500Z-bad.json",
+        "20261129T101600Z-latin1.json",
+        "dir.json",
+    ]
+    assert (rejected_dir / "20261129T101500Z-bad.json").read_text() == "{"
+    assert (rejected_dir / "dir.json").is_dir()
     assert [p.name for p in spool.pending(folder)] == [
         "20261129T100000Z-a.json",
         "20261129T103000Z-b.json",
     ]
+    # What is not a spool file stays where it is, unread.
+    assert (folder / "notes.txt").read_text() == "not a spool file"
+    assert (folder / ".spool-x.tmp").read_text() == V2
