@@ -231,6 +231,7 @@ def ping(url: str, exit_code: int, *, timeout: float = PING_TIMEOUT) -> str | No
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(1024)
     except urllib.error.HTTPError as exc:
+        exc.close()  # the error answer's connection
         # The path (a check's UUID) is a secret of sorts: name only the host.
         return f"heartbeat ping to {host} failed: HTTP {exc.code}"
     except (urllib.error.URLError, OSError, ValueError) as exc:

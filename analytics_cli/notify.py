@@ -395,7 +395,8 @@ def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: st
                 response.read(65536)
             return None
         except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace").strip().splitlines()
+            with exc:  # its connection, partly read: closed now, not at some later GC
+                detail = exc.read(300).decode("utf-8", "replace").strip().splitlines()
             reason = f"HTTP {exc.code}" + (f" ({detail[0][:200]})" if detail else "")
             if exc.code < 500 and exc.code != 429:
                 break  # the request itself is wrong: sending it again changes nothing

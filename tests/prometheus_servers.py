@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,12 +55,14 @@ def wait_for(what: str, probe: Callable[[], T | None], deadline: float = DEADLIN
     """Poll ``probe`` until it returns something other than None (or fail after the deadline)."""
     end = time.monotonic() + deadline
     delay = 0.05
-    last: Exception | None = None
+    # Only the message is kept: the exception itself, held in this frame, would make a
+    # cycle with its traceback and keep whatever it holds (a connection) until a later GC.
+    last = ""
     while time.monotonic() < end:
         try:
             value = probe()
         except (OSError, ValueError) as exc:
-            last, value = exc, None
+            last, value = str(exc), None
         if value is not None:
             return value
         time.sleep(delay)
@@ -68,9 +71,14 @@ def wait_for(what: str, probe: Callable[[], T | None], deadline: float = DEADLIN
 
 
 def http_get(url: str) -> str:
-    """The body of a GET, as text."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode("utf-8"))
+    """The body of a GET, as text. An error answer (a server's 503 while it starts) is
+    raised with its connection already closed."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise
 
 
 @dataclass

@@ -84,7 +84,8 @@ def http_server(
                 with urllib.request.urlopen(request, timeout=30) as response:
                     code, data = response.status, response.read()
             except urllib.error.HTTPError as exc:
-                code, data = exc.code, exc.read()
+                with exc:
+                    code, data = exc.code, exc.read()
             self.send_response(code)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
