@@ -274,22 +274,28 @@ def _running(bins: Path, pgdata: Path) -> bool:
 
 def _private_dir(path: Path, mode: int) -> None:
     """Create ``path`` (its missing parents too) as a folder of the server's account with
-    ``mode``; an existing one must belong to that account (a folder in /tmp may be planted)."""
+    ``mode``; an existing one must belong to that account or to us (a folder in /tmp may be
+    planted). Checked and changed through one descriptor opened without following a link, so
+    the folder cannot be swapped for a link between the check and the change."""
     account = _system_user() if _as_root() else pwd.getpwuid(os.geteuid())
     path.parent.mkdir(parents=True, exist_ok=True)
     with suppress(FileExistsError):
         path.mkdir(mode=mode)
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise DatabaseError(f"embedded PostgreSQL: {path} is not a folder")
-    if _as_root():
-        os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
-    elif info.st_uid != account.pw_uid:
-        raise DatabaseError(
-            f"embedded PostgreSQL: {path} belongs to another user",
-            hint="remove it, or set $ANALYTICS_CLI_HOME to a shorter path of your own",
-        )
-    path.chmod(mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        raise DatabaseError(f"embedded PostgreSQL: {path} is not a folder") from None
+    try:
+        if os.fstat(fd).st_uid not in {account.pw_uid, os.geteuid()}:
+            raise DatabaseError(
+                f"embedded PostgreSQL: {path} belongs to another user",
+                hint="remove it, or set $ANALYTICS_CLI_HOME to a shorter path of your own",
+            )
+        if _as_root():
+            os.fchown(fd, account.pw_uid, account.pw_gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _prepare(bins: Path, home: Path, pgdata: Path, socket_dir: Path) -> None:

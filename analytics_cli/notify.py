@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -366,6 +367,13 @@ def _post_webhook(
     return _post(notify, notify.webhook, body, {"Content-Type": "application/json"}, "webhook")
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Answers a redirect as the HTTP error it is, instead of following it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: str) -> str | None:
     """POST ``body`` as JSON with bounded retries; None on success, else one line (the URL's
     host only: a webhook's path is its secret)."""
@@ -375,13 +383,22 @@ def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: st
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    where = f"{name} at {parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: the request below says so as its reason
+        port = None
+    where = f"{name} at {parts.hostname}" + (f":{port}" if port else "")
     data = json.dumps(body).encode("utf-8")
     headers = {**headers, "User-Agent": f"analytics-cli/{__version__}"}
     try:
         context = _ssl_context(notify)
     except OSError as exc:
         return f"alerts not delivered to {where}: CA file {notify.ca_file}: {exc.strerror or exc}"
+    # A redirect is not followed: urllib would repeat the request elsewhere with the
+    # Authorization header (a token or a password) on it. It is answered as the 3xx it is.
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), _RefuseRedirects()
+    )
     attempts = notify.retries + 1
     reason = ""
     for attempt in range(attempts):
@@ -389,9 +406,7 @@ def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: st
             time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(
-                request, timeout=notify.timeout.total_seconds(), context=context
-            ) as response:
+            with opener.open(request, timeout=notify.timeout.total_seconds()) as response:
                 response.read(65536)
             return None
         except urllib.error.HTTPError as exc:

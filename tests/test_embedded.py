@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from analytics_cli import embedded
+from analytics_cli.errors import DatabaseError
 from tests.conftest import proc_env, run_proc, spawn
 from tests.test_demo import assert_server_gone, outside_tmp, postgres_processes
 
@@ -351,3 +352,26 @@ def test_a_server_installed_in_a_private_folder_runs_from_a_copy(
     assert_server_gone(data)
     # The copy is keyed by this test's own folder: no later run would use it.
     shutil.rmtree(next(p for p in exe.parents if p.parent == embedded.SERVER_ROOT))
+
+
+def test_a_planted_or_linked_folder_is_refused(tmp_path: Path) -> None:
+    """A folder the tool would make private (a socket folder in /tmp, say) that another user
+    made first, or a link put in its place, is refused: never chowned or chmodded."""
+    if os.geteuid() != 0:
+        pytest.skip("planting a folder of another user needs root")
+    nobody = pwd.getpwnam("nobody")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    planted.chmod(0o777)
+    os.chown(planted, nobody.pw_uid, nobody.pw_gid)
+    with pytest.raises(DatabaseError, match="belongs to another user"):
+        embedded._private_dir(planted, 0o750)
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o777
+    assert planted.stat().st_uid == nobody.pw_uid
+    target = tmp_path / "target"
+    target.mkdir(mode=0o755)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(DatabaseError, match="is not a folder"):
+        embedded._private_dir(link, 0o700)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755

@@ -183,15 +183,18 @@ def try_create_month(conn: psycopg.Connection[Any], table: str, month: datetime)
 
     row = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
     before = str(row[0]) if row else "0"
+    created: bool | None
     try:
         with conn.transaction():
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(CREATE_WAIT_MS),))
-            return create_month(conn, table, month)
+            created = create_month(conn, table, month)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.LockNotAvailable):
-        return None
-    finally:
-        # The caller's own bound on lock waits (the slot lock's) for the rest of its transaction.
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (before,))
+        created = None
+    # The caller's own bound on lock waits (the slot lock's) for the rest of its transaction.
+    # Not after any other error: the connection may be gone, and a second error raised here
+    # would hide the first one (the one the operator needs to see).
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (before,))
+    return created
 
 
 def cover(conn: psycopg.Connection[Any], table: str, slot: datetime) -> None:
