@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import importlib.util
@@ -179,7 +180,39 @@ def _migrate(home: Path, pgdata: Path) -> None:
     _private_dir(pgdata.parent, 0o750)
     if pgdata.exists():
         pgdata.rmdir()  # an empty folder left by an interrupted start
-    shutil.move(str(legacy), str(pgdata))
+    staging = pgdata.with_name(".pgdata-moving")
+    shutil.rmtree(staging, ignore_errors=True)  # what a copy cut short left, if anything
+    try:
+        os.rename(legacy, pgdata)  # one file system: all at once
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise DatabaseError(f"embedded PostgreSQL: cannot move {legacy}: {exc}") from None
+    # Another file system: copied whole beside the target (owners kept), renamed into place,
+    # and only then is the original removed. A copy cut short is never taken for the data
+    # folder: the next start throws it away and copies again from the original.
+    try:
+        shutil.copytree(legacy, staging, symlinks=True, copy_function=_copy_owned)
+        for folder, _, _ in os.walk(legacy):
+            info = os.lstat(folder)
+            os.lchown(staging / Path(folder).relative_to(legacy), info.st_uid, info.st_gid)
+        os.rename(staging, pgdata)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DatabaseError(
+            f"embedded PostgreSQL: cannot move {legacy} to {pgdata}: {exc}",
+            hint=f"the data is still in {legacy}; free space under {pgdata.parent} and rerun",
+        ) from None
+    shutil.rmtree(legacy)
+
+
+def _copy_owned(source: str, target: str) -> None:
+    """``shutil.copy2`` that keeps the owner too (the server's account owns its files)."""
+    import shutil
+
+    shutil.copy2(source, target, follow_symlinks=False)
+    info = os.lstat(source)
+    os.lchown(target, info.st_uid, info.st_gid)
 
 
 def pgdata_dir(home: Path) -> Path:

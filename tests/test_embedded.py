@@ -289,8 +289,27 @@ def test_a_command_leaves_the_home_folder_as_it_was(data: Path) -> None:
     assert_server_gone(data)
 
 
+@pytest.fixture(params=["same file system", "another file system"])
+def old_home(request: pytest.FixtureRequest, data: Path) -> Iterator[Path]:
+    """Where an earlier version kept its data: beside the new place, or on another file
+    system (/dev/shm, a tmpfs), where the move is a copy that can be cut short."""
+    if request.param == "same file system":
+        yield data
+        return
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="analytics-cli-embedded-test-", dir="/dev/shm"))
+    folder.chmod(0o755)
+    try:
+        yield folder / "data"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the data moves out of the home only as root")
-def test_a_data_folder_of_an_earlier_version_is_moved_out_and_closed(data: Path) -> None:
+def test_a_data_folder_of_an_earlier_version_is_moved_out_and_closed(old_home: Path) -> None:
+    data = old_home
     # What an earlier version left: the home opened (o+x), the data inside, trust for all.
     data.mkdir(mode=0o701)
     data.parent.chmod(0o701)
@@ -307,10 +326,16 @@ def test_a_data_folder_of_an_earlier_version_is_moved_out_and_closed(data: Path)
     assert "local   all             all                                     trust" in (
         (legacy / "pg_hba.conf").read_text()
     )
+    # What a copy cut short would have left beside the target: thrown away, never used.
+    moved = embedded.pgdata_dir(data)
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    (moved.parent / ".pgdata-moving").mkdir(exist_ok=True)
+    (moved.parent / ".pgdata-moving" / "PG_VERSION").write_text("half\n")
     result = run_proc("db", "init", env=proc_env(ANALYTICS_CLI_HOME=str(data)))
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[-1] == "table analytics: created"
     assert not legacy.exists()
+    assert not (moved.parent / ".pgdata-moving").exists()
     moved = embedded.pgdata_dir(data)
     assert moved.parent.parent == embedded.SERVER_ROOT
     assert (moved / "PG_VERSION").exists()
