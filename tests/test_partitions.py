@@ -424,24 +424,42 @@ def test_db_init_makes_next_month_on_an_existing_table(env: Databases) -> None:
     assert following in part_names(env)
 
 
+PASSWORD = "partitions-pw-5150"
+
+
+def _login(env: Databases, role: str) -> str:
+    """A narrow role's connection string: over TCP with its password, which both test servers
+    take there (Debian's PostgreSQL asks for peer authentication on its socket)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from tests.conftest import PASSWORD_HOST
+
+    port = conninfo_to_dict(env.admin).get("port") or 5432
+    return make_conninfo(
+        host=PASSWORD_HOST["host"], port=port, dbname=env.store_name, user=role, password=PASSWORD
+    )
+
+
 def test_a_role_that_may_not_create_tables_still_stores_its_cycle(
     env: Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import uuid
 
-    from psycopg.conninfo import make_conninfo
-
     assert cli("db", "init").exit_code == 0
     role = f"writer_{uuid.uuid4().hex[:8]}"
     with env.store_conn() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(PASSWORD)
+            )
+        )
         conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
         conn.execute(
             sql.SQL("GRANT SELECT, INSERT ON analytics TO {}").format(sql.Identifier(role))
         )
     try:
-        monkeypatch.setenv("ANALYTICS_STORE_DSN", make_conninfo(env.store, user=role))
+        monkeypatch.setenv("ANALYTICS_STORE_DSN", _login(env, role))
         result = cli("collect", "--at", "2024-03-15T10:00:00Z", "--only", "activeInstances")
         assert result.exit_code == 0, result.stderr
         # No partition for March 2024 and none could be made: the row is in the DEFAULT one.
@@ -531,19 +549,21 @@ def test_migrate_keeps_the_grants_a_collector_relies_on(
 ) -> None:
     import uuid
 
-    from psycopg.conninfo import make_conninfo
-
     _plain_store(env, 24 * 3)
     role = f"Writer_{uuid.uuid4().hex[:8]}"  # a name that needs quoting
     with env.store_conn() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(PASSWORD)
+            )
+        )
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
         conn.execute(
             sql.SQL("GRANT SELECT, INSERT ON analytics TO {}").format(sql.Identifier(role))
         )
     try:
         assert cli("db", "migrate", "--partition").exit_code == 0
-        monkeypatch.setenv("ANALYTICS_STORE_DSN", make_conninfo(env.store, user=role))
+        monkeypatch.setenv("ANALYTICS_STORE_DSN", _login(env, role))
         result = cli("collect", "--at", "2025-01-02T10:00:00Z", "--only", "activeInstances")
         assert result.exit_code == 0, result.stderr
         with env.store_conn() as conn:
