@@ -40,6 +40,21 @@ LEVEL_QUANTILE = 0.9
 MAD_SCALE = 1.4826
 
 
+def expected_range(low: float | None, high: float | None) -> str:
+    """The expected range as a person reads it: ``3 to 12``, ``at least 3``, ``at most 12``."""
+
+    def num(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+    if low is None and high is None:
+        return "-"
+    if low is None:
+        return f"at most {num(high or 0)}"
+    if high is None:
+        return f"at least {num(low)}"
+    return f"{num(low)} to {num(high)}"
+
+
 @dataclass(frozen=True)
 class Finding:
     """One reason to alert: the value, the range it left and why."""
@@ -51,6 +66,11 @@ class Finding:
     high: float | None
     kind: str  # "drop", "spike", "below limit", "above limit"
     why: str
+
+    @property
+    def expected(self) -> str:
+        """The range the value left, as a person reads it."""
+        return expected_range(self.low, self.high)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -155,7 +175,7 @@ def anomalies(settings: Settings, *, now: datetime | None = None) -> AnomalyRepo
         layout = detect(conn, settings)
         if layout is None:
             return report
-        sel = selection(layout, store.Selection(settings.table, since=since, until=now))
+        sel = selection(layout, store.Selection(settings.table, since=since, until=now), conn)
         series: dict[str, dict[datetime, Decimal]] = {}
         for point in store.total_points(conn, sel, settings.interval, settings.interval):
             series.setdefault(point.type, {})[point.timestamp] = point.count

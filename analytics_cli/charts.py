@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
-from analytics_cli.timeutil import when
-
+# The name of the --by series whose rows have no value (JSON null) for the key.
+NONE_LABEL = "(none)"
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24
 CHART_HEIGHT = 12
@@ -52,19 +53,105 @@ def sparkline(values: list[float | None]) -> str:
     return "".join(out)
 
 
+def nice_step(raw: float) -> float:
+    """The smallest step of the 1-2-5 series (…, 0.5, 1, 2, 5, 10, …) at least ``raw``."""
+    import math
+
+    if raw <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if factor * power >= raw * (1 - 1e-9):
+            return factor * power
+    return 10 * power  # pragma: no cover - the loop ends at 10
+
+
+def y_ticks(low: float, high: float, target: int = 4) -> list[float]:
+    """Round ticks (a 1-2-5 step) from a multiple of the step at or below ``low`` to one at or
+    above ``high``: at most about ``target`` + 1 of them, covering both."""
+    import math
+
+    if high < low:
+        low, high = high, low
+    if high == low:
+        low, high = (low - 1, high + 1) if low < 0 or low >= 1 else (0.0, max(1.0, high + 1))
+    step = nice_step((high - low) / target)
+    first = math.floor(low / step + 1e-9) * step
+    last = math.ceil(high / step - 1e-9) * step
+    count = round((last - first) / step)
+    return [first + i * step for i in range(count + 1)]
+
+
+def tick_label(value: float, step: float) -> str:
+    """A tick's text with as many decimals as the step needs (no float noise)."""
+    import math
+
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    text = f"{value:.{decimals}f}"
+    return "0" if text.strip("-0.") == "" else text
+
+
+# x-axis steps: each a length in seconds, and whether its ticks are calendar days.
+_MINUTE, _HOUR, _DAY = 60, 3600, 86400
+X_STEPS = (
+    *(m * _MINUTE for m in (1, 2, 5, 10, 15, 30)),
+    *(h * _HOUR for h in (1, 2, 3, 6, 12)),
+    *(d * _DAY for d in (1, 2, 7, 14, 28, 91, 182, 364)),
+)
+
+
+def x_ticks(since: Any, until: Any, tz: Any, cols: int) -> list[tuple[int, str]]:
+    """Time ticks at round local times (whole minutes, hours, days) as (column, label): as
+    many as fit in ``cols`` columns with two blanks between labels; no seconds. A tick at
+    local midnight is labelled with its date, others with their time of day."""
+    from datetime import datetime, timedelta
+
+    start, end = since.astimezone(tz), until.astimezone(tz)
+    span = max((end - start).total_seconds(), 1.0)
+    long_dates = start.year != end.year
+    day_format = "%Y-%m-%d" if long_dates else "%m-%d"
+    midnight = datetime(start.year, start.month, start.day, tzinfo=start.tzinfo)
+    for step in X_STEPS:
+        ticks: list[tuple[int, str]] = []
+        if step < _DAY:
+            moment = midnight
+            while moment < start:
+                moment += timedelta(seconds=step)
+        else:
+            moment = midnight if midnight >= start else midnight + timedelta(days=1)
+        while moment <= end:
+            local = moment.astimezone(tz)
+            at_midnight = local.hour == 0 and local.minute == 0
+            label = local.strftime(day_format if at_midnight or step >= _DAY else "%H:%M")
+            col = int((moment - start).total_seconds() / span * (cols - 1))
+            ticks.append((col, label))
+            moment += timedelta(seconds=step)
+        width = max((len(label) for _, label in ticks), default=0) + 2
+        # Evenly spaced labels need ``width`` columns each; the last may end at the edge.
+        if len(ticks) <= 1 or min(b[0] - a[0] for a, b in pairwise(ticks)) >= width:
+            return ticks
+    return []
+
+
 def chart_lines(
     data: Any, tz: Any, *, width: int, height: int = CHART_HEIGHT, fancy: bool = True
 ) -> list[list[tuple[str, int | None]]]:
-    """A braille line chart of the points: lines of (text, series index or None) segments."""
+    """A braille line chart of the points: lines of (text, series index or None) segments.
+
+    The y axis has round ticks (a 1-2-5 step) covering the points and, when the summaries
+    are given, every series' min and max; the x axis is labelled at round local times.
+    """
     sel = data.selection
     types = series_names(data)
     by = getattr(sel, "by", None)
     values = [float(p.count) for p in data.points]
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if high == low:
-        low, high = low - 1, high + 1
-    labels = [number_label(high), number_label((low + high) / 2), number_label(low)]
-    label_w = max(len(s) for s in labels)
+    for s in getattr(data, "summaries", []) or []:
+        values += [float(s.min), float(s.max)]
+    ticks = y_ticks(min(values), max(values)) if values else y_ticks(0.0, 1.0)
+    low, high = ticks[0], ticks[-1]
+    step_y = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    labels_y = [tick_label(t, step_y) for t in ticks]
+    label_w = max(len(s) for s in labels_y)
     cols = max(10, width - label_w - 2)
     dots_x, dots_y = cols * 2, height * 4
     grid = [[0] * cols for _ in range(height)]
@@ -72,6 +159,9 @@ def chart_lines(
     t0 = sel.since.timestamp()
     span = max(sel.until.timestamp() - t0, 1.0)
     step = (sel.bucket or data.interval).total_seconds()
+
+    def dot_y(value: float) -> int:
+        return round((value - low) / (high - low) * (dots_y - 1))
 
     def plot(x: int, y: int, who: int) -> None:
         if 0 <= x < dots_x and 0 <= y < dots_y:
@@ -84,19 +174,21 @@ def chart_lines(
         for p in (p for p in data.points if series_of(p, by) == name):
             ts = p.timestamp.timestamp()
             x = int((ts - t0) / span * (dots_x - 1))
-            y = round((float(p.count) - low) / (high - low) * (dots_y - 1))
+            y = dot_y(float(p.count))
             # Join neighbours with a line; leave missing slots visible as breaks.
             if previous is not None and ts - previous[2] <= step * 1.5:
                 _line(previous[0], previous[1], x, y, lambda a, b, w=who: plot(a, b, w))
             else:
                 plot(x, y, who)
             previous = (x, y, ts)
-    axis, corner, rule = ("┤", "└", "─") if fancy else ("|", "+", "-")
+    # Each tick labels the row that holds its value's dot.
+    row_labels = {
+        (dots_y - 1 - dot_y(t)) // 4: text for t, text in zip(ticks, labels_y, strict=True)
+    }
+    axis, corner, rule, mark = ("┤", "└", "─", "┬") if fancy else ("|", "+", "-", "+")
     lines: list[list[tuple[str, int | None]]] = []
     for r in range(height):
-        label = labels[0] if r == 0 else labels[2] if r == height - 1 else ""
-        if r == height // 2 and height > 2:
-            label = labels[1]
+        label = row_labels.get(r, "")
         tick = axis if label or not fancy else "│"
         segs: list[tuple[str, int | None]] = [(f"{label:>{label_w}} {tick}", None)]
         for c in range(cols):
@@ -112,17 +204,17 @@ def chart_lines(
                 for i, (s, w) in enumerate(segs)
             ]
         )
-    lines.append([(" " * label_w + " " + corner + rule * cols, None)])
-    start, middle, end = (
-        when(sel.since, tz),
-        when(sel.since + (sel.until - sel.since) / 2, tz),
-        when(sel.until, tz),
-    )
-    pad = label_w + 2
-    inner = cols - len(start) - len(end)
-    gap1 = max(1, inner // 2 - len(middle) // 2)
-    gap2 = max(1, inner - gap1 - len(middle))
-    lines.append([(" " * pad + start + " " * gap1 + middle + " " * gap2 + end, None)])
+    xticks = x_ticks(sel.since, sel.until, tz, cols)
+    rule_line = [rule] * cols
+    text = [" "] * cols
+    for col, label in xticks:
+        rule_line[col] = mark
+        # Centred under its tick, kept inside the plot's width.
+        left = min(max(0, col - len(label) // 2), cols - len(label))
+        text[left : left + len(label)] = list(label)
+    pad = " " * (label_w + 1)
+    lines.append([(pad + corner + "".join(rule_line), None)])
+    lines.append([(pad + " " + "".join(text).rstrip(), None)])
     return lines
 
 
@@ -131,7 +223,7 @@ def series_of(point: Any, by: str | None) -> str:
     if by is None:
         return str(point.type)
     value = (point.metadata or {}).get(by)
-    return "null" if value is None else str(value)
+    return NONE_LABEL if value is None else str(value)
 
 
 def series_names(data: Any) -> list[str]:
@@ -141,15 +233,8 @@ def series_names(data: Any) -> list[str]:
     if by is None:
         return list(sel.types or sorted({p.type for p in data.points}))
     if getattr(sel, "by_values", None) is not None:
-        return list(sel.by_values)
+        return [NONE_LABEL if v is None else str(v) for v in sel.by_values]
     return sorted({series_of(p, by) for p in data.points})
-
-
-def number_label(value: float) -> str:
-    """A compact axis label."""
-    if value == int(value) and abs(value) < 1e9:
-        return str(int(value))
-    return f"{value:.4g}"
 
 
 def _line(x0: int, y0: int, x1: int, y1: int, plot: Any) -> None:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 from analytics_cli.config import Settings
 from analytics_cli.db import store_session
+from analytics_cli.store import grants
 from analytics_cli.store.layout import detect
+from analytics_cli.store.mysql import is_mysql
 from analytics_cli.timeutil import floor_slot, utcnow
 
 if TYPE_CHECKING:
@@ -25,6 +27,14 @@ class CheckReport:
     table_exists: bool
     outcomes: list[Sample | MetricFailure] = field(default_factory=list)
     plans: list[MetricPlan] = field(default_factory=list)
+    # Each use of the store (collect, collect --replace, prune) with the privileges it needs
+    # and of those the ones the store account lacks.
+    grants: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+
+    @property
+    def cannot_collect(self) -> tuple[str, ...]:
+        """What the account lacks for a plain collect (INSERT; CREATE for an absent table)."""
+        return next((missing for use, _, missing in self.grants if use == "collect"), ())
 
     @property
     def failed(self) -> int:
@@ -35,8 +45,8 @@ class CheckReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when every metric ran, 1 when some failed (as for collect)."""
-        return 1 if self.failed else 0
+        """0 when every metric ran and collect may write, else 1 (as for collect)."""
+        return 1 if self.failed or self.cannot_collect else 0
 
 
 def check(settings: Settings, *, explain: bool = False) -> CheckReport:
@@ -49,15 +59,33 @@ def check(settings: Settings, *, explain: bool = False) -> CheckReport:
         layout = detect(conn, settings)
         if layout is not None:
             layout.refuse(settings, specs)
+        held = grants.privileges(conn, settings.table, layout is not None)
+        mysql = is_mysql(conn)
     exists = layout is not None
     slot = floor_slot(utcnow(), settings.interval)
     # Every source in its own snapshot, then the HTTP metrics (as one collect cycle reads).
     batches = read_all(settings, plan(settings, specs, None), slot)
     collected_at = min((b.collected_at for b in batches), default=utcnow())
     report = CheckReport(slot, collected_at, exists, flatten(batches))
+    report.grants = needed_grants(held, exists=exists, mysql=mysql)
     if explain:
         report.plans = plans(settings, slot)
     return report
+
+
+def needed_grants(
+    held: set[str], *, exists: bool, mysql: bool
+) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """Each use of the store, what it needs and what of that is missing. An absent table is
+    created by the first collect (CREATE in its schema; MySQL never creates it)."""
+    if not exists and not mysql:
+        return [("collect", ("CREATE",), () if "CREATE" in held else ("CREATE",))]
+    found: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    for use, needs in grants.USES:
+        if mysql and use == "prune":
+            needs = ("DELETE",)  # batches are deleted by LIMIT, no row lock taken first
+        found.append((use, needs, tuple(p for p in needs if p not in held)))
+    return found
 
 
 def plans(settings: Settings, slot: datetime) -> list[MetricPlan]:

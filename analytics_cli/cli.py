@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from analytics_cli import __version__
 from analytics_cli.console import LogFormat, Output
-from analytics_cli.errors import AnalyticsError, Interrupted
+from analytics_cli.errors import AnalyticsError, DatabaseError, Interrupted, missing_extra
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
@@ -113,6 +113,13 @@ def handled() -> Iterator[None]:
     except AnalyticsError as exc:
         out.error(str(exc), exc.hint)
         raise typer.Exit(exc.exit_code) from None
+    except ImportError as exc:
+        # An optional library reached without its extra: one line naming the extra.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        out.error(str(missing), missing.hint)
+        raise typer.Exit(missing.exit_code) from None
     except BrokenPipeError:
         _silence_stdout()
         raise typer.Exit(0) from None
@@ -195,6 +202,14 @@ def main_callback(
 
     layout.listen(out.info)  # the store layout's notice: once per command, like other info
     out.hide(dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_")))
+    from analytics_cli.dsn import dsn_secrets
+
+    if dsn and dsn_secrets(dsn):
+        # The command line of a process is public: every local user reads it with ps.
+        out.warn(
+            "--dsn holds a password, which other local users can read in the process list; "
+            "put it in PGPASSFILE (~/.pgpass), $ANALYTICS_DSN or a config file of mode 600"
+        )
 
 
 def _load(ctx: typer.Context) -> Settings:
@@ -267,6 +282,10 @@ def _deliver(settings: Settings, command: str, groups: Mapping[str, Any]) -> Non
 
 
 # ---------------------------------------------------------------------------- collect
+
+# Without a terminal, a backfill logs a progress line each this many slots (and each quarter):
+# a year of 30-minute slots says it is alive every few seconds, not every few hours.
+BACKFILL_LOG_EVERY = 100
 
 
 @app.command(epilog=docs("collect.md"))
@@ -351,11 +370,12 @@ def collect(
     from analytics_cli import cycle as collect_mod
     from analytics_cli import db, notify, render
     from analytics_cli.metrics import enabled_metrics
-    from analytics_cli.timeutil import parse_duration, parse_timestamp
+    from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
 
     settings: Settings | None = None
     report: collect_mod.CycleReport | None = None
     failure: AnalyticsError | None = None
+    failed: DatabaseError | None = None
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
         try:
             with handled():
@@ -363,6 +383,9 @@ def collect(
                     settings = _with_notify(_load(ctx), alertmanager, webhook)
                     hooks.loaded(settings)
                     when = parse_timestamp(at, what="--at") if at else None
+                    if when is not None:
+                        # Before any database is used: nothing counted, nothing written.
+                        check_slot_time(when, now=utcnow(), interval=settings.interval, what="--at")
                     window = parse_duration(backfill, what="--backfill") if backfill else None
                     if no_spool:
                         settings = dataclasses.replace(settings, spool_enabled=False)
@@ -371,17 +394,26 @@ def collect(
                     jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
                     filled = None
                     with db.resolved(settings, announce=_announce) as live:
-                        report = collect_mod.run_cycle(
-                            live,
-                            at=when,
-                            only=only,
-                            dry_run=dry_run,
-                            replace=replace,
-                            sources=source,
-                        )
-                        hooks.finished(live, report)
-                        if window is not None and not dry_run:
-                            with out.steps("backfill", "slots", "written") as step:
+                        try:
+                            report = collect_mod.run_cycle(
+                                live,
+                                at=when,
+                                only=only,
+                                dry_run=dry_run,
+                                replace=replace,
+                                sources=source,
+                            )
+                        except DatabaseError as exc:
+                            # Exit 3 keeps the cycle's report: shown below, after the error.
+                            if not isinstance(exc.report, collect_mod.CycleReport):
+                                raise
+                            report, failed = exc.report, exc
+                        if failed is None:
+                            hooks.finished(live, report)
+                        if window is not None and not dry_run and failed is None:
+                            with out.steps(
+                                "backfill", "slots", "written", every=BACKFILL_LOG_EVERY
+                            ) as step:
                                 filled = collect_mod.backfill(
                                     live,
                                     jobs,
@@ -394,11 +426,19 @@ def collect(
                     raise
         finally:
             # The run's own failures as alerts: a finished cycle (failed metrics) or a store
-            # that could not be written (exit 3); a usage error says nothing of the metrics.
+            # that could not be written (exit 3); a usage error says nothing of the metrics,
+            # nor does a cycle that ended at the store (its report holds no metric).
             ended = report is not None or (failure is not None and failure.exit_code == 3)
             if settings is not None and ended and not dry_run:
-                _deliver(settings, "collect", notify.from_cycle(report, failure))
+                finished = report if failed is None else None
+                _deliver(settings, "collect", notify.from_cycle(finished, failure or failed))
+        assert report is not None
+        if failed is not None:
+            # The error first (cron mails its first line), then the report and summary.
+            out.error(str(failed), failed.hint)
         render.collect_report(report, out, as_json=as_json)
+        if failed is not None:
+            raise typer.Exit(failed.exit_code)
         if filled is not None:
             render.backfill_report(filled, out)
         raise typer.Exit(max(report.exit_code, filled.exit_code if filled else 0))
@@ -418,6 +458,38 @@ def db_init(ctx: typer.Context) -> None:
         with db.resolved(settings, announce=_announce) as live:
             created = collect_mod.ensure_store(live)
     render.db_init(out, settings.table, created)
+
+
+@db_app.command("migrate", epilog=docs("operations.md"))
+def db_migrate(
+    ctx: typer.Context,
+    partition: Annotated[
+        bool,
+        typer.Option(
+            "--partition",
+            help="Convert an unpartitioned native table to monthly partitions, online: "
+            "every row kept, collect goes on; run again to resume.",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows copied per transaction.")
+    ] = 10_000,
+) -> None:
+    """Change the store table's shape (today: --partition)."""
+    from analytics_cli import db, render
+    from analytics_cli import migrate as migrate_mod
+
+    with handled():
+        if not partition:
+            fail("say what to migrate: --partition", hint="analytics-cli db migrate --partition")
+        settings = _load(ctx)
+        with db.resolved(settings, announce=_announce) as live:
+            done = migrate_mod.migrate_partition(
+                live,
+                batch_size=batch_size,
+                progress=lambda n: out.debug(f"copied through id {n}"),
+            )
+    render.migrated(out, settings.table, done)
 
 
 # ---------------------------------------------------------------------------- show / export
@@ -691,7 +763,15 @@ def report(
         ),
     ],
     type_: TypeOpt = None,
-    since: Annotated[str, typer.Option("--since", help=f"Start of the window: {AGO}.")] = "30d",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help=f"Start of the window: {AGO}. Default: the oldest stored slot, at most 30 "
+            "days back.",
+            show_default=False,
+        ),
+    ] = None,
     until: UntilOpt = None,
     by: Annotated[
         str | None,
@@ -722,6 +802,7 @@ def report(
     from analytics_cli.timeutil import utcnow, zone
 
     with handled():
+        report_mod.require_charts()
         settings = _load(ctx)
         start, end, _ = _window(since, until, None, open_end=False)
         tzone = zone(tz)
@@ -881,22 +962,43 @@ def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
     return _remember_secrets(replace(_globals(ctx), config=path).settings())
 
 
+class Dialect(StrEnum):
+    """The SQL dialect of the platform database (the source)."""
+
+    postgresql = "postgresql"
+    mysql = "mysql"
+
+
 @config_app.command("init", epilog=docs("configuration.md"))
 def config_init(
+    ctx: typer.Context,
     path: Annotated[
         Path,
         typer.Argument(help="Where to write it ('-' for stdout).", dir_okay=False),
     ] = Path("analytics-cli.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    dialect: Annotated[
+        Dialect | None,
+        typer.Option(
+            "--dialect",
+            help="SQL of the example metric. Default: the source's, from --dsn, "
+            "$ANALYTICS_SOURCE_DSN or $ANALYTICS_DSN (mysql:// gives mysql), else postgresql.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
     from analytics_cli import render, starter
 
+    source = _globals(ctx).dsn or os.environ.get("ANALYTICS_SOURCE_DSN")
+    chosen = (
+        dialect.value if dialect else starter.dialect_of(source or os.environ.get("ANALYTICS_DSN"))
+    )
     with handled():
         if str(path) == "-":
-            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH))
+            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH, chosen))
             return
-        starter.write_starter(path, force=force)
+        starter.write_starter(path, force=force, dialect=chosen)
     render.starter_written(out, path)
 
 
@@ -1004,12 +1106,16 @@ def status_cmd(
         found = None
         with db.resolved(settings, announce=_announce) as live:
             report = status.status(live, max_age=limit)
-            if anomalies:
+            if anomalies and report.store_error is None:
                 from analytics_cli import anomalies as anomalies_mod
 
                 found = anomalies_mod.anomalies(live)
         out.write(render.status_with_anomalies(report, found, as_json=as_json))
-        render.stale_reason(out, report)
+        if report.store_error is not None:
+            out.error(report.store_error, report.store_hint)
+        else:
+            render.future_rows(out, report)
+            render.stale_reason(out, report)
         if found is not None:
             render.anomaly_findings(out, found)
         if settings.notify.enabled:
@@ -1062,13 +1168,111 @@ def prune_cmd(
                 return
             if todo and not yes and not typer.confirm(f"delete {todo} rows {scope}?", err=True):
                 fail("nothing was deleted", code=1)
-            deleted, batches = prune.prune(
+            done = prune.prune(
                 live,
                 cutoff,
                 batch_size=batch_size,
                 progress=lambda n: out.debug(f"deleted {n} rows so far"),
             )
-    out.write(render.pruned(deleted, batches, scope))
+    out.write(render.pruned(done.rows, done.batches, scope, dropped=done.dropped))
+
+
+# ---------------------------------------------------------------------------- spool
+
+spool_app = typer.Typer(
+    help="List the cycles waiting in the local spool; remove the ones never replayed here.",
+    no_args_is_help=True,
+    epilog=docs("operations.md"),
+)
+app.add_typer(spool_app, name="spool")
+
+
+@spool_app.command("list", epilog=docs("operations.md"))
+def spool_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List every spool file: its slot and rows, or the other store it is for, or why it
+    cannot be replayed; and the files set aside in rejected/. Connects to no database."""
+    import json
+
+    from analytics_cli import db, spool
+    from analytics_cli.timeutil import iso
+
+    with handled():
+        settings = _load(ctx)
+        with db.resolved(settings) as live:
+            folder = spool.spool_dir(live)
+            items = spool.summary(folder, spool.store_identity(live))
+        aside = spool.rejected(folder)
+    if as_json:
+        doc = {
+            "folder": str(folder),
+            "files": [
+                {
+                    "file": str(i.path),
+                    "slot": iso(i.slot) if i.slot else None,
+                    "rows": i.rows,
+                    "store": i.foreign,
+                    "problem": i.problem,
+                }
+                for i in items
+            ],
+            "rejected": [str(p) for p in aside],
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return
+    lines = [f"spool folder {folder}: {len(items)} file(s), {len(aside)} set aside"]
+    for i in items:
+        if i.problem is not None:
+            lines.append(f"{i.path}  cannot be replayed: {i.problem}")
+        elif i.foreign is not None:
+            lines.append(f"{i.path}  another store: {i.foreign}")
+        else:
+            lines.append(f"{i.path}  slot {iso(i.slot) if i.slot else '?'}, {i.rows} row(s)")
+    lines += [f"{p}  set aside" for p in aside]
+    out.write("\n".join(lines) + "\n")
+
+
+@spool_app.command("drop", epilog=docs("operations.md"))
+def spool_drop(
+    ctx: typer.Context,
+    foreign: Annotated[
+        bool, typer.Option("--foreign", help="Remove the files spooled for another store.")
+    ] = False,
+    rejected: Annotated[
+        bool, typer.Option("--rejected", help="Remove the files set aside in rejected/.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove spool files that this configuration never replays; asks first on a terminal."""
+    from analytics_cli import console, db, spool
+
+    with handled():
+        if not (foreign or rejected):
+            fail("nothing to drop", hint="name what to remove: --foreign, --rejected or both")
+        settings = _load(ctx)
+        with db.resolved(settings) as live:
+            folder = spool.spool_dir(live)
+            todo = spool.droppable(
+                folder, spool.store_identity(live), foreign=foreign, rejected_too=rejected
+            )
+        if not todo:
+            out.info(f"nothing to remove in {folder}")
+            return
+        if not yes:
+            if not console.stdin_is_terminal():
+                fail(
+                    "refusing to delete without confirmation (no terminal)",
+                    hint="add --yes to drop from a script",
+                )
+            for path in todo:
+                out.info(f"would remove {path}")
+            if not typer.confirm(f"remove {len(todo)} spool file(s)?", err=True):
+                fail("nothing was removed", code=1)
+        for path in todo:
+            spool.remove(path)
+        out.info(f"removed {len(todo)} spool file(s) from {folder}")
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -1090,6 +1294,49 @@ def _click_exception() -> type[Exception]:
     return ClickException
 
 
+def _output_flag(token: str) -> bool:
+    """-q, -v (and -qq, -vv...), --quiet, --verbose, --log-format[=X]: the output options."""
+    return (
+        token in ("--quiet", "--verbose", "--log-format")
+        or token.startswith("--log-format=")
+        or (len(token) > 1 and token[0] == "-" and set(token[1:]) in ({"q"}, {"v"}))
+    )
+
+
+def hoist_output_options(argv: list[str]) -> list[str]:
+    """The output options typed after the command (``collect -q``) moved before it, where
+    the group reads them; a token that is an option's value, or follows ``--``, stays."""
+    if not any(_output_flag(t) for t in argv):
+        return argv
+    command: Any = typer.main.get_command(app)
+    root = command
+    kept: list[str] = []
+    hoisted: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            kept += [token, *tokens]
+            break
+        if token.startswith("-") and token != "-":
+            name = token.partition("=")[0]
+            option = next((p for p in command.params if name in getattr(p, "opts", ())), None)
+            if option is None and command is not root and _output_flag(token):
+                hoisted.append(token)
+                if token == "--log-format":
+                    hoisted.append(next(tokens, ""))
+                continue
+            kept.append(token)
+            takes_value = option is not None and not (option.is_flag or option.count)
+            if takes_value and "=" not in token:
+                kept.append(next(tokens, ""))
+            continue
+        kept.append(token)
+        sub = getattr(command, "commands", {}).get(token)
+        if sub is not None:
+            command = sub
+    return hoisted + kept
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: run the app and exit with the documented code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -1099,7 +1346,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         os.environ["COLUMNS"] = "100000"
     click_exception = _click_exception()
     try:
-        result = app(args=argv, prog_name="analytics-cli", standalone_mode=False)
+        args = hoist_output_options(sys.argv[1:] if argv is None else list(argv))
+        result = app(args=args, prog_name="analytics-cli", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
@@ -1119,6 +1367,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = 130
     except KeyboardInterrupt:
         code = 130
+    except ImportError as exc:
+        # The last net for an optional library reached outside a command's error handling.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        out.error(str(missing), missing.hint)
+        code = missing.exit_code
     if code == 130:
         if _TERMINATED:
             out.error("terminated (SIGTERM); open transactions were rolled back")

@@ -310,8 +310,32 @@ def _check_type(path: Path, key: str, value: Any, expected: type | tuple[type, .
         wrong = not isinstance(value, tuple(t for t in allowed if t is not bool))
     if wrong:
         raise ConfigError(
-            f"{path}: {key} must be {_type_name(expected)}, got {type(value).__name__}"
+            f"{path}: {key} must be {_type_name(expected)}, got {type(value).__name__}",
+            hint=_duration_hint(key, value),
         )
+
+
+# The keys whose value is a duration: a string with a unit ("30m"), never a bare number.
+_DURATION_KEYS = {
+    "interval",
+    "statement_timeout",
+    "connect_timeout",
+    "catch_up",
+    "every",
+    "timeout",
+}
+
+
+def _duration_hint(key: str, value: Any) -> str | None:
+    """For a bare number where a duration goes: the same number written with a unit."""
+    name = key.rpartition(".")[2]
+    if name not in _DURATION_KEYS or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    unit = "m" if name in ("interval", "every", "catch_up") else "s"
+    number = int(value) if float(value).is_integer() else value
+    return (
+        f'a duration is a string with its unit: {name} = "{number}{unit}" (units s, m, h, d, w, y)'
+    )
 
 
 def validate_table(name: str, *, where: str = "[store] table") -> str:
@@ -886,7 +910,7 @@ def apply_overrides(settings: Settings, *, dsn: str | None, env: Mapping[str, st
     if env.get("ANALYTICS_SOURCE_DSN"):
         if settings.sources:
             raise ConfigError(
-                "$ANALYTICS_SOURCE_DSN is set but the config file has [[source]] tables",
+                f"{settings.path}: $ANALYTICS_SOURCE_DSN is set but the file has [[source]] tables",
                 hint="unset ANALYTICS_SOURCE_DSN, or give that database a [[source]] table",
             )
         source, source_origin = env["ANALYTICS_SOURCE_DSN"], "$ANALYTICS_SOURCE_DSN"
@@ -909,12 +933,12 @@ def apply_overrides(settings: Settings, *, dsn: str | None, env: Mapping[str, st
         source_dsn_origin=source_origin,
         store_dsn=store,
         store_dsn_origin=store_origin,
-        sources=_resolve_sources(settings.sources, env),
+        sources=_resolve_sources(settings.sources, env, settings.path),
     )
 
 
 def _resolve_sources(
-    sources: tuple[SourceSpec, ...], env: Mapping[str, str]
+    sources: tuple[SourceSpec, ...], env: Mapping[str, str], path: Path | None = None
 ) -> tuple[SourceSpec, ...]:
     """Fill each [[source]]'s dsn from its dsn_env variable."""
     out = []
@@ -923,7 +947,8 @@ def _resolve_sources(
             value = env.get(source.dsn_env)
             if not value:
                 raise ConfigError(
-                    f"source {source.name!r}: environment variable {source.dsn_env} is not set",
+                    f"{path}: source {source.name!r}: environment variable {source.dsn_env} "
+                    "is not set",
                     hint=f"export {source.dsn_env}='postgresql://...' or set dsn in [[source]]",
                 )
             source = replace(source, dsn=value)

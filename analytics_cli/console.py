@@ -20,6 +20,25 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+# A word (no space) longer than this in a message is cut: a 10,000-character name given by
+# mistake is named by its start and its length, not echoed whole into every log line.
+LONG_WORD = 160
+_KEEP = 60
+
+
+def cut_long_words(message: str) -> str:
+    """``message`` with every word longer than ``LONG_WORD`` characters cut to its start."""
+    if len(message) <= LONG_WORD:
+        return message
+    import re
+
+    def cut(match: re.Match[str]) -> str:
+        word = match.group(0)
+        return f"{word[:_KEEP]}...{word[-2:]} ({len(word)} characters)"
+
+    return re.sub(rf"\S{{{LONG_WORD + 1},}}", cut, message)
+
+
 class Output:
     """stderr messages: plain text or JSON lines, filtered by -v / -q; stdout with secrets scrubbed."""
 
@@ -47,7 +66,8 @@ class Output:
         # db stays out of the start-up path of --help: imported when a line is written.
         from analytics_cli.db import scrub
 
-        message = scrub(message, self.secrets)
+        # Scrubbed first: a secret cut in two would no longer be found.
+        message = cut_long_words(scrub(message, self.secrets))
         if self.log_format is LogFormat.json:
             import json  # only JSON logs need it: not on the start-up path of --help
 
@@ -102,8 +122,11 @@ class Output:
         return self.log_format is LogFormat.json
 
     @contextmanager
-    def steps(self, label: str, unit: str, verb: str) -> Iterator[Step | None]:
-        """Progress of a long job: a bar on a terminal, a line each quarter otherwise, none with -q.
+    def steps(
+        self, label: str, unit: str, verb: str, *, every: int | None = None
+    ) -> Iterator[Step | None]:
+        """Progress of a long job: a bar on a terminal (redrawn several times a second), a line
+        each quarter otherwise (and each ``every`` units when given), none with -q.
 
         The step callback takes (done, total, detail); detail is shown beside the bar.
         """
@@ -135,7 +158,9 @@ class Output:
 
         def lines(done: int, total: int, detail: str) -> None:
             quarter = done * 4 // max(total, 1)
-            if quarter in said:
+            # A long job in a log says it is alive every few units, not only each quarter.
+            counted = every is not None and done % every == 0
+            if quarter in said and not counted:
                 return
             said.add(quarter)
             self.info(f"{label}: {done}/{total} {unit} {verb}", done=done, total=total)

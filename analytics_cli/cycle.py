@@ -12,18 +12,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.db import grant_hint, store_session
-from analytics_cli.errors import DatabaseError, StoreError
+from analytics_cli.errors import DatabaseError, Refused, StoreError
 from analytics_cli.metrics import (
     MetricFailure,
     Outcome,
     Sample,
     Series,
     enabled_metrics,
+    storable,
 )
 from analytics_cli.sources import open_source
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from analytics_cli.store.layout import Layout
 
 Status = Literal["stored", "replaced", "present", "failed", "checked"]
@@ -56,8 +59,15 @@ class CycleReport:
     duration: float = 0.0
     dry_run: bool = False
     note: str | None = None
-    # Spooled cycles of earlier runs written before this one.
+    # Spooled cycles of earlier runs written before this one, and how many rows they wrote.
     replayed: int = 0
+    replayed_rows: int = 0
+    # The spool file being replayed (named by any error it meets).
+    replaying: Path | None = None
+    # Set when the run ends without storing the cycle (exit 3): the error line, and how
+    # many rows of the cycle wait in the spool (None: nothing was spooled).
+    error: str | None = None
+    spooled_rows: int | None = None
     # Missing slots of backfillable metrics filled by this cycle (catch-up), and the gaps
     # found to fill.
     caught_up: int = 0
@@ -70,7 +80,10 @@ class CycleReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when every metric is stored or already there, 1 when some failed."""
+        """0 when every metric is stored or already there, 1 when some failed, 3 when the
+        cycle could not be stored at all."""
+        if self.error is not None:
+            return 3
         return 1 if self.failed else 0
 
     def counts(self) -> dict[str, int]:
@@ -91,6 +104,9 @@ class CycleReport:
             "note": self.note,
             "exit_code": self.exit_code,
             **({"replayed_spooled_slots": self.replayed} if self.replayed else {}),
+            **({"spooled_rows_written": self.replayed_rows} if self.replayed else {}),
+            **({"error": self.error} if self.error is not None else {}),
+            **({"spooled_rows": self.spooled_rows} if self.spooled_rows is not None else {}),
             **({"caught_up_slots": self.caught_up} if self.caught_up else {}),
             "metrics": [
                 {
@@ -357,6 +373,10 @@ def run_cycle(
     backfillable metrics in the window before now are filled, each slot on its own.
     """
     started = time.monotonic()
+    if at is not None:
+        from analytics_cli.timeutil import check_slot_time
+
+        check_slot_time(at, now=utcnow(), interval=settings.interval, what="--at")
     moment = at or utcnow()
     specs = enabled_metrics(settings, only)
     jobs = plan(settings, specs, sources)
@@ -366,12 +386,23 @@ def run_cycle(
     own = {t: s for t, s in slots.items() if s != slot}
     if dry_run:
         batches = read_all(settings, jobs, slots)
+        for batch in batches:
+            # What the store would refuse shows as that metric's failure here too.
+            batch.outcomes = [storable(o) for o in batch.outcomes]
         report.collected_at = min((b.collected_at for b in batches), default=None)
         results = [r for b in batches for r in _results(b, "checked", None, own)]
         report.results = _ordered(results, jobs)
         report.duration = time.monotonic() - started
         return report
-    write_slot(settings, jobs, slots, report, replace=replace)
+    try:
+        write_slot(settings, jobs, slots, report, replace=replace)
+    except DatabaseError as exc:
+        # Exit 3 still has its report (--json) and summary line: what was spooled, and why.
+        report.error = str(exc)
+        report.results = []
+        report.duration = time.monotonic() - started
+        exc.report = report
+        raise
     if report.gaps:
         done = backfill(
             settings, [], since=slot - settings.catch_up, until=slot, missing=report.gaps
@@ -412,7 +443,7 @@ def write_slot(
             layout = _ensure(conn, settings)
             layout.refuse(settings, [spec for spec, _ in jobs])
             if settings.spool_enabled and replay_spool:
-                report.replayed = replay(conn, layout, settings)
+                replay(conn, layout, settings, report)
             try:
                 with conn.transaction():
                     present: set[tuple[str, str | None]] = set()
@@ -434,21 +465,22 @@ def write_slot(
                         return
                     batches = read_all(settings, todo, slots)
                     for batch in batches:
-                        batch.outcomes = [layout.fit(o) for o in batch.outcomes]
+                        batch.outcomes = [layout.fit(storable(o)) for o in batch.outcomes]
                     report.collected_at = min(b.collected_at for b in batches)
                     status: Status = "replaced" if replace else "stored"
                     results = []
                     for batch in batches:
                         written: dict[str, bool] = {}
                         for at, outcomes in _by_slot(batch.outcomes, slots).items():
-                            written |= layout.write(
+                            done, declined = write_refusing(
                                 conn,
-                                at,
-                                batch.collected_at,
-                                batch.source,
+                                layout,
+                                (at, batch.collected_at, batch.source),
                                 outcomes,
                                 replace=replace,
                             )
+                            written |= done
+                            batch.outcomes = _refused(batch.outcomes, declined)
                         results += _results(batch, status, written, own)
                     report.results = _ordered(results + already, jobs)
                 if settings.catch_up and not replace:
@@ -468,8 +500,11 @@ def write_slot(
                 report.note = "another run holds this slot's lock; it collects the slot"
                 report.results = []
     except StoreError as exc:
+        if report.replaying is not None:
+            # Every error about a spool file names the file.
+            exc = StoreError(f"{exc} (replaying spool file {report.replaying})", hint=exc.hint)
         if not settings.spool_enabled:
-            raise
+            raise exc from None
         if batches is None:
             # The store failed before the sources were read: read them now, the numbers of
             # this slot cannot be counted later.
@@ -480,7 +515,7 @@ def write_slot(
                     f"{exc}; the source could not be read either, nothing was spooled",
                     hint=exc.hint,
                 ) from None
-        raise _spooled(exc, settings, report.slot, slots, batches, replace=replace) from None
+        raise _spooled(exc, settings, report, slots, batches, replace=replace) from None
 
 
 def _by_slot(
@@ -619,7 +654,7 @@ def _missing(
 def _spooled(
     exc: StoreError,
     settings: Settings,
-    slot: datetime,
+    report: CycleReport,
     slots: Mapping[str, datetime],
     batches: list[Batch],
     *,
@@ -629,6 +664,7 @@ def _spooled(
     it another); the error the run ends with says where they wait."""
     from analytics_cli import spool
 
+    slot = report.slot
     # The store the rows are for: another config sharing the folder must not replay them.
     identity = spool.store_identity(settings)
     cycles = []
@@ -650,6 +686,7 @@ def _spooled(
             f"{exc}; the slot could not be spooled either ({folder}: {os_exc.strerror})"
         )
     rows = sum(c.rows for c in cycles)
+    report.spooled_rows = rows
     where = str(paths[0]) if len(paths) == 1 else f"{folder} ({len(paths)} files)"
     named = ", ".join(iso(c.slot) for c in cycles)
     return StoreError(
@@ -658,13 +695,62 @@ def _spooled(
     )
 
 
-def replay(conn: Any, layout: Layout, settings: Settings) -> int:
+def write_refusing(
+    conn: Any,
+    layout: Layout,
+    where: tuple[datetime, datetime, str | None],
+    outcomes: Sequence[Outcome],
+    *,
+    replace: bool,
+) -> tuple[dict[str, bool], dict[str, str]]:
+    """Write one batch's rows of a slot (``where``: slot, collected_at, source) inside a
+    savepoint. When the store refuses a row for its content, each metric is written on its
+    own, so only the refused ones fail. Returns what was written and, per refused metric,
+    why; an outage still raises (the caller spools).
+    """
+    from analytics_cli.store.layout import refusals
+
+    slot, collected_at, source = where
+    try:
+        with conn.transaction(), refusals():
+            return layout.write(conn, slot, collected_at, source, outcomes, replace=replace), {}
+    except Refused:
+        pass
+    written: dict[str, bool] = {}
+    refused: dict[str, str] = {}
+    for outcome in outcomes:
+        if isinstance(outcome, MetricFailure):
+            continue
+        try:
+            with conn.transaction(), refusals():
+                written |= layout.write(
+                    conn, slot, collected_at, source, [outcome], replace=replace
+                )
+        except Refused as exc:
+            refused[outcome.type] = str(exc)
+    return written, refused
+
+
+def _refused(outcomes: list[Outcome], refused: Mapping[str, str]) -> list[Outcome]:
+    """The outcomes, each metric the store refused made its failure."""
+    return [
+        MetricFailure(o.type, f"the store refused its rows: {refused[o.type]}")
+        if o.type in refused and not isinstance(o, MetricFailure)
+        else o
+        for o in outcomes
+    ]
+
+
+def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -> None:
     """Write every spooled cycle of this store, oldest first, each in its own transaction
-    under its slot's lock, then remove its file. Returns how many slots were written.
+    under its slot's lock, then remove its file. Counts the slots and rows written in
+    ``report``.
 
     A file spooled for another store (its identity: engine, host, port, dbname, user,
-    table) is left where it is, for the run that writes to that store; a file that
-    names no store (format version 1) is taken by the first run with its table.
+    table) is left where it is, for the run that writes to that store, with one warning;
+    a file that names no store (format version 1) is taken by the first run with its table.
+    A file whose rows the store refuses for their content is set aside (spool/rejected/)
+    once the rest of its rows are stored: it never blocks the cycles after it.
 
     A replay that dies after its commit and before the file is removed is harmless: the
     presence check of the next replay finds the rows, and nothing is written twice.
@@ -674,11 +760,16 @@ def replay(conn: Any, layout: Layout, settings: Settings) -> int:
     from analytics_cli.store.locks import SlotBusy
 
     identity = spool.store_identity(settings)
-    done = 0
-    for path, cycle in spool.readable(spool.spool_dir(settings), notice):
+    folder = spool.spool_dir(settings)
+    foreign: list[spool.Spooled] = []
+    for path, cycle in spool.readable(folder, notice):
         if not cycle.belongs(identity):
+            foreign.append(cycle)
             continue
         jobs = [e.job for b in cycle.batches for e in b.entries]
+        report.replaying = path
+        refused: dict[str, str] = {}
+        rows = 0
         try:
             with conn.transaction():
                 layout.lock(conn, settings, cycle.slot)
@@ -689,16 +780,37 @@ def replay(conn: Any, layout: Layout, settings: Settings) -> int:
                         for o in batch.outcomes()
                         if (o.type, batch.source) not in present
                     ]
-                    layout.write(
+                    refused |= {o.type: o.error for o in outcomes if isinstance(o, MetricFailure)}
+                    written, no = write_refusing(
                         conn,
-                        cycle.slot,
-                        batch.collected_at,
-                        batch.source,
+                        layout,
+                        (cycle.slot, batch.collected_at, batch.source),
                         outcomes,
                         replace=cycle.replace,
                     )
+                    refused |= no
+                    rows += sum(
+                        len(o.samples) if isinstance(o, Series) else 1
+                        for o in outcomes
+                        if not isinstance(o, MetricFailure) and written.get(o.type)
+                    )
         except SlotBusy:
+            report.replaying = None
             continue  # another run holds that slot: it replays the file, or the next run does
-        path.unlink(missing_ok=True)
-        done += 1
-    return done
+        # Left set by an error: the error line names the file.
+        report.replaying = None
+        report.replayed += 1
+        report.replayed_rows += rows
+        if refused:
+            kind, why = next(iter(refused.items()))
+            spool.set_aside(
+                path,
+                f"the store refused {kind}: {why}"
+                + (f" (and {len(refused) - 1} more metric(s))" if len(refused) > 1 else "")
+                + (f"; its other {rows} row(s) were stored" if rows else ""),
+                notice,
+            )
+        else:
+            path.unlink(missing_ok=True)
+    if foreign:
+        notice(spool.foreign_warning(folder, foreign))

@@ -63,7 +63,7 @@ def error_line(exc: Exception) -> str:
     line = one_line(primary or str(exc))
     if getattr(exc, "sqlstate", None) == RECOVERY_CONFLICT:
         return f"{line} ({RECOVERY_CONFLICT_HINT})"
-    return line
+    return lock_wait_line(exc, line)
 
 
 def connect(
@@ -127,41 +127,80 @@ def database_error(
     ``refused`` is the hint for a server that denies a privilege (``grant_hint``).
     """
     hint = refused if getattr(exc, "sqlstate", None) == INSUFFICIENT_PRIVILEGE else None
+    if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        # The server's primary message only: the statement's text around it says nothing.
+        line = scrub(error_line(exc), dsn_secrets(dsn))
+        return DatabaseError(f"{doing}: {line}", hint=LOCK_WAIT_HINT)
     return DatabaseError(f"{doing}: {scrub(one_line(str(exc)), dsn_secrets(dsn))}", hint=hint)
 
 
 def grant_hint(what: str, privileges: str, table: str, dsn: str | None) -> str:
-    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them."""
+    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them, naming
+    the database and the table (MySQL: ``db.table``; PostgreSQL grants inside a database)."""
     import getpass
     import os
+    import re
 
     from psycopg.conninfo import conninfo_to_dict
 
+    needs = privileges.replace(", ", " and ")
     if dsn and engine_of(dsn) == MYSQL:
         from analytics_cli.mysql_dsn import parse
 
-        account = parse(dsn).user or getpass.getuser()
-        return (
-            f"{what} needs {privileges.replace(', ', ' and ')} on {table}: "
-            f"GRANT {privileges} ON {table} TO '{account}'@'%'"
-        )
+        params = parse(dsn)
+        account = params.user or getpass.getuser()
+
+        def name(part: str) -> str:
+            plain = re.fullmatch(r"[A-Za-z0-9_$]+", part) and not part.isdigit()
+            return part if plain else "`" + part.replace("`", "``") + "`"
+
+        parts = table.split(".")
+        if len(parts) == 1 and params.database:
+            parts.insert(0, params.database)
+        where = ".".join(name(p) for p in parts)
+        return f"{what} needs {needs} on {where}: GRANT {privileges} ON {where} TO '{account}'@'%'"
     try:
-        user = conninfo_to_dict(dsn or "").get("user")
+        conninfo = conninfo_to_dict(dsn or "")
     except Exception:
-        user = None
-    # libpq's own default when the connection string names no user.
-    role = str(user or os.environ.get("PGUSER") or getpass.getuser())
+        conninfo = {}
+    # libpq's own defaults when the connection string names no user or database.
+    role = str(conninfo.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    database = str(conninfo.get("dbname") or os.environ.get("PGDATABASE") or role)
     quoted = role if role.isidentifier() and role.islower() else '"' + role.replace('"', '""') + '"'
     return (
-        f"{what} needs {privileges.replace(', ', ' and ')} on {table}: "
+        f"{what} needs {needs} on {table} in database {database}: "
         f"GRANT {privileges} ON {table} TO {quoted}"
     )
 
 
 def set_statement_timeout(conn: psycopg.Connection[Any], settings: Settings) -> None:
-    """Bound every statement of the current transaction (``SET LOCAL``: nothing outlives it)."""
+    """Bound every statement of the current transaction (``SET LOCAL``: nothing outlives it).
+
+    A wait for a lock gives up a little before the statement timeout would, so that a
+    statement stuck behind another session's lock is named as a lock wait, not a slow query.
+    """
     timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
     conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+    conn.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms(timeout_ms):d}")
+
+
+def lock_timeout_ms(statement_ms: int) -> int:
+    """The lock wait allowed within a statement of ``statement_ms``: nine tenths of it."""
+    return max(statement_ms * 9 // 10, 1)
+
+
+LOCK_NOT_AVAILABLE = "55P03"
+LOCK_WAIT_HINT = (
+    "another session holds a lock this statement needs (a long transaction, a LOCK TABLE, "
+    "a migration); find it in pg_locks / pg_stat_activity"
+)
+
+
+def lock_wait_line(exc: Exception, line: str) -> str:
+    """``line``, saying so when the error is a lock wait that ran out."""
+    if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        return f"gave up waiting for a lock held by another session ({line})"
+    return line
 
 
 @contextmanager
@@ -260,8 +299,16 @@ def store_session(
 
 @contextmanager
 def resolved(settings: Settings, *, announce: Any = None) -> Iterator[Settings]:
-    """Settings with concrete DSNs; starts the embedded server when none is configured."""
+    """Settings with concrete DSNs; starts the embedded server when none is configured.
+
+    Every command that comes here uses the store: its driver must be there before anything
+    starts (a missing one is one line naming the extra, exit 2, never a spooled cycle).
+    """
     if not settings.embedded:
+        if settings.store_dsn and engine_of(settings.store_dsn) == MYSQL:
+            from analytics_cli.mysqldb import require_pymysql
+
+            require_pymysql("stores")
         yield settings
         return
     from analytics_cli import embedded

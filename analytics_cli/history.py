@@ -182,11 +182,12 @@ def show_data(
     """Read what ``show`` needs in one snapshot; ``target`` enables automatic bucketing."""
     data = ShowData(sel, settings.interval)
     with store_connection(settings) as (conn, layout):
-        sel = selection(layout, sel)
+        # A slot's value is the total of its rows (of the series --by/--where picks).
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        sel = replace(selection(layout, sel, conn), slot=settings.interval)
         if sel.by is not None and top is not None:
             values, data.by_total = store.top_values(conn, sel, top)
-            sel = replace(sel, by_values=tuple(v for v in values if v is not None))
+            sel = replace(sel, by_values=tuple(values))
             data.selection = sel
         if series:
             if sel.bucket is None and target is not None:
@@ -207,12 +208,19 @@ def show_data(
 
 
 def show_rows(settings: Settings, sel: store.Selection, fmt: str) -> Streamed:
-    """``show --format json/csv``: every point (bucketed ones without metadata) to stdout."""
+    """``show --format json/csv``: every stored row, or the buckets' aggregates of the per-slot
+    totals (without metadata), to stdout."""
     with store_connection(settings) as (conn, layout):
-        sel = selection(layout, sel)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        sel = totals_when_bucketed(selection(layout, sel, conn), settings.interval)
         rows = stream(conn, sel, fmt, binary_stdout(), keys=show_keys(sel), order="type")
         return Streamed(rows, None if rows else stored_span(conn, sel))
+
+
+def totals_when_bucketed(sel: store.Selection, interval: timedelta) -> store.Selection:
+    """Buckets aggregate the per-slot totals (a slot's value is the sum of its rows);
+    unbucketed, every stored row is streamed as it is."""
+    return replace(sel, slot=interval) if sel.bucket is not None else sel
 
 
 class TextSink:
@@ -437,8 +445,8 @@ def export(
     """Export a selection to ``output`` (atomically) or stdout; returns the number of rows."""
     rows = 0
     with store_connection(settings) as (conn, layout):
-        sel = selection(layout, sel)
         check_types(conn, settings.table, list(sel.types) if sel.types else None)
+        sel = totals_when_bucketed(selection(layout, sel, conn), settings.interval)
         if output is None:
             rows = stream(conn, sel, fmt, binary_stdout(), keys=keys)
         elif not progress:

@@ -100,10 +100,15 @@ def all_metrics(settings: Settings) -> tuple[MetricSpec, ...]:
     for spec in settings.custom:
         if spec.type in names:
             raise ConfigError(
-                f"custom metric {spec.type!r} has the name of a built-in metric",
+                in_file(settings, f"custom metric {spec.type!r} has the name of a built-in metric"),
                 hint="choose another type name, or disable the built-in via [collect] metrics",
             )
     return builtin + settings.custom
+
+
+def in_file(settings: Settings, message: str) -> str:
+    """A configuration error's line, starting with the file it is in (as the parser's do)."""
+    return f"{settings.path}: {message}" if settings.path is not None else message
 
 
 def suggest(name: str, known: list[str]) -> str:
@@ -125,7 +130,7 @@ def enabled_metrics(settings: Settings, only: list[str] | None = None) -> list[M
         for name in settings.metrics:
             if name not in builtin_names:
                 raise ConfigError(
-                    f"[collect] metrics: unknown built-in metric {name!r}",
+                    in_file(settings, f"[collect] metrics: unknown built-in metric {name!r}"),
                     hint=suggest(name, builtin_names),
                 )
         chosen = [by_name[n] for n in builtin_names if n in settings.metrics]
@@ -151,8 +156,11 @@ def check_every(spec: MetricSpec, settings: Settings) -> None:
     if spec.every is None or spec.every % settings.interval == timedelta(0):
         return
     raise ConfigError(
-        f"metric {spec.type!r}: every = {format_duration(spec.every)} is not a multiple of "
-        f"[collect] interval = {format_duration(settings.interval)}",
+        in_file(
+            settings,
+            f"metric {spec.type!r}: every = {format_duration(spec.every)} is not a multiple of "
+            f"[collect] interval = {format_duration(settings.interval)}",
+        ),
         hint="choose an every (and an interval) so that the interval divides it, e.g. 30m and 1d",
     )
 
@@ -200,3 +208,60 @@ def _as_count(value: object) -> Decimal:
     if abs(result) >= MAX_ABS_COUNT:
         raise ValueError(f"count {value} is out of range (|count| < 1e18)")
     return result
+
+
+def unstorable(sample: Sample) -> str | None:
+    """Why the store cannot hold this row as it is, or None: the checks a live cycle and a
+    spooled one both pass (a type the config accepts, a finite count in range, dimension
+    values of text without a NUL byte, numbers or nulls)."""
+    from analytics_cli.config import METRIC_TYPE_RE
+
+    if not isinstance(sample.type, str) or not METRIC_TYPE_RE.fullmatch(sample.type):
+        return f"type {cut(repr(sample.type))} is not a valid metric type"
+    try:
+        check_count(sample.count)
+    except ValueError as exc:
+        return str(exc)
+    for key, value in sample.metadata.items():
+        if not isinstance(key, str) or "\x00" in key or not key:
+            return f"dimension name {cut(repr(key))} is not a column name"
+        if isinstance(value, str):
+            if "\x00" in value:
+                # Refused, not escaped: PostgreSQL text and jsonb cannot hold a NUL, and a
+                # silent replacement could merge two values into one row.
+                return (
+                    f"dimension {key} value {cut(repr(value))} holds a NUL byte, which the "
+                    f"store cannot hold; strip it in the query: replace({key}, char(0), '')"
+                )
+            try:
+                octets = len(value.encode("utf-8"))
+            except UnicodeEncodeError:
+                return f"dimension {key} value {cut(repr(value))} is not valid Unicode text"
+            if octets > MAX_DIMENSION_OCTETS:
+                return f"dimension {key} value is too long ({octets} bytes)"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"dimension {key} value {value!r} is not a finite number"
+        elif value is not None and not isinstance(value, int | float):
+            return f"dimension {key} value is a {type(value).__name__}, not text or a number"
+    return None
+
+
+def storable(outcome: Outcome) -> Outcome:
+    """The outcome, or that metric's failure when one of its rows cannot be stored."""
+    rows = (
+        outcome.samples
+        if isinstance(outcome, Series)
+        else (outcome,)
+        if isinstance(outcome, Sample)
+        else ()
+    )
+    for sample in rows:
+        reason = unstorable(sample)
+        if reason is not None:
+            return MetricFailure(outcome.type, f"not stored: {reason}")
+    return outcome
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """A value shown in a message, at most ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -33,7 +33,8 @@ def check_textfile_path(path: Path) -> None:
 
 
 def slot_values(settings: Settings, slot: datetime) -> dict[str, Decimal]:
-    """The plain (no dimensions) values stored for one slot, by metric type."""
+    """The value of each metric type stored at one slot: the sum of its rows (every series
+    of a dimensional metric, every [[source]]), as show and the report define it."""
     from psycopg import sql
 
     with store_session(settings, doing="store database error", read_only=True, retries=0) as conn:
@@ -43,9 +44,9 @@ def slot_values(settings: Settings, slot: datetime) -> dict[str, Decimal]:
         if mysql.is_mysql(conn):
             return mysql.slot_values(conn, settings.table, slot)
         rows = conn.execute(
-            sql.SQL(
-                "SELECT type, count FROM {} WHERE \"timestamp\" = %s AND metadata = '{{}}'::jsonb"
-            ).format(layout.relation()),
+            sql.SQL('SELECT type, sum(count) FROM {} WHERE "timestamp" = %s GROUP BY type').format(
+                layout.relation()
+            ),
             (slot,),
         ).fetchall()
     return {str(r[0]): Decimal(r[1]) for r in rows}
@@ -166,12 +167,16 @@ def write_cycle_textfile(
     if report is not None:
         duration = report.duration
         failed = [r.type for r in report.failed]
-        # One gauge per type: rows tagged with a [[source]] or a dimension have no place here.
-        plain = [r for r in report.results if r.source is None and r.series is None]
+        # One gauge per type, of the slot's total: a type tagged with [[source]]s or with
+        # dimensions has several rows, which the store adds up.
+        several = {r.type for r in report.results if r.source is not None or r.series is not None}
+        plain = [r for r in report.results if r.type not in several]
         values = {r.type: r.count for r in plain if r.count is not None}
         unknown = [r.type for r in plain if r.count is None and r.status != "failed"]
+        unknown += sorted(several - set(failed))
         if unknown and settings is not None and not report.dry_run:
-            # "Already collected" carries no value in the report: read what the slot holds.
+            # "Already collected" carries no value in the report, and a total is the
+            # store's: read what the slot holds.
             stored = slot_values(settings, report.slot)
             values.update({t: stored[t] for t in unknown if t in stored})
     last_success = finished.timestamp() if exit_code == 0 else previous_last_success(path)
@@ -226,6 +231,7 @@ def ping(url: str, exit_code: int, *, timeout: float = PING_TIMEOUT) -> str | No
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(1024)
     except urllib.error.HTTPError as exc:
+        exc.close()  # the error answer's connection
         # The path (a check's UUID) is a secret of sorts: name only the host.
         return f"heartbeat ping to {host} failed: HTTP {exc.code}"
     except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.dsn import one_line, scrub
-from analytics_cli.errors import ConfigError, DatabaseError, StoreError
+from analytics_cli.errors import DatabaseError, MissingExtra, StoreError
 
 if TYPE_CHECKING:
     import pymysql
@@ -19,19 +19,18 @@ if TYPE_CHECKING:
     from analytics_cli.mysql_dsn import MySQLParams
 
 APPLICATION_NAME = "analytics-cli"
-INSTALL = "pip install 'analytics-cli[mysql]'"
 # Server errors that retrying cannot fix: wrong account, password or database.
 _NO_RETRY = {1044, 1045, 1049, 1698}
 
 
 def require_pymysql(what: str = "sources") -> None:
-    """ConfigError (exit 2) naming the extra to install when PyMySQL is missing."""
+    """MissingExtra (exit 2) naming the extra to install when PyMySQL is missing."""
     try:
         found = importlib.util.find_spec("pymysql") is not None
     except (ImportError, ValueError):
         found = False
     if not found:
-        raise ConfigError(f"mysql:// and mariadb:// {what} need PyMySQL: {INSTALL}")
+        raise MissingExtra("pymysql", f"mysql:// and mariadb:// {what} need PyMySQL")
 
 
 def quote_name(name: str) -> str:
@@ -78,12 +77,27 @@ def connect(
                 continue
             raise DatabaseError(
                 f"cannot connect to the {purpose} database ({params.describe()}): "
-                f"{message(exc, params.secrets)}"
+                f"{message(exc, params.secrets)}",
+                hint=_denied_hint(params, str(exc)) if found == 1045 else None,
             ) from None
         if conn.client_flag & CLIENT.MULTI_STATEMENTS:
             conn.close()
             raise DatabaseError("the MySQL connection allows several statements per call; refused")
         return conn
+
+
+def _denied_hint(params: MySQLParams, text: str) -> str | None:
+    """A refused login that the server saw coming from 'localhost': MariaDB's anonymous
+    ''@'localhost' account (a fresh mariadb-install-db has one) takes such logins before
+    a 'user'@'%' account."""
+    if "@'localhost'" not in text:
+        return None
+    user = params.user or "analytics"
+    return (
+        f"if the account is '{user}'@'%': an anonymous ''@'localhost' account takes local "
+        f"logins first; create '{user}'@'localhost' too (same password and grants), or drop "
+        "the anonymous accounts"
+    )
 
 
 def _unix_socket(path: str, timeout: int) -> socket.socket:
@@ -134,6 +148,9 @@ class Session:
         self.params = params
         self.locks: list[str] = []
         self.mariadb = True
+        # Whether a transaction() block is open, and how many savepoints lie inside it.
+        self.outer = False
+        self.depth = 0
 
     def execute(self, query: str, params: Any = None) -> Any:
         """Run one statement; the cursor holds its rows (buffered)."""
@@ -175,7 +192,11 @@ class Session:
                 cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
 
     def transaction(self) -> Any:
-        """Committed when the block ends, rolled back when it raises (locks released either way)."""
+        """Committed when the block ends, rolled back when it raises (locks released either way).
+
+        Inside another block it is a savepoint, as psycopg's nested ``transaction()`` is: a
+        raise rolls back only what the inner block did.
+        """
         from contextlib import contextmanager
 
         @contextmanager
@@ -188,7 +209,34 @@ class Session:
                 raise
             self.commit()
 
-        return block()
+        @contextmanager
+        def savepoint() -> Any:
+            self.depth += 1
+            name = f"analytics_cli_{self.depth}"
+            self.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                if self.conn.open:
+                    self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                raise
+            finally:
+                self.depth -= 1
+            self.execute(f"RELEASE SAVEPOINT {name}")
+
+        if self.outer:
+            return savepoint()
+        self.outer = True
+
+        @contextmanager
+        def outermost() -> Any:
+            try:
+                with block():
+                    yield self
+            finally:
+                self.outer = False
+
+        return outermost()
 
 
 def setup(session: Session, settings: Settings, *, read_only: bool) -> None:
@@ -227,11 +275,11 @@ def session(
 ) -> Iterator[Session]:
     """``db.session`` for a mysql:// or mariadb:// store: connect, set the session up, run
     the job, commit it; any server error becomes one line starting with ``doing``."""
+    require_pymysql("stores" if side == "store" else "sources")
     import pymysql
 
     from analytics_cli.mysql_dsn import parse
 
-    require_pymysql("stores" if side == "store" else "sources")
     params = parse(dsn)
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
     error = StoreError if side == "store" else DatabaseError

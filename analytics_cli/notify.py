@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,19 +66,6 @@ def _number(value: Any) -> str:
     return format(number, "f") if number != 0 else "0"
 
 
-def _range(low: float | None, high: float | None) -> str:
-    def num(value: float) -> str:
-        return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
-
-    if low is None and high is None:
-        return "-"
-    if low is None:
-        return f"at most {num(high or 0)}"
-    if high is None:
-        return f"at least {num(low)}"
-    return f"{num(low)} to {num(high)}"
-
-
 def from_anomalies(report: AnomalyReport, line: Callable[[Finding], str]) -> list[Notice]:
     """Each finding of ``status --anomalies`` (drop, spike, below/above limit) as an alert."""
     notices = []
@@ -96,7 +84,7 @@ def from_anomalies(report: AnomalyReport, line: Callable[[Finding], str]) -> lis
                     "description": f"{finding.kind}: {finding.why}",
                     "value": _number(finding.value),
                     "slot": iso(finding.at),
-                    "expected": _range(finding.low, finding.high),
+                    "expected": finding.expected,
                     "command": _show_command(finding.type),
                 },
             )
@@ -379,6 +367,13 @@ def _post_webhook(
     return _post(notify, notify.webhook, body, {"Content-Type": "application/json"}, "webhook")
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Answers a redirect as the HTTP error it is, instead of following it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: str) -> str | None:
     """POST ``body`` as JSON with bounded retries; None on success, else one line (the URL's
     host only: a webhook's path is its secret)."""
@@ -388,13 +383,22 @@ def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: st
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    where = f"{name} at {parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: the request below says so as its reason
+        port = None
+    where = f"{name} at {parts.hostname}" + (f":{port}" if port else "")
     data = json.dumps(body).encode("utf-8")
     headers = {**headers, "User-Agent": f"analytics-cli/{__version__}"}
     try:
         context = _ssl_context(notify)
     except OSError as exc:
         return f"alerts not delivered to {where}: CA file {notify.ca_file}: {exc.strerror or exc}"
+    # A redirect is not followed: urllib would repeat the request elsewhere with the
+    # Authorization header (a token or a password) on it. It is answered as the 3xx it is.
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), _RefuseRedirects()
+    )
     attempts = notify.retries + 1
     reason = ""
     for attempt in range(attempts):
@@ -402,13 +406,12 @@ def _post(notify: Notify, url: str, body: Any, headers: dict[str, str], name: st
             time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(
-                request, timeout=notify.timeout.total_seconds(), context=context
-            ) as response:
+            with opener.open(request, timeout=notify.timeout.total_seconds()) as response:
                 response.read(65536)
             return None
         except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace").strip().splitlines()
+            with exc:  # its connection, partly read: closed now, not at some later GC
+                detail = exc.read(300).decode("utf-8", "replace").strip().splitlines()
             reason = f"HTTP {exc.code}" + (f" ({detail[0][:200]})" if detail else "")
             if exc.code < 500 and exc.code != 429:
                 break  # the request itself is wrong: sending it again changes nothing

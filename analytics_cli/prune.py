@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
 from analytics_cli.config import Settings
 from analytics_cli.db import database_error, grant_hint, set_statement_timeout, store_session
-from analytics_cli.store import mysql
+from analytics_cli.store import mysql, partitions
 from analytics_cli.store.layout import detect
+from analytics_cli.store.locks import briefly
+from analytics_cli.store.native import NativeLayout
 from analytics_cli.timeutil import utcnow
+
+if TYPE_CHECKING:
+    import psycopg
 
 PRUNE_BATCH = 10_000
 
@@ -39,25 +46,77 @@ def count_older(settings: Settings, cutoff: datetime) -> int:
         return int(row[0]) if row else 0
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune removed: rows in all, DELETE transactions, whole partitions dropped."""
+
+    rows: int
+    batches: int
+    dropped: int = 0
+
+
+def _drop_expired(
+    conn: psycopg.Connection[Any], settings: Settings, cutoff: datetime
+) -> tuple[int, int]:
+    """Drop the partitions whose whole range is older than ``cutoff``: (rows, partitions)."""
+    import psycopg
+
+    try:
+        expired = [
+            part
+            for part in partitions.partitions(conn, settings.table)
+            if part.upper is not None and part.upper <= cutoff
+        ]
+        conn.commit()
+
+        def work() -> int:
+            set_statement_timeout(conn, settings)
+            return partitions.drop(conn, expired)
+
+        # One short transaction: the parent is locked exclusively only for the DROP itself.
+        rows = briefly(conn, work) if expired else 0
+    except psycopg.Error as exc:
+        raise database_error(
+            exc,
+            settings.store_dsn,
+            doing="prune stopped before dropping any partition",
+            refused=grant_hint("prune", "DELETE, UPDATE", settings.table, settings.store_dsn),
+        ) from None
+    return rows, len(expired)
+
+
 def prune(
     settings: Settings,
     cutoff: datetime,
     *,
     batch_size: int = PRUNE_BATCH,
     progress: Callable[[int], None] | None = None,
-) -> tuple[int, int]:
-    """Delete rows older than ``cutoff`` in short transactions; returns (rows, batches)."""
+) -> Pruned:
+    """Delete rows older than ``cutoff``: expired monthly partitions are dropped whole, the
+    rest goes in short DELETE transactions."""
     import psycopg
     from psycopg import sql
 
-    deleted = batches = 0
+    deleted = batches = dropped = 0
     with store_session(settings, doing="prune stopped") as conn:
         layout = detect(conn, settings)
         if layout is None:
-            return 0, 0
+            return Pruned(0, 0)
         if mysql.is_mysql(conn):
             hint = grant_hint("prune", "DELETE", settings.table, settings.store_dsn)
-            return mysql.prune(conn, settings.table, cutoff, batch_size, progress, refused=hint)
+            return Pruned(
+                *mysql.prune(conn, settings.table, cutoff, batch_size, progress, refused=hint)
+            )
+        # Dropping needs ownership; a role with only DELETE prunes every row by DELETE.
+        if (
+            isinstance(layout, NativeLayout)
+            and partitions.is_partitioned(conn, settings.table)
+            and partitions.may_drop(conn, settings.table)
+        ):
+            conn.commit()
+            deleted, dropped = _drop_expired(conn, settings, cutoff)
+            if progress is not None and dropped:
+                progress(deleted)
         # Oldest first by the insertion key where the layout has one (the iR Engine table's
         # uuid ids have no order).
         order = (
@@ -91,4 +150,4 @@ def prune(
                 # UPDATE too: each batch locks its rows FOR UPDATE SKIP LOCKED.
                 refused=grant_hint("prune", "DELETE, UPDATE", settings.table, settings.store_dsn),
             ) from None
-    return deleted, batches
+    return Pruned(deleted, batches, dropped)

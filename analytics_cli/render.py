@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from analytics_cli.cycle import BackfillReport, CycleReport
     from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport
+    from analytics_cli.store.partitions import Retention
 
 # rich is imported inside the functions that draw for a terminal: plain output (cron, pipes)
 # never pays for its import.
@@ -50,7 +51,9 @@ def format_count(value: Any) -> str:
 def collect_report(report: CycleReport, out: Output, *, as_json: bool) -> None:
     """A cycle's outcome: with --json the report on stdout, and always the lines on stderr."""
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        # Through the console: a metric's error may quote a password the tool was never
+        # given (a server echoing a connection string), and its shape is scrubbed too.
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
     print_collect_report(report, out, show_metrics=not as_json)
 
 
@@ -111,8 +114,10 @@ def print_collect_report(report: CycleReport, out: Output, *, show_metrics: bool
     if report.dry_run:
         summary = {"slot": slot, "checked": counts.get("checked", 0), **summary}
         summary["stored"] = 0
-    if report.replayed:
-        summary["spooled_written"] = report.replayed
+    if report.replayed_rows:
+        summary["spooled_written"] = report.replayed_rows
+    if report.spooled_rows is not None:
+        summary["spooled"] = report.spooled_rows
     if report.caught_up:
         summary["caught_up"] = report.caught_up
     if report.note:
@@ -322,6 +327,92 @@ def _summary_rows(data: Any, tz: Any) -> list[list[str]]:
 
 SUMMARY_HEADERS = ["type", "latest", "at", "min", "avg", "max", "points", "gaps"]
 SUMMARY_RIGHT = {1, 3, 4, 5, 6, 7}
+AT, POINTS, GAPS = 2, 6, 7
+SPARK_MIN = 8
+NAME_MIN = 8  # names are never cut shorter than this
+# How show's summary table fits a narrow terminal, in order (the README lists it): the trend
+# narrows to SPARK_MIN; ``at`` loses its year; ``points`` goes; then the trend, ``at`` and
+# ``gaps`` go; only then are metric names cut. Each step: (dropped columns, short ``at``).
+FIT_STEPS: tuple[tuple[frozenset[int], bool], ...] = (
+    (frozenset(), False),
+    (frozenset(), True),
+    (frozenset({POINTS}), True),
+    (frozenset({POINTS, AT}), True),
+    (frozenset({POINTS, AT, GAPS}), True),
+)
+GAP = 2  # blanks between two columns
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The summary table as it fits a width: kept columns, short ``at``, trend width (0: none)."""
+
+    columns: tuple[int, ...]
+    short_at: bool
+    trend: int
+    names: int | None = None  # the width names are cut to (with …), None: whole
+
+
+def fit_summary(rows: list[list[str]], width: int, *, trend: bool) -> Fit:
+    """The first step of FIT_STEPS at which the table fits ``width`` (a trend of at least
+    SPARK_MIN beside it first, then without one); the last step when none does."""
+    from analytics_cli.charts import SPARK_WIDTH
+
+    def natural(columns: tuple[int, ...], short_at: bool) -> int:
+        widths = [
+            max([len(SUMMARY_HEADERS[i]), *(len(_cell(r, i, short_at)) for r in rows)])
+            for i in columns
+        ]
+        return sum(widths) + GAP * (len(widths) - 1)
+
+    tries = [(step, True) for step in FIT_STEPS[:3]] if trend else []
+    tries += [(step, False) for step in FIT_STEPS]
+    for (dropped, short_at), with_trend in tries:
+        columns = tuple(i for i in range(len(SUMMARY_HEADERS)) if i not in dropped)
+        room = width - natural(columns, short_at)
+        if with_trend and room >= GAP + SPARK_MIN:
+            return Fit(columns, short_at, min(SPARK_WIDTH, room - GAP))
+        if not with_trend and room >= 0:
+            return Fit(columns, short_at, 0)
+    dropped, short_at = FIT_STEPS[-1]
+    columns = tuple(i for i in range(len(SUMMARY_HEADERS)) if i not in dropped)
+    others = natural(columns[1:], short_at) + GAP
+    return Fit(columns, short_at, 0, names=max(NAME_MIN, width - others))
+
+
+def _cell(row: list[str], i: int, short_at: bool) -> str:
+    """One cell of a summary row; a short ``at`` drops the year (``12-06 05:30``)."""
+    return row[i][5:] if i == AT and short_at and len(row[i]) > 5 else row[i]
+
+
+def _fitted(rows: list[list[str]], fit: Fit) -> tuple[list[str], list[list[str]], set[int]]:
+    headers = [SUMMARY_HEADERS[i] for i in fit.columns]
+    right = {k for k, i in enumerate(fit.columns) if i in SUMMARY_RIGHT}
+    cells = [[_cell(r, i, fit.short_at) for i in fit.columns] for r in rows]
+    if fit.names is not None:
+        for row in cells:
+            if len(row[0]) > fit.names:
+                row[0] = row[0][: fit.names - 1] + "…"
+    return headers, cells, right
+
+
+def _rich_summary(headers: list[str], right: set[int], cells: list[list[str]]) -> Any:
+    """A borderless rich table (two blanks between columns), each column as wide as its
+    widest cell (``fit_summary`` chose what fits)."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
+    for i, header in enumerate(headers):
+        whole = max([len(header), *(len(row[i]) for row in cells if i < len(row))])
+        table.add_column(
+            header,
+            justify="right" if i in right else "left",
+            no_wrap=True,
+            overflow="fold",
+            min_width=whole,
+            header_style="bold",
+        )
+    return table
 
 
 def print_overview(data: Any, tz: Any, *, terminal: bool) -> None:
@@ -332,20 +423,18 @@ def print_overview(data: Any, tz: Any, *, terminal: bool) -> None:
         print(plain_table(SUMMARY_HEADERS, rows, SUMMARY_RIGHT))
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=window_line(data, tz), title_justify="left")
-    for i, header in enumerate([*SUMMARY_HEADERS, "trend"]):
-        table.add_column(
-            header, justify="right" if i in SUMMARY_RIGHT else "left", no_wrap=i in (2, 8)
-        )
-    # Fit the trend into what the other columns leave (3 = padding and border per column).
-    natural = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(SUMMARY_HEADERS)]
-    room = max(5, terminal_width() - sum(w + 3 for w in natural) - 4)
-    for row, s in zip(rows, data.summaries, strict=True):
-        spark = sparkline(resample(data.sparklines.get(s.type, []), room))
-        table.add_row(*row, f"[cyan]{spark}[/]")
-    Console(file=sys.stdout).print(table)
+    width = terminal_width()
+    fit = fit_summary(rows, width, trend=True)
+    headers, cells, right = _fitted(rows, fit)
+    console = Console(file=sys.stdout, width=width)
+    console.print(Text(window_line(data, tz), style="bold"))
+    table = _rich_summary([*headers, "trend"] if fit.trend else headers, right, cells)
+    for row, s in zip(cells, data.summaries, strict=True):
+        trend = [f"[cyan]{sparkline(resample(data.sparklines.get(s.type, []), fit.trend))}[/]"]
+        table.add_row(*row, *(trend if fit.trend else []))
+    console.print(table)
 
 
 def _pivot(points: list[Any], types: list[str]) -> list[list[Any]] | None:
@@ -400,13 +489,13 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
     lines = chart_lines(data, tz, width=width, fancy=terminal)
     rows = _summary_rows(data, tz)
     by = getattr(data.selection, "by", None)
-    headers = SUMMARY_HEADERS if by is None else [by, *SUMMARY_HEADERS[1:]]
     if by is not None:
         order = {name: i for i, name in enumerate(types)}
         rows.sort(key=lambda r: order.get(r[0], len(order)))
     hidden = max(0, getattr(data, "by_total", 0) - len(types)) if by is not None else 0
     more = f"{hidden} more {by} value{'s' if hidden != 1 else ''} not shown; see --top"
     if not terminal:
+        headers = SUMMARY_HEADERS if by is None else [by, *SUMMARY_HEADERS[1:]]
         print(window_line(data, tz))
         print("  ".join(types))
         for line in lines:
@@ -416,10 +505,13 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
             print(more)
         return
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
-    console = Console(file=sys.stdout)
+    fit = fit_summary(rows, width, trend=False)
+    headers, cells, right = _fitted(rows, fit)
+    if by is not None:
+        headers[0] = by
+    console = Console(file=sys.stdout, width=width)
     console.print(Text(window_line(data, tz), style="bold"))
     legend = Text()
     for i, t in enumerate(types):
@@ -431,10 +523,8 @@ def print_chart(data: Any, tz: Any, *, terminal: bool) -> None:
         for seg, who in line:
             text.append(seg, style=COLOURS[who % len(COLOURS)] if who is not None else "dim")
         console.print(text)
-    table = Table(box=None, pad_edge=False)
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="right" if i in SUMMARY_RIGHT else "left")
-    for row in rows:
+    table = _rich_summary(headers, right, cells)
+    for row in cells:
         colour = COLOURS[types.index(row[0]) % len(COLOURS)] if row[0] in types else ""
         table.add_row(Text(row[0], style=colour), *row[1:])
     console.print(table)
@@ -463,6 +553,17 @@ def db_init(out: Output, table: str, created: bool) -> None:
     """What ``db init`` did."""
     state = "created" if created else "already exists"
     out.info(f"table {table}: {state}")
+
+
+def migrated(out: Output, table: str, done: Any) -> None:
+    """What ``db migrate --partition`` did (``done``: a migrate.Migrated)."""
+    if done.already:
+        out.info(f"table {table}: already partitioned ({done.partitions} partitions)")
+        return
+    out.info(
+        f"table {table}: partitioned by month ({done.partitions} partitions); "
+        f"{done.rows} rows copied in {done.batches} batches, count and checksum equal"
+    )
 
 
 def starter_written(out: Output, path: Any) -> None:
@@ -519,6 +620,7 @@ def check_text(settings: Settings, report: CheckReport) -> str:
     failed = report.failed
     lines.append("")
     lines.append(f"{len(rows) - failed} metrics ok, {failed} failed; nothing was written")
+    lines += _grant_lines(settings, report)
     if report.plans:
         lines += ["", "plans (EXPLAIN ANALYZE, read-only; the tool never creates indexes):"]
         for plan in report.plans:
@@ -536,8 +638,33 @@ def check_text(settings: Settings, report: CheckReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _grant_lines(settings: Settings, report: CheckReport) -> list[str]:
+    """Each use of the store the account lacks a privilege for, with the GRANT that gives it."""
+    from analytics_cli.db import grant_hint
+
+    lacking = [(use, needs, missing) for use, needs, missing in report.grants if missing]
+    if not lacking:
+        return []
+    lines = ["", f"store privileges missing on {settings.table}:"]
+    width = max(len(use) for use, _, _ in lacking)
+    for use, needs, missing in lacking:
+        if needs == ("CREATE",):
+            lines.append(
+                f"  {use.ljust(width)}  CREATE in the table's schema: run "
+                "'analytics-cli db init' once as a role that has it"
+            )
+        else:
+            hint = grant_hint(use, ", ".join(missing), settings.table, settings.store_dsn)
+            lines.append(f"  {use.ljust(width)}  {hint}")
+    return lines
+
+
 def check_failed(out: Output, report: CheckReport) -> None:
-    """The error line of a config check in which some metrics failed."""
+    """The error line of a config check in which some metrics failed or collect cannot write."""
+    if report.cannot_collect:
+        out.error(
+            f"the store account lacks {' and '.join(report.cannot_collect)}: collect would fail"
+        )
     if report.failed:
         out.error(f"{report.failed} metric(s) failed")
 
@@ -641,7 +768,8 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
             m.type,
             iso(m.latest) if m.latest else "-",
             format_age(report.now, m.latest),
-            f"{len(m.missing)}/{m.expected}",
+            # No slot before the current one yet: nothing to count, not "0 of 0 missing".
+            f"{len(m.missing)}/{m.expected}" if m.expected else "-",
             "yes" if m.enabled else "no",
         )
         for m in report.metrics
@@ -651,24 +779,29 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
         f"table {report.table}, interval {format_duration(report.interval)}, now {iso(report.now)}",
         "",
     ]
-    for r in [header, *rows]:
+    for r in [header, *rows] if report.store_error is None else []:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
     for m in report.metrics:
         if m.stale:
             lines.append(f"{m.type}: stale for its schedule (every {_every_of(m, report)})")
+    if not report.metrics:
+        lines.append("no history yet: nothing is stored; run 'analytics-cli collect'")
+    elif all(m.expected == 0 for m in report.metrics if m.enabled):
+        lines.append(
+            "no history yet before the current slot: missing slots are counted from the next one"
+        )
     fillable = [m.type for m in report.metrics if m.missing and m.backfill]
     if fillable:
         lines.append(
             f"missing slots of {', '.join(fillable)} can be computed: "
             "analytics-cli collect --backfill 1d"
         )
-    if report.spooled:
-        known = [slot for slot, _ in report.spooled if slot is not None]
-        oldest = f", oldest {iso(min(known))}" if known else ""
-        lines.append(
-            f"spool: {len(report.spooled)} slot(s) waiting in {report.spool_dir}{oldest}: "
-            "the next run that reaches the store writes them"
-        )
+    lines += spool_lines(report)
+    if report.store_error is not None:
+        lines.append("store: cannot be read (the error follows on stderr)")
+        return "\n".join(lines) + "\n"
+    if report.table_exists:
+        lines.append(retention_line(report.retention))
     newest = report.newest
     verdict = "STALE" if report.stale else "ok"
     if newest is None:
@@ -679,6 +812,58 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
             f"max age {format_duration(report.max_age)}): {verdict}"
         )
     return "\n".join(lines) + "\n"
+
+
+def spool_lines(report: StatusReport) -> list[str]:
+    """What waits in the local spool: this store's cycles, other stores' files, files that
+    cannot be replayed and files set aside."""
+    lines = []
+    if report.spooled:
+        known = [slot for slot, _ in report.spooled if slot is not None]
+        oldest = f", oldest {iso(min(known))}" if known else ""
+        lines.append(
+            f"spool: {len(report.spooled)} slot(s) waiting in {report.spool_dir}{oldest}: "
+            "the next run that reaches the store writes them"
+        )
+    for path, store in report.spool_foreign:
+        lines.append(f"spool: {path} is for another store ({store}): not replayed here")
+    if report.spool_foreign:
+        from analytics_cli.spool import DROP_COMMAND
+
+        lines.append(f"spool: remove the other stores' files with: {DROP_COMMAND}")
+    for path, why in report.spool_unreadable:
+        lines.append(f"spool: {path} cannot be replayed ({why}): the next run sets it aside")
+    if report.spool_rejected:
+        lines.append(
+            f"spool: {len(report.spool_rejected)} file(s) set aside in "
+            f"{report.spool_dir}/rejected (never replayed): read the warnings, then delete them"
+        )
+    return lines
+
+
+def future_rows(out: Output, report: StatusReport) -> None:
+    """One warning when some metric has rows dated after now: they are not taken as fresh."""
+    ahead = {m.type: m.future for m in report.metrics if m.future is not None}
+    if ahead:
+        out.warn(
+            f"rows dated in the future (up to {iso(max(ahead.values()))}) of "
+            f"{', '.join(ahead)}: freshness is judged by the newest row up to now",
+            types=list(ahead),
+        )
+
+
+def retention_line(r: Retention | None) -> str:
+    """The store's reach in time: oldest row, and its monthly partitions."""
+    if r is None:
+        return "retention: partitions and partition pruning do not apply to the iR Engine's table"
+    oldest = iso(r.oldest) if r.oldest else "none"
+    if not r.partitioned:
+        return (
+            f"retention: oldest row {oldest}; not partitioned "
+            "(analytics-cli db migrate --partition converts it)"
+        )
+    span = f", {r.first:%Y-%m} to {r.last:%Y-%m}" if r.first and r.last else ""
+    return f"retention: oldest row {oldest}; {r.months} monthly partitions{span}"
 
 
 def status_with_anomalies(
@@ -695,21 +880,10 @@ def status_with_anomalies(
     return status_text(report, as_json=False) + "\n" + anomaly_text(anomalies)
 
 
-def _range(low: float | None, high: float | None) -> str:
-    def num(value: float) -> str:
-        return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
-
-    if low is None and high is None:
-        return "-"
-    if low is None:
-        return f"at most {num(high or 0)}"
-    if high is None:
-        return f"at least {num(low)}"
-    return f"{num(low)} to {num(high)}"
-
-
 def anomaly_text(anomalies: AnomalyReport) -> str:
     """One row per metric: latest value, the range its history expects, the verdict."""
+    from analytics_cli.anomalies import expected_range
+
     headers = ["metric", "latest", "at", "expected", "verdict"]
     rows = []
     for c in anomalies.checks:
@@ -719,7 +893,7 @@ def anomaly_text(anomalies: AnomalyReport) -> str:
                 c.type,
                 number(c.value),
                 iso(c.at) if c.at else "-",
-                _range(c.low, c.high),
+                expected_range(c.low, c.high),
                 verdict,
             ]
         )
@@ -748,7 +922,7 @@ def finding_line(finding: Finding) -> str:
     """One finding as one line: metric, value, slot, expected range, why."""
     return (
         f"{finding.type} = {number(finding.value)} at {iso(finding.at)}, expected "
-        f"{_range(finding.low, finding.high)}: {finding.kind}, {finding.why}"
+        f"{finding.expected}: {finding.kind}, {finding.why}"
     )
 
 
@@ -791,9 +965,12 @@ def prune_preview(todo: int, scope: str) -> str:
     return f"would delete {todo} rows {scope}\n"
 
 
-def pruned(deleted: int, batches: int, scope: str) -> str:
-    """What a prune deleted, in how many transactions."""
-    return f"deleted {deleted} rows {scope} ({batches} batch{'' if batches == 1 else 'es'})\n"
+def pruned(deleted: int, batches: int, scope: str, *, dropped: int = 0) -> str:
+    """What a prune deleted, in how many transactions (and whole partitions dropped)."""
+    parts = f"{dropped} partition{'' if dropped == 1 else 's'} dropped, " if dropped else ""
+    return (
+        f"deleted {deleted} rows {scope} ({parts}{batches} batch{'' if batches == 1 else 'es'})\n"
+    )
 
 
 # ---------------------------------------------------------------------------- demo
@@ -818,7 +995,25 @@ Next, try:
   analytics-cli report --html report.html        one HTML page to share: headline and charts
   analytics-cli collect                          one more cycle now, as cron runs it
   analytics-cli config init                      write a config file for your own platform
+
+status --anomalies judges each latest value against 3 weeks or more of history:
+  analytics-cli demo --days 22                   three weeks and a day of history (2-4 min)
+  analytics-cli status --anomalies               is each latest value in its usual range?
 """
+
+
+def demo_next_text(*, charts: bool) -> str:
+    """The demo's closing lines; without matplotlib the report line starts with its install."""
+    if charts:
+        return DEMO_NEXT
+    from analytics_cli.errors import install_line
+
+    report = "analytics-cli report --html report.html"
+    return DEMO_NEXT.replace(
+        f"  {report}        one HTML page to share: headline and charts\n",
+        f"  {report}        one HTML page to share: headline and charts,\n"
+        f"    after: {install_line('report')}\n",
+    )
 
 
 @contextmanager
@@ -847,6 +1042,12 @@ def demo_summary(out: Output, result: Any, seed: int) -> None:
 
 def demo_next(out: Output, result: Any) -> None:
     """What to try after the demo, and a warning when some of its metrics failed."""
-    print(DEMO_NEXT, end="")
+    import importlib.util
+
+    try:
+        charts = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        charts = False
+    print(demo_next_text(charts=charts), end="")
     if result.failed:
         out.warn(f"{result.failed} metric results failed; see the table above")

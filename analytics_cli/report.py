@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli import __version__, store
 from analytics_cli.console import atomic_output
-from analytics_cli.errors import ConfigError
+from analytics_cli.errors import MissingExtra
 from analytics_cli.history import auto_bucket, check_types, store_connection
 from analytics_cli.render import number
 from analytics_cli.store.layout import selection
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 # A chart of more points than this is bucketed (the bucket is named under it).
 CHART_POINTS = 1500
+# Without --since the window is the stored history, at most this long.
+DEFAULT_SPAN = timedelta(days=30)
 DEFAULT_TOP = 5
 
 
@@ -72,24 +74,32 @@ class ReportData:
 def report_data(
     settings: Settings,
     *,
-    since: datetime,
+    since: datetime | None,
     until: datetime,
     generated: datetime,
     types: tuple[str, ...] | None = None,
     by: str | None = None,
     top: int = DEFAULT_TOP,
 ) -> ReportData:
-    """Read the window, the previous period and the charts' points in one snapshot."""
+    """Read the window, the previous period and the charts' points in one snapshot.
+
+    Without ``since`` the window starts at the oldest stored slot of the types (before
+    ``until``), at most DEFAULT_SPAN back: a short history fills the charts' width.
+    """
     from analytics_cli.metrics import all_metrics
 
     specs = {m.type: m for m in all_metrics(settings)}
-    data = ReportData(settings.table, since, until, generated, settings.interval)
     with store_connection(settings) as (conn, layout):
-        base = selection(layout, store.Selection(settings.table, since, until, types))
         check_types(conn, settings.table, list(types) if types else None)
-        current = {s.type: s for s in store.total_summaries(conn, base, settings.interval)}
+        if since is None:
+            since = _default_since(conn, layout, settings, types, until)
+        data = ReportData(settings.table, since, until, generated, settings.interval)
+        # A slot's value is the sum of its rows, in the headline and the charts alike.
+        base = selection(layout, store.Selection(settings.table, since, until, types), conn)
+        base = replace(base, slot=settings.interval)
+        current = {s.type: s for s in store.summaries(conn, base, settings.interval)}
         before = replace(base, since=data.previous_since, until=since)
-        previous = {s.type: s for s in store.total_summaries(conn, before, settings.interval)}
+        previous = {s.type: s for s in store.summaries(conn, before, settings.interval)}
         names = list(types) if types else sorted(current)
         for name in names:
             spec = specs.get(name)
@@ -112,6 +122,25 @@ def report_data(
                 metric = _chart(conn, base, metric, key, top, settings.interval)
             data.metrics.append(metric)
     return data
+
+
+def _default_since(
+    conn: psycopg.Connection[Any],
+    layout: Any,
+    settings: Settings,
+    types: tuple[str, ...] | None,
+    until: datetime,
+) -> datetime:
+    """The oldest stored slot of ``types`` (all when None) within DEFAULT_SPAN before
+    ``until``; ``until - DEFAULT_SPAN`` when none is stored there."""
+    from analytics_cli.history import stored_span
+
+    earliest = until - DEFAULT_SPAN
+    sel = selection(layout, store.Selection(settings.table, earliest, until, types))
+    span = stored_span(conn, sel)
+    if span is None or span.oldest >= until:
+        return earliest
+    return max(earliest, floor_slot(span.oldest, settings.interval))
 
 
 def _gaps(summary: store.TypeSummary | None, until: datetime, every: timedelta) -> int:
@@ -140,13 +169,16 @@ def _chart(
     if key is not None and store.first_metadata(conn, sel, metric.type).get(key) is not None:
         by_sel = replace(sel, by=key)
         values, total = store.top_values(conn, by_sel, top)
-        by_sel = replace(by_sel, by_values=tuple(v for v in values if v is not None))
+        by_sel = replace(by_sel, by_values=tuple(values))
         points = store.count_points(conn, by_sel)
         bucket = auto_bucket(span, points // max(len(values), 1), CHART_POINTS) or interval
         by_sel = replace(by_sel, bucket=bucket, agg="avg")
-        series: dict[str, list[tuple[datetime, float]]] = {v: [] for v in values if v}
+        series: dict[str, list[tuple[datetime, float]]] = {
+            store.NONE_LABEL if v is None else v: [] for v in values
+        }
         for p in store.read_points(conn, by_sel):
-            label = str((p.metadata or {}).get(key))
+            value = (p.metadata or {}).get(key)
+            label = store.NONE_LABEL if value is None else str(value)
             series.setdefault(label, []).append((p.timestamp, float(p.count)))
         return replace(
             metric,
@@ -182,7 +214,16 @@ table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nu
 th, td { padding: .3rem .5rem; border-bottom: 1px solid #d0d7de; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #8c959f; font-weight: 600; }
-td.up { color: #116329; } td.down { color: #a40e26; }
+td.up { color: #116329; } td.down { color: #a40e26; } td.na { color: #57606a; }
+div.scroll { overflow-x: auto; }
+figure.chart div.narrow { display: none; }
+@media screen and (max-width: 40rem) {
+  body { margin: 1rem auto; padding: 0 .5rem; font-size: 13px; }
+  th, td { padding: .25rem .3rem; }
+  td[data-key="at"], th.col-at, td[data-key="slots"], th.col-slots { display: none; }
+  figure.chart div.wide { display: none; }
+  figure.chart div.narrow { display: block; }
+}
 figure.chart { margin: 1.5rem 0; break-inside: avoid; page-break-inside: avoid; }
 figure.chart figcaption { font-weight: 600; margin-bottom: .25rem; }
 figure.chart figcaption span { font-weight: normal; color: #57606a; }
@@ -207,22 +248,34 @@ def _e(text: object) -> str:
 
 
 def _change(metric: MetricReport) -> tuple[str, str]:
-    """The change cell's text and class."""
+    """The change cell's text and class: ``n/a`` (explained under the table) without a
+    previous average to compare with."""
     change = metric.change
     if change is None:
-        return "-", ""
+        return "n/a", "na"
     text = f"{change:+.1f} %"
     return text, "up" if change > 0 else "down" if change < 0 else ""
+
+
+def has_previous(data: ReportData) -> bool:
+    """True when some metric has data in the previous window: the change column is shown."""
+    return any(m.previous is not None for m in data.metrics)
+
+
+def headers(data: ReportData) -> tuple[str, ...]:
+    """The headline's columns: without any previous data, no change column."""
+    return HEADERS if has_previous(data) else tuple(h for h in HEADERS if h != "change")
 
 
 def headline_rows(data: ReportData, tz: tzinfo) -> list[str]:
     """One table row per metric, each cell named by ``data-key`` (tests read them)."""
     rows = []
+    keys = headers(data)
     for m in data.metrics:
         s = m.summary
         if s is None:
             cells = [("latest", "no data in the window", "")]
-            cells += [(k, "-", "") for k in HEADERS[2:]]
+            cells += [(k, "-", "") for k in keys[2:]]
         else:
             change, css = _change(m)
             cells = [
@@ -235,6 +288,7 @@ def headline_rows(data: ReportData, tz: tzinfo) -> list[str]:
                 ("slots", str(s.slots), ""),
                 ("gaps", str(m.gaps), ""),
             ]
+            cells = [c for c in cells if c[0] in keys]
         tds = "".join(
             f'<td data-key="{k}"{f" class={css!r}" if css else ""}>{_e(v)}</td>'
             for k, v, css in cells
@@ -245,11 +299,20 @@ def headline_rows(data: ReportData, tz: tzinfo) -> list[str]:
 
 def report_html(data: ReportData, tz: tzinfo) -> str:
     """The whole page: styles inline, every chart an inline SVG; no request leaves it."""
-    span = format_duration(data.until - data.since)
     zone = zone_name(tz)
-    window = f"{when(data.since, tz)} to {when(data.until, tz)} ({span})"
-    previous = f"{when(data.previous_since, tz)} to {when(data.since, tz)}"
-    head = "".join(f'<th scope="col">{_e(h)}</th>' for h in HEADERS)
+    window = f"{_minute(data.since, tz)} to {_minute(data.until, tz)}"
+    previous = f"{_minute(data.previous_since, tz)} to {_minute(data.since, tz)}"
+    head = "".join(f'<th scope="col" class="col-{_e(h)}">{_e(h)}</th>' for h in headers(data))
+    if has_previous(data):
+        compare = (
+            f"Change compares each metric's average with the window before, {previous} "
+            "(n/a: no data there, or an average of 0)."
+        )
+    else:
+        compare = (
+            f"No change column: the store holds nothing from the window before ({previous}) "
+            "to compare with."
+        )
     charts = []
     for index, m in enumerate(data.metrics):
         charts.append(_figure(data, m, tz, index))
@@ -267,17 +330,19 @@ def report_html(data: ReportData, tz: tzinfo) -> str:
 <header>
 <h1>Metrics report</h1>
 <p class="meta" id="window">Window: {_e(window)}, times in {_e(zone)}.
-Change compares each metric's average with the previous {_e(span)} ({_e(previous)}).</p>
+{_e(compare)}</p>
 <p class="meta" id="generated">Made {_e(when(data.generated, tz))} {_e(zone)}
 ({_e(iso(data.generated))}) by analytics-cli {_e(__version__)} from table {_e(data.table)}.</p>
 </header>
 <main>
 <h2>Headline</h2>
+<div class="scroll">
 <table id="headline">
 <thead><tr>{head}</tr></thead>
 <tbody>
 {"".join(row + chr(10) for row in headline_rows(data, tz))}</tbody>
 </table>
+</div>
 <p class="meta">A slot's value is the sum of its rows (all series of a dimensional metric, all
 sources); latest, min, avg and max are over those values. Gaps: slots of the metric's schedule
 missing since its first one in the window.</p>
@@ -287,6 +352,11 @@ missing since its first one in the window.</p>
 </body>
 </html>
 """
+
+
+def _minute(moment: datetime, tz: tzinfo) -> str:
+    """A window end as a date and a time to the minute (``2026-12-06 05:30``)."""
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
 def _figure(data: ReportData, m: MetricReport, tz: tzinfo, index: int) -> str:
@@ -301,11 +371,26 @@ def _figure(data: ReportData, m: MetricReport, tz: tzinfo, index: int) -> str:
     if not m.series:
         body = '<p class="empty">No data in the window.</p>'
         return f'<figure class="chart-empty" data-type="{_e(m.type)}"><figcaption>{caption}</figcaption>{body}</figure>\n'
-    svg = chart_svg(m.series, data.since, data.until, tz, m.bucket or data.interval, index)
+    step = m.bucket or data.interval
+    # Two drawings: one for a page or a screen, one a phone can read without zooming.
+    wide = chart_svg(m.series, data.since, data.until, tz, step, index)
+    narrow = chart_svg(m.series, data.since, data.until, tz, step, index, narrow=True)
     return (
         f'<figure class="chart" data-type="{_e(m.type)}"><figcaption>{caption}</figcaption>'
-        f"{svg}{note}</figure>\n"
+        f'<div class="wide">{wide}</div><div class="narrow">{narrow}</div>{note}</figure>\n'
     )
+
+
+def require_charts() -> None:
+    """MissingExtra (exit 2) before any work when matplotlib, which draws the charts, is absent."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtra("matplotlib")
 
 
 def chart_svg(
@@ -315,35 +400,41 @@ def chart_svg(
     tz: tzinfo,
     step: timedelta,
     index: int,
+    *,
+    narrow: bool = False,
 ) -> str:
-    """One line chart as inline SVG text (matplotlib, no pyplot: no GUI backend, no state)."""
+    """One line chart as inline SVG text (matplotlib, no pyplot: no GUI backend, no state);
+    ``narrow``: sized for a phone's width, with fewer ticks."""
     import io
 
     try:
         import matplotlib
         from matplotlib import dates
         from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - the extra is part of dev
-        raise ConfigError(
-            "report needs matplotlib for its charts",
-            hint="pip install 'analytics-cli[report]'",
-        ) from None
+    except ImportError:
+        raise MissingExtra("matplotlib") from None
     settings: dict[Any, Any] = {
         "svg.fonttype": "none",  # text stays text: small, sharp, selectable
-        "svg.hashsalt": f"analytics-cli-{index}",  # stable ids, distinct per chart
+        # Stable ids, distinct per drawing.
+        "svg.hashsalt": f"analytics-cli-{index}{'-narrow' if narrow else ''}",
         "font.family": ["DejaVu Sans", "sans-serif"],
         "font.size": 9,
     }
     with matplotlib.rc_context(settings):
-        fig = Figure(figsize=(9, 2.8), layout="constrained")
+        fig = Figure(figsize=(4.4, 2.6) if narrow else (9, 2.8), layout="constrained")
         ax = fig.add_subplot()
         for label, points in series.items():
             xs, ys = _broken(points, step)
             ax.plot(xs, ys, label=label, linewidth=1.3)
         ax.set_xlim(since, until)  # type: ignore[arg-type]
-        locator = dates.AutoDateLocator(tz=tz)  # type: ignore[no-untyped-call]
+        locator = dates.AutoDateLocator(  # type: ignore[no-untyped-call]
+            tz=tz, minticks=3, maxticks=5 if narrow else 11
+        )
         ax.xaxis.set_major_locator(locator)
-        formatter = dates.ConciseDateFormatter(locator, tz=tz)  # type: ignore[no-untyped-call]
+        # No offset text (``2026-Dec``) under the axis: the window above says the year.
+        formatter = dates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+            locator, tz=tz, offset_formats=[""] * 6
+        )
         ax.xaxis.set_major_formatter(formatter)
         ax.grid(True, color="#d0d7de", linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
@@ -355,7 +446,7 @@ def chart_svg(
                 bbox_to_anchor=(0, 1),
                 fontsize=8,
                 frameon=False,
-                ncols=min(len(series), 5),
+                ncols=min(len(series), 2 if narrow else 5),
             )
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None})

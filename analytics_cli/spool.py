@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -12,9 +14,10 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config import SOURCE_NAME_RE, MetricSpec, Settings, validate_table
 from analytics_cli.dsn import MYSQL, describe, dsn_secrets, engine_of, scrub
-from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series
+from analytics_cli.errors import ConfigError
+from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series, cut, unstorable
 from analytics_cli.timeutil import iso
 
 KIND = "analytics-cli spooled cycle"
@@ -23,6 +26,8 @@ VERSION = 2
 READABLE = (1, 2)
 SUFFIX = ".json"
 REJECTED = "rejected"
+# No cycle this tool writes comes near this size; a bigger file is not read into memory.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 # Which store a spooled cycle belongs to: engine, host, port, dbname, user, table (and the
 # libpq service or MySQL socket when one is named). Never a password.
@@ -231,8 +236,44 @@ class Corrupt(ValueError):
     """A spool file that is not a cycle this version wrote."""
 
 
+def _sample(type_: str, count: object, meta: object) -> Sample:
+    """One row of a spooled entry, checked as a live cycle checks its rows."""
+    if not isinstance(count, str | int) or isinstance(count, bool):
+        raise Corrupt(f"type {cut(type_)}: count {cut(repr(count))} is not a number")
+    if not isinstance(meta, dict):
+        raise Corrupt(f"type {cut(type_)}: metadata is not an object")
+    try:
+        sample = Sample(type_, Decimal(str(count).strip()), dict(meta))
+    except InvalidOperation:
+        raise Corrupt(f"type {cut(type_)}: count {cut(repr(count))} is not a number") from None
+    reason = unstorable(sample)
+    if reason is not None:
+        raise Corrupt(reason if reason.startswith("type ") else f"type {cut(type_)}: {reason}")
+    return sample
+
+
+def _entry(e: object, source: str | None) -> Entry:
+    if not isinstance(e, dict):
+        raise Corrupt("an entry is not an object")
+    type_, dimensional, rows = e["type"], e["dimensional"], e["rows"]
+    if not isinstance(type_, str):
+        raise Corrupt(f"type {cut(repr(type_))} is not a valid metric type")
+    if not isinstance(dimensional, bool) or not isinstance(rows, list):
+        raise Corrupt(f"type {cut(type_)}: malformed entry")
+    samples = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 2:
+            raise Corrupt(f"type {cut(type_)}: a row is not [count, metadata]")
+        samples.append(_sample(type_, row[0], row[1]))
+    if not dimensional and (len(samples) != 1 or set(samples[0].metadata) - {"source"}):
+        raise Corrupt(f"type {cut(type_)}: a plain metric holds exactly one row without dimensions")
+    return Entry(type_, source, dimensional, tuple(samples))
+
+
 def decode(text: str) -> Spooled:
-    """Parse a spool file; Corrupt when it is not one of ours, whole and of this version."""
+    """Parse a spool file; Corrupt when it is not one of ours, whole and of this version, or
+    when a value is not one a live cycle would store (a non-finite count, a NUL byte, a type
+    or source name the config refuses)."""
     try:
         doc = json.loads(text)
         if not isinstance(doc, dict) or doc.get("kind") != KIND:
@@ -242,30 +283,36 @@ def decode(text: str) -> Spooled:
             raise Corrupt(f"spool format version {version!r}, expected {VERSION}")
         store = doc.get("store") if version >= 2 else None
         if version >= 2 and not (
-            isinstance(store, dict) and all(isinstance(v, str) for v in store.values())
+            isinstance(store, dict)
+            and all(isinstance(v, str) and "\x00" not in v for v in store.values())
         ):
             raise Corrupt("spool file names no store")
+        table, replace = doc["table"], doc["replace"]
+        if not isinstance(table, str) or not isinstance(replace, bool):
+            raise Corrupt("malformed table or replace")
+        try:
+            validate_table(table)
+        except ConfigError:
+            raise Corrupt(f"table {cut(repr(table))} is not a valid table name") from None
         batches = []
         for b in doc["batches"]:
             source = b["source"]
-            entries = []
-            for e in b["entries"]:
-                samples = tuple(
-                    Sample(str(e["type"]), Decimal(str(count)), dict(meta))
-                    for count, meta in e["rows"]
-                )
-                entries.append(Entry(str(e["type"]), source, bool(e["dimensional"]), samples))
+            if source is not None and not (
+                isinstance(source, str) and SOURCE_NAME_RE.fullmatch(source)
+            ):
+                raise Corrupt(f"source {cut(repr(source))} is not a valid source name")
+            entries = [_entry(e, source) for e in b["entries"]]
             batches.append(Batch(source, _instant(b["collected_at"]), tuple(entries)))
         return Spooled(
-            str(doc["table"]),
+            table,
             _instant(doc["slot"]),
-            bool(doc["replace"]),
+            replace,
             tuple(batches),
             {str(k): v for k, v in store.items()} if isinstance(store, dict) else None,
         )
     except Corrupt:
         raise
-    except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+    except (ValueError, KeyError, TypeError, InvalidOperation, OverflowError) as exc:
         raise Corrupt(f"unreadable spool file ({type(exc).__name__})") from None
 
 
@@ -295,18 +342,71 @@ def write(folder: Path, cycle: Spooled) -> Path:
 
 
 def pending(folder: Path) -> list[Path]:
-    """The spooled cycles waiting in ``folder``, oldest slot first."""
+    """The spooled cycles waiting in ``folder``, oldest slot first: every ``*.json`` entry,
+    links and folders included (the reader sets those aside; nothing is skipped silently)."""
     try:
-        return sorted(p for p in folder.iterdir() if p.suffix == SUFFIX and p.is_file())
+        return sorted(
+            p for p in folder.iterdir() if p.suffix == SUFFIX and not p.name.startswith(".")
+        )
     except FileNotFoundError:
         return []
+
+
+class Unsafe(Corrupt):
+    """A spool entry that is not a private regular file of this user: never read."""
+
+
+def read_private(path: Path) -> str:
+    """The text of a spool file, opened without following a link (O_NOFOLLOW), and only when
+    it is a regular file owned by this user that no group or other user can write; Unsafe
+    otherwise (OSError when it cannot be read at all)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Unsafe(_link(path)) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Unsafe("not a regular file")
+        if info.st_uid != os.geteuid():
+            raise Unsafe(f"owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})")
+        if info.st_mode & 0o022:
+            raise Unsafe(f"writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
+        if info.st_size > MAX_FILE_BYTES:
+            raise Unsafe(f"{info.st_size} bytes, larger than any spooled cycle")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8")
+
+
+def _link(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "a symbolic link, not a regular file (never followed)"
+    return f"a symbolic link to {cut(target, 300)}, not a regular file (never followed)"
 
 
 def set_aside(path: Path, reason: str, warn: Callable[[str], None]) -> None:
     """Move a file that is not a cycle we can replay out of the way, and say so."""
     aside = path.parent / REJECTED
-    aside.mkdir(exist_ok=True, mode=0o700)
-    path.replace(aside / path.name)
+    try:
+        aside.mkdir(exist_ok=True, mode=0o700)
+        info = aside.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise OSError(errno.ENOTDIR, "not a folder of this user")
+        path.replace(aside / path.name)
+    except OSError as exc:
+        warn(
+            f"warning: spool file {path} not replayed ({reason}); cannot move it to {aside}: "
+            f"{exc.strerror}"
+        )
+        return
     warn(f"warning: spool file {path.name} set aside in {aside}: {reason}")
 
 
@@ -314,19 +414,94 @@ def readable(folder: Path, warn: Callable[[str], None]) -> Iterator[tuple[Path, 
     """Each pending cycle that parses, oldest first; the others are set aside with a warning."""
     for path in pending(folder):
         try:
-            yield path, decode(path.read_text("utf-8"))
+            yield path, decode(read_private(path))
         except (Corrupt, UnicodeDecodeError) as exc:
-            set_aside(path, str(exc), warn)
+            set_aside(path, str(exc) if isinstance(exc, Corrupt) else "not UTF-8 text", warn)
         except OSError as exc:
             warn(f"warning: cannot read spool file {path}: {exc.strerror}")
 
 
-def summary(folder: Path) -> list[tuple[datetime | None, Path]]:
-    """(slot, path) of every pending file, for status; None where the file does not parse."""
-    out: list[tuple[datetime | None, Path]] = []
+@dataclass(frozen=True)
+class Listed:
+    """A spool entry as ``status`` and ``spool list`` show it."""
+
+    path: Path
+    slot: datetime | None = None
+    rows: int = 0
+    # The store it names when that is not the current one (a readable description).
+    foreign: str | None = None
+    # Why it cannot be replayed (unreadable, unsafe), None when it can.
+    problem: str | None = None
+
+
+def summary(folder: Path, identity: Identity | None = None) -> list[Listed]:
+    """Every pending entry, for status and ``spool list``; with ``identity``, the files of
+    another store are marked as such."""
+    out: list[Listed] = []
     for path in pending(folder):
         try:
-            out.append((decode(path.read_text("utf-8")).slot, path))
-        except (Corrupt, OSError, UnicodeDecodeError):
-            out.append((None, path))
+            cycle = decode(read_private(path))
+        except (Corrupt, UnicodeDecodeError) as exc:
+            out.append(Listed(path, problem=str(exc) if isinstance(exc, Corrupt) else "not UTF-8"))
+            continue
+        except OSError as exc:
+            out.append(Listed(path, problem=str(exc.strerror)))
+            continue
+        mine = identity is None or cycle.belongs(identity)
+        out.append(Listed(path, cycle.slot, cycle.rows, None if mine else store_text(cycle)))
     return out
+
+
+def rejected(folder: Path) -> list[Path]:
+    """The files set aside in ``folder``'s rejected/ folder."""
+    try:
+        return sorted(p for p in (folder / REJECTED).iterdir() if not p.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def store_text(cycle: Spooled) -> str:
+    """The store a spooled cycle names, as one line without secrets."""
+    if cycle.store is None:
+        return f"table {cycle.table} (a file of the first spool format)"
+    s = cycle.store
+    if "store" in s:
+        where = s["store"]
+    else:
+        # Only the parts an identity holds: never a password, whatever a hand-made file says.
+        parts = [f"{key} {s[key]}" for key in ("user", "host", "port", "socket") if s.get(key)]
+        where = f"{s.get('engine', '?')} database {s.get('dbname', '?')} ({', '.join(parts)})"
+    return cut(f"{where}, table {s.get('table', cycle.table)}", 200)
+
+
+DROP_COMMAND = "analytics-cli spool drop --foreign"
+
+
+def foreign_warning(folder: Path, cycles: Sequence[Spooled]) -> str:
+    """The one warning of a run that found spool files of other stores."""
+    stores = sorted({store_text(c) for c in cycles})
+    named = stores[0] if len(stores) == 1 else f"{len(stores)} stores: " + "; ".join(stores)
+    return (
+        f"warning: {len(cycles)} spool file(s) in {folder} are for another store ({named}) "
+        f"and are not replayed here; remove them with: {DROP_COMMAND}"
+    )
+
+
+def droppable(folder: Path, identity: Identity, *, foreign: bool, rejected_too: bool) -> list[Path]:
+    """The files ``spool drop`` removes: other stores' cycles, and the set-aside ones."""
+    found: list[Path] = []
+    if foreign:
+        found += [item.path for item in summary(folder, identity) if item.foreign is not None]
+    if rejected_too:
+        found += rejected(folder)
+    return found
+
+
+def remove(path: Path) -> None:
+    """Remove one spool entry (a link is removed, never what it points to)."""
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

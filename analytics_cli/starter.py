@@ -19,6 +19,22 @@ EXAMPLE_METRIC = {
     ),
 }
 
+# The same metric in MySQL/MariaDB's dialect: backticks, booleans as tinyint(1).
+EXAMPLE_METRIC_MYSQL = {
+    **EXAMPLE_METRIC,
+    "sql": (
+        "SELECT COUNT(*) AS `count`\n"
+        "FROM `user`\n"
+        "WHERE `isGuest` = 0 AND NOT (`isDeactivated` <=> 1)\n"
+    ),
+}
+
+_SOURCE_EXAMPLE = {
+    "postgresql": '# dsn = "postgresql://analytics@db.example.com/platform"',
+    "mysql": '# dsn = "mysql://analytics@db.example.com:3306/platform'
+    '?option_file=/etc/analytics-cli/my.cnf"',
+}
+
 _STARTER_HEADER = """\
 # analytics-cli configuration.
 # Check it with:  analytics-cli -c {path} config check
@@ -31,7 +47,7 @@ _STARTER_HEADER = """\
 [source]
 # The platform database the metrics are counted in (read only).
 # Without any connection string the embedded PostgreSQL is used.
-# dsn = "postgresql://analytics@db.example.com/platform"
+{source_example}
 
 """
 
@@ -46,6 +62,20 @@ _STARTER_COLLECT = """
 # is enabled by default, including ones added by later versions. Custom [[metric]]
 # entries run unless they say enabled = false.
 # ping_url: a heartbeat URL called after each run (URL, or URL/fail on error).
+"""
+
+_STARTER_STORE_MYSQL = """
+# The database and table the samples are written to. Defaults to the source database,
+# where only the platform's own table can be the store (table = "analytics",
+# layout = "ir-engine"); the analytics-cli table with dimensions lives on PostgreSQL:
+# dsn = "postgresql://analytics@metrics.example.com/metrics"
+"""
+
+_STARTER_METRIC_MYSQL = """
+# Custom metrics: one row per cycle each, in the source's dialect (MySQL/MariaDB here).
+# The query must return exactly one row with a numeric column named count. Parameters:
+# %(slot)s (start of the slot, UTC) and %(interval_seconds)s (the interval in seconds).
+# Quote names with backticks; booleans are 0 and 1.
 """
 
 _STARTER_METRIC = """
@@ -67,8 +97,16 @@ def readable_toml(text: str) -> str:
     return plain if same else text
 
 
-def starter_config(path: Path) -> str:
-    """The text of a starter configuration: defaults, every built-in listed, one custom metric."""
+def dialect_of(dsn: str | None) -> str:
+    """The SQL dialect of a source connection string (PostgreSQL when none is given)."""
+    from analytics_cli.dsn import MYSQL, engine_of
+
+    return "mysql" if dsn and engine_of(dsn) == MYSQL else "postgresql"
+
+
+def starter_config(path: Path, dialect: str = "postgresql") -> str:
+    """The text of a starter configuration: defaults, every built-in listed, one custom metric
+    written in the source's ``dialect``."""
     from analytics_cli.config import (
         DEFAULT_CONNECT_TIMEOUT,
         DEFAULT_INTERVAL,
@@ -91,18 +129,20 @@ def starter_config(path: Path) -> str:
             "metrics": [m.type for m in builtin_metrics() if m.enabled],
         }
     }
-    metric_doc = {"metric": [EXAMPLE_METRIC]}
+    mysql = dialect == "mysql"
+    metric_doc = {"metric": [EXAMPLE_METRIC_MYSQL if mysql else EXAMPLE_METRIC]}
+    store_note = _STARTER_STORE_MYSQL if mysql else _STARTER_STORE
     return (
-        _STARTER_HEADER.format(path=path)
-        + dump(store_doc).replace("[store]\n", "[store]" + _STARTER_STORE, 1)
+        _STARTER_HEADER.format(path=path, source_example=_SOURCE_EXAMPLE[dialect])
+        + dump(store_doc).replace("[store]\n", "[store]" + store_note, 1)
         + "\n"
         + dump(collect_doc).replace("[collect]\n", "[collect]" + _STARTER_COLLECT, 1)
-        + _STARTER_METRIC
+        + (_STARTER_METRIC_MYSQL if mysql else _STARTER_METRIC)
         + readable_toml(dump(metric_doc))
     )
 
 
-def write_starter(path: Path, *, force: bool) -> None:
+def write_starter(path: Path, *, force: bool, dialect: str = "postgresql") -> None:
     """Write the starter configuration (mode 0600); refuse to overwrite unless ``force``."""
     if path.is_dir():
         raise ConfigError(f"{path} is a directory")
@@ -110,4 +150,4 @@ def write_starter(path: Path, *, force: bool) -> None:
         raise ConfigError(f"{path} already exists", hint="use --force to overwrite it")
     if not path.parent.is_dir():
         raise ConfigError(f"directory {path.parent} does not exist")
-    atomic_write(path, starter_config(path), mode=0o600)
+    atomic_write(path, starter_config(path, dialect), mode=0o600)

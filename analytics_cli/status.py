@@ -7,9 +7,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
-from analytics_cli.config import Settings
+from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.db import store_session
+from analytics_cli.errors import DatabaseError
+from analytics_cli.store import partitions
 from analytics_cli.store.layout import Layout, detect
+from analytics_cli.store.native import NativeLayout
+from analytics_cli.store.partitions import Retention
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
@@ -33,6 +37,8 @@ class MetricStatus:
     backfill: bool = False
     # Older than max_age plus the part of its every beyond the interval.
     stale: bool = False
+    # The newest row dated after now (a clock or --at mistake): never taken as fresh.
+    future: datetime | None = None
 
 
 @dataclass
@@ -50,6 +56,16 @@ class StatusReport:
     # Cycles waiting in the spool for the store: (slot, file), slot None when unreadable.
     spool_dir: str = ""
     spooled: list[tuple[datetime | None, str]] = field(default_factory=list)
+    # Spool files of another store (file, the store they name), files that cannot be
+    # replayed (file, why), and files set aside in rejected/.
+    spool_foreign: list[tuple[str, str]] = field(default_factory=list)
+    spool_unreadable: list[tuple[str, str]] = field(default_factory=list)
+    spool_rejected: list[str] = field(default_factory=list)
+    # The store could not be read (exit 3): the error line and its hint.
+    store_error: str | None = None
+    store_hint: str | None = None
+    # The oldest row and the partitions (native store); None for the iR Engine's table.
+    retention: Retention | None = None
 
     @property
     def newest(self) -> datetime | None:
@@ -65,7 +81,9 @@ class StatusReport:
 
     @property
     def exit_code(self) -> int:
-        """1 when stale (drives alerts and probes), else 0."""
+        """3 when the store cannot be read, 1 when stale (drives alerts and probes), else 0."""
+        if self.store_error is not None:
+            return 3
         return 1 if self.stale else 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,9 +100,15 @@ class StatusReport:
             "newest_age_seconds": _age_seconds(self.now, newest),
             "stale": self.stale,
             "exit_code": self.exit_code,
+            "retention": _retention_dict(self.retention, self.table_exists),
             "spooled": [
                 {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
             ],
+            "spool_foreign": [{"file": f, "store": store} for f, store in self.spool_foreign],
+            "spool_unreadable": [{"file": f, "reason": why} for f, why in self.spool_unreadable],
+            "spool_rejected": self.spool_rejected,
+            **({"store_error": self.store_error} if self.store_error is not None else {}),
+            "future": {m.type: iso(m.future) for m in self.metrics if m.future is not None},
             "metrics": [
                 {
                     "type": m.type,
@@ -101,6 +125,21 @@ class StatusReport:
                 for m in self.metrics
             ],
         }
+
+
+def _retention_dict(r: Retention | None, exists: bool) -> dict[str, Any] | None:
+    if not exists:
+        return None
+    if r is None:
+        return {"applies": False}
+    return {
+        "applies": True,
+        "oldest": iso(r.oldest) if r.oldest else None,
+        "partitioned": r.partitioned,
+        "partitions": r.months,
+        "first_month": iso(r.first) if r.first else None,
+        "last_month": iso(r.last) if r.last else None,
+    }
 
 
 def _age_seconds(now: datetime, then: datetime | None) -> int | None:
@@ -133,11 +172,32 @@ def status(
 
     folder = spool.spool_dir(settings)
     report.spool_dir = str(folder)
-    report.spooled = [(slot, str(path)) for slot, path in spool.summary(folder)]
+    for item in spool.summary(folder, spool.store_identity(settings)):
+        if item.problem is not None:
+            report.spool_unreadable.append((str(item.path), item.problem))
+        elif item.foreign is not None:
+            report.spool_foreign.append((str(item.path), item.foreign))
+        else:
+            report.spooled.append((item.slot, str(item.path)))
+    report.spool_rejected = [str(p) for p in spool.rejected(folder)]
+    try:
+        _read_store(settings, report, enabled, specs)
+    except DatabaseError as exc:
+        # The local spool is listed all the same: when the store is down is when it matters.
+        report.store_error, report.store_hint = str(exc), exc.hint
+    return report
+
+
+def _read_store(
+    settings: Settings, report: StatusReport, enabled: list[str], specs: dict[str, MetricSpec]
+) -> None:
+    window_start, window_end = report.window_start, report.window_end
     with store_session(settings, doing="store database error", read_only=True) as conn:
         layout = detect(conn, settings)
         report.table_exists = layout is not None
         stored = store.known_types(conn, settings.table) if layout is not None else []
+        if isinstance(layout, NativeLayout):
+            report.retention = partitions.retention(conn, settings.table, stored)
         for name in [*enabled, *(t for t in stored if t not in enabled)]:
             if layout is None:
                 report.metrics.append(MetricStatus(name, True, None, 0, ()))
@@ -145,7 +205,15 @@ def status(
             spec = specs.get(name)
             every = spec.every if spec is not None else None
             status = _metric_status(
-                conn, settings, layout, name, name in enabled, window_start, window_end, every
+                conn,
+                settings,
+                layout,
+                name,
+                name in enabled,
+                window_start,
+                window_end,
+                every,
+                report.now,
             )
             limit = report.max_age + ((every or settings.interval) - settings.interval)
             stale = name in enabled and (
@@ -159,7 +227,6 @@ def status(
                     stale=stale,
                 )
             )
-    return report
 
 
 def _metric_status(
@@ -171,6 +238,7 @@ def _metric_status(
     window_start: datetime,
     window_end: datetime,
     every: timedelta | None,
+    now: datetime,
 ) -> MetricStatus:
     from analytics_cli.store import mysql
     from analytics_cli.timeutil import EPOCH, slots
@@ -179,14 +247,17 @@ def _metric_status(
     if mysql.is_mysql(conn):
         ends = mysql.span(conn, settings.table, name)
         first, newest = ends if ends is not None else (None, None)
+        future = None
+        if newest is not None and newest > now:
+            future, newest = newest, mysql.newest_until(conn, settings.table, name, now)
         latest = floor_slot(newest, step) if newest else newest
         if first is None or not enabled:
-            return MetricStatus(name, enabled, latest, 0, ())
+            return MetricStatus(name, enabled, latest, 0, (), future=future)
         start = max(window_start, floor_slot(first, step))
         expected = [s for s in slots(floor_slot(start, step), window_end, step) if s >= start]
         present = mysql.slots_with_rows(conn, settings.table, name, start, window_end, step)
         missing = tuple(s for s in expected if s not in present)
-        return MetricStatus(name, enabled, latest, len(expected), missing)
+        return MetricStatus(name, enabled, latest, len(expected), missing, future=future)
     from psycopg import sql
 
     table = store.identifier(settings.table)
@@ -195,16 +266,24 @@ def _metric_status(
     # (the iR Engine's old collector wrote "createdAt" at arbitrary times; collect's own
     # rows sit at the slot start, which the flooring keeps).
     slot_of = sql.SQL("date_bin({}, {}, {})").format(sql.Literal(step), column, sql.Literal(EPOCH))
-    # max/min on the (type, "timestamp") index: two probes, however long the history.
+    # max/min on the (type, "timestamp") index: three probes, however long the history.
+    # A row dated after now is no sign of life: the newest row up to now is what counts.
+    probe = sql.SQL("SELECT {}({}) FROM {} WHERE type = %(t)s{}")
+    up_to_now = sql.SQL(" AND {} <= %(now)s").format(column)
     row = conn.execute(
-        sql.SQL("SELECT max({}), min({}) FROM {} WHERE type = %s").format(column, column, table),
-        (name,),
+        sql.SQL("SELECT ({}), ({}), ({})").format(
+            probe.format(sql.SQL("max"), column, table, up_to_now),
+            probe.format(sql.SQL("min"), column, table, sql.SQL("")),
+            probe.format(sql.SQL("max"), column, table, sql.SQL("")),
+        ),
+        {"t": name, "now": now},
     ).fetchone()
-    newest, first = (row[0], row[1]) if row else (None, None)
+    newest, first, last = (row[0], row[1], row[2]) if row else (None, None, None)
+    future = last if last is not None and last > now else None
     latest = floor_slot(newest, step) if newest else newest
     if first is None or not enabled:
         # A metric no longer enabled is expected to have gaps: none are reported.
-        return MetricStatus(name, enabled, latest, 0, ())
+        return MetricStatus(name, enabled, latest, 0, (), future=future)
     # Slots before the metric's first row are not missing: it did not exist yet.
     start = max(window_start, floor_slot(first, step))
     # The metric's own slots that have begun before the window's end.
@@ -219,4 +298,4 @@ def _metric_status(
         )
     }
     missing = tuple(s for s in expected if s not in present)
-    return MetricStatus(name, enabled, latest, len(expected), missing)
+    return MetricStatus(name, enabled, latest, len(expected), missing, future=future)

@@ -115,6 +115,15 @@ def parse_timestamp(text: str, *, what: str = "time") -> datetime:
         raise ConfigError(f"invalid {what} {text!r}: out of range") from None
 
 
+# A slot is collected from 2000 on (collect --at): older is a typo, and far-off years
+# overflow datetime arithmetic (a year 1 or 9999 slot minus an interval).
+EARLIEST_SLOT = datetime(2000, 1, 1, tzinfo=UTC)
+# Reading windows (--since/--until) may reach wider, but stay where a window's own
+# arithmetic (its length before it, any time zone) cannot leave datetime's range.
+EARLIEST_READ = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_READ = datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def parse_when(text: str, *, now: datetime, what: str = "time") -> datetime:
     """Parse ``--since``/``--until``: a duration before ``now`` or an ISO 8601 time."""
     raw = text.strip()
@@ -123,11 +132,33 @@ def parse_when(text: str, *, now: datetime, what: str = "time") -> datetime:
     if _DURATION.fullmatch(raw.lower()):
         return now - parse_duration(raw, what=what)
     try:
-        return parse_timestamp(raw, what=what)
+        value = parse_timestamp(raw, what=what)
     except ConfigError:
         if _DURATION_LIKE.fullmatch(raw):
             parse_duration(raw, what=what)  # a duration misspelt (6M, 7 days): its own hint
         raise
+    if not EARLIEST_READ <= value < LATEST_READ:
+        raise ConfigError(
+            f"invalid {what} {text!r}: out of range",
+            hint=f"give a time from {EARLIEST_READ.year} to {LATEST_READ.year - 1} "
+            "(or a duration ago: 30d)",
+        )
+    return value
+
+
+def check_slot_time(value: datetime, *, now: datetime, interval: timedelta, what: str) -> None:
+    """Refuse a time to collect at that is before 2000 or more than one interval ahead."""
+    if value < EARLIEST_SLOT:
+        raise ConfigError(
+            f"invalid {what} {iso(value)}: before {EARLIEST_SLOT.date().isoformat()}",
+            hint=f"give a time from {EARLIEST_SLOT.date().isoformat()} up to now",
+        )
+    if value > now + interval:
+        raise ConfigError(
+            f"invalid {what} {iso(value)}: in the future (now is {iso(now.replace(microsecond=0))})",
+            hint=f"give a time up to one interval ({format_duration(interval)}) from now; "
+            "a slot in the future would look fresh to status until it comes",
+        )
 
 
 def floor_slot(moment: datetime, interval: timedelta) -> datetime:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.required import unavailable
+
 TIMEOUT = 60.0
-# Read at import: the per-test environment cleaning removes ANALYTICS_* variables later.
-REQUIRED = os.environ.get("ANALYTICS_REQUIRE_CHROMIUM") == "1"
 
 
 def chromium_path() -> str | None:
@@ -239,9 +239,7 @@ def browser() -> Iterator[Browser]:
     ANALYTICS_REQUIRE_CHROMIUM=1 (CI), where a missing browser is a failure."""
     executable = chromium_path()
     if executable is None:
-        if REQUIRED:
-            pytest.fail("ANALYTICS_REQUIRE_CHROMIUM=1 but chromium is not installed")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        unavailable("CHROMIUM", "chromium is not installed (apt-get install chromium)")
     profile = Path(tempfile.mkdtemp(prefix="analytics-cli-chromium-"))
     instance = Browser(executable, profile)
     try:

@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from analytics_cli import embedded
+from tests import required  # noqa: F401 (reads the ANALYTICS_REQUIRE_* switches now)
 from tests.scratch import with_db
 
 # Fixtures of real servers beside PostgreSQL: MariaDB (MySQL sources), pgbouncer (tests/deploy/).
@@ -82,6 +83,16 @@ def _require_passwords_over_tcp(dsn: str, address: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the test server still takes logins over TCP without a password")
         time.sleep(0.05)
+
+
+def pytest_sessionfinish() -> None:
+    """Remove the embedded servers' data (kept outside their homes as root) of homes gone."""
+    if not embedded.SERVER_ROOT.is_dir():
+        return
+    for folder in embedded.SERVER_ROOT.iterdir():
+        marker = folder / "home"
+        if marker.is_file() and not Path(marker.read_text().strip()).exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

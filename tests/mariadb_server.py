@@ -26,11 +26,11 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.required import unavailable
+
 SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.mysql.sql"
 ADMIN_USER = "analytics_admin"
 ADMIN_PASSWORD = "admin-pw-4711"
-# Read at import: the per-test environment cleaning removes ANALYTICS_* variables later.
-REQUIRED = os.environ.get("ANALYTICS_REQUIRE_MARIADB") == "1"
 # The platform tables in the schema file, in a stable order (for checksums).
 PLATFORM_TABLES = (
     "user",
@@ -177,8 +177,13 @@ def _certificates(folder: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def server(*, buffer_pool: str = "256M", tls: bool = True) -> Iterator[MariaDB]:
-    """Install a data directory, start mariadbd, create the admin account; stop and remove."""
+def server(
+    *, buffer_pool: str = "256M", tls: bool = True, fresh: bool = False
+) -> Iterator[MariaDB]:
+    """Install a data directory, start mariadbd, create the admin account; stop and remove.
+
+    ``fresh``: as ``mariadb-install-db`` sets a server up by default (its test database and
+    anonymous accounts) and resolving client host names, as a new user's server does."""
     home = Path(tempfile.mkdtemp(prefix="analytics-cli-mariadb-"))
     data, run = home / "data", home / "run"
     data.mkdir()
@@ -205,7 +210,7 @@ def server(*, buffer_pool: str = "256M", tls: bool = True) -> Iterator[MariaDB]:
                 "--no-defaults",
                 *account,
                 f"--datadir={data}",
-                "--skip-test-db",
+                *([] if fresh else ["--skip-test-db"]),
                 "--auth-root-authentication-method=socket",
             ],
             check=True,
@@ -229,7 +234,7 @@ def server(*, buffer_pool: str = "256M", tls: bool = True) -> Iterator[MariaDB]:
                 f"--log-error={log}",
                 f"--init-file={init}",
                 f"--tmpdir={run}",
-                "--skip-name-resolve",
+                *([] if fresh else ["--skip-name-resolve"]),
                 "--skip-log-bin",
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_general_ci",
@@ -291,9 +296,7 @@ def mariadb() -> Iterator[MariaDB]:
     """One MariaDB server for the session (skipped, or failed in CI, when there is none)."""
     reason = missing()
     if reason is not None:
-        if REQUIRED:
-            pytest.fail(f"ANALYTICS_REQUIRE_MARIADB=1 but {reason}")
-        pytest.skip(reason)
+        unavailable("MARIADB", reason)
     with server() as instance:
         yield instance
 

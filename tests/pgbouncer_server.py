@@ -14,14 +14,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-# CI sets it: a missing pgbouncer is then a failure, not a skip.
-REQUIRED = os.environ.get("ANALYTICS_REQUIRE_PGBOUNCER") == "1"
+from analytics_cli import embedded
+from tests.required import unavailable
+
 # Another binary than the one on PATH or in /usr/sbin (Debian's place for it).
 BINARY = os.environ.get("ANALYTICS_PGBOUNCER")
 # pgbouncer refuses to run as root; as root it runs as this account (created when missing).
@@ -161,9 +163,12 @@ def running(admin_dsn: str, mode: str) -> Iterator[Bouncer]:
         (folder / "userlist.txt").write_text(f'"{account.pw_name}" ""\n')
         for path in (folder, *folder.iterdir()):
             os.chown(path, account.pw_uid, account.pw_gid)
-        as_account: dict[str, int] = {}
+        as_account: dict[str, Any] = {}
         if os.geteuid() == 0:
             as_account = {"user": account.pw_uid, "group": account.pw_gid}
+            # The embedded server's socket folder admits its account's group only.
+            with contextlib.suppress(KeyError):
+                as_account["extra_groups"] = [pwd.getpwnam(embedded.SYSTEM_USER).pw_gid]
         proc = subprocess.Popen(
             [binary, str(folder / "pgbouncer.ini")],
             cwd=folder,
@@ -191,9 +196,7 @@ def pgbouncer(request: pytest.FixtureRequest) -> Iterator[Bouncer]:
     """pgbouncer with a pool of 2 server connections, in transaction and in session mode."""
     if pgbouncer_binary() is None:
         reason = f"pgbouncer is not installed ({BINARY or 'apt-get install pgbouncer'})"
-        if REQUIRED:
-            pytest.fail(f"{reason}; ANALYTICS_REQUIRE_PGBOUNCER=1 makes it required")
-        pytest.skip(reason)
+        unavailable("PGBOUNCER", reason)
     # Asked for only now: a skip must not start a server first.
     admin_dsn = request.getfixturevalue("admin_dsn")
     with running(admin_dsn, request.param) as bouncer:

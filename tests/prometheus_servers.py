@@ -15,16 +15,15 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
+from tests import required
 
-# Read at import: the per-test environment cleaning removes ANALYTICS_* variables later.
-REQUIRED = os.environ.get("ANALYTICS_REQUIRE_PROMETHEUS") == "1"
 # Generous: the machine is shared; the wait ends as soon as the condition holds.
 DEADLINE = 90.0
 
@@ -41,9 +40,7 @@ def binary(name: str) -> str:
             "promtool": "prometheus",
             "amtool": "prometheus-alertmanager",
         }.get(name, name)
-        if REQUIRED:
-            pytest.fail(f"ANALYTICS_REQUIRE_PROMETHEUS=1 but {name} is not installed ({package})")
-        pytest.skip(f"{name} is not installed (apt-get install {package})")
+        required.unavailable("PROMETHEUS", f"{name} is not installed (apt-get install {package})")
     return found
 
 
@@ -58,12 +55,14 @@ def wait_for(what: str, probe: Callable[[], T | None], deadline: float = DEADLIN
     """Poll ``probe`` until it returns something other than None (or fail after the deadline)."""
     end = time.monotonic() + deadline
     delay = 0.05
-    last: Exception | None = None
+    # Only the message is kept: the exception itself, held in this frame, would make a
+    # cycle with its traceback and keep whatever it holds (a connection) until a later GC.
+    last = ""
     while time.monotonic() < end:
         try:
             value = probe()
         except (OSError, ValueError) as exc:
-            last, value = exc, None
+            last, value = str(exc), None
         if value is not None:
             return value
         time.sleep(delay)
@@ -72,9 +71,14 @@ def wait_for(what: str, probe: Callable[[], T | None], deadline: float = DEADLIN
 
 
 def http_get(url: str) -> str:
-    """The body of a GET, as text."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode("utf-8"))
+    """The body of a GET, as text. An error answer (a server's 503 while it starts) is
+    raised with its connection already closed."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -75,6 +76,65 @@ def test_global_options_go_before_the_command(tmp_path: Path) -> None:
     result = cli("--config", str(config), "collect")
     assert result.exit_code == 2
     assert "unknown key collect.not_a_key" in result.stderr
+
+
+def test_output_options_are_taken_after_the_command_too(tmp_path: Path) -> None:
+    from analytics_cli.cli import hoist_output_options
+
+    config = tmp_path / "x.toml"
+    config.write_text("[collect]\nretries = 11\n")  # a configuration error
+    before = cli("-q", "--log-format", "json", "-c", str(config), "collect")
+    after = cli("-c", str(config), "collect", "-q", "--log-format", "json")
+    assert (after.exit_code, after.stdout) == (before.exit_code, before.stdout) == (2, "")
+    assert after.stderr == before.stderr
+    assert json.loads(after.stderr.splitlines()[0])["level"] == "error"
+    # In the subcommand of a group, with = and counted flags.
+    assert cli("config", "show", "--log-format=json", "-vv").exit_code == 0
+    # An option's value and what follows -- stay where they are.
+    assert hoist_output_options(["show", "--where", "-q", "-v"]) == [
+        "-v",
+        "show",
+        "--where",
+        "-q",
+    ]
+    assert hoist_output_options(["export", "--", "-q"]) == ["export", "--", "-q"]
+    assert hoist_output_options(["-q", "show"]) == ["-q", "show"]
+    # Real processes too.
+    assert run_proc("metrics", "-q", "--log-format", "json").exit_code == 0
+
+
+def test_a_bare_number_for_a_duration_gets_the_spelling_with_its_unit(tmp_path: Path) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text("[collect]\ninterval = 30\nstatement_timeout = 2.5\n")
+    result = cli("-c", str(config), "collect")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {config}: collect.interval must be a string, got int",
+        'hint: a duration is a string with its unit: interval = "30m" (units s, m, h, d, w, y)',
+    ]
+    config.write_text('[collect]\ninterval = "30m"\nstatement_timeout = 2.5\n')
+    assert cli("-c", str(config), "collect").stderr.splitlines()[1] == (
+        'hint: a duration is a string with its unit: statement_timeout = "2.5s" '
+        "(units s, m, h, d, w, y)"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[collect]\nmetrics = ["dailyUser"]\n',
+        '[[metric]]\ntype = "dailyUsers"\nsql = "SELECT 1 AS count"\n',
+        '[[metric]]\ntype = "x"\nsql = "SELECT 1 AS count"\nevery = "45m"\n',
+        "[collect]\nretries = 11\n",
+        '[store]\nlayout = "other"\n',
+    ],
+)
+def test_every_config_error_names_the_file(tmp_path: Path, body: str) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text(body)
+    result = cli("-c", str(config), "collect", "--dry-run")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {config}: "), result.stderr
 
 
 @pytest.mark.parametrize("command", _commands())

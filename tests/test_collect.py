@@ -162,10 +162,13 @@ def test_unreachable_database_exit_3_without_password() -> None:
     assert result.exit_code == 3
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(
+    # The --dsn warning, the error line, then the cycle's summary line: nothing stored.
+    assert len(lines) == 3, result.stderr
+    assert lines[0].startswith("warning: --dsn holds a password")
+    assert lines[1].startswith(
         "error: cannot connect to the store database (scott@127.0.0.1:1/platform)"
     )
+    assert lines[2].startswith("collect slot=") and " stored=0 present=0 failed=0 " in lines[2]
     assert "tiger-pw-9" not in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -128,7 +128,7 @@ def test_unknown_builtin_in_metrics_list(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert (
         result.stderr.splitlines()[0]
-        == "error: [collect] metrics: unknown built-in metric 'dailyUser'"
+        == f"error: {path}: [collect] metrics: unknown built-in metric 'dailyUser'"
     )
     assert "did you mean 'dailyUsers'" in result.stderr
 

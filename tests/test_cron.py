@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,8 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv
 
+from tests import required
+
 CRON = Path(__file__).resolve().parent.parent / "cron"
 MANIFESTS = sorted((CRON / "kubernetes").glob("*.yaml"))
 # Every Kubernetes version whose schemas the installed kubernetes-validate bundles.
@@ -21,7 +22,6 @@ K8S_VERSIONS = sorted(set(kv.all_versions()), key=lambda v: tuple(int(p) for p i
 
 # Read at import: the per-test environment cleaning removes ANALYTICS_* variables later.
 # CI sets it, so that a machine without systemd-analyze fails the unit checks, not skips them.
-REQUIRE_SYSTEMD = os.environ.get("ANALYTICS_REQUIRE_SYSTEMD") == "1"
 # Every sandboxing line of the service, as shipped: none may go missing or be weakened.
 HARDENING = {
     "DynamicUser": "yes",
@@ -119,11 +119,7 @@ def test_crontab_command_is_valid_shell() -> None:
 
 
 def test_crontab_is_accepted_by_crontab_command(tmp_path: Path) -> None:
-    binary = shutil.which("crontab")
-    if binary is None:
-        if os.environ.get("ANALYTICS_REQUIRE_CRON"):
-            pytest.fail("ANALYTICS_REQUIRE_CRON is set but there is no crontab command")
-        pytest.skip("no crontab command on this machine")
+    binary = required.binary("CRON", "crontab", "cron")
     # Each cron checks a file without installing it, under its own flag: -T (cronie),
     # -n (Debian's cron, "dry run").
     for flag in ("-T", "-n"):
@@ -181,12 +177,7 @@ def test_systemd_timer() -> None:
 
 
 def _systemd_analyze() -> str:
-    binary = shutil.which("systemd-analyze")
-    if binary is None:
-        if REQUIRE_SYSTEMD:
-            pytest.fail("ANALYTICS_REQUIRE_SYSTEMD=1 but there is no systemd-analyze")
-        pytest.skip("no systemd-analyze on this machine (apt-get install systemd)")
-    return binary
+    return required.binary("SYSTEMD", "systemd-analyze", "systemd")
 
 
 def test_systemd_verify_reports_a_bad_key(tmp_path: Path) -> None:

@@ -71,10 +71,10 @@ def outside_tmp() -> Iterator[Path]:
 
 def assert_server_gone(home: Path) -> None:
     """No postmaster for this data folder: no process, no pid file, pg_ctl says stopped."""
-    pgdata = home / "pgdata"
+    pgdata = embedded.pgdata_dir(home)
     assert postgres_processes(pgdata) == []
     assert not (pgdata / "postmaster.pid").exists()
-    assert not embedded._running(embedded.bin_dir(), pgdata)
+    assert not embedded._running(embedded.server_bin_dir(), pgdata)
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_report_and_anomaly_reads_agree_on_both_layouts(store: tuple[Any, Layout
         layout, store_reads.Selection(layout.table, SLOT, SLOT + timedelta(hours=2), ("a",))
     )
     interval = timedelta(minutes=30)
-    [summary] = store_reads.total_summaries(conn, sel, interval)
+    [summary] = store_reads.summaries(conn, sel, interval)
     assert (summary.latest, summary.min, summary.max, summary.slots) == (4, 3, 5, 3)
     assert summary.avg == 4
     points = store_reads.total_points(conn, sel, interval, interval)

@@ -243,10 +243,109 @@ ODD_TYPES = ["plain", "with,comma", 'with "quotes"', "two\nlines", "cr\rhere", "
              "tab\tand\x01control", "back\\slash", "\\.", "100%Y"]  # fmt: skip
 
 
+# The bytes export and show write for the rows below: RFC 4180 quoting (a field with a comma,
+# quote, CR or LF is quoted, quotes doubled; the empty text is "" and so told from no value),
+# JSON escapes (\\, \", \t, \r, \n, \u0001), UTF-8 as it is, and "%" left alone.
+# fmt: off
+EXPORT_CSV = (
+    "type,count,timestamp,metadata,collected_at\n"
+    "activeInstances,11,2026-11-28T09:17:23Z,{},2026-11-28T09:17:23Z\n"
+    "activeChannels,40,2026-11-28T09:17:24Z,{},2026-11-28T09:17:24Z\n"
+    "activeInstances,12,2026-11-29T09:47:05Z,{},2026-11-29T09:47:05Z\n"
+    "100%Y,-10,2026-11-29T09:50:00Z,{},2026-11-29T09:50:03Z\n"
+    "\\.,-9,2026-11-29T09:51:00Z,{},2026-11-29T09:51:03Z\n"
+    "back\\slash,-8,2026-11-29T09:52:00Z,{},2026-11-29T09:52:03Z\n"
+    "tab\tand\x01control,-7,2026-11-29T09:53:00Z,{},2026-11-29T09:53:03Z\n"
+    "Zürich 🙂,-6,2026-11-29T09:54:00Z,{},2026-11-29T09:54:03Z\n"
+    '"",-5,2026-11-29T09:55:00Z,{},2026-11-29T09:55:03Z\n'
+    '"cr\r'
+    'here",-4,2026-11-29T09:56:00Z,{},2026-11-29T09:56:03Z\n'
+    '"two\n'
+    'lines",-3,2026-11-29T09:57:00Z,{},2026-11-29T09:57:03Z\n'
+    '"with ""quotes""",-2,2026-11-29T09:58:00Z,{},2026-11-29T09:58:03Z\n'
+    '"with,comma",-1,2026-11-29T09:59:00Z,{},2026-11-29T09:59:03Z\n'
+    "plain,0,2026-11-29T10:00:00Z,{},2026-11-29T10:00:03Z\n"
+)
+SHOW_CSV = (
+    "type,count,timestamp,metadata\n"
+    '"",-5,2026-11-29T09:55:00Z,{}\n'
+    "100%Y,-10,2026-11-29T09:50:00Z,{}\n"
+    "activeChannels,40,2026-11-28T09:17:24Z,{}\n"
+    "activeInstances,11,2026-11-28T09:17:23Z,{}\n"
+    "activeInstances,12,2026-11-29T09:47:05Z,{}\n"
+    "back\\slash,-8,2026-11-29T09:52:00Z,{}\n"
+    '"cr\r'
+    'here",-4,2026-11-29T09:56:00Z,{}\n'
+    "plain,0,2026-11-29T10:00:00Z,{}\n"
+    "tab\tand\x01control,-7,2026-11-29T09:53:00Z,{}\n"
+    '"two\n'
+    'lines",-3,2026-11-29T09:57:00Z,{}\n'
+    '"with ""quotes""",-2,2026-11-29T09:58:00Z,{}\n'
+    '"with,comma",-1,2026-11-29T09:59:00Z,{}\n'
+    "Zürich 🙂,-6,2026-11-29T09:54:00Z,{}\n"
+    "\\.,-9,2026-11-29T09:51:00Z,{}\n"
+)
+EXPORT_NDJSON = (
+    '{"type" : "activeInstances", "count" : 11, "timestamp" : "2026-11-28T09:17:23Z", "metadata" : {}, "collected_at" : "2026-11-28T09:17:23Z"}\n'
+    '{"type" : "activeChannels", "count" : 40, "timestamp" : "2026-11-28T09:17:24Z", "metadata" : {}, "collected_at" : "2026-11-28T09:17:24Z"}\n'
+    '{"type" : "activeInstances", "count" : 12, "timestamp" : "2026-11-29T09:47:05Z", "metadata" : {}, "collected_at" : "2026-11-29T09:47:05Z"}\n'
+    '{"type" : "100%Y", "count" : -10, "timestamp" : "2026-11-29T09:50:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:50:03Z"}\n'
+    '{"type" : "\\\\.", "count" : -9, "timestamp" : "2026-11-29T09:51:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:51:03Z"}\n'
+    '{"type" : "back\\\\slash", "count" : -8, "timestamp" : "2026-11-29T09:52:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:52:03Z"}\n'
+    '{"type" : "tab\\tand\\u0001control", "count" : -7, "timestamp" : "2026-11-29T09:53:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:53:03Z"}\n'
+    '{"type" : "Zürich 🙂", "count" : -6, "timestamp" : "2026-11-29T09:54:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:54:03Z"}\n'
+    '{"type" : "", "count" : -5, "timestamp" : "2026-11-29T09:55:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:55:03Z"}\n'
+    '{"type" : "cr\\rhere", "count" : -4, "timestamp" : "2026-11-29T09:56:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:56:03Z"}\n'
+    '{"type" : "two\\nlines", "count" : -3, "timestamp" : "2026-11-29T09:57:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:57:03Z"}\n'
+    '{"type" : "with \\"quotes\\"", "count" : -2, "timestamp" : "2026-11-29T09:58:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:58:03Z"}\n'
+    '{"type" : "with,comma", "count" : -1, "timestamp" : "2026-11-29T09:59:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:59:03Z"}\n'
+    '{"type" : "plain", "count" : 0, "timestamp" : "2026-11-29T10:00:00Z", "metadata" : {}, "collected_at" : "2026-11-29T10:00:03Z"}\n'
+)
+SHOW_JSON = (
+    "[\n"
+    '{"type" : "", "count" : -5, "timestamp" : "2026-11-29T09:55:00Z", "metadata" : {}},\n'
+    '{"type" : "100%Y", "count" : -10, "timestamp" : "2026-11-29T09:50:00Z", "metadata" : {}},\n'
+    '{"type" : "activeChannels", "count" : 40, "timestamp" : "2026-11-28T09:17:24Z", "metadata" : {}},\n'
+    '{"type" : "activeInstances", "count" : 11, "timestamp" : "2026-11-28T09:17:23Z", "metadata" : {}},\n'
+    '{"type" : "activeInstances", "count" : 12, "timestamp" : "2026-11-29T09:47:05Z", "metadata" : {}},\n'
+    '{"type" : "back\\\\slash", "count" : -8, "timestamp" : "2026-11-29T09:52:00Z", "metadata" : {}},\n'
+    '{"type" : "cr\\rhere", "count" : -4, "timestamp" : "2026-11-29T09:56:00Z", "metadata" : {}},\n'
+    '{"type" : "plain", "count" : 0, "timestamp" : "2026-11-29T10:00:00Z", "metadata" : {}},\n'
+    '{"type" : "tab\\tand\\u0001control", "count" : -7, "timestamp" : "2026-11-29T09:53:00Z", "metadata" : {}},\n'
+    '{"type" : "two\\nlines", "count" : -3, "timestamp" : "2026-11-29T09:57:00Z", "metadata" : {}},\n'
+    '{"type" : "with \\"quotes\\"", "count" : -2, "timestamp" : "2026-11-29T09:58:00Z", "metadata" : {}},\n'
+    '{"type" : "with,comma", "count" : -1, "timestamp" : "2026-11-29T09:59:00Z", "metadata" : {}},\n'
+    '{"type" : "Zürich 🙂", "count" : -6, "timestamp" : "2026-11-29T09:54:00Z", "metadata" : {}},\n'
+    '{"type" : "\\\\.", "count" : -9, "timestamp" : "2026-11-29T09:51:00Z", "metadata" : {}}\n'
+    "]\n"
+)
+EXPORT_JSON = (
+    "[\n"
+    '{"type" : "activeInstances", "count" : 11, "timestamp" : "2026-11-28T09:17:23Z", "metadata" : {}, "collected_at" : "2026-11-28T09:17:23Z"},\n'
+    '{"type" : "activeChannels", "count" : 40, "timestamp" : "2026-11-28T09:17:24Z", "metadata" : {}, "collected_at" : "2026-11-28T09:17:24Z"},\n'
+    '{"type" : "activeInstances", "count" : 12, "timestamp" : "2026-11-29T09:47:05Z", "metadata" : {}, "collected_at" : "2026-11-29T09:47:05Z"},\n'
+    '{"type" : "100%Y", "count" : -10, "timestamp" : "2026-11-29T09:50:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:50:03Z"},\n'
+    '{"type" : "\\\\.", "count" : -9, "timestamp" : "2026-11-29T09:51:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:51:03Z"},\n'
+    '{"type" : "back\\\\slash", "count" : -8, "timestamp" : "2026-11-29T09:52:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:52:03Z"},\n'
+    '{"type" : "tab\\tand\\u0001control", "count" : -7, "timestamp" : "2026-11-29T09:53:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:53:03Z"},\n'
+    '{"type" : "Zürich 🙂", "count" : -6, "timestamp" : "2026-11-29T09:54:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:54:03Z"},\n'
+    '{"type" : "", "count" : -5, "timestamp" : "2026-11-29T09:55:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:55:03Z"},\n'
+    '{"type" : "cr\\rhere", "count" : -4, "timestamp" : "2026-11-29T09:56:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:56:03Z"},\n'
+    '{"type" : "two\\nlines", "count" : -3, "timestamp" : "2026-11-29T09:57:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:57:03Z"},\n'
+    '{"type" : "with \\"quotes\\"", "count" : -2, "timestamp" : "2026-11-29T09:58:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:58:03Z"},\n'
+    '{"type" : "with,comma", "count" : -1, "timestamp" : "2026-11-29T09:59:00Z", "metadata" : {}, "collected_at" : "2026-11-29T09:59:03Z"},\n'
+    '{"type" : "plain", "count" : 0, "timestamp" : "2026-11-29T10:00:00Z", "metadata" : {}, "collected_at" : "2026-11-29T10:00:03Z"}\n'
+    "]\n"
+)
+# fmt: on
+EXPORTED = {"csv": EXPORT_CSV, "json": EXPORT_JSON, "ndjson": EXPORT_NDJSON}
+SHOWN = {"csv": SHOW_CSV, "json": SHOW_JSON}
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
-def test_export_text_is_the_same_however_it_is_made(ir: MySQLPlatform, fmt: str) -> None:
-    """The server-written fields (unbucketed rows) give the text the Python-written ones do
-    (what buckets use), for any type text: quoting, escapes, non-ASCII, ``%``."""
+def test_export_text_of_odd_names_is_exactly_this(ir: MySQLPlatform, fmt: str) -> None:
+    """The server-written fields (unbucketed rows) and the Python-written ones (what buckets
+    use) both give the literal text above, for any type text."""
     from decimal import Decimal
 
     from analytics_cli.history import SHOW_KEYS
@@ -261,7 +360,7 @@ def test_export_text_is_the_same_however_it_is_made(ir: MySQLPlatform, fmt: str)
              for i, t in enumerate(ODD_TYPES)],
         )  # fmt: skip
 
-    def expected(order: str, keys: tuple[str, ...]) -> str:
+    def python_written(order: str, keys: tuple[str, ...]) -> str:
         with ir.connect() as conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT type, count, createdAt, updatedAt FROM analytics "
@@ -278,12 +377,22 @@ def test_export_text_is_the_same_however_it_is_made(ir: MySQLPlatform, fmt: str)
 
     exported = cli("export", f"--{fmt}")
     assert exported.exit_code == 0, exported.stderr
-    assert exported.stdout == expected("time", EXPORT_KEYS)
-    assert len(exported.stdout.splitlines()) >= len(ODD_TYPES) + len(OLD_ROWS)
+    assert exported.stdout == EXPORTED[fmt]
+    assert python_written("time", EXPORT_KEYS) == EXPORTED[fmt]
     if fmt != "ndjson":
         shown = cli("show", "--since", "2026-11-01", "--until", "2026-12-01", "--format", fmt)
         assert shown.exit_code == 0, shown.stderr
-        assert shown.stdout == expected("type", SHOW_KEYS)
+        assert shown.stdout == SHOWN[fmt]
+        assert python_written("type", SHOW_KEYS) == SHOWN[fmt]
+    # Read back, the text gives the names it was made of.
+    if fmt == "csv":
+        names = [row[0] for row in csv.reader(io.StringIO(exported.stdout, newline=""))][1:]
+    else:
+        body = (
+            exported.stdout if fmt == "json" else "[" + ",".join(exported.stdout.splitlines()) + "]"
+        )
+        names = [row["type"] for row in json.loads(body)]
+    assert names[3:] == sorted(ODD_TYPES, key=ODD_TYPES.index, reverse=True)
 
 
 def test_show_and_status_read_the_table(ir: MySQLPlatform) -> None:
@@ -371,7 +480,7 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     grants = grants.replace("'analytics'", "'collector'").replace("'change-me'", "'st-pw-77'")
     assert "GRANT SELECT, INSERT, UPDATE, DELETE ON" in grants
     with ir.connect() as conn, conn.cursor() as cur:
-        cur.execute("DROP USER IF EXISTS 'collector'@'%'")
+        cur.execute("DROP USER IF EXISTS 'collector'@'%', 'collector'@'localhost'")
         # First only what collect needs: --replace and prune are told what to grant.
         narrow = grants.replace("SELECT, INSERT, UPDATE, DELETE", "SELECT, INSERT")
         cur.execute(narrow)
@@ -383,21 +492,46 @@ def test_the_documented_grants_and_what_a_narrower_account_is_told(
     replaced = cli("collect", "--at", AT, "--replace")
     assert (replaced.exit_code, replaced.stdout) == (3, ""), replaced.stderr
     assert "UPDATE command denied" in replaced.stderr
-    assert "GRANT UPDATE, DELETE ON analytics TO 'collector'@'%'" in replaced.stderr
+    assert f"GRANT UPDATE, DELETE ON {ir.name}.analytics TO 'collector'@'%'" in replaced.stderr
     assert "spool" not in replaced.stderr
     pruned = cli("prune", "--older-than", "1d", "--yes")
     assert (pruned.exit_code, pruned.stdout) == (3, ""), pruned.stderr
     assert pruned.stderr.splitlines()[-2:] == [
         "error: prune stopped after 0 rows: DELETE command denied to user "
         f"'collector'@'127.0.0.1' for table `{ir.name}`.`analytics`",
-        "hint: prune needs DELETE on analytics: GRANT DELETE ON analytics TO 'collector'@'%'",
+        f"hint: prune needs DELETE on {ir.name}.analytics: "
+        f"GRANT DELETE ON {ir.name}.analytics TO 'collector'@'%'",
     ]
     assert "st-pw-77" not in replaced.stderr + pruned.stderr
     with ir.connect() as conn, conn.cursor() as cur:
-        cur.execute("DROP USER 'collector'@'%'")
+        cur.execute("DROP USER 'collector'@'%', 'collector'@'localhost'")
         cur.execute(grants)
         while cur.nextset():
             pass
     assert cli("collect", "--at", AT, "--replace").exit_code == 0
     assert cli("prune", "--older-than", "1d", "--yes").exit_code == 0
     assert table_rows(ir) == []
+
+
+def test_status_never_takes_a_future_row_of_the_platform_table_as_fresh(
+    ir: MySQLPlatform,
+) -> None:
+    # A row dated 2099 (a clock far ahead) beside the old collector's rows of 2026-11-29.
+    with ir.connect() as conn, conn.cursor() as cur:
+        ahead = datetime(2099, 1, 1, 0, 0)
+        cur.execute(
+            "INSERT INTO analytics (id, count, type, createdAt, updatedAt) "
+            "VALUES (%s, 1, 'activeInstances', %s, %s)",
+            ("00000000-0000-4000-8000-000000000099", ahead, ahead),
+        )
+    status = cli("status", "--json")
+    assert status.exit_code == 1, status.stderr  # the real rows are days old: stale
+    doc = json.loads(status.stdout)
+    assert doc["future"] == {"activeInstances": "2099-01-01T00:00:00Z"}
+    latest = {m["type"]: m["latest"] for m in doc["metrics"]}
+    assert latest["activeInstances"] == "2026-11-29T09:30:00Z"
+    assert doc["newest_age_seconds"] > 0
+    assert (
+        "\nwarning: rows dated in the future (up to 2099-01-01T00:00:00Z) of activeInstances:"
+        in (status.stderr)
+    )

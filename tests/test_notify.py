@@ -57,6 +57,7 @@ def http_server(
     status: int = 200,
     reply: bytes = b"",
     tls: tuple[Path, Path] | None = None,
+    location: str | None = None,
 ) -> Iterator[tuple[str, Received]]:
     """A local HTTP(S) server that records each request; with ``upstream``, it passes the
     request on (a counting proxy in front of a real Alertmanager)."""
@@ -70,6 +71,8 @@ def http_server(
                 received.requests.append((self.command, self.path, dict(self.headers), body))
             if upstream is None:
                 self.send_response(status)
+                if location is not None:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
@@ -84,7 +87,8 @@ def http_server(
                 with urllib.request.urlopen(request, timeout=30) as response:
                     code, data = response.status, response.read()
             except urllib.error.HTTPError as exc:
-                code, data = exc.code, exc.read()
+                with exc:
+                    code, data = exc.code, exc.read()
             self.send_response(code)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -482,6 +486,31 @@ def test_credentials_travel_over_tls_and_never_show(
         missing.stderr
     )
     assert "Traceback" not in missing.stderr
+
+
+def test_a_redirect_is_not_followed_with_the_credentials(
+    env: Databases,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """urllib would repeat a redirected POST elsewhere with its Authorization header: the
+    token must stay with the Alertmanager it was configured for."""
+    generate(env, weeks=4, last={"busy": 20})
+    secret = "s3cr3t-T0ken-0815"
+    (tmp_path / "secret").write_text(secret + "\n")
+    conf = config_file(tmp_path, f'[notify]\nretries = 0\ntoken_file = "{tmp_path / "secret"}"\n')
+    with (
+        http_server() as (elsewhere, other),
+        http_server(status=302, location=elsewhere) as (
+            url,
+            got,
+        ),
+    ):
+        result = cli("-c", conf, "status", "--anomalies", "--alertmanager", url)
+        assert got.count() == 1
+        assert other.count() == 0
+    assert result.exit_code == 1  # the finding's own exit code, delivery or not
+    assert "HTTP 302" in result.stderr
+    assert secret not in result.stdout + result.stderr
 
 
 def test_collect_reports_its_failed_metric_and_the_store_down(

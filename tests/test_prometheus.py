@@ -323,3 +323,50 @@ def test_the_documented_route_sends_each_alert_where_it_says(tmp_path: Path) -> 
     assert routed("alertname=AnalyticsCollectorStale", "severity=critical") == "pager"
     assert routed("alertname=AnalyticsAnomaly", "severity=warning", "kind=drop") == "team-mail"
     assert routed("alertname=AnalyticsMetricStale", "severity=warning") == "team-mail"
+
+
+# ---------------------------------------------------------------------------- the helpers
+
+
+def test_waiting_through_error_answers_leaves_no_connection_open() -> None:
+    """A server that answers 503 while it starts (Prometheus's /-/ready): the probes' error
+    answers are closed, not kept alive for a garbage collection in some later test."""
+    import gc
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.prometheus_servers import wait_for
+
+    answered: list[int] = []
+
+    class Starting(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            answered.append(503 if len(answered) < 3 else 200)
+            body = b"Service Unavailable" * 100
+            self.send_response(answered[-1])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    unraisable: list[str] = []
+    hook = sys.unraisablehook
+    with ThreadingHTTPServer(("127.0.0.1", 0), Starting) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/-/ready"
+            assert wait_for("the server", lambda: http_get(url)) == "Service Unavailable" * 100
+            sys.unraisablehook = lambda u: unraisable.append(
+                f"{u.exc_type.__name__}: {u.exc_value}"
+            )
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+            server.shutdown()
+            thread.join()
+    assert answered == [503, 503, 503, 200]
+    assert unraisable == []

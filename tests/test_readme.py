@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from analytics_cli import embedded
-from analytics_cli.render import DEMO_NEXT
+from analytics_cli import embedded, errors
+from analytics_cli.metrics import builtin_metrics
+from analytics_cli.render import DEMO_NEXT, demo_next_text
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -74,6 +75,25 @@ QUOTED_LINES = {
 def fields(line: str) -> list[str]:
     """The keys of a key=value line, in order (a leading verb such as ``collect`` kept)."""
     return [word.split("=", 1)[0] for word in shlex.split(line.strip("`"))]
+
+
+# The demo's closing lines on anomalies: a longer history, then the check. They run last
+# (the longer demo replaces the week the other commands read).
+ANOMALIES = ("analytics-cli demo --days 22", "analytics-cli status --anomalies")
+
+
+def first_install_extras() -> set[str]:
+    """The extras the README's first command installs (``pip install -e '.[a,b]'``)."""
+    first = README.read_text().split("```sh\n", 1)[1].splitlines()[0]
+    found = re.match(r"pip install -e '\.\[([a-z,]+)\]' && analytics-cli demo", first)
+    assert found, first
+    return set(found.group(1).split(","))
+
+
+def not_installed_first() -> str:
+    """The optional modules the README's first command does not install, comma-separated."""
+    extras = first_install_extras()
+    return ",".join(sorted(m for m, (extra, _) in errors.EXTRAS.items() if extra not in extras))
 
 
 def _is_operator(token: str) -> bool:
@@ -171,6 +191,7 @@ def test_the_commands_are_found_and_every_listed_exception_exists() -> None:
         "analytics-cli report --html report.html",
         "analytics-cli collect",
         "analytics-cli config init",
+        *ANOMALIES,
     ]
     every = set(documented) | set(demo_commands())
     # A listed exception that no longer appears is a stale entry.
@@ -205,8 +226,10 @@ def playground() -> Iterator[tuple[Path, dict[str, str]]]:
     try:
         shim = home / "bin"
         shim.mkdir()
+        # As installed by the README's first command: the other extras' modules are absent.
+        without = Path(__file__).resolve().parent / "without.py"
         (shim / "analytics-cli").write_text(
-            f'#!/bin/sh\nexec "{sys.executable}" -m analytics_cli "$@"\n'
+            f'#!/bin/sh\nexec "{sys.executable}" "{without}" "{not_installed_first()}" -- "$@"\n'
         )
         (shim / "analytics-cli").chmod(0o755)
         env = {
@@ -247,7 +270,7 @@ def _problems(ran: Ran) -> list[str]:
 def test_every_documented_and_demo_command_runs(playground: tuple[Path, dict[str, str]]) -> None:
     home, env = playground
     commands = [c for c in documented_commands() if c not in NEEDS_EXTERNAL_SERVER]
-    commands += [c for c in demo_commands() if c not in commands]
+    commands += [c for c in demo_commands() if c not in commands and c not in ANOMALIES]
     # The README's first command, on the embedded default: a new user's first minute.
     assert commands[0] == "analytics-cli demo"
     demo = _run(commands[0], home, env)
@@ -281,3 +304,42 @@ def test_every_documented_and_demo_command_runs(playground: tuple[Path, dict[str
     assert (home / "work" / "history.csv").stat().st_size > 0
     assert (home / "work" / "analytics-cli.toml").exists()
     assert (home / "work" / "report.html").read_text().startswith("<!DOCTYPE html>")
+    # Last, the demo's way to anomalies: after three weeks and a day every metric is judged.
+    longer = _run(ANOMALIES[0], home, env)
+    assert _problems(longer) == []
+    judged = _run(ANOMALIES[1], home, env)
+    verdicts = judged.stdout.split("\nmetric ", 2)[-1].splitlines()[1:-1]
+    # Each metric the demo collects has an expected range from its history ("0 to 21.58");
+    # the ones only the README's own commands added (weeklyUsers...) have a day of it.
+    collected = [m.type for m in builtin_metrics() if m.enabled]
+    judged_types = {line.split()[0] for line in verdicts if " to " in line}
+    assert set(collected) <= judged_types, judged.stdout
+    # Exit 1 only with a finding on stderr (the simulated platform may have one).
+    findings = [line for line in judged.stderr.splitlines() if line.startswith("anomaly:")]
+    assert judged.code == (1 if findings else 0), judged.stderr
+
+
+def test_the_first_install_has_what_the_demo_suggests() -> None:
+    # matplotlib (report) is in the README's first command; mysql is not needed there.
+    assert not_installed_first() == "pymysql"
+    assert "after: pip install" not in DEMO_NEXT
+    without_charts = demo_next_text(charts=False)
+    assert (
+        "  analytics-cli report --html report.html        one HTML page to share: headline "
+        "and charts,\n    after: pip install 'platform-analytics-cli[report]'\n"
+    ) in without_charts
+
+
+def test_every_account_the_pages_use_is_created_before() -> None:
+    # Each page is read on its own: a reader may land on any of them.
+    seen = 0
+    for page in pages():
+        text = page.read_text()
+        created: dict[str, int] = {}
+        for m in re.finditer(r"useradd [^`\n]*?(\w+)(?:`|\s*(?:#|$))", text, re.M):
+            created.setdefault(m.group(1), m.start())
+        for m in re.finditer(r"(?:install -o|runuser -u) (\w+)", text):
+            seen += 1
+            name = m.group(1)
+            assert name in created and created[name] < m.start(), (page.name, name)
+    assert seen >= 3  # the crontab lines and the option file's owner

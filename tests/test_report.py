@@ -166,8 +166,8 @@ def test_times_in_another_zone_and_the_window_header(fixed: Databases, tmp_path:
     result = cli("report", "--html", str(page), *WINDOW, "--tz", "Europe/Paris", "-t", "dailyUsers")
     assert result.exit_code == 0, result.stderr
     text = page.read_text()
-    assert "Window: 2026-01-07 01:00 to 2026-01-09 01:00 (2d), times in Europe/Paris." in text
-    assert "previous 2d (2026-01-05 01:00 to 2026-01-07 01:00)" in text
+    assert "Window: 2026-01-07 01:00 to 2026-01-09 01:00, times in Europe/Paris." in text
+    assert "with the window before, 2026-01-05 01:00 to 2026-01-07 01:00 (n/a: no data" in text
     assert '<td data-key="at">2026-01-09 00:30</td>' in text
     assert text.count('<figure class="chart"') == 1
 
@@ -208,8 +208,7 @@ def test_without_matplotlib_the_error_names_the_extra(fixed: Databases, tmp_path
     )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "error: report needs matplotlib for its charts",
-        "hint: pip install 'analytics-cli[report]'",
+        "error: report needs matplotlib for its charts: pip install 'platform-analytics-cli[report]'"
     ]
     assert not page.exists()
 
@@ -230,3 +229,62 @@ def test_only_report_imports_the_charting_library(fixed: Databases, args: tuple[
     assert "analytics_cli.cli" in imported
     assert not [m for m in imported if m.split(".")[0] in ("matplotlib", "numpy", "PIL")]
     assert "analytics_cli.report" not in imported
+
+
+PHONE = """JSON.stringify({
+  page: document.documentElement.scrollWidth,
+  charts: [...document.querySelectorAll('figure.chart')].map(f => {
+    const shown = [...f.querySelectorAll('svg')].filter(s => s.getBoundingClientRect().width > 0);
+    const box = shown.length ? shown[0].getBoundingClientRect() : {width: 0};
+    return {shown: shown.length, narrow: shown.length ? !!shown[0].closest('div.narrow') : false,
+            width: box.width,
+            scale: shown.length ? box.width / shown[0].viewBox.baseVal.width : 0};
+  }),
+  cells: [...document.querySelectorAll('#headline thead th')]
+    .filter(th => th.getBoundingClientRect().width > 0).map(th => th.innerText)
+})"""
+
+
+def test_default_window_is_the_stored_span_and_the_page_fits_a_phone(
+    fixed: Databases,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+) -> None:
+    # Four days stored: without --since the window is those four days, not 30 with 26 empty.
+    page = tmp_path / "r.html"
+    until = (T0 + timedelta(days=4)).isoformat()
+    result = cli("report", "--html", str(page), "--until", until)
+    assert result.exit_code == 0, result.stderr
+    text = page.read_text()
+    assert "Window: 2026-01-05 00:00 to 2026-01-09 00:00, times in UTC." in text
+    # Nothing before the window: no change column, and the page says why.
+    assert "No change column: the store holds nothing from the window before" in text
+    assert 'data-key="change"' not in text
+    # No stray offset label (2026-Jan) under the charts: the window above gives the year.
+    assert "2026-Jan" not in text and text.count('<figure class="chart"') == 3
+
+    session, loaded = browser.open(page.as_uri())
+    assert loaded.errors == []
+    wide = json.loads(browser.evaluate(session, PHONE))
+    assert [(c["shown"], c["narrow"]) for c in wide["charts"]] == [(1, False)] * 3
+    assert "at" in wide["cells"] and "slots" in wide["cells"]
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        session,
+        width=390,
+        height=844,
+        deviceScaleFactor=3,
+        mobile=True,
+    )
+    phone = json.loads(browser.evaluate(session, PHONE))
+    assert phone["page"] <= 390  # nothing wider than the phone: no sideways scrolling
+    for chart in phone["charts"]:
+        # The phone's own drawing, at nearly its natural size: its 9 pt text stays readable.
+        assert chart["shown"] == 1 and chart["narrow"], chart
+        assert chart["width"] <= 390 and chart["scale"] >= 0.8, chart
+    assert phone["cells"] == ["metric", "latest", "min", "avg", "max", "gaps"]
+
+    # A history longer than 30 days: the window is the last 30 days.
+    late = cli("report", "--html", str(page), "--until", (T0 + timedelta(days=40)).isoformat())
+    assert late.exit_code == 0, late.stderr
+    assert "Window: 2026-01-15 00:00 to 2026-02-14 00:00, times in UTC." in page.read_text()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chromium import REQUIRED, chromium_path
+from tests.chromium import chromium_path
+from tests.required import unavailable
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "screenshots.py"
 
@@ -17,9 +18,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "screenshots.py"
 @pytest.mark.slow
 def test_the_screenshot_script_draws_show_and_the_report_from_the_demo(tmp_path: Path) -> None:
     if chromium_path() is None:
-        if REQUIRED:
-            pytest.fail("ANALYTICS_REQUIRE_CHROMIUM=1 but chromium is not installed")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        unavailable("CHROMIUM", "chromium is not installed (apt-get install chromium)")
     spec = importlib.util.spec_from_file_location("screenshots", SCRIPT)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)

@@ -81,14 +81,12 @@ def test_overview_on_a_terminal_has_a_table_and_sparklines(
     assert result.exit_code == 0
     assert result.stderr == ""
     assert "\x1b[" in result.stdout
+    # Borderless: two blanks between columns, as the plain table (every column fits at 100).
     assert lines(result.stdout) == [
         "window 2026-01-05 00:00 to 2026-01-05 04:00 (4h), times in UTC",
-        "┏━━━━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━━┳━━━━━┳━━━━━━━┳━━━━━┳━━━━━━━━┳━━━━━━┳━━━━━━━━━━┓",
-        "┃ type            ┃ latest ┃ at               ┃ min ┃   avg ┃ max ┃ points ┃ gaps ┃ trend    ┃",
-        "┡━━━━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━━━━━╇━━━━━╇━━━━━━━╇━━━━━╇━━━━━━━━╇━━━━━━╇━━━━━━━━━━┩",
-        "│ activeInstances │      9 │ 2026-01-05 03:30 │   3 │     6 │   9 │      7 │    1 │ ▁▃▂▅ ▇▆█ │",
-        "│ dailyUsers      │     18 │ 2026-01-05 03:30 │  10 │ 13.72 │  18 │      8 │    0 │ ▁▃▂▅▄▆▇█ │",
-        "└─────────────────┴────────┴──────────────────┴─────┴───────┴─────┴────────┴──────┴──────────┘",
+        "type             latest  at                min    avg  max  points  gaps  trend",
+        "activeInstances       9  2026-01-05 03:30    3      6    9       7     1  ▁▃▂▅ ▇▆█",
+        "dailyUsers           18  2026-01-05 03:30   10  13.72   18       8     0  ▁▃▂▅▄▆▇█",
     ]
 
 
@@ -109,21 +107,23 @@ def test_series_table_into_a_pipe(fixed: Databases) -> None:
     ]
 
 
+# Round y ticks (step 5) from 0 to 20 cover both series (3 to 18); x labels at round times,
+# the midnight by its date, none with seconds.
 CHART = [
-    "  18 ┤                                                                           ⣀⣀⠤⠤⠒⠒⠉",
-    "     │                                                                ⣀⣀⣀⣀⠤⠤⠤⠒⠒⠉⠉",
-    "     │                                                      ⣀⣀⠤⠔⠒⠒⠉⠉⠉⠉",
-    "     │                                ⣀⠤⠔⠒⠒⠤⠤⠤⠤⣀⣀⣀⣀  ⢀⣀⠤⠤⠒⠊⠉",
-    "     │        ⣀⡠⠤⠒⠒⠤⠤⣀⣀⡀        ⢀⣀⠤⠒⠊⠉             ⠉⠉⠁",
-    "     │  ⢀⣀⠤⠔⠊⠉         ⠈⠉⠉⠒⠒⠤⠤⠒⠉⠁",
-    "10.5 ┤⠒⠉⠁",
-    "     │                                                          ⣀⣀               ⣀⣀⠤⠤⠒⠒⠉",
-    "     │                                                            ⠉⠉⠉⠉⠒⠒⠒⠒⠤⠤⠤⠒⠒⠉⠉",
-    "     │                                ⣀⣀⠤⠄",
-    "     │       ⣀⣀⠤⠤⠒⠒⠢⠤⠤⠤⢄⣀⣀⣀⡀  ⣀⣀⠤⠤⠒⠒⠉⠉",
-    "   3 ┤⣀⠤⠤⠒⠒⠉⠉              ⠈⠉⠉",
-    "     └" + "─" * 94,
-    "      2026-01-05 00:00                       2026-01-05 02:00                       2026-01-05 04:00",
+    "20 ┤",
+    "   │                                                                            ⣀⣀⣀⠤⠤⠤⠒⠒",
+    "   │                                                          ⢀⣀⣀⣀⡠⠤⠤⠤⠤⠤⠔⠒⠒⠒⠒⠉⠉⠉",
+    "15 ┤                                 ⣀⣀⠤⠤⠤⢄⣀⣀⣀⣀⣀⡀    ⣀⣀⡠⠤⠔⠒⠒⠉⠉⠁",
+    "   │        ⢀⣀⡠⠤⠤⢄⣀⣀⣀⡀        ⢀⣀⠤⠔⠒⠊⠉           ⠈⠉⠉⠉⠉",
+    "10 ┤⣀⡠⠤⠔⠒⠒⠉⠉⠁        ⠈⠉⠉⠉⠑⠒⠒⠊⠉⠁",
+    "   │                                                                                ⣀⣀⡠⠤",
+    "   │                                                           ⠈⠉⠑⠒⠒⠒⠢⠤⠤⠤⢄⣀⣀⣀⠤⠤⠔⠒⠊⠉⠉",
+    " 5 ┤          ⢀⣀⣀⡀               ⢀⣀⣀⠤⠤⠔⠒",
+    "   │ ⢀⣀⡠⠤⠤⠒⠒⠊⠉⠁  ⠈⠉⠉⠉⠑⠒⠒⠒⠢⠤⠤⠤⠒⠒⠊⠉⠁",
+    "   │⠉⠁",
+    " 0 ┤",
+    "   └┬──────────┬───────────┬───────────┬───────────┬───────────┬───────────┬───────────┬───────────┬",
+    "    01-05    00:30       01:00       01:30       02:00       02:30       03:00       03:30     04:00",
 ]
 SUMMARY = OVERVIEW_PLAIN[1:]
 
@@ -147,7 +147,11 @@ def test_chart_asked_for_into_a_pipe_has_no_colour_or_box_drawing(fixed: Databas
     assert result.exit_code == 0
     assert result.stderr == ""
     plain = [
-        line.replace("┤", "|").replace("│", "|").replace("└", "+").replace("─", "-")
+        line.replace("┤", "|")
+        .replace("│", "|")
+        .replace("└", "+")
+        .replace("─", "-")
+        .replace("┬", "+")
         for line in CHART
     ]
     assert result.stdout.splitlines() == [
@@ -367,13 +371,20 @@ def test_bucketed_values_match_sql(
             "'2026-01-02T05:00:00Z'::timestamptz + g * interval '433 seconds' "
             "FROM generate_series(0, 600) g, unnest(array['a', 'b']) t"
         )
-        # Independent: buckets by epoch arithmetic from the Monday 2000-01-03 origin.
+        # Independent: a slot's value is the sum of its rows (slots of the 30-minute interval,
+        # several rows each here), buckets aggregate those values; both by epoch arithmetic
+        # from the Monday 2000-01-03 origin.
+        slots = (
+            "SELECT type, sum(count) AS count, to_timestamp(946857600 + floor((extract(epoch "
+            'FROM "timestamp") - 946857600) / 1800) * 1800) AS "timestamp" FROM analytics '
+            "WHERE type = 'a' AND \"timestamp\" >= '2026-01-02T06:00:00Z' "
+            "AND \"timestamp\" < '2026-01-04T00:00:00Z' GROUP BY 1, 3"
+        )
         expected = conn.execute(
             f"SELECT type, to_char(b AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
             f"{BUCKET_SQL[agg]} FROM (SELECT *, to_timestamp(946857600 + floor((extract(epoch "
-            f'FROM "timestamp") - 946857600) / %s) * %s) AS b FROM analytics '
-            "WHERE type = 'a' AND \"timestamp\" >= '2026-01-02T06:00:00Z' "
-            "AND \"timestamp\" < '2026-01-04T00:00:00Z') s GROUP BY type, b ORDER BY b",
+            f'FROM "timestamp") - 946857600) / %s) * %s) AS b FROM ({slots}) t) s '
+            "GROUP BY type, b ORDER BY b",
             (bucket[1], bucket[1]),
         ).fetchall()
     window = ("--since", "2026-01-02T06:00:00Z", "--until", "2026-01-04T00:00:00Z")

@@ -207,14 +207,14 @@ def test_source_configuration_errors(
     env = cli("--config", str(two), "collect")
     assert env.exit_code == 2
     assert env.stderr.splitlines()[0] == (
-        "error: $ANALYTICS_SOURCE_DSN is set but the config file has [[source]] tables"
+        f"error: {two}: $ANALYTICS_SOURCE_DSN is set but the file has [[source]] tables"
     )
     monkeypatch.delenv("ANALYTICS_SOURCE_DSN")
     monkeypatch.delenv("US_DSN")
     missing = cli("--config", str(two), "collect")
     assert missing.exit_code == 2
     assert missing.stderr.splitlines()[0] == (
-        "error: source 'us': environment variable US_DSN is not set"
+        f"error: {two}: source 'us': environment variable US_DSN is not set"
     )
     plain = cli("collect", "--source", "eu")
     assert plain.exit_code == 2

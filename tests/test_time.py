@@ -87,7 +87,8 @@ def test_every_must_be_a_multiple_of_the_interval(dbs: Databases, tmp_path: Path
         enabled_metrics(settings)
     except Exception as exc:
         assert str(exc) == (
-            "metric 'hourly': every = 45m is not a multiple of [collect] interval = 30m"
+            f"{tmp_path / 'c.toml'}: metric 'hourly': every = 45m is not a multiple of "
+            "[collect] interval = 30m"
         )
     else:
         raise AssertionError("every = 45m was accepted")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from analytics_cli.errors import ConfigError
@@ -15,6 +15,7 @@ from analytics_cli.timeutil import (
     parse_duration,
     parse_timestamp,
     parse_when,
+    slots,
 )
 
 NOW = datetime(2026, 11, 29, 10, 17, 42, tzinfo=UTC)
@@ -132,12 +133,57 @@ def test_floor_slot() -> None:
     assert floor_slot(exact, timedelta(minutes=30)) == exact
 
 
+# (moment, interval, slot): a microsecond before each boundary stays in the slot before it;
+# the boundary itself starts the next one. Rounding instead of flooring, or flooring to
+# the wrong multiple, moves one of these.
+EDGES = [
+    ("2026-11-29T10:29:59.999999", timedelta(minutes=30), "2026-11-29T10:00:00"),
+    ("2026-11-29T10:29:59.500000", timedelta(minutes=30), "2026-11-29T10:00:00"),
+    ("2026-11-29T10:30:00", timedelta(minutes=30), "2026-11-29T10:30:00"),
+    ("2026-11-29T10:30:00.000001", timedelta(minutes=30), "2026-11-29T10:30:00"),
+    ("2026-11-29T10:14:59.999999", timedelta(minutes=15), "2026-11-29T10:00:00"),
+    ("2026-11-29T10:15:00", timedelta(minutes=15), "2026-11-29T10:15:00"),
+    ("2026-11-29T10:04:59.999999", timedelta(minutes=5), "2026-11-29T10:00:00"),
+    ("2026-11-29T10:05:00", timedelta(minutes=5), "2026-11-29T10:05:00"),
+    ("2026-11-29T10:59:59.999999", timedelta(hours=1), "2026-11-29T10:00:00"),
+    ("2026-11-29T11:00:00", timedelta(hours=1), "2026-11-29T11:00:00"),
+    ("2026-11-29T10:00:59.999999", timedelta(seconds=60), "2026-11-29T10:00:00"),
+    ("2026-11-29T23:59:59.999999", timedelta(days=1), "2026-11-29T00:00:00"),
+    ("2026-11-30T00:00:00", timedelta(days=1), "2026-11-30T00:00:00"),
+    # 7 days from the epoch (a Thursday), not from a Monday.
+    ("2026-12-02T23:59:59.999999", timedelta(days=7), "2026-11-26T00:00:00"),
+    ("2026-12-03T00:00:00", timedelta(days=7), "2026-12-03T00:00:00"),
+    # A step that does not divide an hour: multiples of 7 min from the epoch.
+    ("2026-11-29T10:07:59.999999", timedelta(minutes=7), "2026-11-29T10:01:00"),
+    ("2026-11-29T10:08:00", timedelta(minutes=7), "2026-11-29T10:08:00"),
+    # Before the epoch the floor still goes down, never towards zero.
+    ("1969-12-31T23:59:59.999999", timedelta(minutes=30), "1969-12-31T23:30:00"),
+]
+
+
+@pytest.mark.parametrize(("moment", "interval", "slot"), EDGES)
+def test_floor_slot_at_and_just_below_each_boundary(
+    moment: str, interval: timedelta, slot: str
+) -> None:
+    at = datetime.fromisoformat(moment).replace(tzinfo=UTC)
+    assert floor_slot(at, interval) == datetime.fromisoformat(slot).replace(tzinfo=UTC)
+    # A naive time is UTC; another zone is the same instant.
+    assert floor_slot(at.replace(tzinfo=None), interval) == floor_slot(at, interval)
+    paris = at.astimezone(timezone(timedelta(hours=1)))
+    assert floor_slot(paris, interval) == floor_slot(at, interval)
+
+
 @given(
     st.datetimes(
         min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
     ),
     st.integers(min_value=1, max_value=7 * 24 * 60),
 )
+@example(datetime(2026, 11, 29, 10, 29, 59, 999999, tzinfo=UTC), 30)
+@example(datetime(2026, 11, 29, 10, 29, 59, 500000, tzinfo=UTC), 30)
+@example(datetime(2026, 11, 29, 10, 30, tzinfo=UTC), 30)
+@example(datetime(2026, 11, 29, 10, 59, 59, 999999, tzinfo=UTC), 60)
+@example(datetime(2026, 12, 2, 23, 59, 59, 999999, tzinfo=UTC), 7 * 24 * 60)
 def test_floor_slot_properties(moment: datetime, minutes: int) -> None:
     interval = timedelta(minutes=minutes)
     slot = floor_slot(moment, interval)
@@ -161,3 +207,33 @@ def test_parsers_raise_only_config_errors(text: str) -> None:
             assert str(exc).startswith(("invalid", "empty"))
         else:
             assert isinstance(value, (timedelta, datetime))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty duration"),
+        ("0m", "invalid duration '0m': must be greater than zero"),
+        ("3661d", "invalid duration '3661d': longer than 3660 days"),
+        ("6Mo", "invalid duration '6Mo': months vary in length"),
+        ("30", "invalid duration '30'"),
+    ],
+)
+def test_duration_errors_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_duration(text)
+    assert str(caught.value) == message
+
+
+def test_the_longest_duration_is_accepted() -> None:
+    assert parse_duration("3660d") == timedelta(days=3660)
+    assert format_duration(timedelta(0)) == "0s"
+    assert format_duration(timedelta(seconds=-5)) == "0s"
+
+
+def test_slots_from_start_to_end_excluded() -> None:
+    start = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    half = timedelta(minutes=30)
+    assert slots(start, start + 3 * half, half) == [start, start + half, start + 2 * half]
+    assert slots(start, start + 3 * half + timedelta(seconds=1), half)[-1] == start + 3 * half
+    assert slots(start, start, half) == []

@@ -99,6 +99,8 @@ def fetch_json(spec: MetricSpec, env: Mapping[str, str] | None = None) -> Any:
                     )
                 chunks.append(chunk)
     except urllib.error.HTTPError as exc:
+        # Closed here: as the ValueError's context it would keep the connection open.
+        exc.close()
         raise ValueError(f"HTTP {exc.code} {exc.reason} from {shown_url(http.url)}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason

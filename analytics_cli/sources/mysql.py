@@ -198,6 +198,28 @@ def _measured(
     )
 
 
+# A syntax error quotes the statement from the error on ("near '…' at line N"): that is the
+# metric's text followed by the tail of the query it runs in, which is no part of the metric.
+_NEAR = re.compile(r"near '(.*)' at line (\d+)", re.S)
+_TAIL = re.compile(r"\n\)(?: (?:A(?:S(?: (?:q\b.*)?)?)?)?)?$", re.S)
+
+
+def own_text(message: str) -> str:
+    """A server message about a metric run inside ``_measured``'s wrapper, told about the
+    metric's own text: the quoted part ends where the metric ends, whitespace runs are one
+    space, and the line number counts the metric's lines."""
+    found = _NEAR.search(message)
+    if found is None:
+        return message
+    fragment = found.group(1)
+    cut = fragment.rfind("\n) AS q")
+    fragment = fragment[:cut] if cut >= 0 else _TAIL.sub("", fragment)
+    fragment = " ".join(fragment.split())
+    line = max(1, int(found.group(2)) - 1)
+    where = f"near '{fragment}'" if fragment else "at the end of the query"
+    return f"{message[: found.start()]}{where} at line {line}{message[found.end() :]}"
+
+
 def bound_parameters(slot: datetime, interval: timedelta) -> dict[str, Any]:
     """``%(slot)s`` as a naive UTC datetime, ``%(interval_seconds)s`` as whole seconds."""
     naive = slot.astimezone(UTC).replace(tzinfo=None) if slot.tzinfo else slot
@@ -302,6 +324,9 @@ class _Session:
 
             limit = format_duration(self.settings.statement_timeout)
             return f"canceling statement due to statement timeout ({limit})"
+        args = exc.args
+        if len(args) >= 2 and isinstance(args[0], int):
+            exc = type(exc)(args[0], own_text(str(args[1])))
         return _message(exc, self.params.secrets)
 
     def prepare(self, spec: MetricSpec, params: dict[str, Any]) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from analytics_cli.store.locks import SlotBusy, lock_schema, lock_slot
-from analytics_cli.store.names import identifier
-from analytics_cli.store.native import NATIVE_COLUMNS, ensure_table, require_table
+from analytics_cli.store.names import NATIVE_COLUMNS, identifier
+from analytics_cli.store.native import ensure_table, require_table
 from analytics_cli.store.read import (
     AGGREGATES,
     BUCKET_ORIGIN,
     EXPORT_KEYS,
+    NONE_LABEL,
     Point,
     Selection,
     TypeSummary,
@@ -26,7 +27,6 @@ from analytics_cli.store.read import (
     summaries,
     top_values,
     total_points,
-    total_summaries,
 )
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "BUCKET_ORIGIN",
     "EXPORT_KEYS",
     "NATIVE_COLUMNS",
+    "NONE_LABEL",
     "Point",
     "Selection",
     "SlotBusy",
@@ -57,5 +58,4 @@ __all__ = [
     "summaries",
     "top_values",
     "total_points",
-    "total_summaries",
 ]

@@ -236,6 +236,22 @@ class IrEngineLayout:
             )
         return dict.fromkeys(types, True)
 
+    def gaps(self, conn: psycopg.Connection[Any], since: Any, until: Any, types: Any = None) -> int:
+        """How many rows in [since, until) have a type but no count (the column is nullable):
+        the readers leave them out as gaps."""
+        from psycopg import sql
+
+        from analytics_cli.store.native import EARLIEST, LATEST
+
+        query = sql.SQL(
+            "SELECT count(*) FROM {} WHERE type IS NOT NULL AND count IS NULL "
+            'AND "createdAt" >= %s AND "createdAt" < %s'
+            " AND (%s::text[] IS NULL OR type = ANY(%s::text[]))"
+        ).format(identifier(self.table))
+        names = list(types) if types is not None else None
+        row = conn.execute(query, (since or EARLIEST, until or LATEST, names, names)).fetchone()
+        return int(row[0]) if row else 0
+
     def relation(self) -> sql.Composable:
         """The table as the native columns, for the read queries (a derived table).
 

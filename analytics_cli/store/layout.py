@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from analytics_cli.metrics import Outcome
     from analytics_cli.store.read import Selection
 
-__all__ = ["Key", "Layout", "detect", "ensure", "listen", "notice", "selection"]
+__all__ = ["Key", "Layout", "detect", "ensure", "listen", "notice", "refusals", "selection"]
 
 # A metric and the [[source]] it runs on (None: the single source, or an HTTP metric).
 Key = tuple[str, str | None]
@@ -86,6 +88,91 @@ class Layout(Protocol):
         """What the read queries select from, with the native column names."""
         ...
 
+    def gaps(
+        self,
+        conn: Any,
+        since: datetime | None,
+        until: datetime | None,
+        types: Sequence[str] | None = None,
+    ) -> int:
+        """How many rows in the window hold no usable count (NULL, NaN, an infinity): the
+        readers leave them out, as gaps."""
+        ...
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The line saying why the store refused a row for its content, None for any other error.
+
+    PostgreSQL's SQLSTATE classes 22 (data exception: encoding, NUL, numeric range) and 23
+    (integrity: a check or not-null constraint), which psycopg raises as DataError and
+    IntegrityError; PyMySQL's errors of the same names. A lost connection, a read-only or
+    full store, a lock or statement timeout are none of these: they are outages.
+    """
+    import psycopg
+
+    from analytics_cli.db import error_line
+
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return error_line(exc)
+    if isinstance(exc, UnicodeEncodeError):
+        return f"text is not valid Unicode ({exc.reason})"
+    pymysql = sys.modules.get("pymysql")
+    if pymysql is not None and isinstance(exc, pymysql.err.MySQLError):
+        from analytics_cli.mysqldb import code, message
+
+        # PyMySQL drops the SQLSTATE and maps only some numbers to DataError and
+        # IntegrityError (MariaDB's failed CHECK, 4025, arrives as an OperationalError):
+        # the numbers of SQLSTATE classes 22 and 23 decide.
+        if (
+            isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError)
+            or code(exc) in MYSQL_REFUSALS
+        ):
+            return message(exc, frozenset())
+    return None
+
+
+# MySQL/MariaDB errors of SQLSTATE classes 22 and 23: null in a NOT NULL column, duplicate
+# key, out of range, truncated, incorrect value or string, too long, foreign key, division
+# by zero, invalid JSON, a failed CHECK (MySQL 3819, MariaDB 4025).
+MYSQL_REFUSALS = frozenset(
+    {
+        1048,
+        1062,
+        1169,
+        1216,
+        1217,
+        1264,
+        1265,
+        1292,
+        1365,
+        1366,
+        1406,
+        1451,
+        1452,
+        1690,
+        3140,
+        3819,
+        4025,
+    }
+)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Inside: a row the store refuses for its content raises Refused, not a store error."""
+    from analytics_cli.errors import Refused
+
+    try:
+        yield
+    except Exception as exc:
+        reason = _refusal(exc)
+        if reason is None:
+            raise
+        raise Refused(reason) from None
+
 
 # ---------------------------------------------------------------------------- detection
 
@@ -129,8 +216,9 @@ def detect(conn: psycopg.Connection[Any], settings: Settings) -> Layout | None:
 def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, bool]:
     """The layout of the store table, creating a native table when none exists (inside the
     caller's transaction); True when it was created. An iR Engine table is used as it is."""
-    from analytics_cli.store import irengine, mysql, native
+    from analytics_cli.store import irengine, mysql, native, partitions
     from analytics_cli.store.locks import lock_schema
+    from analytics_cli.timeutil import utcnow
 
     if mysql.is_mysql(conn):
         return mysql.ensure(conn, settings), False
@@ -138,6 +226,9 @@ def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, b
     # cached "no such table" in this backend that a concurrent CREATE does not invalidate.
     lock_schema(conn, settings.table)
     layout = detect(conn, settings)
+    if isinstance(layout, native.NativeLayout):
+        # Next month's partition before it is needed (a no-op on an unpartitioned table).
+        partitions.ahead(conn, settings.table, utcnow())
     if layout is not None:
         return layout, False
     if settings.layout == irengine.IR_ENGINE:
@@ -148,6 +239,14 @@ def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, b
     return layout, created
 
 
-def selection(layout: Layout, sel: Selection) -> Selection:
-    """The selection set to read ``layout``'s table through its relation."""
+def selection(layout: Layout, sel: Selection, conn: Any = None) -> Selection:
+    """The selection set to read ``layout``'s table through its relation. With ``conn``, the
+    rows left out as gaps (no usable count) are said, once per command."""
+    if conn is not None:
+        missing = layout.gaps(conn, sel.since, sel.until, sel.types)
+        if missing:
+            notice(
+                f"warning: {missing} row(s) of table {layout.table} hold no usable count "
+                "(NULL, NaN or an infinity): shown as gaps"
+            )
     return replace(sel, source=layout.relation())

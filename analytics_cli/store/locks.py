@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from analytics_cli.store.names import regclass_text
 
@@ -25,6 +27,30 @@ def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:
     )
 
 
+T = TypeVar("T")
+
+# A table lock (DROP of a partition, the migration's swap) waits this long, then lets the
+# queue behind it through and tries again: a long reader never makes collect wait on it.
+BRIEF_WAIT_MS = 2_000
+BRIEF_TRIES = 30
+
+
+def briefly(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
+    """Run ``work`` in its own transaction with a short lock wait, retried while it times out."""
+    import psycopg
+
+    for attempt in range(BRIEF_TRIES):
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = {BRIEF_WAIT_MS:d}")
+                return work()
+        except psycopg.errors.LockNotAvailable:
+            if attempt == BRIEF_TRIES - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
 class SlotBusy(Exception):
     """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
 
@@ -36,14 +62,20 @@ def lock_slot(
 
     Waits for a concurrent run (twice the statement timeout, at least a minute: long
     enough for a holder to finish its queries), then raises SlotBusy. The key names the
-    table by its oid, so ``analytics`` and ``public.analytics`` share one lock. The lock
-    timeout stays set for the rest of the transaction: a later wait that runs out is a
-    database error, not a busy slot.
+    table by its oid, so ``analytics`` and ``public.analytics`` share one lock. Then the
+    transaction's own timeouts come back: a later lock wait that runs out is a database
+    error that says it waited for a lock, not a busy slot.
     """
     import psycopg
 
+    from analytics_cli.db import lock_timeout_ms
+
     wait_ms = int(max(statement_timeout.total_seconds() * 2, 60) * 1000)
+    statement_ms = int(statement_timeout.total_seconds() * 1000)
+    # The wait may outlast the statement timeout: that timeout is lifted for this one
+    # statement, so a holder that keeps the slot longer makes a busy slot, not an error.
     conn.execute(f"SET LOCAL lock_timeout = {wait_ms:d}")
+    conn.execute(f"SET LOCAL statement_timeout = {wait_ms + 1000:d}")
     try:
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended("
@@ -52,6 +84,8 @@ def lock_slot(
         )
     except psycopg.errors.LockNotAvailable:
         raise SlotBusy from None
+    conn.execute(f"SET LOCAL statement_timeout = {statement_ms:d}")
+    conn.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms(statement_ms):d}")
 
 
 def lock_cycle_slot(conn: psycopg.Connection[Any], settings: Settings, slot: datetime) -> None:

@@ -140,6 +140,21 @@ class MySQLIrEngineLayout:
         """None: no PostgreSQL query reads this table; the readers below read it by name."""
         return None
 
+    def gaps(self, conn: Any, since: Any, until: Any, types: Any = None) -> int:
+        """How many rows in [since, until) have a type but no count (a nullable column)."""
+        from analytics_cli.store.native import EARLIEST, LATEST
+
+        names = list(types) if types is not None else []
+        narrow = f" AND type IN ({', '.join(['%s'] * len(names))})" if names else ""
+        if types is not None and not names:
+            return 0
+        row = conn.execute(
+            f"SELECT COUNT(*) FROM {quote(self.table)} WHERE type IS NOT NULL "
+            f"AND count IS NULL AND createdAt >= %s AND createdAt < %s{narrow}",
+            (naive(since or EARLIEST), naive(until or LATEST), *names),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
         """Take the slot's named lock until the transaction ends; SlotBusy after the wait.
 
@@ -317,15 +332,37 @@ def read_points(conn: Any, sel: Selection) -> list[Point]:
             f"invalid aggregate {sel.agg!r}", hint="use one of: " + ", ".join(AGGREGATES)
         )
     if sel.bucket is None:
+        if sel.slot is not None:
+            return [Point(t, at, c, None) for t, c, at, _ in totals(conn, sel)]
         return [Point(t, at, c, {}) for t, c, at, _ in rows(conn, sel)]
     return [Point(t, at, c, None) for t, c, at, _ in _buckets(conn, sel)]
+
+
+def totals(conn: Any, sel: Selection, *, order: str = "type") -> list[Row]:
+    """The selection's per-slot totals, as ``store.read`` defines them on PostgreSQL: per
+    type and slot (the time floored to ``sel.slot``), the sum of the slot's rows (the old
+    collector wrote several at odd minutes), the slot's start and its latest collection."""
+    assert sel.slot is not None
+    groups: dict[tuple[str, datetime], tuple[Decimal, datetime]] = {}
+    for type_, count, at, updated in rows(conn, sel):
+        key = (type_, _floor(at, sel.slot))
+        total, latest = groups.get(key, (Decimal(0), updated))
+        groups[key] = (total + count, max(latest, updated))
+    found = [(t, total, at, latest) for (t, at), (total, latest) in groups.items()]
+    found.sort(key=(lambda r: (r[0], r[2])) if order == "type" else (lambda r: (r[2], r[0])))
+    return found
+
+
+def _points(conn: Any, sel: Selection, order: str = "type") -> Iterable[Row]:
+    """What a selection reads: its per-slot totals when ``sel.slot`` is set, else its rows."""
+    return totals(conn, sel, order=order) if sel.slot is not None else rows(conn, sel, order=order)
 
 
 def _buckets(conn: Any, sel: Selection) -> list[Row]:
     """One row per type and bucket: the aggregate, the bucket start, the latest collection."""
     assert sel.bucket is not None
     groups: dict[tuple[str, datetime], tuple[list[tuple[datetime, Decimal]], list[datetime]]] = {}
-    for type_, count, at, updated in rows(conn, sel):
+    for type_, count, at, updated in _points(conn, sel):
         values, latest = groups.setdefault((type_, _floor(at, sel.bucket)), ([], [updated]))
         values.append((at, count))
         latest[0] = max(latest[0], updated)
@@ -333,7 +370,9 @@ def _buckets(conn: Any, sel: Selection) -> list[Row]:
 
 
 def count_points(conn: Any, sel: Selection) -> int:
-    """How many stored rows fall in the selection's window (one COUNT on the server)."""
+    """How many stored rows (slot totals with ``sel.slot``) fall in the selection's window."""
+    if sel.slot is not None:
+        return len(totals(conn, sel))
     found = _filter(sel)
     if found is None:
         return 0
@@ -367,55 +406,19 @@ def _summary(
 
 
 def _by_type(conn: Any, sel: Selection) -> dict[str, list[tuple[datetime, Decimal]]]:
+    """Per type, its points (slot totals with ``sel.slot``, else rows) oldest first."""
     out: dict[str, list[tuple[datetime, Decimal]]] = {}
-    for type_, count, at, _ in rows(conn, sel):
+    for type_, count, at, _ in _points(conn, sel):
         out.setdefault(type_, []).append((at, count))
     return out
 
 
-def summaries(conn: Any, sel: Selection, interval: timedelta) -> list[TypeSummary]:
-    """Per type in the window: latest value, min/avg/max, points, distinct slots."""
-    out = []
-    for name, values in sorted(_by_type(conn, sel).items()):
-        slots = len({_floor(at, interval) for at, _ in values})
-        out.append(_summary(name, values, slots, len(values)))
-    return out
-
-
-def _slot_totals(
-    conn: Any, sel: Selection, interval: timedelta
-) -> dict[str, tuple[list[tuple[datetime, Decimal]], int]]:
-    """Per type: the sum of each slot's rows (the old collector wrote several at odd
-    minutes), oldest slot first, and the number of rows."""
-    out: dict[str, tuple[list[tuple[datetime, Decimal]], int]] = {}
-    for name, values in _by_type(conn, sel).items():
-        totals: dict[datetime, Decimal] = {}
-        for at, count in values:
-            slot = _floor(at, interval)
-            totals[slot] = totals.get(slot, Decimal(0)) + count
-        out[name] = (sorted(totals.items()), len(values))
-    return out
-
-
-def total_summaries(conn: Any, sel: Selection, interval: timedelta) -> list[TypeSummary]:
-    """Per type in the window, over its per-slot totals."""
+def summaries(conn: Any, sel: Selection) -> list[TypeSummary]:
+    """Per type in the window, over its per-slot totals: latest, min/avg/max, slots."""
     return [
-        _summary(name, totals, len(totals), points)
-        for name, (totals, points) in sorted(_slot_totals(conn, sel, interval).items())
+        _summary(name, values, len(values), len(values))
+        for name, values in sorted(_by_type(conn, sel).items())
     ]
-
-
-def total_points(conn: Any, sel: Selection, interval: timedelta, bucket: timedelta) -> list[Point]:
-    """Per type, the per-slot totals averaged over buckets of ``bucket``."""
-    from analytics_cli.store.shapes import Point
-
-    out = []
-    for name, (totals, _) in sorted(_slot_totals(conn, sel, interval).items()):
-        groups: dict[datetime, list[tuple[datetime, Decimal]]] = {}
-        for slot, total in totals:
-            groups.setdefault(_floor(slot, bucket), []).append((slot, total))
-        out += [Point(name, at, _aggregate("avg", v), None) for at, v in sorted(groups.items())]
-    return out
 
 
 def sparkline_values(conn: Any, sel: Selection, width: int) -> dict[str, list[float | None]]:
@@ -447,6 +450,16 @@ def span(conn: Any, table: str, name: str) -> tuple[datetime, datetime] | None:
     return aware(row[0]), aware(row[1])
 
 
+def newest_until(conn: Any, table: str, name: str, moment: datetime) -> datetime | None:
+    """The newest ``createdAt`` of one type at or before ``moment``, None when it has none."""
+    row = conn.execute(
+        f"SELECT max(createdAt) FROM {quote(table)} "
+        "WHERE type = %s AND count IS NOT NULL AND createdAt <= %s",
+        (name, naive(moment)),
+    ).fetchone()
+    return aware(row[0]) if row is not None and row[0] is not None else None
+
+
 def slots_with_rows(
     conn: Any, table: str, name: str, start: datetime, end: datetime, step: timedelta
 ) -> set[datetime]:
@@ -462,10 +475,10 @@ def slots_with_rows(
 
 
 def slot_values(conn: Any, table: str, slot: datetime) -> dict[str, Decimal]:
-    """The values stored at one slot start, by type."""
+    """The value of each type at one slot start: the sum of its rows there."""
     found = conn.execute(
-        f"SELECT type, count FROM {quote(table)} "
-        "WHERE createdAt = %s AND type IS NOT NULL AND count IS NOT NULL",
+        f"SELECT type, sum(count) FROM {quote(table)} "
+        "WHERE createdAt = %s AND type IS NOT NULL AND count IS NOT NULL GROUP BY type",
         (naive(slot),),
     ).fetchall()
     return {str(t): Decimal(c) for t, c in found}
@@ -538,10 +551,10 @@ def export_lines(
     ``json_build_object`` text a line (json and ndjson); a CSV header line first."""
     if fmt == "csv":
         yield ",".join(keys) + "\n"
-    if sel.bucket is None and keys[0] == "type":
+    if sel.bucket is None and sel.slot is None and keys[0] == "type":
         yield from _server_lines(conn, sel, fmt, keys, order)
         return
-    found = _buckets(conn, sel) if sel.bucket is not None else rows(conn, sel, order=order)
+    found = _buckets(conn, sel) if sel.bucket is not None else _points(conn, sel, order)
     yield from _python_lines(found, fmt, keys)
 
 

@@ -9,6 +9,9 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 
+NATIVE_COLUMNS = ("id", "type", "count", "timestamp", "collected_at", "metadata")
+
+
 def identifier(table: str) -> sql.Identifier:
     """The store table as a safely quoted identifier (``schema.table`` allowed)."""
     from psycopg import sql

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.errors import ConfigError
+from analytics_cli.store import partitions
 from analytics_cli.store.locks import lock_schema
-from analytics_cli.store.names import identifier, regclass_text
+from analytics_cli.store.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.timeutil import utcnow
 
 NAME = "native"
 
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
     from analytics_cli.store.layout import Key
-
-NATIVE_COLUMNS = ("id", "type", "count", "timestamp", "collected_at", "metadata")
 
 
 @cache
@@ -66,8 +66,20 @@ def ensure_table(conn: psycopg.Connection[Any], table: str) -> bool:
     parts = table.split(".")
     if len(parts) == 2:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(parts[0])))
-    conn.execute(sql.SQL(_schema_template()).format(table=identifier(table)))  # type: ignore[arg-type,unused-ignore]
+    create_partitioned(conn, table)
+    partitions.ahead(conn, table, utcnow())
     return True
+
+
+def create_partitioned(conn: psycopg.Connection[Any], table: str, stem: str | None = None) -> None:
+    """CREATE the partitioned table and its DEFAULT partition (named after ``stem``)."""
+    from psycopg import sql
+
+    conn.execute(
+        sql.SQL(_schema_template()).format(  # type: ignore[arg-type,unused-ignore]
+            table=identifier(table), default=identifier(partitions.default_name(stem or table))
+        )
+    )
 
 
 def require_table(conn: psycopg.Connection[Any], table: str) -> bool:
@@ -230,6 +242,7 @@ class NativeLayout:
                 samples.extend(outcome.samples)
         if not samples:
             return {}
+        partitions.cover(conn, self.table, slot)
         params = {
             "slot": slot,
             "collected_at": collected_at,
@@ -244,5 +257,33 @@ class NativeLayout:
         return {s.type: s.type in written for s in samples}
 
     def relation(self) -> sql.Composable:
-        """The table itself: its columns are the native ones."""
-        return identifier(self.table)
+        """The table's rows whose count is a number a reader can draw: a NaN, an infinity
+        (numeric holds both) or a count beyond any float, written by hand, is a gap
+        (``gaps`` counts them, so that it is said)."""
+        from psycopg import sql
+
+        return sql.SQL("(SELECT * FROM {table} WHERE {finite}) AS {alias}").format(
+            table=identifier(self.table),
+            finite=sql.SQL(FINITE),
+            alias=sql.Identifier(self.table.split(".")[-1]),
+        )
+
+    def gaps(self, conn: psycopg.Connection[Any], since: Any, until: Any, types: Any = None) -> int:
+        """How many rows in [since, until) the readers leave out as gaps."""
+        from psycopg import sql
+
+        # Narrowed to the types asked for, the (type, "timestamp") index serves it.
+        query = sql.SQL(
+            'SELECT count(*) FROM {} WHERE NOT ({}) AND "timestamp" >= %s AND "timestamp" < %s'
+            " AND (%s::text[] IS NULL OR type = ANY(%s::text[]))"
+        ).format(identifier(self.table), sql.SQL(FINITE))
+        names = list(types) if types is not None else None
+        row = conn.execute(query, (since or EARLIEST, until or LATEST, names, names)).fetchone()
+        return int(row[0]) if row else 0
+
+
+# NaN compares above every number in PostgreSQL, so this leaves out NaN, both infinities and
+# any count float8 (the charts) cannot hold.
+FINITE = "count BETWEEN -1e300 AND 1e300"
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,12 +14,13 @@ from analytics_cli.store.names import identifier
 from analytics_cli.store.shapes import (
     AGGREGATES,
     BUCKET_ORIGIN,
+    NONE_LABEL,
     Point,
     Selection,
     TypeSummary,
 )
 
-__all__ = ["AGGREGATES", "BUCKET_ORIGIN", "Point", "Selection", "TypeSummary"]
+__all__ = ["AGGREGATES", "BUCKET_ORIGIN", "NONE_LABEL", "Point", "Selection", "TypeSummary"]
 
 if TYPE_CHECKING:
     import psycopg
@@ -63,13 +65,15 @@ def relation(sel: Selection) -> sql.Composable:
     return sel.source if sel.source is not None else identifier(sel.table)
 
 
-def _aggregate(agg: str) -> sql.Composable:
+def _aggregate(agg: str, totals: bool = False) -> sql.Composable:
     from psycopg import sql
 
     if agg not in AGGREGATES:
         raise ConfigError(f"invalid aggregate {agg!r}", hint="use one of: " + ", ".join(AGGREGATES))
     if agg == "last":
-        return sql.SQL('(array_agg(count ORDER BY "timestamp" DESC, id DESC))[1]')
+        # A type's (and --by value's) slot totals have one row per slot: no tie to break.
+        tie = "" if totals else ", id DESC"
+        return sql.SQL(f'(array_agg(count ORDER BY "timestamp" DESC{tie}))[1]')
     return sql.SQL("{}(count)").format(sql.SQL(agg))
 
 
@@ -92,12 +96,20 @@ def _where(sel: Selection, literal: bool) -> sql.Composable:
     if sel.by is not None:
         parts.append(sql.SQL("metadata ? {}").format(value("by", sel.by)))
         if sel.by_values is not None:
-            parts.append(
-                sql.SQL("metadata->>{} = ANY({})").format(
-                    value("by", sel.by), value("by_values", list(sel.by_values))
-                )
+            # The series whose value is JSON null (NONE_LABEL) is one of the picked ones too.
+            picked = sql.SQL("metadata->>{} = ANY({})").format(
+                value("by", sel.by), value("by_values", _named(sel.by_values))
             )
+            if None in sel.by_values:
+                picked = sql.SQL("({} OR metadata->>{} IS NULL)").format(
+                    picked, value("by", sel.by)
+                )
+            parts.append(picked)
     return sql.SQL(" AND ").join(parts)
+
+
+def _named(values: Sequence[str | None]) -> list[str]:
+    return [v for v in values if v is not None]
 
 
 def _where_json(sel: Selection) -> str:
@@ -115,8 +127,53 @@ def _params(sel: Selection) -> dict[str, Any]:
     if sel.by is not None:
         params["by"] = sel.by
         if sel.by_values is not None:
-            params["by_values"] = list(sel.by_values)
+            params["by_values"] = _named(sel.by_values)
+    if sel.slot is not None:
+        params["slot"] = sel.slot
     return params
+
+
+def _totals(sel: Selection, literal: bool) -> sql.Composable:
+    """The selection's per-slot totals: one row per type, slot (``"timestamp"`` floored to
+    ``sel.slot``) and, with --by, value of that key; its count is the sum of the slot's rows.
+
+    This is what a metric's value at a slot means everywhere (show, export --bucket, the
+    report, the anomalies): a dimensional metric's series and a [[source]]-tagged metric's
+    sources add up; a plain metric's slot holds one row, whose count it keeps.
+    """
+    from psycopg import sql
+
+    assert sel.slot is not None
+    slot = sql.Literal(sel.slot) if literal else sql.Placeholder("slot")
+    origin = sql.Literal(BUCKET_ORIGIN) if literal else sql.Placeholder("origin")
+    meta: sql.Composable = sql.SQL("'{}'::jsonb")
+    groups = sql.SQL("1, 2")
+    if sel.by is not None:
+        by = sql.Literal(sel.by) if literal else sql.Placeholder("by")
+        meta = sql.SQL("jsonb_build_object({by}::text, metadata->>{by}::text)").format(by=by)
+        groups = sql.SQL("1, 2, 4")
+    return sql.SQL(
+        'SELECT type, date_bin({slot}, "timestamp", {origin}) AS "timestamp", '
+        "sum(count) AS count, {meta} AS metadata, max(collected_at) AS collected_at "
+        "FROM {table} WHERE {where} GROUP BY {groups}"
+    ).format(
+        slot=slot,
+        origin=origin,
+        meta=meta,
+        table=relation(sel),
+        where=_where(sel, literal),
+        groups=groups,
+    )
+
+
+def _source(sel: Selection, literal: bool = False) -> sql.Composable:
+    """``FROM``'s text and filter: the per-slot totals when ``sel.slot`` is set, else the
+    stored rows the selection picks."""
+    from psycopg import sql
+
+    if sel.slot is not None:
+        return sql.SQL("({}) AS s WHERE true").format(_totals(sel, literal))
+    return sql.SQL("{} WHERE {}").format(relation(sel), _where(sel, literal))
 
 
 # Unbucketed rows, by type then time (what show draws), or by time then type (what export
@@ -125,24 +182,31 @@ ROW_ORDERS = {
     "type": 'ORDER BY type, "timestamp", id',
     "time": 'ORDER BY "timestamp", type, metadata, id',
 }
+# The same orders for per-slot totals (no id: a type, slot and --by value is one row).
+TOTAL_ORDERS = {
+    "type": 'ORDER BY type, "timestamp", metadata',
+    "time": 'ORDER BY "timestamp", type, metadata',
+}
 
 
 def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -> sql.Composed:
     """SELECT type, count, "timestamp", metadata, collected_at, ordered by type and time.
 
-    With a bucket, one row per type and bucket: the aggregate as count, the bucket start as
-    timestamp, ``{}`` as metadata and the latest collection time of the bucket. ``order``
-    (``ROW_ORDERS``) applies to unbucketed rows; buckets are always by type, then time.
+    With ``sel.slot``, per-slot totals instead of rows (``_totals``). With a bucket, one row
+    per type and bucket: the aggregate (of the slot totals when ``sel.slot`` is set) as
+    count, the bucket start as timestamp, ``{}`` as metadata and the latest collection time
+    of the bucket. ``order`` applies to unbucketed rows; buckets are always by type, then
+    time.
     """
     from psycopg import sql
 
-    where = _where(sel, literal)
-    table = relation(sel)
+    source = _source(sel, literal)
+    totals = sel.slot is not None
     if sel.bucket is None:
+        orders = TOTAL_ORDERS if totals else ROW_ORDERS
         return sql.SQL(
-            'SELECT type, count, "timestamp", metadata, collected_at FROM {} WHERE {} '
-            + ROW_ORDERS[order]
-        ).format(table, where)
+            'SELECT type, count, "timestamp", metadata, collected_at FROM {} ' + orders[order]
+        ).format(source)
     bucket = sql.Literal(sel.bucket) if literal else sql.Placeholder("bucket")
     origin = sql.Literal(BUCKET_ORIGIN) if literal else sql.Placeholder("origin")
     if sel.by is not None:
@@ -153,15 +217,15 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
             'date_bin({bucket}, "timestamp", {origin}) AS "timestamp", '
             "jsonb_build_object({by}::text, metadata->>{by}::text) AS metadata, "
             "max(collected_at) AS collected_at "
-            "FROM {table} WHERE {where} GROUP BY 1, 3, 4 ORDER BY 1, 3, 4::text"
+            "FROM {source} GROUP BY 1, 3, 4 ORDER BY 1, 3, 4::text"
         ).format(
-            agg=_aggregate(sel.agg), bucket=bucket, origin=origin, by=by, table=table, where=where
+            agg=_aggregate(sel.agg, totals), bucket=bucket, origin=origin, by=by, source=source
         )
     return sql.SQL(
         'SELECT type, {agg} AS count, date_bin({bucket}, "timestamp", {origin}) AS "timestamp", '
         "'{{}}'::jsonb AS metadata, max(collected_at) AS collected_at "
-        "FROM {table} WHERE {where} GROUP BY 1, 3 ORDER BY 1, 3"
-    ).format(agg=_aggregate(sel.agg), bucket=bucket, origin=origin, table=table, where=where)
+        "FROM {source} GROUP BY 1, 3 ORDER BY 1, 3"
+    ).format(agg=_aggregate(sel.agg, totals), bucket=bucket, origin=origin, source=source)
 
 
 def _iso_sql(column: sql.Composable) -> sql.Composable:
@@ -200,7 +264,7 @@ def copy_statement(
     """
     from psycopg import sql
 
-    if sel.bucket is None:
+    if sel.bucket is None and sel.slot is None:
         source: sql.Composable = sql.SQL("{} WHERE {} {}").format(
             relation(sel), _where(sel, literal=True), sql.SQL(ROW_ORDERS[order])
         )
@@ -238,14 +302,13 @@ def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
 
 
 def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
-    """How many stored rows fall in a selection's window (bucketing ignored)."""
+    """How many points fall in a selection's window, bucketing ignored: stored rows, or with
+    ``sel.slot`` slot totals."""
     if mysql.is_mysql(conn):
         return mysql.count_points(conn, sel)
     from psycopg import sql
 
-    query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-        relation(sel), _where(sel, literal=False)
-    )
+    query = sql.SQL("SELECT count(*) FROM {}").format(_source(sel))
     row = conn.execute(query, _params(sel)).fetchone()
     return int(row[0]) if row else 0
 
@@ -261,16 +324,18 @@ def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
 
         query = sql.SQL('SELECT type, "timestamp", count, {} AS metadata FROM ({}) AS r').format(
             sql.SQL("metadata")
-            if sel.bucket is None or sel.by is not None
+            if (sel.bucket is None and sel.slot is None) or sel.by is not None
             else sql.SQL("NULL::jsonb"),
             select_rows(sel),
         )
         return cur.execute(query, _params(sel)).fetchall()
 
 
-def top_values(conn: psycopg.Connection[Any], sel: Selection, limit: int) -> tuple[list[str], int]:
-    """The ``limit`` values of the --by key with the highest average count in the window,
-    and how many distinct values there are in all."""
+def top_values(
+    conn: psycopg.Connection[Any], sel: Selection, limit: int
+) -> tuple[list[str | None], int]:
+    """The ``limit`` values of the --by key with the highest average count in the window
+    (None for the series whose value is JSON null), and how many distinct values there are."""
     if mysql.is_mysql(conn):
         return [], 0  # no metadata: no value of any key
     from psycopg import sql
@@ -278,8 +343,8 @@ def top_values(conn: psycopg.Connection[Any], sel: Selection, limit: int) -> tup
     assert sel.by is not None
     query = sql.SQL(
         "SELECT metadata->>%(by)s AS value, avg(count) AS mean, count(*) OVER () AS total "
-        "FROM {} WHERE {} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s"
-    ).format(relation(sel), _where(sel, literal=False))
+        "FROM {} GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST LIMIT %(limit)s"
+    ).format(_source(sel))
     rows = conn.execute(query, {**_params(sel), "limit": limit}).fetchall()
     return [r[0] for r in rows], int(rows[0][2]) if rows else 0
 
@@ -287,32 +352,37 @@ def top_values(conn: psycopg.Connection[Any], sel: Selection, limit: int) -> tup
 def summaries(
     conn: psycopg.Connection[Any], sel: Selection, interval: timedelta
 ) -> list[TypeSummary]:
-    """Per type in the window: latest value, min/avg/max, points, distinct slots of ``interval``."""
+    """Per type in the window, over its per-slot totals (slots of ``sel.slot``, else of
+    ``interval``): latest, min/avg/max and how many slots hold a value (points, slots).
+    With --by, one summary per value of that key, named by the value."""
+    if sel.slot is None:
+        sel = replace(sel, slot=interval)
     if mysql.is_mysql(conn):
-        return mysql.summaries(conn, sel, interval)
+        return mysql.summaries(conn, sel)
     from psycopg import sql
     from psycopg.rows import class_row
 
-    # With --by, one summary per value of that metadata key, named by the value.
     label = (
-        sql.SQL("coalesce(metadata->>%(by)s, 'null')") if sel.by is not None else sql.SQL("type")
+        sql.SQL("coalesce(metadata->>%(by)s, {})").format(sql.Literal(NONE_LABEL))
+        if sel.by is not None
+        else sql.SQL("type")
     )
     query = sql.SQL(
         "SELECT {} AS type, "
-        '(array_agg(count ORDER BY "timestamp" DESC, id DESC))[1] AS latest, '
+        '(array_agg(count ORDER BY "timestamp" DESC))[1] AS latest, '
         'max("timestamp") AS latest_at, min(count) AS min, avg(count) AS avg, '
         'max(count) AS max, count(*) AS points, min("timestamp") AS first_at, '
-        'count(DISTINCT date_bin(%(interval)s, "timestamp", %(origin)s)) AS slots '
-        "FROM {} WHERE {} GROUP BY 1 ORDER BY 1"
-    ).format(label, relation(sel), _where(sel, literal=False))
+        "count(*) AS slots FROM {} GROUP BY 1 ORDER BY 1"
+    ).format(label, _source(sel))
     with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
-        return cur.execute(query, {**_params(sel), "interval": interval}).fetchall()
+        return cur.execute(query, _params(sel)).fetchall()
 
 
 def sparkline_values(
     conn: psycopg.Connection[Any], sel: Selection, width: int
 ) -> dict[str, list[float | None]]:
-    """Per type, ``width`` averages over equal slices of the window (None where empty)."""
+    """Per type, ``width`` averages over equal slices of the window (None where empty), of the
+    per-slot totals when ``sel.slot`` is set."""
     if mysql.is_mysql(conn):
         return mysql.sparkline_values(conn, sel, width)
     from psycopg import sql
@@ -322,8 +392,8 @@ def sparkline_values(
     step = max(step, timedelta(seconds=1))
     query = sql.SQL(
         'SELECT type, floor(extract(epoch FROM "timestamp" - %(since)s) / %(step)s)::int AS i, '
-        "avg(count)::float8 FROM {} WHERE {} GROUP BY 1, 2"
-    ).format(relation(sel), _where(sel, literal=False))
+        "avg(count)::float8 FROM {} GROUP BY 1, 2"
+    ).format(_source(sel))
     result: dict[str, list[float | None]] = {}
     params = {**_params(sel), "step": step.total_seconds()}
     for type_, index, value in conn.execute(query, params):
@@ -333,57 +403,12 @@ def sparkline_values(
     return result
 
 
-def _slot_totals(sel: Selection) -> sql.Composable:
-    """Per type and slot (``"timestamp"`` floored to %(interval)s): the sum of the slot's rows.
-
-    A dimensional metric's series and a [[source]]-tagged metric's sources add up to one
-    value per slot; a plain metric's slot holds one row, so its total is that row's count.
-    """
-    from psycopg import sql
-
-    return sql.SQL(
-        'SELECT type, date_bin(%(interval)s, "timestamp", %(origin)s) AS slot, '
-        "sum(count) AS total, count(*) AS n FROM {} WHERE {} GROUP BY 1, 2"
-    ).format(relation(sel), _where(sel, literal=False))
-
-
-def total_summaries(
-    conn: psycopg.Connection[Any], sel: Selection, interval: timedelta
-) -> list[TypeSummary]:
-    """Per type in the window, over its per-slot totals: latest, min/avg/max, rows and slots."""
-    if mysql.is_mysql(conn):
-        return mysql.total_summaries(conn, sel, interval)
-    from psycopg import sql
-    from psycopg.rows import class_row
-
-    query = sql.SQL(
-        "SELECT type, (array_agg(total ORDER BY slot DESC))[1] AS latest, "
-        "max(slot) AS latest_at, min(total) AS min, avg(total) AS avg, max(total) AS max, "
-        "sum(n)::bigint AS points, min(slot) AS first_at, count(*) AS slots "
-        "FROM ({}) AS t GROUP BY 1 ORDER BY 1"
-    ).format(_slot_totals(sel))
-    params = {**_params(sel), "interval": interval}
-    with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
-        return cur.execute(query, params).fetchall()
-
-
 def total_points(
     conn: psycopg.Connection[Any], sel: Selection, interval: timedelta, bucket: timedelta
 ) -> list[Point]:
     """Per type, the per-slot totals averaged over buckets of ``bucket`` (the slot itself when
     ``bucket`` is the interval), ordered by type and time."""
-    if mysql.is_mysql(conn):
-        return mysql.total_points(conn, sel, interval, bucket)
-    from psycopg import sql
-    from psycopg.rows import class_row
-
-    query = sql.SQL(
-        'SELECT type, date_bin(%(bucket)s, slot, %(origin)s) AS "timestamp", '
-        "avg(total) AS count, NULL::jsonb AS metadata FROM ({}) AS t GROUP BY 1, 2 ORDER BY 1, 2"
-    ).format(_slot_totals(sel))
-    params = {**_params(sel), "interval": interval, "bucket": bucket}
-    with conn.cursor(row_factory=class_row(Point)) as cur:
-        return cur.execute(query, params).fetchall()
+    return read_points(conn, replace(sel, slot=interval, bucket=bucket, agg="avg"))
 
 
 def first_metadata(conn: psycopg.Connection[Any], sel: Selection, name: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from analytics_cli.charts import NONE_LABEL as NONE_LABEL
+
 if TYPE_CHECKING:
     from psycopg import sql
 
@@ -35,7 +37,11 @@ class Selection:
     # --by key: one series per metadata value (bucketing keeps the values apart), limited
     # to by_values when given (the top N).
     by: str | None = None
-    by_values: tuple[str, ...] | None = None
+    by_values: tuple[str | None, ...] | None = None
+    # Read per-slot totals instead of rows: each slot (``"timestamp"`` floored to this
+    # interval) is one point whose value is the sum of its rows (every series of a
+    # dimensional metric, every [[source]]), kept apart per value of --by. None: the rows.
+    slot: timedelta | None = None
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,9 @@ def _owned_by_server(path: Path) -> Path:
 def replica() -> Iterator[Replica]:
     """A primary of our own (the shared test server may not replicate) and a hot standby."""
     home = Path(tempfile.mkdtemp(prefix="analytics-cli-replica-"))
-    bins = embedded.bin_dir()
+    # The standby lives in this test's folder: its server account must reach it.
+    home.chmod(0o711)
+    bins = embedded.server_bin_dir()
     try:
         with embedded.server(
             home / "primary", databases=(PLATFORM,), options=PRIMARY_OPTIONS

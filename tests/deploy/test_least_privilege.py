@@ -70,7 +70,7 @@ def documented_grants() -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture
-def roles(dbs: Databases) -> Iterator[Roles]:
+def roles(dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> Iterator[Roles]:
     """The platform loaded; the docs' "Roles and grants" SQL run as printed there (with
     this test's database and role names); ``analytics`` created by the owner role."""
     with dbs.source_conn() as conn:
@@ -97,7 +97,10 @@ def roles(dbs: Databases) -> Iterator[Roles]:
                 if statement not in on_table:
                     conn.execute(named(statement).encode())
     owner = _login(dbs.admin, dbs.store_name, names["analytics_owner"], password)
-    created = cli("--dsn", owner, "db", "init")
+    # In the environment, as a deployment passes it (a password in --dsn draws a warning).
+    with monkeypatch.context() as env:
+        env.setenv("ANALYTICS_DSN", owner)
+        created = cli("db", "init")
     assert (created.exit_code, created.stderr) == (0, "table analytics: created\n")
     # As printed: GRANT ... ON analytics, which exists only now that db init made it.
     assert on_table
@@ -186,21 +189,26 @@ def test_replace_and_prune_name_the_privilege_they_need(dbs: Databases, narrow: 
     assert cli("collect", "--at", AT).exit_code == 0
     replaced = cli("collect", "--at", AT, "--replace")
     assert (replaced.exit_code, replaced.stdout) == (3, "")
-    assert replaced.stderr == (
-        "error: store write failed, nothing was stored: permission denied for table analytics\n"
-        f"hint: collect --replace needs UPDATE and DELETE on analytics: "
-        f"GRANT UPDATE, DELETE ON analytics TO {narrow.store_role}\n"
-    )
+    # The error and its hint, then the cycle's summary line (nothing stored).
+    *said, summary = replaced.stderr.splitlines()
+    assert said == [
+        "error: store write failed, nothing was stored: permission denied for table analytics",
+        f"hint: collect --replace needs UPDATE and DELETE on analytics in database {dbs.store_name}: "
+        f"GRANT UPDATE, DELETE ON analytics TO {narrow.store_role}",
+    ]
+    assert summary.startswith("collect slot=") and " stored=0 " in summary
     pruned = cli("prune", "--older-than", "1d", "--yes")
     assert (pruned.exit_code, pruned.stdout) == (3, "")
     assert pruned.stderr == (
         "error: prune stopped after 0 rows: permission denied for table analytics\n"
-        f"hint: prune needs DELETE and UPDATE on analytics: "
+        f"hint: prune needs DELETE and UPDATE on analytics in database {dbs.store_name}: "
         f"GRANT DELETE, UPDATE ON analytics TO {narrow.store_role}\n"
     )
     logged = cli("--log-format", "json", "prune", "--older-than", "1d", "--yes")
     record = json.loads(logged.stderr)
-    assert record["hint"].startswith("prune needs DELETE and UPDATE on analytics: GRANT")
+    assert record["hint"].startswith(
+        f"prune needs DELETE and UPDATE on analytics in database {dbs.store_name}: GRANT"
+    )
     # The GRANTs the hints print are enough.
     _grant(dbs.store, "GRANT UPDATE, DELETE ON analytics TO {}", narrow.store_role)
     assert cli("collect", "--at", AT, "--replace").exit_code == 0
@@ -214,7 +222,8 @@ def test_the_table_must_exist_for_a_role_without_create(dbs: Databases, narrow: 
         conn.execute("DROP TABLE analytics")
     result = cli("collect", "--at", AT)
     assert (result.exit_code, result.stdout) == (3, "")
-    error, hint = result.stderr.splitlines()
+    error, hint, summary = result.stderr.splitlines()
+    assert summary.startswith("collect slot=") and " stored=0 " in summary
     assert error.startswith(
         "error: cannot prepare the store table: permission denied for schema public"
     )
@@ -222,3 +231,51 @@ def test_the_table_must_exist_for_a_role_without_create(dbs: Databases, narrow: 
         "hint: creating analytics needs CREATE on its schema: "
         "run 'analytics-cli db init' once as a role that has it"
     )
+
+
+def test_config_check_reports_the_store_privileges_and_what_to_grant(
+    dbs: Databases, narrow: Roles
+) -> None:
+    role, db = narrow.store_role, dbs.store_name
+    check = cli("config", "check")
+    # SELECT, INSERT: collect can write; --replace and prune are told what to grant.
+    assert check.exit_code == 0, check.stderr
+    tail = check.stdout.split("store privileges missing on analytics:\n", 1)[1].splitlines()
+    assert tail == [
+        "  collect --replace  collect --replace needs UPDATE and DELETE on analytics "
+        f"in database {db}: GRANT UPDATE, DELETE ON analytics TO {role}",
+        "  prune              prune needs DELETE and UPDATE on analytics "
+        f"in database {db}: GRANT DELETE, UPDATE ON analytics TO {role}",
+    ]
+    # Without INSERT collect would fail: config check says so, exit 1.
+    _grant(dbs.store, "REVOKE INSERT ON analytics FROM {}", role)
+    refused = cli("config", "check")
+    assert refused.exit_code == 1
+    assert (
+        "  collect            collect needs INSERT on analytics "
+        f"in database {db}: GRANT INSERT ON analytics TO {role}"
+    ) in refused.stdout
+    assert refused.stderr == "error: the store account lacks INSERT: collect would fail\n"
+    assert cli("collect", "--at", AT).exit_code == 3
+    # The GRANTs printed are enough: nothing is missing.
+    _grant(dbs.store, "GRANT INSERT, UPDATE, DELETE ON analytics TO {}", role)
+    granted = cli("config", "check")
+    assert granted.exit_code == 0
+    assert "store privileges" not in granted.stdout
+
+
+def test_config_check_says_when_the_first_collect_could_not_create_the_table(
+    narrow: Roles, tmp_path: Path
+) -> None:
+    config = tmp_path / "other.toml"
+    config.write_text('[store]\ntable = "analytics_elsewhere"\n')
+    check = cli("-c", str(config), "config", "check")
+    assert check.exit_code == 1
+    assert check.stdout.splitlines()[-2:] == [
+        "store privileges missing on analytics_elsewhere:",
+        "  collect  CREATE in the table's schema: run 'analytics-cli db init' once as a role "
+        "that has it",
+    ]
+    assert check.stderr == "error: the store account lacks CREATE: collect would fail\n"
+    # As config check said: collect cannot create it either.
+    assert cli("-c", str(config), "collect", "--at", AT).exit_code == 3

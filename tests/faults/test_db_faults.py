@@ -28,8 +28,8 @@ from tests.faults.conftest import (
 
 def _pg_ctl(server: embedded.EmbeddedServer, action: str) -> None:
     """Stop or start the dedicated server the way an operator (or a crash and restart) would."""
-    pgdata = server.home / "pgdata"
-    args = [str(embedded.bin_dir() / "pg_ctl"), "-D", str(pgdata), "-w"]
+    pgdata = server.pgdata
+    args = [str(embedded.server_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-w"]
     if action == "stop":
         args += ["-m", "fast", "stop"]
     else:
@@ -108,7 +108,9 @@ def test_source_connection_killed_mid_cycle(
         "error: lost the connection to the source database while running slowMetric: "
         "terminating connection due to administrator command"
     )
-    assert len(err.splitlines()) == 1
+    # The error line, then the cycle's summary line (exit 3 keeps it: nothing stored).
+    assert len(err.splitlines()) == 2
+    assert err.splitlines()[1].startswith(f"collect slot={SLOT} stored=0 present=0 failed=0 ")
     # A connection lost after the cycle began is not retried, even with retries = 3.
     assert len(proxy.accepted) == connections
     assert slot_rows(dbs) == []
@@ -141,7 +143,11 @@ def test_store_connection_killed_mid_write(dbs: Databases, tmp_path: Path) -> No
     assert "terminating connection due to administrator command" in lines[0]
     # The values read survive in the spool (test_spool.py replays them).
     assert f"; slot {SLOT} spooled (2 rows) to " in lines[0]
-    assert lines[1:] == ["hint: the next run that reaches the store writes it first"]
+    assert lines[1] == "hint: the next run that reaches the store writes it first"
+    # The summary line says what waits in the spool.
+    assert lines[2].startswith(f"collect slot={SLOT} stored=0 present=0 failed=0 ")
+    assert lines[2].endswith(" spooled=2")
+    assert len(lines) == 3
     assert slot_rows(dbs) == []
 
 
@@ -221,4 +227,4 @@ def test_connect_timeout_against_a_silent_server(
     assert "timeout" in result.stderr
     assert len(silent.accepted) >= 1
     assert elapsed < 120  # returned on its own, far below the subprocess bound
-    assert len(result.stderr.splitlines()) == 1
+    assert len(result.stderr.splitlines()) == 2  # the error, then the summary line

@@ -155,11 +155,18 @@ def test_redaction_functions_never_show_the_password(password: str, form: str) -
         assert redact_dsn(dsn).count("***") == 1, redact_dsn(dsn)
 
 
+ARGV_WARNING = (
+    "warning: --dsn holds a password, which other local users can read in the process list; "
+    "put it in PGPASSFILE (~/.pgpass), $ANALYTICS_DSN or a config file of mode 600"
+)
+
+
 def test_the_issue_spelling_reads_well() -> None:
     dsn = "postgresq://alice:S3cretPass@db.example/platform"
     result = cli("--dsn", dsn, "collect")
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == (
+        ARGV_WARNING + "\n"
         'error: invalid store connection string: missing "=" after '
         '"postgresq://alice:***@db.example/platform" in connection info string\n'
         "hint: a connection URL starts with postgresql:// (or postgres://); "
@@ -171,6 +178,7 @@ def test_percent_encoded_bytes_that_are_not_utf8() -> None:
     result = cli("--dsn", f"postgresql://alice@{HOST}/platform?password=Zq9%80", "collect")
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == (
+        ARGV_WARNING + "\n"
         "error: invalid store connection string: a percent-encoded value is not UTF-8\n"
         "hint: encode each byte of a UTF-8 character (é is %C3%A9)\n"
     )

@@ -112,7 +112,10 @@ def test_errors_do_not_print_the_password(dbs: Databases, tmp_path: Path, passwo
     for args, code, start in cases:
         result = cli(*args)
         assert result.exit_code == code, (args, result.stderr)
-        assert result.stderr.startswith(start), (args, result.stderr)
+        # Every case gives the password on the command line: its warning comes first.
+        first, rest = result.stderr.split("\n", 1)
+        assert "--dsn holds a password" in first, (args, result.stderr)
+        assert rest.startswith(start), (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert_no_leak(result, password)
 
@@ -188,7 +191,12 @@ def test_password_role_right_and_wrong(
     monkeypatch.setenv("ANALYTICS_STORE_DSN", _tcp(role, dbs.store_name, wrong))
     for args in (["collect"], ["--log-format", "json", "collect"], ["export"], ["status"]):
         result = cli(*args)
-        assert (result.exit_code, result.stdout) == (3, ""), result.stderr
+        assert result.exit_code == 3, result.stderr
+        if args == ["status"]:
+            # status still lists the local spool on stdout when the store cannot be read.
+            assert result.stdout.endswith("store: cannot be read (the error follows on stderr)\n")
+        else:
+            assert result.stdout == ""
         assert "password authentication failed for user" in result.stderr
         assert role.name in result.stderr
         assert_no_leak(result, role.password, wrong)
@@ -201,9 +209,12 @@ def test_password_role_right_and_wrong(
     result = run_proc(
         "--log-format", "json", "collect", "--at", "2026-01-01T01:00:00Z", "--json", env=env
     )  # fmt: skip
-    assert (result.exit_code, result.stdout) == (3, ""), result.stderr
-    record = json.loads(result.stderr.splitlines()[-1])
-    assert record["level"] == "error"
+    assert result.exit_code == 3, result.stderr
+    # Exit 3 keeps the --json report on stdout and the summary record after the error.
+    assert json.loads(result.stdout)["exit_code"] == 3
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert records[-1]["event"] == "summary"
+    [record] = [r for r in records if r["level"] == "error"]
     assert record["message"].startswith(
         f"cannot connect to the source database ({role.name}@{PASSWORD_HOST['host']}:{role.port}/"
     )
@@ -245,3 +256,37 @@ def test_config_without_password_does_not_warn(dbs: Databases, tmp_path: Path) -
     config.chmod(0o644)
     result = cli("-c", str(config), "metrics")
     assert (result.exit_code, result.stderr) == (0, "")
+
+
+# ---------------------------------------------------------------------------- password in argv
+
+ARGV_WARNING = (
+    "warning: --dsn holds a password, which other local users can read in the process list; "
+    "put it in PGPASSFILE (~/.pgpass), $ANALYTICS_DSN or a config file of mode 600"
+)
+
+
+@pytest.mark.parametrize("spelling", ["kv", "uri"])
+def test_a_password_in_dsn_on_the_command_line_warns(
+    dbs: Databases, password_role: Role, spelling: str
+) -> None:
+    role = password_role
+    dsn = _tcp(role, dbs.store_name, role.password)
+    given = _uri(dsn, role.password) if spelling == "uri" else dsn
+    # A real process: what ps shows to every local user.
+    result = run_proc("--dsn", given, "db", "init")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [ARGV_WARNING, "table analytics: created"]
+    assert_no_leak(result, role.password)
+
+
+def test_a_dsn_without_password_on_the_command_line_does_not_warn(dbs: Databases) -> None:
+    result = run_proc("--dsn", dbs.store, "db", "init")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == ["table analytics: created"]
+    # The same password given through the environment: no warning either.
+    env = proc_env(ANALYTICS_DSN=make_conninfo(dbs.store, password=PASSWORD))
+    result = run_proc("db", "init", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert ARGV_WARNING not in result.stderr
+    assert_no_leak(result, PASSWORD)

@@ -223,7 +223,18 @@ def test_replay_takes_only_this_stores_files_oldest_first(
     config = _config(tmp_path, dbs, dbs.store)
     result = run_proc("-c", str(config), "collect", "--at", _slot(5), env=env)
     assert result.exit_code == 0, result.stderr
-    assert "warning" not in result.stderr
+    # One warning for the other store's files, naming that store (no secret) and the command.
+    theirs_text = (
+        f"postgresql database {theirs['dbname']} (user {theirs['user']}, "
+        f"host {theirs['host']}, port {theirs['port']}), table analytics"
+    )
+    assert [line for line in result.stderr.splitlines() if "warning" in line] == [
+        f"warning: 2 spool file(s) in {folder} are for another store ({theirs_text}) "
+        "and are not replayed here; remove them with: analytics-cli spool drop --foreign"
+    ]
+    listed = json.loads(run_proc("-c", str(config), "status", "--json", env=env).stdout)
+    assert listed["spooled"] == []
+    assert listed["spool_foreign"] == [{"file": str(p), "store": theirs_text} for p in foreign]
     assert _stored(dbs) == [
         ("markers", _slot(0), "10"),
         ("markers", _slot(1), "11"),
