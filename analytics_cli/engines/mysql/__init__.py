@@ -1,0 +1,1 @@
+"""MySQL and MariaDB (PyMySQL): connection strings, connecting, the snapshot, the store."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: connection strings, connecting, the snapshot, the store, the embedded server."""
