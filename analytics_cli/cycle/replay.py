@@ -30,7 +30,7 @@ def spool_cycle(
 ) -> StoreError:
     """Write the slot's rows to the spool (a file per slot: a metric's own ``every`` may give
     it another); the error the run ends with says where they wait."""
-    from analytics_cli import spool
+    from analytics_cli import spool, spool_format
 
     slot = report.slot
     # The store the rows are for: another config sharing the folder must not replay them.
@@ -38,14 +38,14 @@ def spool_cycle(
     cycles = []
     for at in sorted({slots.get(o.type, slot) for b in batches for o in b.outcomes} or {slot}):
         parts = tuple(
-            spool.from_outcomes(
+            spool_format.from_outcomes(
                 b.source,
                 b.collected_at,
                 [o for o in b.outcomes if slots.get(o.type, slot) == at],
             )
             for b in batches
         )
-        cycles.append(spool.Spooled(settings.table, at, replace, parts, identity))
+        cycles.append(spool_format.Spooled(settings.table, at, replace, parts, identity))
     folder = spool.spool_dir(settings)
     try:
         paths = [spool.write(folder, cycle) for cycle in cycles]
@@ -77,13 +77,13 @@ def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -
     A replay that dies after its commit and before the file is removed is harmless: the
     presence check of the next replay finds the rows, and nothing is written twice.
     """
-    from analytics_cli import spool
+    from analytics_cli import spool, spool_format
     from analytics_cli.store.layout import notice
     from analytics_cli.store.locks import SlotBusy
 
     identity = spool.store_identity(settings)
     folder = spool.spool_dir(settings)
-    foreign: list[spool.Spooled] = []
+    foreign: list[spool_format.Spooled] = []
     for path, cycle in spool.readable(folder, notice):
         if not cycle.belongs(identity):
             foreign.append(cycle)
