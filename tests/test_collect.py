@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -13,6 +12,7 @@ import pytest
 
 from tests import platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn
+from tests.helpers import stored_rows, write_config
 
 AT = "2026-11-29T10:10:00Z"  # inside the slot starting at platform_data.SLOT
 
@@ -27,25 +27,13 @@ def platform(dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> Databases:
     return dbs
 
 
-def stored(dbs: Databases, table: str = "analytics") -> list[tuple[str, Decimal, object, object]]:
-    with dbs.store_conn() as conn:
-        return conn.execute(
-            f'SELECT type, count, "timestamp", metadata FROM {table} ORDER BY type, "timestamp"'
-        ).fetchall()
-
-
-def write_config(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
 def test_builtin_metrics_exact_values(platform: Databases) -> None:
     result = cli("collect", "--at", AT, "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["slot"] == "2026-11-29T10:00:00Z"
     assert {m["type"]: m["count"] for m in report["metrics"]} == platform_data.EXPECTED
-    rows = stored(platform)
+    rows = stored_rows(platform)
     assert {r[0]: int(r[1]) for r in rows} == platform_data.EXPECTED
     assert {r[2] for r in rows} == {platform_data.SLOT}
     assert {json.dumps(r[3]) for r in rows} == {"{}"}
@@ -64,12 +52,12 @@ def test_interval_is_a_bound_parameter(platform: Databases, tmp_path: Path) -> N
 
 def test_second_run_stores_nothing_new(platform: Databases) -> None:
     assert cli("collect", "--at", AT).exit_code == 0
-    first = stored(platform)
+    first = stored_rows(platform)
     again = cli("collect", "--at", AT, "--json")
     assert again.exit_code == 0
     assert {m["status"] for m in json.loads(again.stdout)["metrics"]} == {"present"}
     assert 'note="slot already collected"' in again.stderr
-    assert stored(platform) == first
+    assert stored_rows(platform) == first
 
 
 def test_eight_concurrent_runs_store_each_metric_once(platform: Databases) -> None:
@@ -77,7 +65,7 @@ def test_eight_concurrent_runs_store_each_metric_once(platform: Databases) -> No
     procs = [spawn("collect", "--at", AT, env=env) for _ in range(8)]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outputs]
-    rows = stored(platform)
+    rows = stored_rows(platform)
     assert len(rows) == 9
     assert {r[0]: int(r[1]) for r in rows} == platform_data.EXPECTED
 
@@ -87,11 +75,11 @@ def test_replace_overwrites_the_slot(platform: Databases) -> None:
     with platform.source_conn() as conn:
         conn.execute("UPDATE instance SET ended = true WHERE \"roomCode\" = 'i1'")
     assert cli("collect", "--at", AT).exit_code == 0
-    assert dict((r[0], int(r[1])) for r in stored(platform))["activeInstances"] == 7
+    assert dict((r[0], int(r[1])) for r in stored_rows(platform))["activeInstances"] == 7
     result = cli("collect", "--at", AT, "--replace", "--json")
     assert result.exit_code == 0, result.stderr
     assert {m["status"] for m in json.loads(result.stdout)["metrics"]} == {"replaced"}
-    rows = stored(platform)
+    rows = stored_rows(platform)
     assert len(rows) == 9
     assert dict((r[0], int(r[1])) for r in rows)["activeInstances"] == 6
 
@@ -109,7 +97,7 @@ def test_dry_run_writes_nothing(platform: Databases) -> None:
 def test_only_runs_a_subset_and_rejects_unknown_types(platform: Databases) -> None:
     result = cli("collect", "--at", AT, "--only", "activeInstances", "--only", "dailyUsers")
     assert result.exit_code == 0, result.stderr
-    assert sorted(r[0] for r in stored(platform)) == ["activeInstances", "dailyUsers"]
+    assert sorted(r[0] for r in stored_rows(platform)) == ["activeInstances", "dailyUsers"]
     bad = cli("collect", "--only", "activeInstance")
     assert bad.exit_code == 2
     assert bad.stdout == ""
@@ -137,7 +125,7 @@ def test_broken_custom_metric_fails_alone(platform: Databases, tmp_path: Path) -
         "twoRows": "query must return exactly one row, got more than one row",
         "textCount": "count is of type str, not numeric",
     }
-    assert {r[0] for r in stored(platform)} == set(platform_data.EXPECTED)
+    assert {r[0] for r in stored_rows(platform)} == set(platform_data.EXPECTED)
     assert 'warning: metric broken failed: relation "no_such_table" does not exist' in result.stderr
     assert "failed=4" in result.stderr
 
@@ -154,7 +142,7 @@ def test_metric_past_statement_timeout_fails_alone(platform: Databases, tmp_path
     failed = [m for m in report["metrics"] if m["status"] == "failed"]
     assert [m["type"] for m in failed] == ["slow"]
     assert "statement timeout" in failed[0]["error"]
-    assert {r[0] for r in stored(platform)} == set(platform_data.EXPECTED)
+    assert {r[0] for r in stored_rows(platform)} == set(platform_data.EXPECTED)
 
 
 def test_unreachable_database_exit_3_without_password() -> None:
@@ -252,7 +240,7 @@ def test_schema_qualified_store_table(platform: Databases, tmp_path: Path) -> No
     assert again.stderr.strip() == "table metrics.history: already exists"
     result = cli("--config", str(config), "collect", "--at", AT)
     assert result.exit_code == 0, result.stderr
-    assert len(stored(platform, "metrics.history")) == 9
+    assert len(stored_rows(platform, "metrics.history")) == 9
 
 
 def test_json_log_format_is_one_object_per_line(platform: Databases) -> None:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from analytics_cli.metrics import builtin_metrics, groups
 from tests import platform_data
 from tests.conftest import Databases, cli
+from tests.helpers import write_config
 from tests.mariadb_server import MySQLPlatform
 from tests.metric_definitions import POSTGRESQL
 
@@ -184,14 +185,11 @@ def test_fused_equals_single_definitions(dbs: Databases, platform: dict[str, Any
 
 
 def _config(tmp: Path, body: str, dbs: Databases | None = None) -> Path:
-    path = tmp / "c.toml"
     head = "[collect]\nmetrics = []\n"
     if dbs is not None:
         head += f"[source]\ndsn = {json.dumps(dbs.source)}\n"
         head += f"[store]\ndsn = {json.dumps(dbs.store)}\n"
-    path.write_text(head + body)
-    path.chmod(0o600)
-    return path
+    return write_config(tmp / "c.toml", head + body)
 
 
 SHARED = """

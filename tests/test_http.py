@@ -22,6 +22,7 @@ from analytics_cli.jsonpath import evaluate, parse_path, parse_quantity
 from analytics_cli.metrics import builtin_metrics
 from analytics_cli.sources import http as http_source
 from tests.conftest import Databases, cli
+from tests.helpers import stored_counts
 
 AT = "2026-11-29T10:10:00Z"
 TOKEN = "k8s-token-abc.def"
@@ -291,13 +292,6 @@ def store_only(dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> Databases:
     return dbs
 
 
-def stored(dbs: Databases) -> dict[str, Decimal]:
-    with dbs.store_conn() as conn:
-        rows = conn.execute("SELECT type, count, metadata FROM analytics").fetchall()
-    assert {json.dumps(r[2]) for r in rows} <= {"{}"}
-    return {str(r[0]): Decimal(str(r[1])) for r in rows}
-
-
 def test_node_metrics_with_a_bearer_token(
     server: Server, store_only: Databases, tmp_path: Path
 ) -> None:
@@ -318,7 +312,7 @@ def test_node_metrics_with_a_bearer_token(
         {"type": "memory", "status": "stored", "count": MEMORY},
         {"type": "nodes", "status": "stored", "count": 3},
     ]
-    assert stored(store_only) == {"cpu": CPU, "memory": Decimal(MEMORY), "nodes": Decimal(3)}
+    assert stored_counts(store_only) == {"cpu": CPU, "memory": Decimal(MEMORY), "nodes": Decimal(3)}
     assert (
         server.seen
         == [("/apis/metrics.k8s.io/v1beta1/nodes", f"Bearer {TOKEN}", "application/json")] * 3
@@ -360,7 +354,7 @@ def test_wrong_token_500_and_timeout_fail_only_their_metric(
         "gone": errors["gone"],
     }
     assert errors["gone"].startswith("cannot fetch http://127.0.0.1:1/x: ")
-    assert stored(store_only) == {"activeInstances": Decimal(0), "cpu": CPU}
+    assert stored_counts(store_only) == {"activeInstances": Decimal(0), "cpu": CPU}
     lines = result.stderr.splitlines()
     assert lines[-1].startswith("collect slot=2026-11-29T10:00:00Z stored=2 present=0 failed=6 ")
     assert lines[0] == f"warning: metric denied failed: HTTP 401 Unauthorized from {nodes}"
@@ -505,7 +499,7 @@ def test_a_garbled_answer_fails_its_metric_alone(
         metrics["garbled"]["error"] == f"bad HTTP answer from {server.url}/garbled: BadStatusLine"
     )
     assert "Traceback" not in result.stderr
-    assert stored(store_only) == {"fine": Decimal(7)}
+    assert stored_counts(store_only) == {"fine": Decimal(7)}
 
 
 def test_urls_in_errors_carry_no_credentials(store_only: Databases, tmp_path: Path) -> None:

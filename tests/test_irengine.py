@@ -16,6 +16,7 @@ import pytest
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 from tests import platform_data
 from tests.conftest import Databases, cli, proc_env, spawn
+from tests.helpers import write_config
 
 AT = "2026-11-29T10:10:00Z"  # inside the slot starting at platform_data.SLOT
 SLOT = platform_data.SLOT
@@ -142,11 +143,6 @@ def check_definition(got: dict[str, Any]) -> None:
             # PostgreSQL 18 lists NOT NULL as constraints too; older servers do not.
             value = [c for c in value if c[1] != "n"]
         assert value == expected, key
-
-
-def write_config(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 # ---------------------------------------------------------------------------- collect

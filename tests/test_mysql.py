@@ -25,6 +25,7 @@ from analytics_cli.sources.mysql import _measured, snapshot
 from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn
 from tests.faults.conftest import Proxy, wait_for
+from tests.helpers import stored_counts, write_config
 from tests.mariadb_server import ADMIN_PASSWORD, PLATFORM_TABLES, MariaDB, MySQLPlatform
 from tests.metric_definitions import MYSQL
 
@@ -53,19 +54,11 @@ def each(specs: Any, slot: datetime) -> dict[str, datetime]:
     return {spec.type: slot for spec in specs}
 
 
-def stored(dbs: Databases) -> dict[str, Decimal]:
-    with dbs.store_conn() as conn:
-        rows = conn.execute("SELECT type, count, metadata FROM analytics").fetchall()
-    assert {json.dumps(r[2]) for r in rows} <= {"{}"}
-    return {str(r[0]): Decimal(str(r[1])) for r in rows}
-
-
 def config_file(path: Path, metrics: list[tuple[str, str]], **sections: Any) -> Path:
     doc: dict[str, Any] = {k: v for k, v in sections.items() if v is not None}
     if metrics:
         doc["metric"] = [{"type": name, "sql": sql} for name, sql in metrics]
-    path.write_text(tomli_w.dumps(doc))
-    path.chmod(0o600)
+    write_config(path, doc)
     return path
 
 
@@ -138,7 +131,7 @@ def test_collect_stores_the_exact_values(both: MySQLPlatform, dbs: Databases) ->
     assert report["slot"] == SLOT
     assert {m["type"]: m["count"] for m in report["metrics"]} == platform_data.EXPECTED
     assert {m["status"] for m in report["metrics"]} == {"stored"}
-    assert stored(dbs) == {k: Decimal(v) for k, v in platform_data.EXPECTED.items()}
+    assert stored_counts(dbs) == {k: Decimal(v) for k, v in platform_data.EXPECTED.items()}
     assert f"collect slot={SLOT} stored=9 present=0 failed=0" in result.stderr
     again = cli("collect", "--at", AT, "--json")
     assert again.exit_code == 0
@@ -259,7 +252,7 @@ def test_broken_custom_metrics_fail_alone(
         "percent": "refused: the metric's text has a '%' that is no parameter: write %% for a "
         "literal percent sign, %(slot)s and %(interval_seconds)s for the parameters",
     }
-    assert stored(dbs) == {
+    assert stored_counts(dbs) == {
         **{k: Decimal(v) for k, v in platform_data.EXPECTED.items()},
         "fraction": Decimal("2.50"),
     }
@@ -287,7 +280,7 @@ def test_statement_timeout_fails_only_that_metric(
         {"type": "slow", "status": "failed", "count": None,
          "error": "canceling statement due to statement timeout (1s)"}
     ]  # fmt: skip
-    assert stored(dbs) == {
+    assert stored_counts(dbs) == {
         **{k: Decimal(v) for k, v in platform_data.EXPECTED.items()},
         "after": Decimal(10),
     }
@@ -456,7 +449,7 @@ def test_hostile_metrics_fail_alone_and_change_nothing(
     # all saw the 10 instances of the one snapshot.
     assert probes == {f"{name}Probe": 10 for name, _, _ in [*HOSTILE, (*with_update, "")]}
     assert got == {**platform_data.EXPECTED, **probes, "gate": 1, "mode": 1}
-    assert stored(dbs) == {k: Decimal(v) for k, v in got.items()}
+    assert stored_counts(dbs) == {k: Decimal(v) for k, v in got.items()}
 
 
 def test_the_wrapping_and_the_checks_hold_without_the_text_check(my: MySQLPlatform) -> None:
@@ -553,7 +546,7 @@ def test_retries_reach_a_server_that_refused_the_first_connection(
             assert len(proxy.accepted) == 1 + retries
     finally:
         proxy.close()
-    assert stored(dbs) == {"one": Decimal(1)}
+    assert stored_counts(dbs) == {"one": Decimal(1)}
 
 
 def test_unix_socket_option_file_and_mysql_variables(

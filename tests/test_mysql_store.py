@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
 from tests import platform_data
 from tests.conftest import cli, proc_env, spawn
+from tests.helpers import write_config
 from tests.mariadb_server import MySQLPlatform
 
 AT = "2026-11-29T10:10:00Z"
@@ -64,12 +64,6 @@ def create_statement(my: MySQLPlatform) -> str:
         row = cur.fetchone()
         assert row is not None
         return str(row[1])
-
-
-def write_config(path: Path, **doc: Any) -> str:
-    path.write_text(tomli_w.dumps(doc))
-    path.chmod(0o600)
-    return str(path)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -133,13 +127,15 @@ def test_replace_updates_the_slots_rows_in_place(ir: MySQLPlatform) -> None:
 def test_a_fraction_or_an_int_overflow_fails_alone(ir: MySQLPlatform, tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "c.toml",
-        store={"layout": "ir-engine"},
-        metric=[
-            {"type": "cpuCores", "sql": "SELECT 1.5 AS count"},
-            {"type": "huge", "sql": "SELECT 3000000000 AS count"},
-        ],
+        {
+            "store": {"layout": "ir-engine"},
+            "metric": [
+                {"type": "cpuCores", "sql": "SELECT 1.5 AS count"},
+                {"type": "huge", "sql": "SELECT 3000000000 AS count"},
+            ],
+        },
     )
-    result = cli("-c", config, "collect", "--at", AT, "--json")
+    result = cli("-c", str(config), "collect", "--at", AT, "--json")
     assert result.exit_code == 1, result.stderr
     by_type = {m["type"]: m for m in json.loads(result.stdout)["metrics"]}
     assert by_type["cpuCores"]["status"] == "failed"
@@ -154,24 +150,26 @@ def test_dimensions_and_sources_are_refused_before_counting(
 ) -> None:
     config = write_config(
         tmp_path / "c.toml",
-        metric=[
-            {
-                "type": "usersPerLocation",
-                "sql": "SELECT locationId AS location, count(*) AS count FROM instance "
-                "GROUP BY locationId",
-                "dimensions": ["location"],
-            }
-        ],
+        {
+            "metric": [
+                {
+                    "type": "usersPerLocation",
+                    "sql": "SELECT locationId AS location, count(*) AS count FROM instance "
+                    "GROUP BY locationId",
+                    "dimensions": ["location"],
+                }
+            ]
+        },
     )
-    result = cli("-c", config, "collect", "--at", AT)
+    result = cli("-c", str(config), "collect", "--at", AT)
     assert result.exit_code == 2
     assert "has dimensions, which the iR Engine analytics table" in result.stderr
     assert at_slot(ir) == {}
 
 
 def test_a_native_table_on_mysql_is_refused(ir: MySQLPlatform, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", store={"table": "analytics_cli"})
-    result = cli("-c", config, "collect", "--at", AT)
+    config = write_config(tmp_path / "c.toml", {"store": {"table": "analytics_cli"}})
+    result = cli("-c", str(config), "collect", "--at", AT)
     assert result.exit_code == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0] == (
@@ -181,20 +179,20 @@ def test_a_native_table_on_mysql_is_refused(ir: MySQLPlatform, tmp_path: Path) -
     with ir.connect() as conn, conn.cursor() as cur:
         cur.execute("SHOW TABLES LIKE 'analytics_cli'")
         assert cur.fetchall() == ()
-    native = write_config(tmp_path / "n.toml", store={"layout": "native"})
-    refused = cli("-c", native, "collect", "--at", AT)
+    native = write_config(tmp_path / "n.toml", {"store": {"layout": "native"}})
+    refused = cli("-c", str(native), "collect", "--at", AT)
     assert refused.exit_code == 2
     assert 'but [store] layout is "native"' in refused.stderr
-    other = write_config(tmp_path / "o.toml", store={"table": "channel"})
-    assert cli("-c", other, "collect", "--at", AT).exit_code == 2
+    other = write_config(tmp_path / "o.toml", {"store": {"table": "channel"}})
+    assert cli("-c", str(other), "collect", "--at", AT).exit_code == 2
     assert len(table_rows(ir)) == len(OLD_ROWS)
 
 
 def test_without_the_platform_table_and_layout_ir_engine_exit_2(
     ir: MySQLPlatform, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "c.toml", store={"table": "nope", "layout": "ir-engine"})
-    result = cli("-c", config, "collect", "--at", AT)
+    config = write_config(tmp_path / "c.toml", {"store": {"table": "nope", "layout": "ir-engine"}})
+    result = cli("-c", str(config), "collect", "--at", AT)
     assert result.exit_code == 2
     assert "[store] layout is \"ir-engine\" but table 'nope' does not exist" in result.stderr
 

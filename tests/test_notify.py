@@ -25,7 +25,8 @@ from analytics_cli import config
 from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import iso
 from tests.conftest import Databases, cli
-from tests.prometheus_servers import Server, alertmanager, wait_for
+from tests.helpers import wait_for
+from tests.prometheus_servers import Server, alertmanager
 from tests.test_anomalies import config_file, env, findings, generate  # noqa: F401 (env)
 
 WEEK = timedelta(days=7)

@@ -23,6 +23,7 @@ from analytics_cli.metrics import builtin_metrics
 from analytics_cli.monitor import ping_target, textfile_text
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 from tests.conftest import Databases, Result, cli
+from tests.helpers import write_config
 
 BUILTINS = [m.type for m in builtin_metrics() if m.enabled]  # the default set
 ALL_BUILTINS = [m.type for m in builtin_metrics()]  # also those marked enabled = false
@@ -213,8 +214,7 @@ def test_config_show_environment_and_explicit_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "other.toml"
-    path.write_text(f'[store]\ntable = "metrics.samples"\ndsn = "host=h password={SECRET}"\n')
-    path.chmod(0o600)
+    write_config(path, f'[store]\ntable = "metrics.samples"\ndsn = "host=h password={SECRET}"\n')
     monkeypatch.setenv("ANALYTICS_SOURCE_DSN", f"postgresql://src:{SECRET}@src.example.com/p")
     result = cli("config", "show", str(path))
     assert result.exit_code == 0, result.stderr

@@ -178,7 +178,8 @@ def test_end_to_end_prometheus_and_the_tool_alert_into_one_alertmanager(
     """node_exporter serves the textfile, Prometheus scrapes it and evaluates the shipped
     rules, Alertmanager receives its alert and the tool's own; the anomaly resolves."""
     from analytics_cli.timeutil import utcnow
-    from tests.prometheus_servers import alertmanager, prometheus, wait_for
+    from tests.helpers import wait_for
+    from tests.prometheus_servers import alertmanager, prometheus
     from tests.test_anomalies import generate
     from tests.test_notify import heal
 
@@ -336,7 +337,7 @@ def test_waiting_through_error_answers_leaves_no_connection_open() -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tests.prometheus_servers import wait_for
+    from tests.helpers import wait_for
 
     answered: list[int] = []
 

@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 from analytics_cli.dsn import dsn_secrets, one_line, redact_dsn, redact_patterns, scrub
 from analytics_cli.mysqldb import message
 from tests.conftest import Databases, cli
+from tests.helpers import write_config
 from tests.mariadb_server import MySQLPlatform
 
 NEVER_TOLD = "neverTold42"
@@ -174,13 +175,13 @@ def test_a_metric_error_quoting_a_password_is_redacted_in_every_output(
     dbs: Databases, tmp_path: Path
 ) -> None:
     config = tmp_path / "c.toml"
-    config.write_text(
+    write_config(
+        config,
         f"[source]\ndsn = {json.dumps(dbs.source)}\n[store]\ndsn = {json.dumps(dbs.store)}\n"
         "[collect]\nmetrics = []\n"
         '[[metric]]\ntype = "leaky"\n'
-        f"sql = \"SELECT 'mysql://app:{NEVER_TOLD}@db/ir'::int AS count\"\n"
+        f"sql = \"SELECT 'mysql://app:{NEVER_TOLD}@db/ir'::int AS count\"\n",
     )
-    config.chmod(0o600)
     as_json = cli("-c", str(config), "collect", "--at", "2026-11-29T10:00:00Z", "--json")
     assert as_json.exit_code == 1
     [metric] = json.loads(as_json.stdout)["metrics"]

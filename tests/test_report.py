@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics_cli import store
 from tests.chromium import Browser, browser  # noqa: F401 (a fixture)
 from tests.conftest import Databases, cli, proc_env
+from tests.helpers import insert_store_rows
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 INTERVAL = timedelta(minutes=30)
@@ -46,15 +46,7 @@ def load(dsn: str) -> None:
                     {"location": name},
                 )
             )
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        with conn.transaction():
-            store.ensure_table(conn, "analytics")
-        with conn.cursor() as cur:
-            cur.executemany(
-                'INSERT INTO analytics (type, count, "timestamp", collected_at, metadata) '
-                "VALUES (%s, %s, %s, %s, %s)",
-                [(t, c, s, s, json.dumps(m)) for t, c, s, m in rows],
-            )
+    insert_store_rows(dsn, rows)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import psycopg
 
 from tests.conftest import Databases, proc_env, run_proc, spawn
 from tests.faults.conftest import finish, wait_for
+from tests.helpers import write_config
 
 AT = "2026-11-29T10:00:00Z"
 # Waits on an advisory lock the test holds: a source that runs it shows as waiting.
@@ -26,10 +27,7 @@ def _config(
     text += f"[store]\ndsn = {json.dumps(dbs.store)}\n"
     for name, dsn in sources:
         text += f"[[source]]\nname = {json.dumps(name)}\ndsn = {json.dumps(dsn)}\n"
-    path = tmp / "c.toml"
-    path.write_text(text + metrics)
-    path.chmod(0o600)
-    return path
+    return write_config(tmp / "c.toml", text + metrics)
 
 
 def _waiting(dbs: Databases) -> int:

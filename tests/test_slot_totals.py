@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from analytics_cli import store
 from tests.conftest import Databases, cli
+from tests.helpers import insert_store_rows, write_config
 from tests.mariadb_server import MySQLPlatform
 
 T0 = datetime(2026, 2, 2, tzinfo=UTC)
@@ -40,15 +40,7 @@ def load_pg(dsn: str) -> None:
             rows.append(("roomsByLocation", (k * 3 + i * 7) % 17 + i * 10, at, {"location": place}))
         rows.append(("usersBySource", (k * 11) % 13 + 5, at, {"source": "eu"}))
         rows.append(("usersBySource", (k * 5) % 7 + 1, at, {"source": "us"}))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        with conn.transaction():
-            store.ensure_table(conn, "analytics")
-        with conn.cursor() as cur:
-            cur.executemany(
-                'INSERT INTO analytics (type, count, "timestamp", collected_at, metadata) '
-                "VALUES (%s, %s, %s, %s, %s)",
-                [(t, c, s, s, json.dumps(m)) for t, c, s, m in rows],
-            )
+    insert_store_rows(dsn, rows)
 
 
 @pytest.fixture
@@ -243,13 +235,13 @@ def test_textfile_gives_the_slot_total_of_dimensional_and_sourced_metrics(
 ) -> None:
     # Two [[source]]s (the same platform twice) and a dimensional metric beside a plain one.
     config = tmp_path / "c.toml"
-    config.write_text(
+    write_config(
+        config,
         f'[store]\ndsn = "{dbs.store}"\n'
         '[collect]\nmetrics = ["activeInstances", "instanceUsersByLocation"]\n'
         f'[[source]]\nname = "eu"\ndsn = "{dbs.source}"\n'
-        f'[[source]]\nname = "us"\ndsn = "{dbs.source}"\n'
+        f'[[source]]\nname = "us"\ndsn = "{dbs.source}"\n',
     )
-    config.chmod(0o600)
     textfile = tmp_path / "analytics.prom"
     at = "2026-11-29T10:10:00Z"
     result = cli("-c", str(config), "collect", "--at", at, "--textfile", str(textfile))

@@ -24,6 +24,7 @@ from analytics_cli.status import status
 from tests import platform_data
 from tests.conftest import Databases, cli, spawn
 from tests.faults.conftest import finish, wait_for
+from tests.helpers import write_config
 from tests.metric_definitions import POSTGRESQL
 
 T0 = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)
@@ -41,8 +42,7 @@ def _settings(
     )
     text += f"[source]\ndsn = {json.dumps(source or dbs.source)}\n"
     text += f"[store]\ndsn = {json.dumps(dbs.store)}\n"
-    path.write_text(text + body)
-    path.chmod(0o600)
+    write_config(path, text + body)
     return config.load(path, env={})
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from analytics_cli.timeutil import floor_slot, iso
 from tests.conftest import Databases, cli
+from tests.helpers import write_config
 
 HALF = timedelta(minutes=30)
 
@@ -143,11 +144,11 @@ def test_a_long_backfill_logs_progress_every_100_slots(
     store_env: Databases, tmp_path: Path
 ) -> None:
     config = tmp_path / "c.toml"
-    config.write_text(
+    write_config(
+        config,
         '[collect]\nmetrics = []\ncatch_up = "0"\n'
-        '[[metric]]\ntype = "filled"\nbackfill = true\nsql = "SELECT 1 AS count"\n'
+        '[[metric]]\ntype = "filled"\nbackfill = true\nsql = "SELECT 1 AS count"\n',
     )
-    config.chmod(0o600)
     # Five days of 30-minute slots: 240 to fill, with no terminal (as under cron).
     result = cli("-c", str(config), "collect", "--at", "2026-01-06T00:00:00Z", "--backfill", "5d")
     assert result.exit_code == 0, result.stderr
@@ -177,8 +178,7 @@ def test_a_10000_character_name_is_cut_in_the_message(
     assert cli("db", "init").exit_code == 0  # show and export check types against the table
     if config is not None:
         path = tmp_path / "c.toml"
-        path.write_text(config)
-        path.chmod(0o600)
+        write_config(path, config)
         args = ["-c", str(path), *args]
     result = cli(*args)
     assert (result.exit_code, result.stdout) == (2, ""), result.stderr[:500]

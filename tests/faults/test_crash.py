@@ -19,8 +19,8 @@ from tests.faults.conftest import (
     finish,
     slot_rows,
     wait_for,
-    write_config,
 )
+from tests.helpers import custom_config
 
 METRICS = [
     ("first", "SELECT 1 AS count"),
@@ -31,7 +31,7 @@ COMPLETE = [("first", "1"), ("last", "3"), ("slowMetric", "2")]
 
 
 def _config(tmp_path: Path) -> Path:
-    return write_config(tmp_path / "faults.toml", METRICS)
+    return custom_config(tmp_path / "faults.toml", METRICS)
 
 
 def _start_slow(dbs: Databases, config: Path) -> tuple[subprocess.Popen[str], int]:

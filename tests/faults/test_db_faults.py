@@ -22,8 +22,8 @@ from tests.faults.conftest import (
     slot_rows,
     tcp_dsn,
     wait_for,
-    write_config,
 )
+from tests.helpers import custom_config
 
 
 def _pg_ctl(server: embedded.EmbeddedServer, action: str) -> None:
@@ -85,7 +85,7 @@ def test_source_connection_killed_mid_cycle(
     dbs: Databases, tmp_path: Path, proxy_factory: Callable[..., Proxy]
 ) -> None:
     proxy = proxy_factory()
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         METRICS,
         collect={"retries": 3},
@@ -117,7 +117,7 @@ def test_source_connection_killed_mid_cycle(
 
 
 def test_store_connection_killed_mid_write(dbs: Databases, tmp_path: Path) -> None:
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml", [("a", "SELECT 1 AS count"), ("b", "SELECT 2 AS count")]
     )
     assert run_proc("-c", str(config), "db", "init", env=env_for(dbs)).exit_code == 0
@@ -160,7 +160,7 @@ def test_one_retry_for_a_refused_first_connection(
     code: int,
 ) -> None:
     proxy = proxy_factory(refuse_first=1)
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         [("one", "SELECT 1 AS count")],
         collect={"retries": retries},
@@ -191,7 +191,7 @@ def test_retries_are_bounded_and_back_off(
     dbs: Databases, tmp_path: Path, proxy_factory: Callable[..., Proxy]
 ) -> None:
     proxy = proxy_factory(refuse_first=1000)
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         [("one", "SELECT 1 AS count")],
         collect={"retries": 2},
@@ -211,7 +211,7 @@ def test_connect_timeout_against_a_silent_server(
     dbs: Databases, tmp_path: Path, proxy_factory: Callable[..., Proxy]
 ) -> None:
     silent = proxy_factory(mute=True)
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         [("one", "SELECT 1 AS count")],
         collect={"retries": 0, "connect_timeout": "2s"},

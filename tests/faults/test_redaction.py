@@ -17,7 +17,6 @@ from urllib.parse import quote, unquote
 
 import psycopg
 import pytest
-import tomli_w
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -25,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_cli.dsn import describe, dsn_secrets, redact_dsn, scrub
 from tests.conftest import Result, cli, proc_env, run_proc, with_db
+from tests.helpers import write_config
 
 # Printable ASCII (space, quotes, backslash, "@:/?#&=%" included) and a few non-ASCII letters.
 ALPHABET = "".join(chr(c) for c in range(0x20, 0x7F)) + "éü€"
@@ -288,8 +288,7 @@ def _invocation(
             source=[{"name": "eu", "dsn_env": "PLATFORM_EU_DSN"}], store={"dsn": valid.store}
         )
     path = folder / f"redact-{uuid.uuid4().hex[:8]}.toml"
-    path.write_text(tomli_w.dumps(doc))
-    path.chmod(0o600)
+    write_config(path, doc)
     return ["-c", str(path), *args], env
 
 

@@ -29,8 +29,8 @@ from tests.faults.conftest import (
     tcp_dsn,
     unix_target,
     wait_for,
-    write_config,
 )
+from tests.helpers import custom_config, spool_file
 from tests.scratch import scratch_database
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,7 +55,7 @@ def _mark(dbs: Databases) -> None:
 
 
 def _config(tmp: Path, dbs: Databases, store: str, **store_extra: object) -> Path:
-    return write_config(
+    return custom_config(
         tmp / f"c-{abs(hash(store)) % 10_000}.toml",
         [("markers", "SELECT count(*) AS count FROM marker")],
         collect={"retries": 0, "connect_timeout": "1s"},
@@ -198,11 +198,15 @@ def test_store_down_for_three_cycles_then_back(
 def _spool_for(folder: Path, identity: dict[str, str] | None, i: int, value: int) -> Path:
     """A spooled slot ``i`` holding ``value``, read at the slot's time plus a minute."""
     slot = BASE + timedelta(minutes=30 * i)
-    batch = spool_format.from_outcomes(
-        None, slot + timedelta(minutes=1), [Sample("markers", Decimal(value))]
-    )
     table = identity["table"] if identity else "analytics"
-    return spool.write(folder, spool_format.Spooled(table, slot, False, (batch,), identity))
+    return spool_file(
+        folder,
+        slot,
+        [Sample("markers", Decimal(value))],
+        identity,
+        table=table,
+        collected_at=slot + timedelta(minutes=1),
+    )
 
 
 def test_replay_takes_only_this_stores_files_oldest_first(
@@ -265,13 +269,7 @@ def test_file_of_the_old_format_is_replayed_by_its_table(dbs: Databases, tmp_pat
     legacy = _spool_for(folder, None, 0, 7)
     doc = json.loads(legacy.read_text())
     assert doc["version"] == 1 and "store" not in doc  # as the first spool format wrote it
-    other_table = spool_format.Spooled(
-        "elsewhere",
-        BASE,
-        False,
-        (spool_format.from_outcomes(None, BASE, [Sample("markers", Decimal(9))]),),
-    )
-    kept = spool.write(folder, other_table)
+    kept = spool_file(folder, BASE, [Sample("markers", Decimal(9))], None, table="elsewhere")
     config = _config(tmp_path, dbs, dbs.store)
     result = run_proc("-c", str(config), "collect", "--at", _slot(1), env=_env(tmp_path))
     assert result.exit_code == 0, result.stderr
@@ -345,8 +343,7 @@ def _spool_many(tmp: Path, settings: Settings, n: int) -> None:
     identity = spool.store_identity(settings)
     for i in range(n):
         slot = BASE + timedelta(minutes=30 * i)
-        batch = spool_format.from_outcomes(None, slot, [Sample("markers", Decimal(i))])
-        spool.write(folder, spool_format.Spooled("analytics", slot, False, (batch,), identity))
+        spool_file(folder, slot, [Sample("markers", Decimal(i))], identity)
 
 
 def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_path: Path) -> None:

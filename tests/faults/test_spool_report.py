@@ -10,11 +10,11 @@ from pathlib import Path
 
 import psycopg
 
-from analytics_cli import spool, spool_format
+from analytics_cli import spool
 from analytics_cli.config import Settings
 from analytics_cli.metrics import Sample, Series
 from tests.conftest import Databases, proc_env, run_proc
-from tests.faults.conftest import write_config
+from tests.helpers import custom_config, spool_file
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 DOWN = "host=127.0.0.1 port=1 dbname=nowhere user=nobody connect_timeout=1"
@@ -34,7 +34,7 @@ def _folder(tmp: Path) -> Path:
 
 
 def _config(tmp: Path, dbs: Databases, store: str, name: str = "c.toml") -> Path:
-    return write_config(
+    return custom_config(
         tmp / name,
         [("plain", "SELECT 7 AS count"), ("other", "SELECT 2 AS count")],
         collect={"retries": 0, "connect_timeout": "1s"},
@@ -120,8 +120,7 @@ def test_spooled_written_counts_rows_not_files(dbs: Databases, tmp_path: Path) -
         ),
     ):
         slot = BASE + timedelta(minutes=30 * i)
-        batch = spool_format.from_outcomes(None, slot, outcomes)
-        spool.write(folder, spool_format.Spooled("analytics", slot, False, (batch,), identity))
+        spool_file(folder, slot, outcomes, identity)
     result = run_proc("-c", str(config), "collect", "--at", _slot(2), env=env)
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[-1].endswith(" spooled_written=3")
