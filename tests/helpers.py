@@ -157,3 +157,8 @@ def wait_for(
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     raise AssertionError(f"timed out waiting for {what}" + (f" (last: {last})" if last else ""))
+
+
+def wait_until(predicate: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
+    """Poll until ``predicate`` returns something truthy (its errors are not waited out)."""
+    return wait_for(what, lambda: predicate() or None, timeout, errors=())

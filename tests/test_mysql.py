@@ -24,8 +24,8 @@ from analytics_cli.sources import open_source
 from analytics_cli.sources.mysql import _measured, snapshot
 from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn
-from tests.faults.conftest import Proxy, wait_for
-from tests.helpers import stored_counts, write_config
+from tests.faults.conftest import Proxy
+from tests.helpers import stored_counts, wait_until, write_config
 from tests.mariadb_server import ADMIN_PASSWORD, PLATFORM_TABLES, MariaDB, MySQLPlatform
 from tests.metric_definitions import MYSQL
 
@@ -312,7 +312,7 @@ def _wait_at_gate(platform: MySQLPlatform, proc: subprocess.Popen[str]) -> None:
             row = cur.fetchone()
         return bool(row and row[0])
 
-    wait_for(blocked, "the collector waiting at the gate metric")
+    wait_until(blocked, "the collector waiting at the gate metric")
 
 
 def _insert_late_instances(platform: MySQLPlatform, n: int = 5) -> None:
@@ -690,7 +690,7 @@ def test_sigterm_during_a_slow_metric_exits_143_and_ends_the_query(
             pytest.fail(f"collect ended early: {proc.communicate()}")
         return sleeping()
 
-    wait_for(started_sleeping, "the slow metric running on the server")
+    wait_until(started_sleeping, "the slow metric running on the server")
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -698,7 +698,7 @@ def test_sigterm_during_a_slow_metric_exits_143_and_ends_the_query(
     assert "terminated (SIGTERM)" in err
     # The server's query was ended with the run, not left spinning out its 10 min: a
     # generous bound, twenty times below the limit.
-    wait_for(lambda: sleeping() == 0, "the slow query to end", timeout=30)
+    wait_until(lambda: sleeping() == 0, "the slow query to end", timeout=30)
     assert time.monotonic() - started < 30
     with dbs.store_conn() as conn:
         assert conn.execute("SELECT count(*) FROM analytics").fetchone() == (0,)

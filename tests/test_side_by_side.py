@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 
 from tests.conftest import Databases, proc_env, run_proc, spawn
-from tests.faults.conftest import finish, wait_for
-from tests.helpers import write_config
+from tests.faults.conftest import finish
+from tests.helpers import wait_until, write_config
 
 AT = "2026-11-29T10:00:00Z"
 # Waits on an advisory lock the test holds: a source that runs it shows as waiting.
@@ -47,7 +47,7 @@ def _run_gated(
     holder.execute("SELECT pg_advisory_xact_lock(4242)")
     proc = spawn("-c", str(config), "collect", "--at", AT, "--json", env=proc_env())
     try:
-        wait_for(lambda: _waiting(dbs) >= expect_waiting, f"{expect_waiting} sources waiting")
+        wait_until(lambda: _waiting(dbs) >= expect_waiting, f"{expect_waiting} sources waiting")
         seen = _waiting(dbs)
     finally:
         holder.rollback()

@@ -23,8 +23,8 @@ from analytics_cli.metrics import enabled_metrics
 from analytics_cli.status import status
 from tests import platform_data
 from tests.conftest import Databases, cli, spawn
-from tests.faults.conftest import finish, wait_for
-from tests.helpers import write_config
+from tests.faults.conftest import finish
+from tests.helpers import wait_until, write_config
 from tests.metric_definitions import POSTGRESQL
 
 T0 = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)
@@ -199,7 +199,7 @@ def test_sigterm_mid_backfill_leaves_only_whole_slots(dbs: Databases, tmp_path: 
     proc = spawn(
         "-c", str(settings.path), "collect", "--at", "2026-11-30T00:00:00Z", "--backfill", "1d"
     )
-    wait_for(lambda: len(_rows(dbs, "slowly")) >= 3, "some backfilled slots")
+    wait_until(lambda: len(_rows(dbs, "slowly")) >= 3, "some backfilled slots")
     os.kill(proc.pid, signal.SIGTERM)
     code, _, _ = finish(proc)
     assert code == 143

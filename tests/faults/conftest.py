@@ -30,18 +30,6 @@ def env_for(dbs: Databases, **extra: str) -> dict[str, str]:
     return proc_env(ANALYTICS_SOURCE_DSN=dbs.source, ANALYTICS_STORE_DSN=dbs.store, **extra)
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    """Poll until ``predicate`` returns something truthy; fail after a generous bound."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def backends(admin: str, dbname: str, **where: str) -> list[dict[str, Any]]:
     """The tool's server processes in one database (pg_stat_activity rows)."""
     with psycopg.connect(admin, autocommit=True) as conn:

@@ -21,9 +21,8 @@ from tests.faults.conftest import (
     finish,
     slot_rows,
     tcp_dsn,
-    wait_for,
 )
-from tests.helpers import custom_config
+from tests.helpers import custom_config, wait_until
 
 
 def _pg_ctl(server: embedded.EmbeddedServer, action: str) -> None:
@@ -96,7 +95,7 @@ def test_source_connection_killed_mid_cycle(
         "-c", str(config), "collect", "--at", SLOT,
         env=proc_env(PGOPTIONS="-c analytics_test.sleep=600"),
     )  # fmt: skip
-    running = wait_for(
+    running = wait_until(
         lambda: backends(dbs.admin, dbs.source_name, wait_event="PgSleep"), "the slow metric"
     )
     connections = len(proxy.accepted)
@@ -127,7 +126,7 @@ def test_store_connection_killed_mid_write(dbs: Databases, tmp_path: Path) -> No
             "INSERT INTO analytics (type, count, \"timestamp\") VALUES ('b', 99, %s)", (SLOT,)
         )
         proc = spawn("-c", str(config), "collect", "--at", SLOT, env=env_for(dbs))
-        waiting = wait_for(
+        waiting = wait_until(
             lambda: backends(dbs.admin, dbs.store_name, wait_event_type="Lock", query="INSERT"),
             "the collector's INSERT to wait",
         )

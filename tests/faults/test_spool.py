@@ -28,9 +28,8 @@ from tests.faults.conftest import (
     proc_env,
     tcp_dsn,
     unix_target,
-    wait_for,
 )
-from tests.helpers import custom_config, spool_file
+from tests.helpers import custom_config, spool_file, wait_until
 from tests.scratch import scratch_database
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -323,7 +322,7 @@ def test_connection_killed_mid_write_spools(dbs: Databases, tmp_path: Path) -> N
                 ).fetchall()
             return [int(r[0]) for r in rows]
 
-        pids = wait_for(waiting, "the run waiting for the slot lock")
+        pids = wait_until(waiting, "the run waiting for the slot lock")
         holder.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
         code, out, err = finish(proc)
         holder.execute("ROLLBACK")
@@ -354,7 +353,7 @@ def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_
     total = 500
     _spool_many(tmp_path, Settings(store_dsn=dbs.store), total)
     proc = spawn("-c", str(config), "collect", "--at", _slot(total + 1), env=env)
-    wait_for(lambda: len(_stored(dbs)) >= 3, "the first replayed slots", timeout=60)
+    wait_until(lambda: len(_stored(dbs)) >= 3, "the first replayed slots", timeout=60)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert 0 < len(spool.pending(_folder(tmp_path))) < total
