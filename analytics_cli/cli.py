@@ -20,7 +20,7 @@ from analytics_cli.console import LogFormat, Output
 from analytics_cli.errors import AnalyticsError, DatabaseError, Interrupted, missing_extra
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.monitor import CycleMonitor
 
 # The commands import the library inside their bodies, not here: `--help`, `--version`
@@ -89,9 +89,9 @@ class Globals:
 
     def settings(self) -> Settings:
         """Load the effective settings; warnings go to stderr."""
-        from analytics_cli import config
+        from analytics_cli.config.load import load
 
-        settings = config.load(self.config, dsn=self.dsn)
+        settings = load(self.config, dsn=self.dsn)
         for warning in settings.warnings:
             out.warn(warning)
         return settings
@@ -250,7 +250,8 @@ def _with_notify(settings: Settings, alertmanager: str | None, webhook: str | No
     """The settings with --alertmanager / --webhook in place of [notify]'s URLs."""
     from dataclasses import replace
 
-    from analytics_cli.config import check_notify_url, url_secrets
+    from analytics_cli.config.dump import url_secrets
+    from analytics_cli.config.validate import check_notify_url
 
     notify = settings.notify
     if alertmanager is not None:
@@ -988,7 +989,9 @@ def config_init(
     ] = None,
 ) -> None:
     """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
-    from analytics_cli import render, starter
+    from analytics_cli import render
+    from analytics_cli.config import starter
+    from analytics_cli.metrics import builtin_metrics
 
     source = _globals(ctx).dsn or os.environ.get("ANALYTICS_SOURCE_DSN")
     chosen = (
@@ -996,20 +999,24 @@ def config_init(
     )
     with handled():
         if str(path) == "-":
-            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH, chosen))
+            out.write(
+                starter.starter_config(starter.DEFAULT_CONFIG_PATH, builtin_metrics(), chosen)
+            )
             return
-        starter.write_starter(path, force=force, dialect=chosen)
+        starter.write_starter(path, builtin_metrics(), force=force, dialect=chosen)
     render.starter_written(out, path)
 
 
 @config_app.command("show", epilog=docs("configuration.md"))
 def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     """Print the effective configuration (file + environment + flags) as TOML, passwords redacted."""
-    from analytics_cli import config, render, starter
+    from analytics_cli import render
+    from analytics_cli.config import starter
+    from analytics_cli.config.dump import dump, to_document
 
     with handled():
         settings = _load_from(ctx, path)
-    text = starter.readable_toml(config.dump(config.to_document(settings)))
+    text = starter.readable_toml(dump(to_document(settings)))
     out.write(render.config_text(settings, text))
 
 

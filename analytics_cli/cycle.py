@@ -10,7 +10,7 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.db import grant_hint, store_session
 from analytics_cli.errors import DatabaseError, Refused, StoreError
 from analytics_cli.metrics import (

@@ -23,7 +23,7 @@ from analytics_cli.timeutil import MAX_DURATION, format_duration, iso, utcnow, w
 if TYPE_CHECKING:
     from analytics_cli.anomalies import AnomalyReport, Finding
     from analytics_cli.check import CheckReport
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.cycle import BackfillReport, CycleReport
     from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport

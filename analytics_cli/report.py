@@ -21,7 +21,7 @@ from analytics_cli.timeutil import floor_slot, format_duration, iso, when, zone_
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 # A chart of more points than this is bucketed (the bucket is named under it).
 CHART_POINTS = 1500

@@ -14,7 +14,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from analytics_cli.config import SOURCE_NAME_RE, MetricSpec, Settings, validate_table
+from analytics_cli.config.schema import SOURCE_NAME_RE, MetricSpec, Settings
+from analytics_cli.config.validate import validate_table
 from analytics_cli.dsn import MYSQL, describe, dsn_secrets, engine_of, scrub
 from analytics_cli.errors import ConfigError
 from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series, cut, unstorable
