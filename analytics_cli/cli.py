@@ -369,8 +369,9 @@ def collect(
     import dataclasses
 
     from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, notify, render
+    from analytics_cli import db, notify
     from analytics_cli.metrics import enabled_metrics
+    from analytics_cli.render import collect as render
     from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
 
     settings: Settings | None = None
@@ -452,7 +453,8 @@ def collect(
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
     from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, render
+    from analytics_cli import db
+    from analytics_cli.render import db as render
 
     with handled():
         settings = _load(ctx)
@@ -477,8 +479,9 @@ def db_migrate(
     ] = 10_000,
 ) -> None:
     """Change the store table's shape (today: --partition)."""
-    from analytics_cli import db, render
+    from analytics_cli import db
     from analytics_cli import migrate as migrate_mod
+    from analytics_cli.render import db as render
 
     with handled():
         if not partition:
@@ -645,7 +648,8 @@ def show(
     charts and tables (the bucket used is printed); json and csv give every stored
     point unless --bucket is given.
     """
-    from analytics_cli import db, history, render, store
+    from analytics_cli import db, history, store
+    from analytics_cli.render import show as render
     from analytics_cli.timeutil import zone
 
     with handled():
@@ -727,7 +731,9 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import console, db, history, render, store
+    from analytics_cli import console, db, history, store
+    from analytics_cli.render import export as render
+    from analytics_cli.render.show import no_table
 
     with handled():
         flags = [f for f, on in (("csv", csv), ("json", as_json), ("ndjson", ndjson)) if on]
@@ -746,7 +752,7 @@ def export(
             try:
                 rows = history.export(live, sel, chosen_fmt, output, progress=progress)
             except history.NoData:
-                render.no_table(out, settings.table)
+                no_table(out, settings.table)
                 return
     render.exported(out, rows, output)
 
@@ -798,8 +804,10 @@ def report(
     and charts (SVG, drawn by matplotlib from the 'report' extra) are
     inline: no request leaves the page.
     """
-    from analytics_cli import db, history, render
+    from analytics_cli import db, history
     from analytics_cli import report as report_mod
+    from analytics_cli.render import export as render
+    from analytics_cli.render.show import no_table
     from analytics_cli.timeutil import utcnow, zone
 
     with handled():
@@ -820,7 +828,7 @@ def report(
                     top=top,
                 )
             except history.NoData:
-                render.no_table(out, settings.table)
+                no_table(out, settings.table)
                 return
         report_mod.write_report(data, html, tzone)
     render.report_written(out, html, len(data.metrics))
@@ -868,8 +876,9 @@ def demo_cmd(
     collected, not invented. On a configured database it asks first (--yes
     skips the question) and never drops tables it did not create.
     """
-    from analytics_cli import db, render
+    from analytics_cli import db
     from analytics_cli import demo as demo_mod
+    from analytics_cli.render import demo as render
 
     with handled():
         settings = _load(ctx)
@@ -893,7 +902,8 @@ def demo_cmd(
 
 
 def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
-    from analytics_cli import console, render
+    from analytics_cli import console
+    from analytics_cli.render import demo as render
 
     if yes:
         return
@@ -989,9 +999,9 @@ def config_init(
     ] = None,
 ) -> None:
     """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
-    from analytics_cli import render
     from analytics_cli.config import starter
     from analytics_cli.metrics import builtin_metrics
+    from analytics_cli.render import config as render
 
     source = _globals(ctx).dsn or os.environ.get("ANALYTICS_SOURCE_DSN")
     chosen = (
@@ -1010,9 +1020,9 @@ def config_init(
 @config_app.command("show", epilog=docs("configuration.md"))
 def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     """Print the effective configuration (file + environment + flags) as TOML, passwords redacted."""
-    from analytics_cli import render
     from analytics_cli.config import starter
     from analytics_cli.config.dump import dump, to_document
+    from analytics_cli.render import config as render
 
     with handled():
         settings = _load_from(ctx, path)
@@ -1038,7 +1048,8 @@ def config_check(
     Prints each value and the time of the snapshot it was read in; writes nothing.
     Exit 0 ok, 1 some metrics failed, 2 config error, 3 database unreachable.
     """
-    from analytics_cli import check, db, render
+    from analytics_cli import check, db
+    from analytics_cli.render import config as render
 
     with handled():
         settings = _load_from(ctx, path)
@@ -1056,8 +1067,8 @@ def metrics_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
     """List the metrics: type, built-in or custom, enabled, description."""
-    from analytics_cli import render
     from analytics_cli.metrics import all_metrics, enabled_metrics
+    from analytics_cli.render import metrics as render
 
     with handled():
         settings = _load(ctx)
@@ -1104,7 +1115,8 @@ def status_cmd(
     Exit 1 when the newest row is older than --max-age, or with --anomalies when a value
     left its usual range or a configured limit, so it can drive an alert or a probe.
     """
-    from analytics_cli import db, render, status
+    from analytics_cli import db, status
+    from analytics_cli.render import status as render
     from analytics_cli.timeutil import parse_duration
 
     with _cycle_hooks(None, ping_url) as _hooks, handled():
@@ -1155,7 +1167,8 @@ def prune_cmd(
     ] = 10_000,
 ) -> None:
     """Delete old rows in small batches (no long lock); asks first on a terminal unless --yes."""
-    from analytics_cli import console, db, prune, render
+    from analytics_cli import console, db, prune
+    from analytics_cli.render import prune as render
     from analytics_cli.timeutil import parse_duration
 
     with handled():
