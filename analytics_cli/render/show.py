@@ -8,8 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.charts import COLOURS, chart_lines, resample, series_names, sparkline
 from analytics_cli.console import Output, stdout_is_terminal, terminal_width
+from analytics_cli.render.charts import (
+    COLOURS,
+    SPARK_WIDTH,
+    chart_lines,
+    resample,
+    series_names,
+    spark_width,
+    sparkline,
+)
 from analytics_cli.render.text import number, plain_table
 from analytics_cli.timeutil import MAX_DURATION, format_duration, utcnow, when, zone_name
 
@@ -46,8 +54,6 @@ def show_view(
     fmt: str | None, types: tuple[str, ...] | None, span: timedelta, interval: timedelta
 ) -> ShowView:
     """Pick show's mode (a chart of types on a terminal, else a table) and its point targets."""
-    from analytics_cli.charts import spark_width
-
     terminal = stdout_is_terminal()
     mode = fmt or ("chart" if types and terminal else "table")
     if mode == "chart" and not types:
@@ -184,7 +190,6 @@ class Fit:
 def fit_summary(rows: list[list[str]], width: int, *, trend: bool) -> Fit:
     """The first step of FIT_STEPS at which the table fits ``width`` (a trend of at least
     SPARK_MIN beside it first, then without one); the last step when none does."""
-    from analytics_cli.charts import SPARK_WIDTH
 
     def natural(columns: tuple[int, ...], short_at: bool) -> int:
         widths = [
