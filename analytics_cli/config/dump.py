@@ -169,6 +169,6 @@ def metric_document(spec: MetricSpec) -> dict[str, Any]:
 
 def dump(doc: Mapping[str, Any]) -> str:
     """Serialise a configuration document with tomli-w."""
-    import tomli_w
+    import tomli_w  # only config show and init write TOML: no other command loads it
 
     return tomli_w.dumps(dict(doc), multiline_strings=True)

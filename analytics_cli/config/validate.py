@@ -346,6 +346,7 @@ def metric_spec(item: Mapping[str, Any], *, where: str, builtin: bool) -> Metric
                 raise ConfigError(f"{where}.http.{key} is empty")
         if not conf["url"].startswith(("http://", "https://")):
             raise ConfigError(f"{where}.http.url must start with http:// or https://")
+        # The path parser loads only for a config with http metrics.
         from analytics_cli.jsonpath import parse_path
 
         parse_path(conf["path"], where=f"{where}.http.path")

@@ -36,6 +36,7 @@ def config_text(settings: Settings, toml: str) -> str:
 
 def check_text(settings: Settings, report: CheckReport) -> str:
     """``config check``: where it connected, every metric's value, and the plans with --explain."""
+    # db loads psycopg: config init and config show, which share this module, do without it.
     from analytics_cli.db import describe
     from analytics_cli.metrics import MetricFailure
 
@@ -88,7 +89,7 @@ def check_text(settings: Settings, report: CheckReport) -> str:
 
 def _grant_lines(settings: Settings, report: CheckReport) -> list[str]:
     """Each use of the store the account lacks a privilege for, with the GRANT that gives it."""
-    from analytics_cli.db import grant_hint
+    from analytics_cli.db import grant_hint  # psycopg, as in check_text
 
     lacking = [(use, needs, missing) for use, needs, missing in report.grants if missing]
     if not lacking:

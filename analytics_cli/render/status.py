@@ -150,6 +150,7 @@ def status_with_anomalies(
 
 def anomaly_text(anomalies: AnomalyReport) -> str:
     """One row per metric: latest value, the range its history expects, the verdict."""
+    # The anomaly module loads only when status --anomalies asked for it.
     from analytics_cli.anomalies import expected_range
 
     headers = ["metric", "latest", "at", "expected", "verdict"]
@@ -177,7 +178,7 @@ def anomaly_text(anomalies: AnomalyReport) -> str:
 
 def anomaly_settings() -> str:
     """The method's settings in a few words."""
-    from analytics_cli import anomalies as a
+    from analytics_cli import anomalies as a  # only with --anomalies, as above
 
     return (
         f"{a.THRESHOLD:g} × max(1.4826 MAD, {a.POISSON:g} √median, {a.FLOOR:g} × usual level), "

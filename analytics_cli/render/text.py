@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 
 def format_count(value: Any) -> str:
     """A count as text: integers without decimals, fractions as stored."""
-    from decimal import Decimal
-
     if value is None:
         return "-"
     if isinstance(value, Decimal):
@@ -22,8 +21,6 @@ def format_count(value: Any) -> str:
 
 def number(value: Any) -> str:
     """A value for tables: integers as they are, fractions to two decimals."""
-    from decimal import Decimal
-
     if value is None:
         return "-"
     if isinstance(value, Decimal):
