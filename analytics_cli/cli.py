@@ -135,13 +135,15 @@ def main_callback(
     """Collect platform usage metrics into PostgreSQL, one cycle per run, and read them back."""
     ctx.obj = Globals(config=config, dsn=dsn)
     out.configure(log_format, verbose - quiet)
-    from analytics_cli.store import layout
-
-    layout.listen(out.info)  # the store layout's notice: once per command, like other info
-    out.hide(dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_")))
+    given = [dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_"))]
+    if any(given):  # with none, `show --help` need not load the connection-string parser
+        out.hide(*given)
+    if not dsn:
+        return
+    # Loaded only for a --dsn: `show --help` runs this callback too, and must stay fast.
     from analytics_cli.dsn import dsn_secrets
 
-    if dsn and dsn_secrets(dsn):
+    if dsn_secrets(dsn):
         # The command line of a process is public: every local user reads it with ps.
         out.warn(
             "--dsn holds a password, which other local users can read in the process list; "

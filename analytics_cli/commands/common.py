@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -39,6 +39,8 @@ class Globals:
 
     config: Path | None = None
     dsn: str | None = None
+    # Whether the store's notices go to ``out`` yet (set by the first ``load``).
+    listening: bool = False
 
     def settings(self) -> Settings:
         """Load the effective settings; warnings go to stderr."""
@@ -86,9 +88,20 @@ def fail(message: str, code: int = 2, hint: str | None = None) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load(ctx: typer.Context) -> Settings:
-    """The effective settings of this invocation; their passwords join the scrub list."""
-    return remember_secrets(globals_of(ctx).settings())
+def load(ctx: typer.Context, path: Path | None = None) -> Settings:
+    """The effective settings of this invocation (from ``path``, a config file given to the
+    command itself, when there is one); their passwords join the scrub list."""
+    given = globals_of(ctx)
+    if not given.listening:
+        # Here, not in the global options' callback: the store package then loads only for
+        # a command that reads the settings, never for `show --help`.
+        from analytics_cli.store import layout
+
+        layout.listen(out.info)  # the store layout's notice: once per command, like other info
+        given.listening = True
+    if path is not None:
+        given = replace(given, config=path)
+    return remember_secrets(given.settings())
 
 
 def remember_secrets(settings: Settings) -> Settings:

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from analytics_cli.commands.common import (
-    announce,
-    docs,
-    globals_of,
-    handled,
-    load,
-    out,
-    remember_secrets,
-)
-
-if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+from analytics_cli.commands.common import announce, docs, globals_of, handled, load, out
 
 # Each command imports the library inside its body, not here: `--help` then starts
 # without loading psycopg, rich or the config parser.
@@ -40,13 +28,6 @@ PathArg = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _load_from(ctx: typer.Context, path: Path | None) -> Settings:
-    """Like ``load``, with an optional config path given to the command itself."""
-    if path is None:
-        return load(ctx)
-    return remember_secrets(replace(globals_of(ctx), config=path).settings())
 
 
 class Dialect(StrEnum):
@@ -95,7 +76,7 @@ def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     from analytics_cli import config, render, starter
 
     with handled():
-        settings = _load_from(ctx, path)
+        settings = load(ctx, path)
     text = starter.readable_toml(config.dump(config.to_document(settings)))
     out.write(render.config_text(settings, text))
 
@@ -121,7 +102,7 @@ def config_check(
     from analytics_cli import check, db, render
 
     with handled():
-        settings = _load_from(ctx, path)
+        settings = load(ctx, path)
         with db.resolved(settings, announce=announce) as live:
             report = check.check(live, explain=explain)
     out.write(render.check_text(live, report))
