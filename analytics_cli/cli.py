@@ -1,7 +1,5 @@
 """The command line's wiring: the Typer app, global options, commands registered, errors → exit codes."""
 
-from __future__ import annotations
-
 import os
 import signal
 import sys
@@ -29,7 +27,8 @@ from analytics_cli.errors import Interrupted, missing_extra
 
 # The command modules import the library inside their bodies, not at module level:
 # `--help`, `--version` and a usage error then start without loading psycopg, rich or
-# the config parser.
+# the config parser. No `from __future__ import annotations` here nor in them: Typer
+# reads the signatures on every run, and evaluated annotations spare it an eval() each.
 
 HELP = (
     "Collect platform usage metrics into PostgreSQL, one cycle per run, and read them back.\n\n"

@@ -1,7 +1,5 @@
 """`collect`: one collection cycle, with its backfill, textfile, heartbeat and alerts."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,7 +19,9 @@ if TYPE_CHECKING:
     from analytics_cli.config import Settings
 
 # Each command imports the library inside its body, not here: `--help` then starts
-# without loading psycopg, rich or the config parser.
+# without loading psycopg, rich or the config parser. No `from __future__ import
+# annotations`: Typer reads these signatures on every run, and annotations evaluated
+# once at import spare it an eval() per option.
 
 # Without a terminal, a backfill logs a progress line each this many slots (and each quarter):
 # a year of 30-minute slots says it is alive every few seconds, not every few hours.

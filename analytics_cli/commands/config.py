@@ -1,7 +1,5 @@
 """`config init`, `config show` and `config check`: write, show and check the configuration."""
 
-from __future__ import annotations
-
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -12,7 +10,9 @@ import typer
 from analytics_cli.commands.common import announce, docs, globals_of, handled, load, out
 
 # Each command imports the library inside its body, not here: `--help` then starts
-# without loading psycopg, rich or the config parser.
+# without loading psycopg, rich or the config parser. No `from __future__ import
+# annotations`: Typer reads these signatures on every run, and annotations evaluated
+# once at import spare it an eval() per option.
 
 app = typer.Typer(
     help="Write, show and check the configuration.",

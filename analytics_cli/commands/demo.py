@@ -1,7 +1,5 @@
 """`demo`: simulate a platform, collect its history slot by slot, and show it."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +12,9 @@ if TYPE_CHECKING:
     from analytics_cli.config import Settings
 
 # Each command imports the library inside its body, not here: `--help` then starts
-# without loading psycopg, rich or the config parser.
+# without loading psycopg, rich or the config parser. No `from __future__ import
+# annotations`: Typer reads these signatures on every run, and annotations evaluated
+# once at import spare it an eval() per option.
 
 
 class Scale(StrEnum):
@@ -79,7 +79,7 @@ def demo_cmd(
         raise typer.Exit(1)
 
 
-def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
+def _confirm_demo(settings: "Settings", *, days: int, yes: bool) -> None:
     from analytics_cli import console, render
 
     if yes:
