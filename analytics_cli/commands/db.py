@@ -21,13 +21,13 @@ app = typer.Typer(
 @app.command("init", epilog=docs("architecture.md"))
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
-    from analytics_cli import cycle as collect_mod
     from analytics_cli import db, render
+    from analytics_cli.cycle.table import ensure_store
 
     with handled():
         settings = load(ctx)
         with db.resolved(settings, announce=announce) as live:
-            created = collect_mod.ensure_store(live)
+            created = ensure_store(live)
     render.db_init(out, settings.table, created)
 
 
