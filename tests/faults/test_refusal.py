@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from analytics_cli import spool
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.metrics import Sample
 from tests.conftest import Databases, proc_env, run_proc
 from tests.helpers import custom_config, spool_file, write_config
