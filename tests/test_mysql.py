@@ -25,7 +25,7 @@ from analytics_cli.sources.mysql import _measured, snapshot
 from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn
 from tests.faults.conftest import Proxy
-from tests.helpers import stored_counts, wait_until, write_config
+from tests.helpers import free_port, stored_counts, wait_until, write_config
 from tests.mariadb_server import ADMIN_PASSWORD, PLATFORM_TABLES, MariaDB, MySQLPlatform
 from tests.metric_definitions import MYSQL
 
@@ -505,9 +505,7 @@ def test_wrong_password_exit_3_without_the_password(
 
 
 def test_unreachable_host_exit_3_without_the_password(dbs: Databases) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens there: connecting is refused at once
     env = proc_env(
         ANALYTICS_SOURCE_DSN=f"mysql://scott@127.0.0.1:{port}/platform",
         ANALYTICS_STORE_DSN=dbs.store,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_cli.dsn import describe, dsn_secrets, redact_dsn, scrub
 from tests.conftest import Result, cli, proc_env, run_proc, with_db
-from tests.helpers import write_config
+from tests.helpers import free_port, write_config
 
 # Printable ASCII (space, quotes, backslash, "@:/?#&=%" included) and a few non-ASCII letters.
 ALPHABET = "".join(chr(c) for c in range(0x20, 0x7F)) + "éü€"
@@ -37,14 +36,8 @@ PASSWORDS = st.builds(
 )
 
 
-def _closed_port() -> int:
-    """A local TCP port nobody listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-PORT = _closed_port()
+# A local TCP port nobody listens on: connecting is refused at once.
+PORT = free_port()
 HOST = f"127.0.0.1:{PORT}"
 ENC = "enc"  # the password percent-encoded
 RAW = "raw"  # the password as it is (malformed when it holds URL or libpq syntax)
