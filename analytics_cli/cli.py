@@ -198,9 +198,9 @@ def main_callback(
     """Collect platform usage metrics into PostgreSQL, one cycle per run, and read them back."""
     ctx.obj = Globals(config=config, dsn=dsn)
     out.configure(log_format, verbose - quiet)
-    from analytics_cli.store import layout
+    from analytics_cli.engines import notices
 
-    layout.listen(out.info)  # the store layout's notice: once per command, like other info
+    notices.listen(out.info)  # the store layout's notice: once per command, like other info
     out.hide(dsn, *(os.environ.get(f"ANALYTICS_{n}DSN") for n in ("", "SOURCE_", "STORE_")))
     from analytics_cli.dsn import dsn_secrets
 
@@ -644,7 +644,8 @@ def show(
     charts and tables (the bucket used is printed); json and csv give every stored
     point unless --bucket is given.
     """
-    from analytics_cli import db, history, render, store
+    from analytics_cli import db, history, render
+    from analytics_cli.engines.base import Selection
     from analytics_cli.timeutil import zone
 
     with handled():
@@ -656,9 +657,7 @@ def show(
         if by is not None and (chosen is None or len(chosen) != 1):
             fail("--by needs exactly one metric type", hint="e.g. show --type X --by location")
         view = render.show_view(fmt.value if fmt else None, chosen, end - start, settings.interval)
-        sel = store.Selection(
-            settings.table, start, end, chosen, size, agg.value, where=pairs, by=by
-        )
+        sel = Selection(settings.table, start, end, chosen, size, agg.value, where=pairs, by=by)
         with db.resolved(settings, announce=_announce) as live:
             try:
                 if view.streamed:
@@ -726,7 +725,8 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import console, db, history, render, store
+    from analytics_cli import console, db, history, render
+    from analytics_cli.engines.base import Selection
 
     with handled():
         flags = [f for f, on in (("csv", csv), ("json", as_json), ("ndjson", ndjson)) if on]
@@ -737,7 +737,7 @@ def export(
         chosen_fmt = flags[0] if flags else "csv"
         settings = _load(ctx)
         start, end, size = _window(since, until, bucket)
-        sel = store.Selection(
+        sel = Selection(
             settings.table, start, end, _types(type_), size, agg.value, where=_where_pairs(where)
         )
         progress = output is not None and console.stderr_is_terminal() and not out.quiet

@@ -11,7 +11,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import grant_hint, store_session
+from analytics_cli.db import grant_hint
+from analytics_cli.engines.base import SlotBusy
+from analytics_cli.engines.notices import notice
+from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import DatabaseError, Refused, StoreError
 from analytics_cli.metrics import (
     MetricFailure,
@@ -27,7 +30,7 @@ from analytics_cli.timeutil import floor_slot, iso, utcnow
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from analytics_cli.store.layout import Layout
+    from analytics_cli.engines.base import Layout, Store
 
 Status = Literal["stored", "replaced", "present", "failed", "checked"]
 
@@ -321,12 +324,9 @@ def _ordered(results: list[MetricResult], jobs: list[Job]) -> list[MetricResult]
 
 def ensure_store(settings: Settings) -> bool:
     """Create the store table if it does not exist; True when it was created (``db init``)."""
-    from analytics_cli.store.layout import ensure
-
-    with store_session(
-        settings, doing="cannot prepare the store table", refused=_create_hint(settings)
-    ) as conn:
-        return ensure(conn, settings)[1]
+    refused = _create_hint(settings)
+    with open_store(settings, doing="cannot prepare the store table", refused=refused) as found:
+        return found.ensure(refused=refused)[1]
 
 
 def _create_hint(settings: Settings) -> str:
@@ -334,27 +334,6 @@ def _create_hint(settings: Settings) -> str:
         f"creating {settings.table} needs CREATE on its schema: "
         "run 'analytics-cli db init' once as a role that has it"
     )
-
-
-def _ensure(conn: Any, settings: Settings) -> Layout:
-    """The store table's layout, created if missing; its own error line and grant hint."""
-    import psycopg
-
-    from analytics_cli.db import store_or_database_error
-    from analytics_cli.store.layout import ensure
-
-    try:
-        layout = ensure(conn, settings)[0]
-        conn.commit()
-        return layout
-    except psycopg.Error as exc:
-        raise store_or_database_error(
-            exc,
-            settings.store_dsn,
-            side="store",
-            doing="cannot prepare the store table",
-            refused=_create_hint(settings),
-        ) from None
 
 
 def run_cycle(
@@ -428,8 +407,6 @@ def write_slot(
     written; committed together or not at all. When the store fails, the batches read go
     to the spool.
     """
-    from analytics_cli.store.locks import SlotBusy
-
     own = {t: s for t, s in slots.items() if s != report.slot}
     batches: list[Batch] | None = None
     try:
@@ -437,13 +414,15 @@ def write_slot(
             ("collect --replace", "UPDATE, DELETE") if replace else ("collect", "SELECT, INSERT")
         )
         refused = grant_hint(what, needs, settings.table, settings.store_dsn)
-        with store_session(
+        with open_store(
             settings, doing="store write failed, nothing was stored", refused=refused
-        ) as conn:
-            layout = _ensure(conn, settings)
+        ) as found:
+            # The store table's layout, created if missing (committed); its own error line.
+            layout = found.ensure(refused=_create_hint(settings))[0]
+            conn = found.conn
             layout.refuse(settings, [spec for spec, _ in jobs])
             if settings.spool_enabled and replay_spool:
-                replay(conn, layout, settings, report)
+                replay(found, layout, settings, report)
             try:
                 with conn.transaction():
                     present: set[tuple[str, str | None]] = set()
@@ -473,7 +452,7 @@ def write_slot(
                         written: dict[str, bool] = {}
                         for at, outcomes in _by_slot(batch.outcomes, slots).items():
                             done, declined = write_refusing(
-                                conn,
+                                found,
                                 layout,
                                 (at, batch.collected_at, batch.source),
                                 outcomes,
@@ -493,7 +472,7 @@ def write_slot(
                             report.slot - settings.catch_up,
                             report.slot,
                             gaps_only=True,
-                            conn=conn,
+                            found=found,
                             layout=layout,
                         )
             except SlotBusy:
@@ -605,14 +584,13 @@ def _missing(
     until: datetime,
     *,
     gaps_only: bool,
-    conn: Any = None,
+    found: Store | None = None,
     layout: Layout | None = None,
 ) -> Missing:
     """The slots in [since, until] (oldest first) where some of ``jobs`` has no row yet.
 
-    One query, on ``conn`` when given (the cycle's own store connection), else on a new one.
+    One query, on ``found`` when given (the cycle's own store), else on a new session.
     """
-    from analytics_cli.store.layout import detect
     from analytics_cli.timeutil import slots as slot_range
 
     wanted: dict[datetime, list[Job]] = {}
@@ -626,12 +604,14 @@ def _missing(
                 wanted.setdefault(at, []).append(job)
     if not wanted:
         return []
-    if conn is None:
-        with store_session(settings, doing="cannot read the store", read_only=True) as own:
-            found = detect(own, settings)
-            stored = found.stored_slots(own, since, until, jobs) if found is not None else set()
+    if found is None:
+        with open_store(settings, doing="cannot read the store", read_only=True) as own:
+            seen = own.detect()
+            stored = seen.stored_slots(own.conn, since, until, jobs) if seen is not None else set()
     else:
-        stored = layout.stored_slots(conn, since, until, jobs) if layout is not None else set()
+        stored = (
+            layout.stored_slots(found.conn, since, until, jobs) if layout is not None else set()
+        )
     earliest: dict[tuple[str, str | None], datetime] = {}
     for type_, source, at in stored:
         key = (type_, source)
@@ -696,7 +676,7 @@ def _spooled(
 
 
 def write_refusing(
-    conn: Any,
+    found: Store,
     layout: Layout,
     where: tuple[datetime, datetime, str | None],
     outcomes: Sequence[Outcome],
@@ -708,11 +688,10 @@ def write_refusing(
     own, so only the refused ones fail. Returns what was written and, per refused metric,
     why; an outage still raises (the caller spools).
     """
-    from analytics_cli.store.layout import refusals
-
+    conn = found.conn
     slot, collected_at, source = where
     try:
-        with conn.transaction(), refusals():
+        with conn.transaction(), found.refusals():
             return layout.write(conn, slot, collected_at, source, outcomes, replace=replace), {}
     except Refused:
         pass
@@ -722,7 +701,7 @@ def write_refusing(
         if isinstance(outcome, MetricFailure):
             continue
         try:
-            with conn.transaction(), refusals():
+            with conn.transaction(), found.refusals():
                 written |= layout.write(
                     conn, slot, collected_at, source, [outcome], replace=replace
                 )
@@ -741,7 +720,7 @@ def _refused(outcomes: list[Outcome], refused: Mapping[str, str]) -> list[Outcom
     ]
 
 
-def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -> None:
+def replay(found: Store, layout: Layout, settings: Settings, report: CycleReport) -> None:
     """Write every spooled cycle of this store, oldest first, each in its own transaction
     under its slot's lock, then remove its file. Counts the slots and rows written in
     ``report``.
@@ -756,9 +735,8 @@ def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -
     presence check of the next replay finds the rows, and nothing is written twice.
     """
     from analytics_cli import spool
-    from analytics_cli.store.layout import notice
-    from analytics_cli.store.locks import SlotBusy
 
+    conn = found.conn
     identity = spool.store_identity(settings)
     folder = spool.spool_dir(settings)
     foreign: list[spool.Spooled] = []
@@ -782,7 +760,7 @@ def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -
                     ]
                     refused |= {o.type: o.error for o in outcomes if isinstance(o, MetricFailure)}
                     written, no = write_refusing(
-                        conn,
+                        found,
                         layout,
                         (cycle.slot, batch.collected_at, batch.source),
                         outcomes,

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from analytics_cli.check import CheckReport
     from analytics_cli.config import MetricSpec, Settings
     from analytics_cli.cycle import BackfillReport, CycleReport
+    from analytics_cli.engines.base import Retention
     from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport
-    from analytics_cli.store.partitions import Retention
 
 # rich is imported inside the functions that draw for a terminal: plain output (cron, pipes)
 # never pays for its import.
@@ -272,7 +272,7 @@ def number(value: Any) -> str:
 
 def gaps(summary: Any, until: Any, interval: Any) -> int:
     """Missing slots of one type: slots from its first point in the window up to ``until``."""
-    from analytics_cli.store import slot_count
+    from analytics_cli.engines.reading import slot_count
     from analytics_cli.timeutil import floor_slot
 
     expected = slot_count(floor_slot(summary.first_at, interval), until, interval)
