@@ -19,11 +19,13 @@ from analytics_cli.engines.base import (
     AGGREGATES,
     BUCKET_ORIGIN,
     EXPORT_KEYS,
+    Layout,
     Point,
     Selection,
     Store,
     TypeSummary,
 )
+from analytics_cli.engines.notices import notice
 from analytics_cli.errors import ConfigError
 
 # One stored row, or one slot total, or one bucket: type, count, timestamp, collected_at.
@@ -34,6 +36,17 @@ FORMATS = ("csv", "json", "ndjson")
 # Rows are handed on in blocks of about this many bytes: one write (and one progress report)
 # per row would cost more than the row itself.
 BLOCK_BYTES = 1 << 16
+
+
+def say_gaps(layout: Layout, conn: Any, sel: Selection) -> None:
+    """Say, once per command, how many rows of the window the readers leave out as gaps
+    (no usable count)."""
+    missing = layout.gaps(conn, sel.since, sel.until, sel.types)
+    if missing:
+        notice(
+            f"warning: {missing} row(s) of table {layout.table} hold no usable count "
+            "(NULL, NaN or an infinity): shown as gaps"
+        )
 
 
 def check_format(fmt: str) -> None:

@@ -28,7 +28,6 @@ from analytics_cli.engines.base import (
 from analytics_cli.engines.irengine import not_applicable
 from analytics_cli.engines.mysql import layout as mysql_layout
 from analytics_cli.engines.mysql.layout import aware, naive, quote
-from analytics_cli.engines.notices import notice
 from analytics_cli.engines.reading import Row
 
 if TYPE_CHECKING:
@@ -110,12 +109,7 @@ class MySQLStore:
     def selection(self, layout: Layout, sel: Selection, *, say_gaps: bool = True) -> Selection:
         """The selection itself (the readers below read the table by name)."""
         if say_gaps:
-            missing = layout.gaps(self.conn, sel.since, sel.until, sel.types)
-            if missing:
-                notice(
-                    f"warning: {missing} row(s) of table {layout.table} hold no usable count "
-                    "(NULL, NaN or an infinity): shown as gaps"
-                )
+            reading.say_gaps(layout, self.conn, sel)
         return sel
 
     def known_types(self) -> list[str]:

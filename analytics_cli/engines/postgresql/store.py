@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from analytics_cli.engines import reading
 from analytics_cli.engines.base import (
     Ends,
     Layout,
@@ -20,7 +21,6 @@ from analytics_cli.engines.base import (
     Selection,
     TypeSummary,
 )
-from analytics_cli.engines.notices import notice
 from analytics_cli.engines.postgresql import (
     copy,
     grants,
@@ -97,12 +97,7 @@ class PostgresStore:
     def selection(self, layout: Layout, sel: Selection, *, say_gaps: bool = True) -> Selection:
         """``sel`` reading ``layout``'s table through its relation (native column names)."""
         if say_gaps:
-            missing = layout.gaps(self.conn, sel.since, sel.until, sel.types)
-            if missing:
-                notice(
-                    f"warning: {missing} row(s) of table {layout.table} hold no usable count "
-                    "(NULL, NaN or an infinity): shown as gaps"
-                )
+            reading.say_gaps(layout, self.conn, sel)
         return replace(sel, source=layout.relation())
 
     def known_types(self) -> list[str]:
