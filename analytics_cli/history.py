@@ -58,7 +58,7 @@ class NoData(Exception):
 
 
 @contextmanager
-def store_connection(settings: Settings) -> Iterator[tuple[Store, Layout]]:
+def reading_store(settings: Settings) -> Iterator[tuple[Store, Layout]]:
     """The store in one read-only snapshot, and its table's layout (NoData when absent)."""
     from analytics_cli.engines.stores import open_store
 
@@ -144,7 +144,7 @@ def show_data(
 ) -> ShowData:
     """Read what ``show`` needs in one snapshot; ``target`` enables automatic bucketing."""
     data = ShowData(sel, settings.interval)
-    with store_connection(settings) as (found, layout):
+    with reading_store(settings) as (found, layout):
         # A slot's value is the total of its rows (of the series --by/--where picks).
         check_types(found, list(sel.types) if sel.types else None)
         sel = replace(found.selection(layout, sel), slot=settings.interval)
@@ -173,7 +173,7 @@ def show_data(
 def show_rows(settings: Settings, sel: Selection, fmt: str) -> Streamed:
     """``show --format json/csv``: every stored row, or the buckets' aggregates of the per-slot
     totals (without metadata), to stdout."""
-    with store_connection(settings) as (found, layout):
+    with reading_store(settings) as (found, layout):
         check_types(found, list(sel.types) if sel.types else None)
         sel = totals_when_bucketed(found.selection(layout, sel), settings.interval)
         rows = stream(found, sel, fmt, binary_stdout(), keys=show_keys(sel), order="type")
@@ -243,7 +243,7 @@ def export(
 ) -> int:
     """Export a selection to ``output`` (atomically) or stdout; returns the number of rows."""
     rows = 0
-    with store_connection(settings) as (found, layout):
+    with reading_store(settings) as (found, layout):
         check_types(found, list(sel.types) if sel.types else None)
         sel = totals_when_bucketed(found.selection(layout, sel), settings.interval)
         if output is None:

@@ -15,7 +15,7 @@ from analytics_cli.console import atomic_output
 from analytics_cli.engines.base import NONE_LABEL, Layout, Selection, Store, TypeSummary
 from analytics_cli.engines.reading import slot_count, total_points
 from analytics_cli.errors import MissingExtra
-from analytics_cli.history import auto_bucket, check_types, store_connection
+from analytics_cli.history import auto_bucket, check_types, reading_store
 from analytics_cli.render import number
 from analytics_cli.timeutil import floor_slot, format_duration, iso, when, zone_name
 
@@ -88,7 +88,7 @@ def report_data(
     from analytics_cli.metrics import all_metrics
 
     specs = {m.type: m for m in all_metrics(settings)}
-    with store_connection(settings) as (found, layout):
+    with reading_store(settings) as (found, layout):
         check_types(found, list(types) if types else None)
         if since is None:
             since = _default_since(found, layout, settings, types, until)

@@ -212,7 +212,7 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
 
 def _iso_sql(column: sql.Composable) -> sql.Composable:
     """ISO 8601 UTC text of a timestamptz column, like timeutil.iso, in any session time zone
-    (DateStyle ISO: ``history.store_connection`` sets it).
+    (DateStyle ISO: ``PostgresStore.begin_reading`` sets it).
 
     PostgreSQL's own text of the UTC wall time (``2026-01-05 00:00:01.5``) with the space
     made a ``T`` and a ``Z`` appended: less than half of what ``to_char`` costs per row. The
