@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from analytics_cli.config import Alert, Settings
+from analytics_cli.config.schema import Alert, Settings
 from analytics_cli.engines.base import Selection
 from analytics_cli.engines.reading import total_points
 from analytics_cli.engines.stores import open_store

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.engines.base import USES
 from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import floor_slot, utcnow
@@ -49,7 +49,8 @@ class CheckReport:
 
 def check(settings: Settings, *, explain: bool = False) -> CheckReport:
     """Connect to both databases and run every enabled metric read-only; write nothing."""
-    from analytics_cli.cycle import flatten, plan, read_all
+    from analytics_cli.cycle.plan import plan
+    from analytics_cli.cycle.read import flatten, read_all
     from analytics_cli.metrics import enabled_metrics
 
     specs = enabled_metrics(settings)

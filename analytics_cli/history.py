@@ -15,7 +15,7 @@ from analytics_cli.engines.reading import FORMATS as FORMATS
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 # Candidate bucket sizes for automatic bucketing, smallest first.
 NICE_BUCKETS = tuple(

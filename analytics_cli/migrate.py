@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.engines.base import Migrated
 from analytics_cli.engines.stores import open_store
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import utcnow
 

@@ -16,11 +16,11 @@ from analytics_cli.engines.base import NONE_LABEL, Layout, Selection, Store, Typ
 from analytics_cli.engines.reading import slot_count, total_points
 from analytics_cli.errors import MissingExtra
 from analytics_cli.history import auto_bucket, check_types, reading_store
-from analytics_cli.render import number
+from analytics_cli.render.text import number
 from analytics_cli.timeutil import floor_slot, format_duration, iso, when, zone_name
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 # A chart of more points than this is bucketed (the bucket is named under it).
 CHART_POINTS = 1500

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.engines.base import Layout, Retention, Store
 from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import DatabaseError

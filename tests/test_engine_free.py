@@ -12,13 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "analytics_cli"
 ENGINE_FREE = (
     "anomalies.py",
     "check.py",
-    "cycle.py",
     "history.py",
     "migrate.py",
     "monitor.py",
     "prune.py",
     "report.py",
     "status.py",
+    *sorted(f"cycle/{p.name}" for p in (PACKAGE / "cycle").glob("*.py")),
 )
 ASKS = re.compile(r'is_mysql|engine_of\(.*\) *==|== *MYSQL|"postgresql"|\bpsycopg\b|\bpymysql\b')
 

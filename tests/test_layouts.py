@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.engines.base import Layout
 from analytics_cli.engines.postgresql.layouts import detect, ensure
 from analytics_cli.metrics import MetricFailure, Sample

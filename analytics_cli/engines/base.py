@@ -12,15 +12,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from analytics_cli.charts import NONE_LABEL as NONE_LABEL
-
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
 
 # --- Engine and Source: connecting, the consistent read-only snapshot --------------------
 
 # --- Store: the analytics table behind one interface -------------------------------------
+
+# The name of the --by series whose rows have no value (JSON null) for the key.
+NONE_LABEL = "(none)"
 
 # A metric and the [[source]] it runs on (None: the single source, or an HTTP metric).
 Key = tuple[str, str | None]

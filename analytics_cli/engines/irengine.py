@@ -11,7 +11,7 @@ from analytics_cli.engines.notices import notice
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
 
 IR_ENGINE = "ir-engine"

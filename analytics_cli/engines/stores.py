@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from analytics_cli.engines.base import Store
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from analytics_cli.engines.irengine import (
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
 
 # The table the platform's knex migration creates, as information_schema names its types

@@ -31,7 +31,7 @@ from analytics_cli.engines.mysql.layout import aware, naive, quote
 from analytics_cli.engines.reading import Row
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 # By type then time (what show draws), or by time then type (what export streams), as on
 # PostgreSQL; the uuid id only breaks ties.

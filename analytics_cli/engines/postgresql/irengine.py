@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
 
 # The table the platform's knex migration creates, as PostgreSQL's format_type names it.

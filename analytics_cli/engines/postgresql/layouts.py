@@ -15,7 +15,7 @@ from analytics_cli.engines.postgresql.locks import lock_schema
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from analytics_cli.engines.postgresql.native import NativeLayout
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 
 def _drop_expired(

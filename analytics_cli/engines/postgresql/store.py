@@ -37,7 +37,7 @@ from analytics_cli.engines.reading import check_format
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 
 class PostgresStore:
