@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 import tomli_w
 
-from analytics_cli import spool, spool_format, store
+from analytics_cli import spool, spool_format
+from analytics_cli.engines.postgresql.native import ensure_table
 
 if TYPE_CHECKING:
     from analytics_cli.metrics import Outcome
@@ -87,7 +88,7 @@ def insert_store_rows(
     (created when missing), each collected at its slot: a history no cycle wrote."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         with conn.cursor() as cur:
             cur.executemany(
                 'INSERT INTO analytics (type, count, "timestamp", collected_at, metadata) '

@@ -70,7 +70,8 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import console, db, history, store
+    from analytics_cli import console, db, history
+    from analytics_cli.engines.base import Selection
     from analytics_cli.render.export import exported
     from analytics_cli.render.show import no_table
 
@@ -83,7 +84,7 @@ def export(
         chosen_fmt = flags[0] if flags else "csv"
         settings = load(ctx)
         start, end, size = options.window(since, until, bucket)
-        sel = store.Selection(
+        sel = Selection(
             settings.table,
             start,
             end,

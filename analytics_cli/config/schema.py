@@ -148,7 +148,7 @@ class Settings:
     store_dsn: str | None = None
     store_dsn_origin: str = "default"
     table: str = DEFAULT_TABLE
-    # "auto", "native" or "ir-engine" (the platform's own table; see store/irengine.py).
+    # "auto", "native" or "ir-engine" (the platform's own table; see engines/irengine.py).
     layout: str = "auto"
     interval: timedelta = timedelta(minutes=30)
     statement_timeout: timedelta = timedelta(seconds=30)

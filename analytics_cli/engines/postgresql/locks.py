@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from analytics_cli.store.names import regclass_text
+from analytics_cli.engines.base import SlotBusy
+from analytics_cli.engines.postgresql.names import regclass_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,10 +50,6 @@ def briefly(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
                 raise
             time.sleep(0.2)
     raise AssertionError("unreachable")
-
-
-class SlotBusy(Exception):
-    """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
 
 
 def lock_slot(
