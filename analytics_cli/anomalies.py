@@ -12,7 +12,7 @@ from typing import Any
 
 from analytics_cli import store
 from analytics_cli.config import Alert, Settings
-from analytics_cli.db import store_session
+from analytics_cli.engines.session import store_session
 from analytics_cli.store.layout import detect, selection
 from analytics_cli.timeutil import iso, utcnow
 

@@ -7,15 +7,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from analytics_cli.config import Settings
-from analytics_cli.db import store_session
+from analytics_cli.engines.session import store_session
 from analytics_cli.store import grants
 from analytics_cli.store.layout import detect
 from analytics_cli.store.mysql import is_mysql
 from analytics_cli.timeutil import floor_slot, utcnow
 
 if TYPE_CHECKING:
+    from analytics_cli.engines.base import MetricPlan
     from analytics_cli.metrics import MetricFailure, Sample
-    from analytics_cli.sources.base import MetricPlan
 
 
 @dataclass

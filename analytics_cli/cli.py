@@ -368,7 +368,8 @@ def collect(
     import dataclasses
 
     from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, notify, render
+    from analytics_cli import notify, render
+    from analytics_cli.engines.session import resolved
     from analytics_cli.metrics import enabled_metrics
     from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
 
@@ -393,7 +394,7 @@ def collect(
                     # database is used.
                     jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
                     filled = None
-                    with db.resolved(settings, announce=_announce) as live:
+                    with resolved(settings, announce=_announce) as live:
                         try:
                             report = collect_mod.run_cycle(
                                 live,
@@ -451,11 +452,12 @@ def collect(
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
     from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, render
+    from analytics_cli import render
+    from analytics_cli.engines.session import resolved
 
     with handled():
         settings = _load(ctx)
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             created = collect_mod.ensure_store(live)
     render.db_init(out, settings.table, created)
 
@@ -476,14 +478,15 @@ def db_migrate(
     ] = 10_000,
 ) -> None:
     """Change the store table's shape (today: --partition)."""
-    from analytics_cli import db, render
     from analytics_cli import migrate as migrate_mod
+    from analytics_cli import render
+    from analytics_cli.engines.session import resolved
 
     with handled():
         if not partition:
             fail("say what to migrate: --partition", hint="analytics-cli db migrate --partition")
         settings = _load(ctx)
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             done = migrate_mod.migrate_partition(
                 live,
                 batch_size=batch_size,
@@ -644,7 +647,8 @@ def show(
     charts and tables (the bucket used is printed); json and csv give every stored
     point unless --bucket is given.
     """
-    from analytics_cli import db, history, render, store
+    from analytics_cli import history, render, store
+    from analytics_cli.engines.session import resolved
     from analytics_cli.timeutil import zone
 
     with handled():
@@ -659,7 +663,7 @@ def show(
         sel = store.Selection(
             settings.table, start, end, chosen, size, agg.value, where=pairs, by=by
         )
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             try:
                 if view.streamed:
                     render.show_streamed(out, history.show_rows(live, sel, view.mode), tzone)
@@ -726,7 +730,8 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import console, db, history, render, store
+    from analytics_cli import console, history, render, store
+    from analytics_cli.engines.session import resolved
 
     with handled():
         flags = [f for f, on in (("csv", csv), ("json", as_json), ("ndjson", ndjson)) if on]
@@ -741,7 +746,7 @@ def export(
             settings.table, start, end, _types(type_), size, agg.value, where=_where_pairs(where)
         )
         progress = output is not None and console.stderr_is_terminal() and not out.quiet
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             try:
                 rows = history.export(live, sel, chosen_fmt, output, progress=progress)
             except history.NoData:
@@ -797,8 +802,9 @@ def report(
     and charts (SVG, drawn by matplotlib from the 'report' extra) are
     inline: no request leaves the page.
     """
-    from analytics_cli import db, history, render
+    from analytics_cli import history, render
     from analytics_cli import report as report_mod
+    from analytics_cli.engines.session import resolved
     from analytics_cli.timeutil import utcnow, zone
 
     with handled():
@@ -807,7 +813,7 @@ def report(
         start, end, _ = _window(since, until, None, open_end=False)
         tzone = zone(tz)
         generated = utcnow()
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             try:
                 data = report_mod.report_data(
                     live,
@@ -867,14 +873,15 @@ def demo_cmd(
     collected, not invented. On a configured database it asks first (--yes
     skips the question) and never drops tables it did not create.
     """
-    from analytics_cli import db, render
     from analytics_cli import demo as demo_mod
+    from analytics_cli import render
+    from analytics_cli.engines.session import resolved
 
     with handled():
         settings = _load(ctx)
         if not settings.embedded:
             _confirm_demo(settings, days=days, yes=yes)
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             unit = "slots" if scale is Scale.small else "steps"
             with render.demo_progress(out, unit) as progress:
                 result = demo_mod.run(
@@ -1031,11 +1038,12 @@ def config_check(
     Prints each value and the time of the snapshot it was read in; writes nothing.
     Exit 0 ok, 1 some metrics failed, 2 config error, 3 database unreachable.
     """
-    from analytics_cli import check, db, render
+    from analytics_cli import check, render
+    from analytics_cli.engines.session import resolved
 
     with handled():
         settings = _load_from(ctx, path)
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             report = check.check(live, explain=explain)
     out.write(render.check_text(live, report))
     render.check_failed(out, report)
@@ -1097,14 +1105,15 @@ def status_cmd(
     Exit 1 when the newest row is older than --max-age, or with --anomalies when a value
     left its usual range or a configured limit, so it can drive an alert or a probe.
     """
-    from analytics_cli import db, render, status
+    from analytics_cli import render, status
+    from analytics_cli.engines.session import resolved
     from analytics_cli.timeutil import parse_duration
 
     with _cycle_hooks(None, ping_url) as _hooks, handled():
         settings = _with_notify(_load(ctx), alertmanager, webhook)
         limit = parse_duration(max_age, what="--max-age") if max_age else None
         found = None
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             report = status.status(live, max_age=limit)
             if anomalies and report.store_error is None:
                 from analytics_cli import anomalies as anomalies_mod
@@ -1148,7 +1157,8 @@ def prune_cmd(
     ] = 10_000,
 ) -> None:
     """Delete old rows in small batches (no long lock); asks first on a terminal unless --yes."""
-    from analytics_cli import console, db, prune, render
+    from analytics_cli import console, prune, render
+    from analytics_cli.engines.session import resolved
     from analytics_cli.timeutil import parse_duration
 
     with handled():
@@ -1159,7 +1169,7 @@ def prune_cmd(
                 "refusing to delete without confirmation (no terminal)",
                 hint="add --yes to prune from a script or cron, or --dry-run to count",
             )
-        with db.resolved(settings, announce=_announce) as live:
+        with resolved(settings, announce=_announce) as live:
             cutoff = prune.prune_cutoff(older)
             scope = render.prune_scope(cutoff, live.table)
             todo = prune.count_older(live, cutoff)
@@ -1196,12 +1206,13 @@ def spool_list(
     cannot be replayed; and the files set aside in rejected/. Connects to no database."""
     import json
 
-    from analytics_cli import db, spool
+    from analytics_cli import spool
+    from analytics_cli.engines.session import resolved
     from analytics_cli.timeutil import iso
 
     with handled():
         settings = _load(ctx)
-        with db.resolved(settings) as live:
+        with resolved(settings) as live:
             folder = spool.spool_dir(live)
             items = spool.summary(folder, spool.store_identity(live))
         aside = spool.rejected(folder)
@@ -1246,13 +1257,14 @@ def spool_drop(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove spool files that this configuration never replays; asks first on a terminal."""
-    from analytics_cli import console, db, spool
+    from analytics_cli import console, spool
+    from analytics_cli.engines.session import resolved
 
     with handled():
         if not (foreign or rejected):
             fail("nothing to drop", hint="name what to remove: --foreign, --rejected or both")
         settings = _load(ctx)
-        with db.resolved(settings) as live:
+        with resolved(settings) as live:
             folder = spool.spool_dir(live)
             todo = spool.droppable(
                 folder, spool.store_identity(live), foreign=foreign, rejected_too=rejected

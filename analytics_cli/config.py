@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from analytics_cli.dsn import default_engine
 from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import format_duration, parse_duration
 
@@ -88,7 +89,7 @@ class MetricSpec:
 
     def sql_for(self, engine: str) -> str | None:
         """The text that runs on ``engine``; None when a built-in has none for it."""
-        if not self.builtin or engine == "postgresql":
+        if not self.builtin or engine == default_engine().name:
             return self.sql
         return dict(self.dialects).get(engine)
 

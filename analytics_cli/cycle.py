@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import grant_hint, store_session
+from analytics_cli.engines.session import grant_hint, store_session
 from analytics_cli.errors import DatabaseError, Refused, StoreError
 from analytics_cli.metrics import (
     MetricFailure,
@@ -211,7 +211,7 @@ def read_all(
     [[source]] that cannot be reached fails its own metrics only; with the single
     ``[source] dsn`` an unreachable database still stops the run (DatabaseError).
     """
-    from analytics_cli.sources.base import Source
+    from analytics_cli.engines.base import Source
 
     slots = slot if isinstance(slot, Mapping) else {spec.type: slot for spec, _ in jobs}
     opened: list[Source] = []
@@ -340,7 +340,7 @@ def _ensure(conn: Any, settings: Settings) -> Layout:
     """The store table's layout, created if missing; its own error line and grant hint."""
     import psycopg
 
-    from analytics_cli.db import store_or_database_error
+    from analytics_cli.engines.postgresql.connect import store_or_database_error
     from analytics_cli.store.layout import ensure
 
     try:

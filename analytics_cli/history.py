@@ -65,7 +65,7 @@ class NoData(Exception):
 @contextmanager
 def store_connection(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], Layout]]:
     """A read-only, repeatable-read connection to the store whose table has the native layout."""
-    from analytics_cli.db import store_session
+    from analytics_cli.engines.session import store_session
     from analytics_cli.store.layout import detect
 
     with store_session(

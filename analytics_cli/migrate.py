@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.config import Settings
-from analytics_cli.db import database_error, set_statement_timeout, store_session
+from analytics_cli.engines.postgresql.connect import database_error, set_statement_timeout
+from analytics_cli.engines.session import store_session
 from analytics_cli.errors import ConfigError, DatabaseError
 from analytics_cli.store import migration, mysql, partitions
 from analytics_cli.store.layout import detect

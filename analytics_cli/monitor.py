@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from analytics_cli import __version__
 from analytics_cli.config import Settings
 from analytics_cli.console import atomic_write
-from analytics_cli.db import store_session
+from analytics_cli.engines.session import store_session
 from analytics_cli.errors import AnalyticsError, ConfigError
 from analytics_cli.store import mysql
 from analytics_cli.store.layout import detect

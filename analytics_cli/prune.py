@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
 from analytics_cli.config import Settings
-from analytics_cli.db import database_error, grant_hint, set_statement_timeout, store_session
+from analytics_cli.engines.postgresql.connect import database_error, set_statement_timeout
+from analytics_cli.engines.session import grant_hint, store_session
 from analytics_cli.store import mysql, partitions
 from analytics_cli.store.layout import detect
 from analytics_cli.store.locks import briefly

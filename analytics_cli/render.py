@@ -588,7 +588,7 @@ def config_text(settings: Settings, toml: str) -> str:
 
 def check_text(settings: Settings, report: CheckReport) -> str:
     """``config check``: where it connected, every metric's value, and the plans with --explain."""
-    from analytics_cli.db import describe
+    from analytics_cli.dsn import describe
     from analytics_cli.metrics import MetricFailure
 
     assert settings.source_dsn is not None and settings.store_dsn is not None
@@ -640,7 +640,7 @@ def check_text(settings: Settings, report: CheckReport) -> str:
 
 def _grant_lines(settings: Settings, report: CheckReport) -> list[str]:
     """Each use of the store the account lacks a privilege for, with the GRANT that gives it."""
-    from analytics_cli.db import grant_hint
+    from analytics_cli.engines.session import grant_hint
 
     lacking = [(use, needs, missing) for use, needs, missing in report.grants if missing]
     if not lacking:
@@ -978,7 +978,7 @@ def pruned(deleted: int, batches: int, scope: str, *, dropped: int = 0) -> str:
 
 def demo_scope(settings: Settings, days: int) -> str:
     """What the demo is about to write on a configured database, for its question."""
-    from analytics_cli.db import describe
+    from analytics_cli.dsn import describe
 
     return (
         f"the demo creates the iR Engine platform tables in {describe(settings.source_dsn or '')} "

@@ -99,9 +99,9 @@ def readable_toml(text: str) -> str:
 
 def dialect_of(dsn: str | None) -> str:
     """The SQL dialect of a source connection string (PostgreSQL when none is given)."""
-    from analytics_cli.dsn import MYSQL, engine_of
+    from analytics_cli.dsn import engine_for
 
-    return "mysql" if dsn and engine_of(dsn) == MYSQL else "postgresql"
+    return engine_for(dsn).name
 
 
 def starter_config(path: Path, dialect: str = "postgresql") -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analytics_cli import config
-from analytics_cli.db import describe, dsn_secrets, redact_dsn
+from analytics_cli.dsn import describe, dsn_secrets, redact_dsn
 from analytics_cli.errors import ConfigError
 from tests.conftest import cli
 

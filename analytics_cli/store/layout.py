@@ -113,7 +113,7 @@ def _refusal(exc: BaseException) -> str | None:
     """
     import psycopg
 
-    from analytics_cli.db import error_line
+    from analytics_cli.engines.postgresql.connect import error_line
 
     if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
         return error_line(exc)
@@ -121,7 +121,7 @@ def _refusal(exc: BaseException) -> str | None:
         return f"text is not valid Unicode ({exc.reason})"
     pymysql = sys.modules.get("pymysql")
     if pymysql is not None and isinstance(exc, pymysql.err.MySQLError):
-        from analytics_cli.mysqldb import code, message
+        from analytics_cli.engines.mysql.connect import code, message
 
         # PyMySQL drops the SQLSTATE and maps only some numbers to DataError and
         # IntegrityError (MariaDB's failed CHECK, 4025, arrives as an OperationalError):

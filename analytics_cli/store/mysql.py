@@ -54,7 +54,7 @@ def is_mysql(conn: Any) -> bool:
 
 def quote(name: str) -> str:
     """A table name in backticks; ``schema.table`` quoted part by part."""
-    from analytics_cli.mysqldb import quote_name
+    from analytics_cli.engines.mysql.connect import quote_name
 
     return ".".join(quote_name(part) for part in name.split(".", 1))
 
@@ -509,8 +509,8 @@ def prune(
     """
     import pymysql
 
+    from analytics_cli.engines.mysql.connect import DENIED, code, message
     from analytics_cli.errors import DatabaseError
-    from analytics_cli.mysqldb import DENIED, code, message
 
     deleted = batches = 0
     conn.commit()

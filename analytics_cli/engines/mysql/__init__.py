@@ -1,1 +1,121 @@
-"""MySQL and MariaDB (PyMySQL): connection strings, connecting, the snapshot, the store."""
+"""MySQL and MariaDB (PyMySQL): connection strings, connecting, the snapshot, the store.
+
+``ENGINE`` is what the registry in ``analytics_cli.dsn`` hands out for mysql:// and
+mariadb:// URLs. PyMySQL (an optional extra) is imported only inside its methods.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from analytics_cli.config import Settings
+    from analytics_cli.engines.base import Identity, Source
+
+
+@dataclass(frozen=True)
+class MySQL:
+    """The MySQL/MariaDB engine (PyMySQL; URL, option file and MYSQL_* variables)."""
+
+    name: str = "mysql"
+
+    def require_driver(self, what: str) -> None:
+        """MissingExtra (exit 2) naming the ``mysql`` extra when PyMySQL is missing."""
+        from analytics_cli.engines.mysql.connect import require_pymysql
+
+        require_pymysql(what)
+
+    def readable(self, dsn: str) -> bool:
+        """True for a URL with a host, a port or a socket (mysql://?unix_socket=...)."""
+        try:
+            url = urlsplit(dsn.strip())
+            _ = url.port  # raises on a port that is not a number
+        except ValueError:
+            return False
+        return url.port is not None or bool(url.hostname) or "unix_socket=" in url.query
+
+    def passwords(self, dsn: str) -> set[str]:
+        """None beyond the URL's own password (which ``dsn`` reads for every URL)."""
+        return set()
+
+    def plain_params(self) -> frozenset[str]:
+        """The URL's query parameters, none of which holds a secret."""
+        from analytics_cli.engines.mysql.params import QUERY_KEYS
+
+        return frozenset(QUERY_KEYS)
+
+    def describe(self, dsn: str) -> str | None:
+        """``user@host:port/database`` of the URL; None when it cannot be read."""
+        from analytics_cli.dsn import name_of
+
+        try:
+            url = urlsplit(dsn)
+            parts = (url.username, url.hostname or "localhost", url.port, url.path.lstrip("/"))
+        except ValueError:
+            return None
+        return name_of(unquote(parts[0]) if parts[0] else None, *parts[1:])
+
+    def identity(self, dsn: str) -> Identity:
+        """Host, port, database and user, the option file and MYSQL_* variables filling what
+        the URL leaves out (``store`` only when it cannot be read)."""
+        from analytics_cli.dsn import describe
+        from analytics_cli.engines.mysql.params import parse
+        from analytics_cli.errors import ConfigError
+
+        try:
+            params = parse(dsn)
+        except (ConfigError, OSError, ValueError):
+            return {"engine": self.name, "store": describe(dsn)}
+        found = {
+            "engine": self.name,
+            "host": params.host,
+            "port": str(params.port),
+            "dbname": params.database,
+            "user": params.user or "",
+        }
+        if params.unix_socket:
+            found["socket"] = params.unix_socket
+        return found
+
+    def grant_hint(self, what: str, privileges: str, table: str, dsn: str | None) -> str:
+        """The GRANT on ``database.table`` for the URL's account."""
+        from analytics_cli.engines.mysql.connect import grant_hint
+
+        return grant_hint(what, privileges, table, dsn or "")
+
+    def session(
+        self,
+        dsn: str,
+        settings: Settings,
+        *,
+        side: str,
+        doing: str,
+        read_only: bool,
+        repeatable_read: bool,
+        retries: int,
+        refused: str | None,
+    ) -> AbstractContextManager[Any]:
+        """A PyMySQL session for one job; a read-only one is a consistent snapshot already."""
+        from analytics_cli.engines.mysql.connect import session
+
+        return session(
+            dsn,
+            settings,
+            side=side,
+            doing=doing,
+            read_only=read_only,
+            retries=retries,
+            refused=refused,
+        )
+
+    def open_source(self, dsn: str, settings: Settings) -> Source:
+        """The snapshot source: CONSISTENT SNAPSHOT, READ ONLY, one connection."""
+        from analytics_cli.engines.mysql.snapshot import MySQLSource
+
+        return MySQLSource(dsn, settings)
+
+
+ENGINE = MySQL()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pymysql
 
     from analytics_cli.config import Settings
-    from analytics_cli.mysql_dsn import MySQLParams
+    from analytics_cli.engines.mysql.params import MySQLParams
 
 APPLICATION_NAME = "analytics-cli"
 # Server errors that retrying cannot fix: wrong account, password or database.
@@ -127,6 +127,29 @@ def code(exc: BaseException) -> int | None:
     """The server's (or client's) error number of a PyMySQL error, None when it has none."""
     args = exc.args
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def grant_hint(what: str, privileges: str, table: str, dsn: str) -> str:
+    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them, naming
+    the table as ``database.table`` (MySQL grants name the database)."""
+    import getpass
+    import re
+
+    from analytics_cli.engines.mysql.params import parse
+
+    needs = privileges.replace(", ", " and ")
+    params = parse(dsn)
+    account = params.user or getpass.getuser()
+
+    def name(part: str) -> str:
+        plain = re.fullmatch(r"[A-Za-z0-9_$]+", part) and not part.isdigit()
+        return part if plain else "`" + part.replace("`", "``") + "`"
+
+    parts = table.split(".")
+    if len(parts) == 1 and params.database:
+        parts.insert(0, params.database)
+    where = ".".join(name(p) for p in parts)
+    return f"{what} needs {needs} on {where}: GRANT {privileges} ON {where} TO '{account}'@'%'"
 
 
 # Errors that say the account lacks a privilege: an operator must grant it, no later run can.
@@ -273,12 +296,12 @@ def session(
     retries: int,
     refused: str | None,
 ) -> Iterator[Session]:
-    """``db.session`` for a mysql:// or mariadb:// store: connect, set the session up, run
+    """A session on a mysql:// or mariadb:// database: connect, set the session up, run
     the job, commit it; any server error becomes one line starting with ``doing``."""
     require_pymysql("stores" if side == "store" else "sources")
     import pymysql
 
-    from analytics_cli.mysql_dsn import parse
+    from analytics_cli.engines.mysql.params import parse
 
     params = parse(dsn)
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
