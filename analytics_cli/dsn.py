@@ -70,6 +70,11 @@ def all_engines() -> tuple[Engine, ...]:
     return tuple(importlib.import_module(m).ENGINE for m in modules)
 
 
+def engine_named(name: str) -> Engine:
+    """The engine whose dialect is ``name`` (``config init --dialect``)."""
+    return next(e for e in all_engines() if e.name == name)
+
+
 def dsn_secrets(dsn: str | None) -> set[str]:
     """Every spelling of the password a connection string may carry, parsable or not.
 

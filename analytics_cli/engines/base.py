@@ -80,6 +80,20 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Starter:
+    """What ``config init`` writes for a source of one engine, in its words and dialect."""
+
+    # The commented connection string under [source].
+    source_example: str
+    # The comment under [store]: where the samples may go from such a source.
+    store_note: str
+    # The comment before the example custom metric: its parameters and quoting.
+    metric_note: str
+    # The example custom metric's text (registered users), in the engine's dialect.
+    example_sql: str
+
+
 class Engine(Protocol):
     """One database engine, chosen once from the connection string's scheme (``dsn.engine_for``).
 
@@ -90,6 +104,11 @@ class Engine(Protocol):
     @property
     def name(self) -> str:
         """``postgresql`` or ``mysql``: the dialect of the metric texts it runs."""
+        ...
+
+    @property
+    def starter(self) -> Starter:
+        """The parts of ``config init``'s text that depend on the source's engine."""
         ...
 
     def require_driver(self, what: str) -> None:

@@ -11,9 +11,34 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from analytics_cli.engines.base import Starter
+
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
     from analytics_cli.engines.base import Identity, Source
+
+STARTER = Starter(
+    source_example='# dsn = "mysql://analytics@db.example.com:3306/platform'
+    '?option_file=/etc/analytics-cli/my.cnf"',
+    store_note="""
+# The database and table the samples are written to. Defaults to the source database,
+# where only the platform's own table can be the store (table = "analytics",
+# layout = "ir-engine"); the analytics-cli table with dimensions lives on PostgreSQL:
+# dsn = "postgresql://analytics@metrics.example.com/metrics"
+""",
+    metric_note="""
+# Custom metrics: one row per cycle each, in the source's dialect (MySQL/MariaDB here).
+# The query must return exactly one row with a numeric column named count. Parameters:
+# %(slot)s (start of the slot, UTC) and %(interval_seconds)s (the interval in seconds).
+# Quote names with backticks; booleans are 0 and 1.
+""",
+    # Backticks, booleans as tinyint(1).
+    example_sql=(
+        "SELECT COUNT(*) AS `count`\n"
+        "FROM `user`\n"
+        "WHERE `isGuest` = 0 AND NOT (`isDeactivated` <=> 1)\n"
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +46,7 @@ class MySQL:
     """The MySQL/MariaDB engine (PyMySQL; URL, option file and MYSQL_* variables)."""
 
     name: str = "mysql"
+    starter: Starter = STARTER
 
     def require_driver(self, what: str) -> None:
         """MissingExtra (exit 2) naming the ``mysql`` extra when PyMySQL is missing."""

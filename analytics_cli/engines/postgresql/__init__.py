@@ -11,9 +11,29 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from analytics_cli.engines.base import Starter
+
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
     from analytics_cli.engines.base import Identity, Source
+
+STARTER = Starter(
+    source_example='# dsn = "postgresql://analytics@db.example.com/platform"',
+    store_note="""
+# The database and table the samples are written to. Defaults to the source database.
+# dsn = "postgresql://analytics@db.example.com/metrics"
+""",
+    metric_note="""
+# Custom metrics: one row per cycle each. The query must return exactly one row
+# with a numeric column named count. Parameters: %(slot)s (start of the slot,
+# timestamptz) and %(interval)s (the interval). Quote camelCase identifiers.
+""",
+    example_sql=(
+        "SELECT count(*) AS count\n"
+        'FROM "user"\n'
+        'WHERE "isGuest" = false AND "isDeactivated" IS NOT TRUE\n'
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +41,7 @@ class PostgreSQL:
     """The PostgreSQL engine (psycopg 3, libpq's connection strings)."""
 
     name: str = "postgresql"
+    starter: Starter = STARTER
 
     def require_driver(self, what: str) -> None:
         """psycopg is a dependency of the package, never missing."""
