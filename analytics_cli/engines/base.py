@@ -81,6 +81,20 @@ class Source(Protocol):
 
 
 @dataclass(frozen=True)
+class Job:
+    """What one job asks of its connection: which side (``store`` or ``source``), the words
+    its errors start with, read-only (on MySQL also one consistent snapshot), repeatable
+    read, how often to retry connecting, and the hint for a refused privilege."""
+
+    side: str
+    doing: str
+    read_only: bool = False
+    repeatable_read: bool = False
+    retries: int = 0
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
 class Starter:
     """What ``config init`` writes for a source of one engine, in its words and dialect."""
 
@@ -139,19 +153,11 @@ class Engine(Protocol):
         """The GRANT that gives ``what`` its ``privileges`` on ``table``."""
         ...
 
-    def session(
-        self,
-        dsn: str,
-        settings: Settings,
-        *,
-        side: str,
-        doing: str,
-        read_only: bool,
-        repeatable_read: bool,
-        retries: int,
-        refused: str | None,
-    ) -> AbstractContextManager[Any]:
-        """A connection for one job (see ``engines.session.session``)."""
+    def session(self, dsn: str, settings: Settings, job: Job) -> AbstractContextManager[Any]:
+        """A connection for ``job``: connect (with retries), a first transaction bounded by
+        the statement timeout; any database error one line starting with ``job.doing``.
+        Committed when the job ends without an error, rolled back otherwise; closed either
+        way."""
         ...
 
     def open_source(self, dsn: str, settings: Settings) -> Source:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.dsn import engine_for
+from analytics_cli.engines.base import Job
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
@@ -37,16 +38,9 @@ def session(
         dsn if dsn is not None else (settings.store_dsn if side == "store" else settings.source_dsn)
     )
     assert target is not None
-    return engine_for(target).session(
-        target,
-        settings,
-        side=side,
-        doing=doing,
-        read_only=read_only,
-        repeatable_read=repeatable_read,
-        retries=settings.retries if retries is None else retries,
-        refused=refused,
-    )
+    retries = settings.retries if retries is None else retries
+    job = Job(side, doing, read_only, repeatable_read, retries, refused)
+    return engine_for(target).session(target, settings, job)
 
 
 def store_session(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from analytics_cli.engines.base import Starter
+from analytics_cli.engines.base import Job, Starter
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
@@ -112,30 +112,11 @@ class MySQL:
 
         return grant_hint(what, privileges, table, dsn or "")
 
-    def session(
-        self,
-        dsn: str,
-        settings: Settings,
-        *,
-        side: str,
-        doing: str,
-        read_only: bool,
-        repeatable_read: bool,
-        retries: int,
-        refused: str | None,
-    ) -> AbstractContextManager[Any]:
-        """A PyMySQL session for one job; a read-only one is a consistent snapshot already."""
+    def session(self, dsn: str, settings: Settings, job: Job) -> AbstractContextManager[Any]:
+        """A PyMySQL session for one job; a read-only one is a consistent snapshot."""
         from analytics_cli.engines.mysql.connect import session
 
-        return session(
-            dsn,
-            settings,
-            side=side,
-            doing=doing,
-            read_only=read_only,
-            retries=retries,
-            refused=refused,
-        )
+        return session(dsn, settings, job)
 
     def open_source(self, dsn: str, settings: Settings) -> Source:
         """The snapshot source: CONSISTENT SNAPSHOT, READ ONLY, one connection."""

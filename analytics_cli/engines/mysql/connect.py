@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pymysql
 
     from analytics_cli.config import Settings
+    from analytics_cli.engines.base import Job
     from analytics_cli.engines.mysql.params import MySQLParams
 
 APPLICATION_NAME = "analytics-cli"
@@ -286,18 +287,10 @@ def setup(session: Session, settings: Settings, *, read_only: bool) -> None:
 
 
 @contextmanager
-def session(
-    dsn: str,
-    settings: Settings,
-    *,
-    side: str,
-    doing: str,
-    read_only: bool,
-    retries: int,
-    refused: str | None,
-) -> Iterator[Session]:
+def session(dsn: str, settings: Settings, job: Job) -> Iterator[Session]:
     """A session on a mysql:// or mariadb:// database: connect, set the session up, run
-    the job, commit it; any server error becomes one line starting with ``doing``."""
+    the job, commit it; any server error becomes one line starting with ``job.doing``."""
+    side = job.side
     require_pymysql("stores" if side == "store" else "sources")
     import pymysql
 
@@ -307,12 +300,12 @@ def session(
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
     error = StoreError if side == "store" else DatabaseError
     try:
-        conn = connect(params, settings, purpose=side, retries=retries, autocommit=False)
+        conn = connect(params, settings, purpose=side, retries=job.retries, autocommit=False)
     except DatabaseError as exc:
         raise error(str(exc), hint=exc.hint) from None
     own = Session(conn, params)
     try:
-        setup(own, settings, read_only=read_only)
+        setup(own, settings, read_only=job.read_only)
         yield own
         own.commit()
     except pymysql.err.Error as exc:
@@ -320,7 +313,7 @@ def session(
         # A missing privilege needs an operator, not a later run: never spooled.
         cls = StoreError if side == "store" and not denied else DatabaseError
         raise cls(
-            f"{doing}: {message(exc, params.secrets)}", hint=refused if denied else None
+            f"{job.doing}: {message(exc, params.secrets)}", hint=job.refused if denied else None
         ) from None
     finally:
         with suppress(Exception):

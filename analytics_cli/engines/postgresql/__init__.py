@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.engines.base import Starter
+from analytics_cli.engines.base import Job, Starter
 
 if TYPE_CHECKING:
     from analytics_cli.config import Settings
@@ -123,31 +123,11 @@ class PostgreSQL:
 
         return grant_hint(what, privileges, table, dsn)
 
-    def session(
-        self,
-        dsn: str,
-        settings: Settings,
-        *,
-        side: str,
-        doing: str,
-        read_only: bool,
-        repeatable_read: bool,
-        retries: int,
-        refused: str | None,
-    ) -> AbstractContextManager[Any]:
+    def session(self, dsn: str, settings: Settings, job: Job) -> AbstractContextManager[Any]:
         """A psycopg connection for one job (``connect.session``)."""
         from analytics_cli.engines.postgresql.connect import session
 
-        return session(
-            dsn,
-            settings,
-            side=side,
-            doing=doing,
-            read_only=read_only,
-            repeatable_read=repeatable_read,
-            retries=retries,
-            refused=refused,
-        )
+        return session(dsn, settings, job)
 
     def open_source(self, dsn: str, settings: Settings) -> Source:
         """The snapshot source: REPEATABLE READ READ ONLY, a savepoint per metric."""

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from analytics_cli.config import Settings
+    from analytics_cli.engines.base import Job
 
 APPLICATION_NAME = "analytics-cli"
 
@@ -160,17 +161,7 @@ def lock_wait_line(exc: Exception, line: str) -> str:
 
 
 @contextmanager
-def session(
-    dsn: str,
-    settings: Settings,
-    *,
-    side: str,
-    doing: str,
-    read_only: bool = False,
-    repeatable_read: bool = False,
-    retries: int | None = None,
-    refused: str | None = None,
-) -> Iterator[psycopg.Connection[Any]]:
+def session(dsn: str, settings: Settings, job: Job) -> Iterator[psycopg.Connection[Any]]:
     """A PostgreSQL connection for one job: connect (with retries), a first transaction
     bounded by the statement timeout, read-only if asked; any database error becomes a
     one-line DatabaseError starting with ``doing``. Committed when the job ends without an
@@ -178,25 +169,25 @@ def session(
     import psycopg
 
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
-    error = StoreError if side == "store" else DatabaseError
+    error = StoreError if job.side == "store" else DatabaseError
     try:
-        conn = connect(
-            dsn, settings, purpose=side, retries=settings.retries if retries is None else retries
-        )
+        conn = connect(dsn, settings, purpose=job.side, retries=job.retries)
     except StoreError:
         raise
     except DatabaseError as exc:
         raise error(str(exc), hint=exc.hint) from None
     try:
         with conn:
-            if read_only:
+            if job.read_only:
                 conn.read_only = True
-            if repeatable_read:
+            if job.repeatable_read:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             set_statement_timeout(conn, settings)
             yield conn
     except psycopg.Error as exc:
-        raise store_or_database_error(exc, dsn, side=side, doing=doing, refused=refused) from None
+        raise store_or_database_error(
+            exc, dsn, side=job.side, doing=job.doing, refused=job.refused
+        ) from None
 
 
 def store_or_database_error(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.engines import runner
-from analytics_cli.engines.base import MetricPlan, Slots, Snapshot
+from analytics_cli.engines.base import Job, MetricPlan, Slots, Snapshot
 from analytics_cli.engines.postgresql.connect import (
     RECOVERY_CONFLICT_HINT,
     connect,
@@ -290,14 +290,8 @@ def explain_snapshot(
     dsn: str, settings: Settings, specs: list[MetricSpec], slot: datetime
 ) -> list[MetricPlan]:
     """EXPLAIN ANALYZE every metric in one read-only snapshot; the platform is never changed."""
-    with session(
-        dsn,
-        settings,
-        side="source",
-        doing="source database error",
-        read_only=True,
-        repeatable_read=True,
-    ) as conn:
+    job = Job("source", "source database error", read_only=True, repeatable_read=True)
+    with session(dsn, settings, job) as conn:
         return runner.explain_all(
             PostgresDialect(conn, settings, dsn), specs, slot, settings.interval
         )
