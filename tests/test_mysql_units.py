@@ -12,13 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analytics_cli.dsn import redact_dsn
+from analytics_cli.engines.mysql.flavor import flavor_of
 from analytics_cli.engines.mysql.guard import Refused, check_query, table_aliases, tokens
 from analytics_cli.engines.mysql.params import parse
 from analytics_cli.engines.mysql.snapshot import (
     _cost,
     _table_accesses,
     bound_parameters,
-    flavor_of,
     suggest_index,
 )
 from analytics_cli.errors import ConfigError

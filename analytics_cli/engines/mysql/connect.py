@@ -10,6 +10,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.dsn import one_line, scrub
+from analytics_cli.engines.mysql.flavor import flavor_of
 from analytics_cli.errors import DatabaseError, MissingExtra, StoreError
 
 if TYPE_CHECKING:
@@ -272,13 +273,10 @@ def setup(session: Session, settings: Settings, *, read_only: bool) -> None:
     with session.conn.cursor() as cur:
         cur.execute("SELECT VERSION(), @@version_comment")
         version, comment = cur.fetchone() or ("", "")
-        session.mariadb = "mariadb" in f"{version} {comment}".lower()
+        flavor = flavor_of(str(version), str(comment or ""))
+        session.mariadb = flavor.mariadb
         cur.execute("SET time_zone = '+00:00'")
-        limit = settings.statement_timeout.total_seconds()
-        if session.mariadb:
-            cur.execute(f"SET SESSION max_statement_time = {max(limit, 0.001):.3f}")
-        else:
-            cur.execute(f"SET SESSION max_execution_time = {max(1, round(limit * 1000)):d}")
+        cur.execute(flavor.timeout_statement(settings.statement_timeout))
         if read_only:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
