@@ -51,7 +51,8 @@ class CheckReport:
 
 def check(settings: Settings, *, explain: bool = False) -> CheckReport:
     """Connect to both databases and run every enabled metric read-only; write nothing."""
-    from analytics_cli.cycle import flatten, plan, read_all
+    from analytics_cli.cycle.plan import plan
+    from analytics_cli.cycle.read import flatten, read_all
     from analytics_cli.metrics import enabled_metrics
 
     specs = enabled_metrics(settings)

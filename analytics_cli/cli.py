@@ -367,14 +367,17 @@ def collect(
     """
     import dataclasses
 
-    from analytics_cli import cycle as collect_mod
     from analytics_cli import notify, render
+    from analytics_cli.cycle.backfill import backfill as run_backfill  # --backfill holds the name
+    from analytics_cli.cycle.plan import plan
+    from analytics_cli.cycle.results import CycleReport
+    from analytics_cli.cycle.run import run_cycle
     from analytics_cli.engines.session import resolved
     from analytics_cli.metrics import enabled_metrics
     from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
 
     settings: Settings | None = None
-    report: collect_mod.CycleReport | None = None
+    report: CycleReport | None = None
     failure: AnalyticsError | None = None
     failed: DatabaseError | None = None
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
@@ -392,11 +395,11 @@ def collect(
                         settings = dataclasses.replace(settings, spool_enabled=False)
                     # Configuration errors (an unknown --only type) surface before any
                     # database is used.
-                    jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
+                    jobs = plan(settings, enabled_metrics(settings, only), source)
                     filled = None
                     with resolved(settings, announce=_announce) as live:
                         try:
-                            report = collect_mod.run_cycle(
+                            report = run_cycle(
                                 live,
                                 at=when,
                                 only=only,
@@ -406,7 +409,7 @@ def collect(
                             )
                         except DatabaseError as exc:
                             # Exit 3 keeps the cycle's report: shown below, after the error.
-                            if not isinstance(exc.report, collect_mod.CycleReport):
+                            if not isinstance(exc.report, CycleReport):
                                 raise
                             report, failed = exc.report, exc
                         if failed is None:
@@ -415,7 +418,7 @@ def collect(
                             with out.steps(
                                 "backfill", "slots", "written", every=BACKFILL_LOG_EVERY
                             ) as step:
-                                filled = collect_mod.backfill(
+                                filled = run_backfill(
                                     live,
                                     jobs,
                                     since=report.slot - window,
@@ -451,14 +454,14 @@ def collect(
 @db_app.command("init", epilog=docs("architecture.md"))
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
-    from analytics_cli import cycle as collect_mod
     from analytics_cli import render
+    from analytics_cli.cycle.table import ensure_store
     from analytics_cli.engines.session import resolved
 
     with handled():
         settings = _load(ctx)
         with resolved(settings, announce=_announce) as live:
-            created = collect_mod.ensure_store(live)
+            created = ensure_store(live)
     render.db_init(out, settings.table, created)
 
 

@@ -19,7 +19,7 @@ from analytics_cli.timeutil import utcnow
 
 if TYPE_CHECKING:
     from analytics_cli.console import Output
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.cycle.results import CycleReport
 
 PING_TIMEOUT = 5.0
 

@@ -25,7 +25,7 @@ from analytics_cli.timeutil import format_duration, iso, utcnow
 
 if TYPE_CHECKING:
     from analytics_cli.anomalies import AnomalyReport, Finding
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.cycle.results import CycleReport
     from analytics_cli.status import StatusReport
 
 # A firing alert's endsAt, in [collect] intervals ahead, unless [notify] resolve_after says.

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from analytics_cli.anomalies import AnomalyReport, Finding
     from analytics_cli.check import CheckReport
     from analytics_cli.config import MetricSpec, Settings
-    from analytics_cli.cycle import BackfillReport, CycleReport
+    from analytics_cli.cycle.results import BackfillReport, CycleReport
     from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport
     from analytics_cli.store.partitions import Retention

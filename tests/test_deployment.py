@@ -31,7 +31,7 @@ import psycopg
 import pytest
 import yaml
 
-from analytics_cli import config, spool
+from analytics_cli import config, spool, spool_format
 from analytics_cli.config import Settings
 from tests.conftest import Databases, Result, cli
 from tests.faults.conftest import tcp_dsn, unix_target
@@ -124,7 +124,7 @@ def outage_then_back(
     (spooled,) = spooled_files(folder)
     assert str(folder) in down.stderr
     assert spooled.stat().st_mode & 0o777 == 0o600
-    cycle = spool.decode(spooled.read_text())
+    cycle = spool_format.decode(spooled.read_text())
     assert sorted(e.type for b in cycle.batches for e in b.entries) == sorted(types)
     assert stored() == []
 

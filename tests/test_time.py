@@ -16,7 +16,9 @@ import psycopg
 import pytest
 
 from analytics_cli import config
-from analytics_cli.cycle import backfill, plan, run_cycle
+from analytics_cli.cycle.backfill import backfill
+from analytics_cli.cycle.plan import plan
+from analytics_cli.cycle.run import run_cycle
 from analytics_cli.metrics import enabled_metrics
 from analytics_cli.status import status
 from tests import platform_data
