@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.engines.postgresql.connect import database_error, set_statement_timeout
 from analytics_cli.engines.session import store_session
 from analytics_cli.errors import ConfigError, DatabaseError

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import __version__
-from analytics_cli.config import Notify, Settings
+from analytics_cli.config.schema import Notify, Settings
 from analytics_cli.timeutil import format_duration, iso, utcnow
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.engines.postgresql.connect import database_error, set_statement_timeout
 from analytics_cli.engines.session import grant_hint, store_session
 from analytics_cli.store import mysql, partitions

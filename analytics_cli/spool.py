@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.dsn import dsn_secrets, engine_for, scrub
 from analytics_cli.metrics import cut
 from analytics_cli.spool_format import Corrupt, Identity, Spooled, decode, encode

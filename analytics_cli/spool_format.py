@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from analytics_cli.config import SOURCE_NAME_RE, MetricSpec, validate_table
+from analytics_cli.config.schema import SOURCE_NAME_RE, MetricSpec
+from analytics_cli.config.validate import validate_table
 from analytics_cli.errors import ConfigError
 from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series, cut, unstorable
 from analytics_cli.timeutil import iso

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.engines.mysql.params import parse
 from analytics_cli.engines.mysql.snapshot import _measured, snapshot
 from analytics_cli.errors import DatabaseError

@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from analytics_cli import config
+from analytics_cli.config.load import load
+from analytics_cli.config.schema import Settings
 from analytics_cli.cycle.backfill import backfill
 from analytics_cli.cycle.plan import plan
 from analytics_cli.cycle.run import run_cycle
@@ -32,7 +33,7 @@ HALF = timedelta(minutes=30)
 
 def _settings(
     tmp: Path, dbs: Databases, body: str, *, source: str | None = None, **collect: object
-) -> config.Settings:
+) -> Settings:
     """A config file: [collect] (no built-in metric unless ``metrics`` names some), the test's
     databases (or another ``source``), and ``body``."""
     path = tmp / "c.toml"
@@ -43,7 +44,7 @@ def _settings(
     text += f"[store]\ndsn = {json.dumps(dbs.store)}\n"
     path.write_text(text + body)
     path.chmod(0o600)
-    return config.load(path, env={})
+    return load(path, env={})
 
 
 def _rows(dbs: Databases, type_: str) -> list[tuple[datetime, Decimal]]:

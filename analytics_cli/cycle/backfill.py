@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.cycle.plan import Job, Missing, missing_slots
 from analytics_cli.cycle.results import BackfillReport, CycleReport, MetricResult
 from analytics_cli.cycle.write import write_slot

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.cycle.plan import Job
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.cycle.read import Batch
 from analytics_cli.cycle.results import CycleReport
 from analytics_cli.cycle.table import write_refusing

@@ -12,7 +12,7 @@ from analytics_cli.timeutil import iso
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from analytics_cli.config import MetricSpec
+    from analytics_cli.config.schema import MetricSpec
 
 Status = Literal["stored", "replaced", "present", "failed", "checked"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.cycle.backfill import backfill
 from analytics_cli.cycle.plan import plan, slots_of
 from analytics_cli.cycle.read import read_all

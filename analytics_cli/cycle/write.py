@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.cycle.plan import Job, missing_slots
 from analytics_cli.cycle.read import Batch, read_all
 from analytics_cli.cycle.replay import replay, spool_cycle

@@ -22,7 +22,7 @@ from analytics_cli.timeutil import floor_slot, utcnow
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.cycle.results import CycleReport
 
 

@@ -24,7 +24,7 @@ from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import MetricFailure, Outcome, Series, groups
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec
+    from analytics_cli.config.schema import MetricSpec
 
 # A full scan over fewer rows than this is cheap whatever the plan says.
 LARGE_TABLE_ROWS = 100_000

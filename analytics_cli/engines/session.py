@@ -15,7 +15,7 @@ from analytics_cli.dsn import engine_for
 from analytics_cli.engines.base import Job
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 
 def session(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from analytics_cli.dsn import engine_for
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.engines.base import Source
 
 

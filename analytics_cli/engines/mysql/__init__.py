@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from analytics_cli.engines.base import Job, Starter
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.engines.base import Identity, Source
 
 STARTER = Starter(

@@ -16,7 +16,7 @@ from analytics_cli.errors import DatabaseError, MissingExtra, StoreError
 if TYPE_CHECKING:
     import pymysql
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.engines.base import Job
     from analytics_cli.engines.mysql.params import MySQLParams
 

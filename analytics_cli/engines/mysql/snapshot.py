@@ -39,7 +39,7 @@ from analytics_cli.metrics import (
 if TYPE_CHECKING:
     import pymysql
 
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
 
 ENGINE = "mysql"
 # The parameters a MySQL metric may use (documented in packs/mysql.toml and docs/mysql.md).

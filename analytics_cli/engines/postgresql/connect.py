@@ -14,7 +14,7 @@ from analytics_cli.errors import ConfigError, DatabaseError, StoreError
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.engines.base import Job
 
 APPLICATION_NAME = "analytics-cli"

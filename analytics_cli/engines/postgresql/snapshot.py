@@ -30,7 +30,7 @@ from analytics_cli.metrics import (
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
 
 ENGINE = "postgresql"
 
