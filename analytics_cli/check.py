@@ -12,8 +12,8 @@ from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import floor_slot, utcnow
 
 if TYPE_CHECKING:
+    from analytics_cli.engines.base import MetricPlan
     from analytics_cli.metrics import MetricFailure, Sample
-    from analytics_cli.sources.base import MetricPlan
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded
 from tests.helpers import free_port, wait_for
 from tests.required import unavailable
 

@@ -70,8 +70,9 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import console, db, history
+    from analytics_cli import console, history
     from analytics_cli.engines.base import Selection
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.export import exported
     from analytics_cli.render.show import no_table
 
@@ -94,7 +95,7 @@ def export(
             where=options.where_pairs(where),
         )
         progress = output is not None and console.stderr_is_terminal() and not out.quiet
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             try:
                 rows = history.export(live, sel, chosen_fmt, output, progress=progress)
             except history.NoData:

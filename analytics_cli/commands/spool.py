@@ -27,12 +27,13 @@ def spool_list(
     cannot be replayed; and the files set aside in rejected/. Connects to no database."""
     import json
 
-    from analytics_cli import db, spool
+    from analytics_cli import spool
+    from analytics_cli.engines.session import resolved
     from analytics_cli.timeutil import iso
 
     with handled():
         settings = load(ctx)
-        with db.resolved(settings) as live:
+        with resolved(settings) as live:
             folder = spool.spool_dir(live)
             items = spool.summary(folder, spool.store_identity(live))
         aside = spool.rejected(folder)
@@ -77,13 +78,14 @@ def spool_drop(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove spool files that this configuration never replays; asks first on a terminal."""
-    from analytics_cli import console, db, spool
+    from analytics_cli import console, spool
+    from analytics_cli.engines.session import resolved
 
     with handled():
         if not (foreign or rejected):
             fail("nothing to drop", hint="name what to remove: --foreign, --rejected or both")
         settings = load(ctx)
-        with db.resolved(settings) as live:
+        with resolved(settings) as live:
             folder = spool.spool_dir(live)
             todo = spool.droppable(
                 folder, spool.store_identity(live), foreign=foreign, rejected_too=rejected

@@ -1,4 +1,4 @@
-"""Opening the Store of a configuration: the one place that picks an engine's store."""
+"""Opening the Store of a configuration: its engine's store, from the registry."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def open_store(
     read snapshot with the session settings the readers rely on."""
     # Here, not at the top: `--help` and the commands that never open a store load no
     # connection code; and only the engine in use is loaded (PyMySQL may be absent).
-    from analytics_cli.db import store_session
-    from analytics_cli.dsn import MYSQL, engine_of
+    from analytics_cli.dsn import default_engine, engine_for
+    from analytics_cli.engines.session import store_session
 
     with store_session(
         settings,
@@ -39,15 +39,8 @@ def open_store(
         retries=retries,
         refused=refused,
     ) as conn:
-        store: Store
-        if settings.store_dsn and engine_of(settings.store_dsn) == MYSQL:
-            from analytics_cli.engines.mysql.store import MySQLStore
-
-            store = MySQLStore(conn, settings)
-        else:
-            from analytics_cli.engines.postgresql.store import PostgresStore
-
-            store = PostgresStore(conn, settings)
+        engine = engine_for(settings.store_dsn) if settings.store_dsn else default_engine()
+        store = engine.store(conn, settings)
         if reading:
             store.begin_reading()
         yield store

@@ -45,7 +45,7 @@ SHAPE_TEXT = "id char(36), count int, type varchar(255), createdAt, updatedAt"
 
 def quote(name: str) -> str:
     """A table name in backticks; ``schema.table`` quoted part by part."""
-    from analytics_cli.mysqldb import quote_name
+    from analytics_cli.engines.mysql.connect import quote_name
 
     return ".".join(quote_name(part) for part in name.split(".", 1))
 
@@ -294,8 +294,8 @@ def refusals() -> Iterator[None]:
     """
     import pymysql
 
+    from analytics_cli.engines.mysql.connect import code, message
     from analytics_cli.errors import Refused
-    from analytics_cli.mysqldb import code, message
 
     try:
         yield
@@ -324,9 +324,8 @@ def prune(
     """
     import pymysql
 
-    from analytics_cli.db import grant_hint
+    from analytics_cli.engines.mysql.connect import DENIED, code, grant_hint, message
     from analytics_cli.errors import DatabaseError
-    from analytics_cli.mysqldb import DENIED, code, message
 
     table = settings.table
     deleted = batches = 0
@@ -345,7 +344,7 @@ def prune(
             if cur.rowcount < batch_size:
                 return deleted, batches
     except pymysql.err.Error as exc:
-        refused = grant_hint("prune", "DELETE", table, settings.store_dsn)
+        refused = grant_hint("prune", "DELETE", table, settings.store_dsn or "")
         raise DatabaseError(
             f"prune stopped after {deleted} rows: {message(exc, conn.params.secrets)}",
             hint=refused if code(exc) in DENIED else None,

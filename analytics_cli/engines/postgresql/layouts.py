@@ -29,7 +29,7 @@ def refusals() -> Iterator[None]:
     """
     import psycopg
 
-    from analytics_cli.db import error_line
+    from analytics_cli.engines.postgresql.connect import error_line
     from analytics_cli.errors import Refused
 
     try:

@@ -65,7 +65,7 @@ def lock_slot(
     """
     import psycopg
 
-    from analytics_cli.db import lock_timeout_ms
+    from analytics_cli.engines.postgresql.connect import lock_timeout_ms
 
     wait_ms = int(max(statement_timeout.total_seconds() * 2, 60) * 1000)
     statement_ms = int(statement_timeout.total_seconds() * 1000)
@@ -87,7 +87,7 @@ def lock_slot(
 
 def lock_cycle_slot(conn: psycopg.Connection[Any], settings: Settings, slot: datetime) -> None:
     """The slot's advisory lock, every statement after it bounded by the statement timeout."""
-    from analytics_cli.db import set_statement_timeout
+    from analytics_cli.engines.postgresql.connect import set_statement_timeout
 
     set_statement_timeout(conn, settings)
     lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)

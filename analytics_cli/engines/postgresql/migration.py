@@ -245,7 +245,7 @@ def migrate_partition(
     """Convert the store table, every row kept; resumable after an interruption."""
     import psycopg
 
-    from analytics_cli.db import database_error, set_statement_timeout
+    from analytics_cli.engines.postgresql.connect import database_error, set_statement_timeout
     from analytics_cli.errors import ConfigError, DatabaseError
     from analytics_cli.timeutil import utcnow
 

@@ -6,9 +6,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.db import database_error, grant_hint, set_statement_timeout
 from analytics_cli.engines.base import Layout
 from analytics_cli.engines.postgresql import partitions
+from analytics_cli.engines.postgresql.connect import (
+    database_error,
+    grant_hint,
+    set_statement_timeout,
+)
 from analytics_cli.engines.postgresql.locks import briefly
 from analytics_cli.engines.postgresql.names import identifier
 from analytics_cli.engines.postgresql.native import NativeLayout

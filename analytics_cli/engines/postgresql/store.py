@@ -69,7 +69,7 @@ class PostgresStore:
         """The layout, creating a native table (partitioned) when none exists; committed."""
         import psycopg
 
-        from analytics_cli.db import store_or_database_error
+        from analytics_cli.engines.postgresql.connect import store_or_database_error
 
         try:
             found = layouts.ensure(self.conn, self.settings)
