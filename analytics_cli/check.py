@@ -13,7 +13,7 @@ from analytics_cli.timeutil import floor_slot, utcnow
 
 if TYPE_CHECKING:
     from analytics_cli.engines.base import MetricPlan
-    from analytics_cli.metrics import MetricFailure, Sample
+    from analytics_cli.samples import MetricFailure, Sample
 
 
 @dataclass
@@ -37,7 +37,7 @@ class CheckReport:
     @property
     def failed(self) -> int:
         """How many metrics failed."""
-        from analytics_cli.metrics import MetricFailure
+        from analytics_cli.samples import MetricFailure
 
         return sum(1 for o in self.outcomes if isinstance(o, MetricFailure))
 

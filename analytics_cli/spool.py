@@ -14,7 +14,7 @@ from pathlib import Path
 
 from analytics_cli.config.schema import Settings
 from analytics_cli.dsn import dsn_secrets, engine_for, scrub
-from analytics_cli.metrics import cut
+from analytics_cli.samples import cut
 from analytics_cli.spool_format import Corrupt, Identity, Spooled, decode, encode
 
 SUFFIX = ".json"

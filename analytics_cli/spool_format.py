@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from analytics_cli.config.schema import SOURCE_NAME_RE, MetricSpec
 from analytics_cli.config.validate import validate_table
 from analytics_cli.errors import ConfigError
-from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series, cut, unstorable
+from analytics_cli.samples import MetricFailure, Outcome, Sample, Series, cut, unstorable
 from analytics_cli.timeutil import iso
 
 KIND = "analytics-cli spooled cycle"

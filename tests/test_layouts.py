@@ -14,7 +14,7 @@ from psycopg import sql
 from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.engines.base import Layout
 from analytics_cli.engines.postgresql.layouts import detect, ensure
-from analytics_cli.metrics import MetricFailure, Sample
+from analytics_cli.samples import MetricFailure, Sample
 from tests.conftest import Databases
 
 SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)

@@ -20,7 +20,8 @@ from analytics_cli.config.schema import Settings
 from analytics_cli.engines.mysql.params import parse
 from analytics_cli.engines.mysql.snapshot import _measured, snapshot
 from analytics_cli.errors import DatabaseError
-from analytics_cli.metrics import Sample, Series, builtin_metrics
+from analytics_cli.metrics import builtin_metrics
+from analytics_cli.samples import Sample, Series
 from analytics_cli.sources import open_source
 from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from analytics_cli import spool, spool_format
-from analytics_cli.metrics import Sample, Series
+from analytics_cli.samples import Sample, Series
 
 STORE = {"engine": "postgresql", "host": "db", "port": "5432", "dbname": "a", "user": "u",
          "table": "analytics"}  # fmt: skip

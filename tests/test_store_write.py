@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from analytics_cli.engines.postgresql.native import NativeLayout, ensure_table
-from analytics_cli.metrics import Sample, Series
+from analytics_cli.samples import Sample, Series
 from tests.conftest import Databases
 
 SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analytics_cli.config.schema import Settings
-from analytics_cli.metrics import Sample, builtin_metrics
+from analytics_cli.metrics import builtin_metrics
+from analytics_cli.samples import Sample
 from analytics_cli.sources import open_source
 from tests.conftest import Databases
 from tests.mariadb_server import MySQLPlatform

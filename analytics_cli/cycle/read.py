@@ -10,7 +10,7 @@ from functools import partial
 from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.cycle.plan import Job
 from analytics_cli.errors import DatabaseError
-from analytics_cli.metrics import MetricFailure, Outcome, Sample, Series
+from analytics_cli.samples import MetricFailure, Outcome, Sample, Series
 from analytics_cli.sources import open_source
 from analytics_cli.timeutil import utcnow
 

@@ -14,7 +14,7 @@ from analytics_cli.cycle.table import write_refusing
 from analytics_cli.engines.base import SlotBusy
 from analytics_cli.engines.notices import notice
 from analytics_cli.errors import StoreError
-from analytics_cli.metrics import MetricFailure, Series
+from analytics_cli.samples import MetricFailure, Series
 from analytics_cli.timeutil import iso
 
 if TYPE_CHECKING:

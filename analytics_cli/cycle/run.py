@@ -13,7 +13,8 @@ from analytics_cli.cycle.read import read_all
 from analytics_cli.cycle.results import CycleReport
 from analytics_cli.cycle.write import batch_results, in_job_order, write_slot
 from analytics_cli.errors import DatabaseError
-from analytics_cli.metrics import enabled_metrics, storable
+from analytics_cli.metrics import enabled_metrics
+from analytics_cli.samples import storable
 from analytics_cli.timeutil import floor_slot, utcnow
 
 

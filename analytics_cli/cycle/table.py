@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from analytics_cli.config.schema import Settings
 from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import Refused
-from analytics_cli.metrics import MetricFailure, Outcome
+from analytics_cli.samples import MetricFailure, Outcome
 
 if TYPE_CHECKING:
     from analytics_cli.engines.base import Layout, Store

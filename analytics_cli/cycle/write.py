@@ -16,7 +16,7 @@ from analytics_cli.engines.base import SlotBusy
 from analytics_cli.engines.session import grant_hint
 from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import DatabaseError, StoreError
-from analytics_cli.metrics import MetricFailure, Outcome, Series, storable
+from analytics_cli.samples import MetricFailure, Outcome, Series, storable
 
 
 def write_slot(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from analytics_cli.config.schema import MetricSpec, Settings
-    from analytics_cli.metrics import Outcome
+    from analytics_cli.samples import Outcome
 
 # --- Engine and Source: connecting, the consistent read-only snapshot --------------------
 

@@ -12,7 +12,7 @@ from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
     from analytics_cli.config.schema import MetricSpec, Settings
-    from analytics_cli.metrics import Outcome
+    from analytics_cli.samples import Outcome
 
 IR_ENGINE = "ir-engine"
 # The columns, as PostgreSQL names their types (each engine says its own in ``accept``).
@@ -55,7 +55,7 @@ def missing_table(settings: Settings) -> ConfigError:
 
 def fit_count(outcome: Outcome) -> Outcome:
     """A sample the integer ``count`` column can hold unchanged, or that metric's failure."""
-    from analytics_cli.metrics import MetricFailure, Sample
+    from analytics_cli.samples import MetricFailure, Sample
 
     if isinstance(outcome, MetricFailure):
         return outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.metrics import (
+from analytics_cli.samples import (
     MAX_COUNT_OCTETS,
     MAX_DIMENSION_OCTETS,
     MetricFailure,

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from analytics_cli.engines.base import FullScan, MetricPlan, Refused, Slots
 from analytics_cli.engines.rows import sample_from, series_from, shared_from, with_dimensions_hint
 from analytics_cli.errors import DatabaseError
-from analytics_cli.metrics import MetricFailure, Outcome, Series, groups
+from analytics_cli.metrics import groups
+from analytics_cli.samples import MetricFailure, Outcome, Series
 
 if TYPE_CHECKING:
     from analytics_cli.config.schema import MetricSpec

@@ -38,7 +38,7 @@ def check_text(settings: Settings, report: CheckReport) -> str:
     """``config check``: where it connected, every metric's value, and the plans with --explain."""
     # db loads psycopg: config init and config show, which share this module, do without it.
     from analytics_cli.dsn import describe
-    from analytics_cli.metrics import MetricFailure
+    from analytics_cli.samples import MetricFailure
 
     assert settings.source_dsn is not None and settings.store_dsn is not None
     state = "exists" if report.table_exists else "absent, the first collect creates it"

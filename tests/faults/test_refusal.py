@@ -11,7 +11,7 @@ import psycopg
 
 from analytics_cli import spool
 from analytics_cli.config.schema import Settings
-from analytics_cli.metrics import Sample
+from analytics_cli.samples import Sample
 from tests.conftest import Databases, proc_env, run_proc
 from tests.helpers import custom_config, spool_file, write_config
 from tests.mariadb_server import MySQLPlatform

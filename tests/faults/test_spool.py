@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from analytics_cli import spool, spool_format
 from analytics_cli.config.schema import Settings
-from analytics_cli.metrics import Sample
+from analytics_cli.samples import Sample
 from tests.conftest import Databases, run_proc, spawn
 from tests.faults.conftest import (
     Proxy,

@@ -12,7 +12,7 @@ import psycopg
 
 from analytics_cli import spool
 from analytics_cli.config.schema import Settings
-from analytics_cli.metrics import Sample, Series
+from analytics_cli.samples import Sample, Series
 from tests.conftest import Databases, proc_env, run_proc
 from tests.helpers import custom_config, spool_file
 

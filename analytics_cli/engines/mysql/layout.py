@@ -29,7 +29,7 @@ from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
     from analytics_cli.config.schema import MetricSpec, Settings
-    from analytics_cli.metrics import Outcome
+    from analytics_cli.samples import Outcome
 
 # The table the platform's knex migration creates, as information_schema names its types
 # (MariaDB and MySQL 5.7 show int(11), MySQL 8 int: the display width is dropped).
@@ -204,7 +204,7 @@ class MySQLIrEngineLayout:
     ) -> dict[str, bool]:
         """New rows with new UUIDs in one INSERT; ``replace`` updates the slot's rows in
         place (same ids) in one UPDATE: three round trips at most."""
-        from analytics_cli.metrics import Sample
+        from analytics_cli.samples import Sample
 
         samples = [o for o in outcomes if isinstance(o, Sample)]
         if not samples:

@@ -30,11 +30,7 @@ from analytics_cli.engines.mysql.flavor import Flavor, flavor_of
 from analytics_cli.engines.mysql.guard import check_query, table_aliases
 from analytics_cli.engines.mysql.params import MySQLParams, parse
 from analytics_cli.errors import DatabaseError
-from analytics_cli.metrics import (
-    MAX_COUNT_OCTETS,
-    MAX_DIMENSION_OCTETS,
-    MetricFailure,
-)
+from analytics_cli.samples import MAX_COUNT_OCTETS, MAX_DIMENSION_OCTETS, MetricFailure
 
 if TYPE_CHECKING:
     import pymysql

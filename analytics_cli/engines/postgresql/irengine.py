@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from psycopg import sql
 
     from analytics_cli.config.schema import MetricSpec, Settings
-    from analytics_cli.metrics import Outcome
+    from analytics_cli.samples import Outcome
 
 # The table the platform's knex migration creates, as PostgreSQL's format_type names it.
 # Nullability and constraints are not part of the match: the columns and types are.
@@ -134,7 +134,7 @@ class IrEngineLayout:
         """New rows with new UUIDs; ``replace`` updates the slot's rows in place (same ids)."""
         from psycopg import sql
 
-        from analytics_cli.metrics import Sample
+        from analytics_cli.samples import Sample
 
         samples = [o for o in outcomes if isinstance(o, Sample)]
         if not samples:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from psycopg import sql
 
     from analytics_cli.config.schema import MetricSpec, Settings
-    from analytics_cli.metrics import Outcome
+    from analytics_cli.samples import Outcome
 
 
 @cache
@@ -230,7 +230,7 @@ class NativeLayout:
         replace: bool,
     ) -> dict[str, bool]:
         """Insert the batch in one statement (ON CONFLICT DO NOTHING, or update on replace)."""
-        from analytics_cli.metrics import Sample, Series
+        from analytics_cli.samples import Sample, Series
 
         samples: list[Sample] = []
         for outcome in outcomes:

@@ -19,13 +19,8 @@ from analytics_cli.engines.postgresql.connect import (
     session,
     set_statement_timeout,
 )
-from analytics_cli.metrics import (
-    MAX_COUNT_OCTETS,
-    MAX_DIMENSION_OCTETS,
-    MetricFailure,
-    Outcome,
-    groups,
-)
+from analytics_cli.metrics import groups
+from analytics_cli.samples import MAX_COUNT_OCTETS, MAX_DIMENSION_OCTETS, MetricFailure, Outcome
 
 if TYPE_CHECKING:
     import psycopg
