@@ -14,6 +14,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.config.schema import MetricSpec, Settings
+from analytics_cli.dsn import all_engines, default_engine
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,10 +57,6 @@ class Series:
 Outcome = Sample | Series | MetricFailure
 
 
-# The packs other than PostgreSQL's: same types and meaning, each in its engine's dialect.
-DIALECT_PACKS = ("mysql",)
-
-
 def _pack(engine: str) -> dict[str, Any]:
     path = resources.files("analytics_cli").joinpath("packs", f"{engine}.toml")
     if not path.is_file():
@@ -75,21 +72,26 @@ def builtin_metrics() -> tuple[MetricSpec, ...]:
 
     from analytics_cli.config.validate import metric_spec, with_queries
 
+    base = default_engine().name
     texts: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for engine in DIALECT_PACKS:
+    # The other engines' packs: same types and meaning, each in its engine's dialect.
+    for engine in [e.name for e in all_engines() if e.name != base]:
         doc = _pack(engine)
         for item in doc.get("metric", []):
             if "sql" in item:
                 texts.setdefault(("metric", item["type"]), []).append((engine, item["sql"].strip()))
         for item in doc.get("query", []):
             texts.setdefault(("query", item["name"]), []).append((engine, item["sql"].strip()))
-    doc = _pack("postgresql")
-    items = with_queries(doc["metric"], doc.get("query", []), where="packs/postgresql.toml")
+    doc = _pack(base)
+    where = f"packs/{base}.toml"
+    items = with_queries(doc["metric"], doc.get("query", []), where=where)
     specs = []
     for item in items:
         key = ("query", item["query"]) if "query" in item else ("metric", item["type"])
-        spec = metric_spec(item, where=f"packs/postgresql.toml: {item['type']}", builtin=True)
-        specs.append(replace(spec, dialects=tuple(texts.get(key, ()))))
+        spec = metric_spec(item, where=f"{where}: {item['type']}", builtin=True)
+        # Every engine's text, the default engine's first: nothing asks which engine is "the" one.
+        own = ((base, spec.sql.strip()),)
+        specs.append(replace(spec, dialects=own + tuple(texts.get(key, ()))))
     return tuple(specs)
 
 

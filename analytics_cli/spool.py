@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from analytics_cli.config.schema import Settings
-from analytics_cli.dsn import MYSQL, describe, dsn_secrets, engine_of, scrub
+from analytics_cli.dsn import dsn_secrets, engine_for, scrub
 from analytics_cli.metrics import cut
 from analytics_cli.spool_format import Corrupt, Identity, Spooled, decode, encode
 
@@ -49,61 +49,10 @@ def store_identity(settings: Settings) -> Identity:
     string may put a piece of its password where a host belongs.
     """
     dsn = settings.store_dsn or ""
-    found = _mysql_identity(dsn) if engine_of(dsn) == MYSQL else _pg_identity(dsn)
+    found = engine_for(dsn).identity(dsn)
     found["table"] = settings.table
     secrets = dsn_secrets(dsn)
     return {key: scrub(value, secrets) for key, value in found.items()}
-
-
-def _pg_identity(dsn: str) -> Identity:
-    try:
-        from psycopg import pq
-        from psycopg.conninfo import conninfo_to_dict
-
-        given = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v not in (None, "")}
-        defaults = {
-            o.keyword.decode(): o.val.decode()
-            for o in pq.Conninfo.get_defaults()
-            if o.val is not None and o.val != b""
-        }
-    except Exception:
-        # Not readable as a connection string: its redacted description stands for it.
-        return {"engine": "postgresql", "store": describe(dsn)}
-
-    def part(key: str) -> str:
-        return given.get(key) or defaults.get(key) or ""
-
-    user = part("user")
-    found = {
-        "engine": "postgresql",
-        "host": part("host") or part("hostaddr") or "(default socket)",
-        "port": part("port") or "5432",
-        "dbname": part("dbname") or user,
-        "user": user,
-    }
-    if part("service"):
-        found["service"] = part("service")
-    return found
-
-
-def _mysql_identity(dsn: str) -> Identity:
-    from analytics_cli.errors import ConfigError
-    from analytics_cli.mysql_dsn import parse
-
-    try:
-        params = parse(dsn)
-    except (ConfigError, OSError, ValueError):
-        return {"engine": "mysql", "store": describe(dsn)}
-    found = {
-        "engine": "mysql",
-        "host": params.host,
-        "port": str(params.port),
-        "dbname": params.database,
-        "user": params.user or "",
-    }
-    if params.unix_socket:
-        found["socket"] = params.unix_socket
-    return found
 
 
 def write(folder: Path, cycle: Spooled) -> Path:

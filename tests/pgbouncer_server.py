@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded
 from tests.required import unavailable
 
 # Another binary than the one on PATH or in /usr/sbin (Debian's place for it).

@@ -10,7 +10,7 @@ import pytest
 
 from analytics_cli.config.dump import dump, to_document
 from analytics_cli.config.load import load
-from analytics_cli.db import describe, dsn_secrets, redact_dsn
+from analytics_cli.dsn import describe, dsn_secrets, redact_dsn
 from analytics_cli.errors import ConfigError
 from tests.conftest import cli
 

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from analytics_cli import demo, embedded
+from analytics_cli import demo
 from analytics_cli.cli import app
+from analytics_cli.engines.postgresql import embedded
 from analytics_cli.timeutil import floor_slot
 from tests.conftest import Databases, cli, run_proc
 from tests.scratch import scratch_database

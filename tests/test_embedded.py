@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded, embedded_files
 from analytics_cli.errors import DatabaseError
 from tests.conftest import proc_env, run_proc, spawn
 from tests.test_demo import assert_server_gone, outside_tmp, postgres_processes
@@ -115,7 +115,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from analytics_cli import embedded
+    from analytics_cli.engines.postgresql import embedded
     with embedded.server(Path(sys.argv[1])):
         print("ready", flush=True)
         time.sleep(120)
@@ -198,7 +198,7 @@ SHOW_SOCKET = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from analytics_cli import embedded
+    from analytics_cli.engines.postgresql import embedded
     with embedded.server(Path(sys.argv[1])) as server:
         print(server.socket_dir, flush=True)
         sys.stdin.readline()
@@ -281,7 +281,7 @@ def test_a_command_leaves_the_home_folder_as_it_was(data: Path) -> None:
     if os.geteuid() == 0:
         # As root the server's files live outside the home, in a folder of its own account.
         server_dir = embedded.server_dir(data)
-        assert server_dir.parent == embedded.SERVER_ROOT
+        assert server_dir.parent == embedded_files.SERVER_ROOT
         assert stat.S_IMODE(server_dir.stat().st_mode) == 0o750
         assert stat.S_IMODE(embedded.pgdata_dir(data).stat().st_mode) == 0o700
         assert server_dir.stat().st_uid == pwd.getpwnam(embedded.SYSTEM_USER).pw_uid
@@ -337,7 +337,7 @@ def test_a_data_folder_of_an_earlier_version_is_moved_out_and_closed(old_home: P
     assert not legacy.exists()
     assert not (moved.parent / ".pgdata-moving").exists()
     moved = embedded.pgdata_dir(data)
-    assert moved.parent.parent == embedded.SERVER_ROOT
+    assert moved.parent.parent == embedded_files.SERVER_ROOT
     assert (moved / "PG_VERSION").exists()
     assert "trust" not in (moved / "pg_hba.conf").read_text()
     # Its history came along: the table made above is there on the next run.
@@ -371,12 +371,12 @@ def test_a_server_installed_in_a_private_folder_runs_from_a_copy(
         assert len(running) == 1
         exe = Path(os.readlink(f"/proc/{running[0]}/exe"))
     # It ran from a copy beside the servers' data; the private folder was not opened.
-    assert exe.is_relative_to(embedded.SERVER_ROOT), exe
+    assert exe.is_relative_to(embedded_files.SERVER_ROOT), exe
     assert {p: stat.S_IMODE(p.stat().st_mode) for p in modes} == modes
     monkeypatch.undo()  # pg_ctl status, run by the check below, from the reachable install
     assert_server_gone(data)
     # The copy is keyed by this test's own folder: no later run would use it.
-    shutil.rmtree(next(p for p in exe.parents if p.parent == embedded.SERVER_ROOT))
+    shutil.rmtree(next(p for p in exe.parents if p.parent == embedded_files.SERVER_ROOT))
 
 
 def test_a_planted_or_linked_folder_is_refused(tmp_path: Path) -> None:
@@ -390,7 +390,7 @@ def test_a_planted_or_linked_folder_is_refused(tmp_path: Path) -> None:
     planted.chmod(0o777)
     os.chown(planted, nobody.pw_uid, nobody.pw_gid)
     with pytest.raises(DatabaseError, match="belongs to another user"):
-        embedded._private_dir(planted, 0o750)
+        embedded_files.private_dir(planted, 0o750)
     assert stat.S_IMODE(planted.stat().st_mode) == 0o777
     assert planted.stat().st_uid == nobody.pw_uid
     target = tmp_path / "target"
@@ -398,5 +398,5 @@ def test_a_planted_or_linked_folder_is_refused(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(target)
     with pytest.raises(DatabaseError, match="is not a folder"):
-        embedded._private_dir(link, 0o700)
+        embedded_files.private_dir(link, 0o700)
     assert stat.S_IMODE(target.stat().st_mode) == 0o755

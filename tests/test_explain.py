@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_cli.sources.postgresql import suggest_index
+from analytics_cli.engines.postgresql.snapshot import suggest_index
 from tests.conftest import Databases, cli
 from tests.metric_definitions import POSTGRESQL
 

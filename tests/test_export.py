@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from analytics_cli import store
+from analytics_cli.engines.postgresql.native import ensure_table
 from tests.conftest import Databases, cli, proc_env, run_proc, with_db
 from tests.test_show import load_fixed
 
@@ -87,7 +87,7 @@ def key(row: dict[str, Any]) -> tuple[Any, ...]:
 def store_env(dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> Databases:
     monkeypatch.setenv("ANALYTICS_DSN", dbs.store)
     with psycopg.connect(dbs.store, autocommit=True) as conn, conn.transaction():
-        store.ensure_table(conn, "analytics")
+        ensure_table(conn, "analytics")
     return dbs
 
 
@@ -258,7 +258,7 @@ def big_store(admin_dsn: str) -> Iterator[str]:
     dsn = with_db(admin_dsn, name)
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         conn.execute(
             'INSERT INTO analytics (type, count, "timestamp", metadata) '
             "SELECT 'activeInstances', g %% 977, '2020-01-01'::timestamptz + g * interval '1 minute', "

@@ -359,7 +359,7 @@ def test_config_show_round_trips_queries(tmp_path: Path) -> None:
 
 
 def _mysql_values(conn: Any, texts: dict[str, str]) -> dict[str, Decimal]:
-    from analytics_cli.sources.mysql import bound_parameters
+    from analytics_cli.engines.mysql.snapshot import bound_parameters
 
     params = bound_parameters(SLOT, INTERVAL)
     out: dict[str, Decimal] = {}

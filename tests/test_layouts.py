@@ -12,8 +12,9 @@ import pytest
 from psycopg import sql
 
 from analytics_cli.config.schema import MetricSpec, Settings
+from analytics_cli.engines.base import Layout
+from analytics_cli.engines.postgresql.layouts import detect, ensure
 from analytics_cli.metrics import MetricFailure, Sample
-from analytics_cli.store.layout import Layout, detect, ensure
 from tests.conftest import Databases
 
 SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
@@ -101,22 +102,24 @@ def test_fit_and_refuse(store: tuple[Any, Layout]) -> None:
 
 def test_report_and_anomaly_reads_agree_on_both_layouts(store: tuple[Any, Layout]) -> None:
     # report and status --anomalies read per-slot totals through the layout's relation.
-    from analytics_cli import store as store_reads
-    from analytics_cli.store.layout import selection
+    from analytics_cli.engines.base import Selection
+    from analytics_cli.engines.postgresql.store import PostgresStore
+    from analytics_cli.engines.reading import total_points
 
     conn, layout = store
+    found = PostgresStore(conn, Settings(table=layout.table))
     for k, value in enumerate((3, 5, 4)):
         slot = SLOT + k * timedelta(minutes=30)
         layout.write(conn, slot, slot, None, [Sample("a", Decimal(value))], replace=False)
-    sel = selection(
-        layout, store_reads.Selection(layout.table, SLOT, SLOT + timedelta(hours=2), ("a",))
+    sel = found.selection(
+        layout, Selection(layout.table, SLOT, SLOT + timedelta(hours=2), ("a",)), say_gaps=False
     )
     interval = timedelta(minutes=30)
-    [summary] = store_reads.summaries(conn, sel, interval)
+    [summary] = found.summaries(sel, interval)
     assert (summary.latest, summary.min, summary.max, summary.slots) == (4, 3, 5, 3)
     assert summary.avg == 4
-    points = store_reads.total_points(conn, sel, interval, interval)
+    points = total_points(found, sel, interval, interval)
     assert [(p.timestamp, p.count) for p in points] == [
         (SLOT + k * interval, Decimal(v)) for k, v in enumerate((3, 5, 4))
     ]
-    assert store_reads.first_metadata(conn, sel, "a") == {}
+    assert found.first_metadata(sel, "a") == {}

@@ -17,11 +17,11 @@ import pytest
 import tomli_w
 
 from analytics_cli.config.schema import Settings
+from analytics_cli.engines.mysql.params import parse
+from analytics_cli.engines.mysql.snapshot import _measured, snapshot
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import Sample, Series, builtin_metrics
-from analytics_cli.mysql_dsn import parse
 from analytics_cli.sources import open_source
-from analytics_cli.sources.mysql import _measured, snapshot
 from tests import location_data, platform_data
 from tests.conftest import Databases, cli, proc_env, run_proc, spawn
 from tests.faults.conftest import Proxy, wait_for

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_cli.sources.mysql import own_text
+from analytics_cli.engines.mysql.snapshot import own_text
 from tests.conftest import Databases, cli
 from tests.mariadb_server import MySQLPlatform
 

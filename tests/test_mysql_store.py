@@ -348,9 +348,10 @@ def test_export_text_of_odd_names_is_exactly_this(ir: MySQLPlatform, fmt: str) -
     use) both give the literal text above, for any type text."""
     from decimal import Decimal
 
+    from analytics_cli.engines.base import EXPORT_KEYS
+    from analytics_cli.engines.mysql import store as mysql_store
+    from analytics_cli.engines.reading import row_lines
     from analytics_cli.history import SHOW_KEYS
-    from analytics_cli.store import mysql as mysql_store
-    from analytics_cli.store.read import EXPORT_KEYS
 
     with ir.connect() as conn, conn.cursor() as cur:
         cur.executemany(
@@ -368,7 +369,7 @@ def test_export_text_of_odd_names_is_exactly_this(ir: MySQLPlatform, fmt: str) -
             )
             found = [(t, Decimal(c), a.replace(tzinfo=UTC), u.replace(tzinfo=UTC))
                      for t, c, a, u in cur.fetchall()]  # fmt: skip
-        lines = "".join(mysql_store._python_lines(found, fmt, keys))
+        lines = "".join(row_lines(found, fmt, keys))
         if fmt == "csv":
             return ",".join(keys) + "\n" + lines
         if fmt == "json":

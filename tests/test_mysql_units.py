@@ -12,17 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analytics_cli.dsn import redact_dsn
-from analytics_cli.errors import ConfigError
-from analytics_cli.metrics import builtin_metrics
-from analytics_cli.mysql_dsn import parse
-from analytics_cli.sources.mysql import (
+from analytics_cli.engines.mysql.flavor import flavor_of
+from analytics_cli.engines.mysql.guard import Refused, check_query, table_aliases, tokens
+from analytics_cli.engines.mysql.params import parse
+from analytics_cli.engines.mysql.snapshot import (
     _cost,
     _table_accesses,
     bound_parameters,
-    flavor_of,
     suggest_index,
 )
-from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases, tokens
+from analytics_cli.errors import ConfigError
+from analytics_cli.metrics import builtin_metrics
 
 # ---------------------------------------------------------------------------- connection strings
 

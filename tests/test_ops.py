@@ -149,7 +149,7 @@ def test_config_init_writes_a_loadable_starter(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     doc = tomllib.loads(path.read_text())
     assert doc["collect"]["metrics"] == BUILTINS
-    assert doc["metric"] == [starter.EXAMPLE_METRIC]
+    assert doc["metric"] == [starter.example_metric("postgresql")]
     settings = load(path, env={})
     assert settings.metrics == tuple(BUILTINS)
     assert [m.type for m in settings.custom] == ["registeredUsers"]

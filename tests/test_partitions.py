@@ -10,9 +10,9 @@ import pytest
 from psycopg import sql
 
 from analytics_cli.config.schema import Settings
+from analytics_cli.engines.postgresql.layouts import ensure
+from analytics_cli.engines.postgresql.partitions import create_month, month_of, next_month
 from analytics_cli.prune import prune
-from analytics_cli.store.layout import ensure
-from analytics_cli.store.partitions import create_month, month_of, next_month
 from analytics_cli.timeutil import utcnow
 from tests.conftest import Databases, cli
 

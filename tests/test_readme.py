@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_cli import embedded, errors
+from analytics_cli import errors
+from analytics_cli.engines.postgresql import embedded
 from analytics_cli.metrics import builtin_metrics
 from analytics_cli.render.demo import DEMO_NEXT, demo_next_text
 

@@ -16,7 +16,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from analytics_cli.dsn import dsn_secrets, one_line, redact_dsn, redact_patterns, scrub
-from analytics_cli.mysqldb import message
+from analytics_cli.engines.mysql.connect import message
 from tests.conftest import Databases, cli
 from tests.mariadb_server import MySQLPlatform
 

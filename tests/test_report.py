@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics_cli import store
+from analytics_cli.engines.postgresql.native import ensure_table
 from tests.chromium import Browser, browser  # noqa: F401 (a fixture)
 from tests.conftest import Databases, cli, proc_env
 
@@ -48,7 +48,7 @@ def load(dsn: str) -> None:
             )
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         with conn.cursor() as cur:
             cur.executemany(
                 'INSERT INTO analytics (type, count, "timestamp", collected_at, metadata) '

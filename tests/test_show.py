@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from analytics_cli import store
+from analytics_cli.engines.postgresql.native import ensure_table
 from tests.conftest import Databases, cli, proc_env, run_proc
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -28,7 +28,7 @@ def load_fixed(dsn: str, table: str = "analytics") -> None:
     """The fixed dataset most tests read."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, table)
+            ensure_table(conn, table)
         rows = []
         for i, (inst, users) in enumerate(zip(INSTANCES, USERS, strict=True)):
             slot = T0 + timedelta(minutes=30 * i)
@@ -363,7 +363,7 @@ def test_bucketed_values_match_sql(
     monkeypatch.setenv("ANALYTICS_DSN", dbs.store)
     with psycopg.connect(dbs.store, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         # Irregular times (every 7 minutes 13 seconds) and fractional counts over three days.
         conn.execute(
             'INSERT INTO analytics (type, count, "timestamp") SELECT t, '

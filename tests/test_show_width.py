@@ -18,7 +18,7 @@ from itertools import pairwise
 import psycopg
 import pytest
 
-from analytics_cli import store
+from analytics_cli.engines.postgresql.native import ensure_table
 from tests.conftest import Databases, Result, proc_env
 
 WINDOW = ("--since", "2026-03-02T00:00:00Z", "--until", "2026-03-09T00:00:00Z")
@@ -32,7 +32,7 @@ def load_week(dsn: str) -> None:
     """A week of 30-minute slots: plain metrics, and two metrics with three locations each."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         slots = (
             "generate_series('2026-03-02T00:00:00Z'::timestamptz, "
             "'2026-03-08T23:30:00Z', interval '30 minutes') WITH ORDINALITY AS s(at, i)"

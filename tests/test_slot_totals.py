@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from analytics_cli import store
+from analytics_cli.engines.postgresql.native import ensure_table
 from tests.conftest import Databases, cli
 from tests.mariadb_server import MySQLPlatform
 
@@ -42,7 +42,7 @@ def load_pg(dsn: str) -> None:
         rows.append(("usersBySource", (k * 5) % 7 + 1, at, {"source": "us"}))
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         with conn.cursor() as cur:
             cur.executemany(
                 'INSERT INTO analytics (type, count, "timestamp", collected_at, metadata) '

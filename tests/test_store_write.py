@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from analytics_cli.engines.postgresql.native import NativeLayout, ensure_table
 from analytics_cli.metrics import Sample, Series
-from analytics_cli.store.native import NativeLayout, ensure_table
 from tests.conftest import Databases
 
 SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)

@@ -145,7 +145,7 @@ def test_window_edges_on_postgresql(dbs: Databases) -> None:
 
 
 def test_window_edges_on_mariadb(mysql_platform: MySQLPlatform) -> None:
-    from analytics_cli.sources.mysql import bound_parameters
+    from analytics_cli.engines.mysql.snapshot import bound_parameters
 
     with mysql_platform.connect() as conn:
         insert_mysql(conn, rows())

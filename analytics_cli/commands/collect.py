@@ -106,11 +106,12 @@ def collect(
     """
     import dataclasses
 
-    from analytics_cli import db, notify
+    from analytics_cli import notify
     from analytics_cli.cycle.backfill import backfill as run_backfill  # --backfill holds the name
     from analytics_cli.cycle.plan import plan
     from analytics_cli.cycle.results import CycleReport
     from analytics_cli.cycle.run import run_cycle
+    from analytics_cli.engines.session import resolved
     from analytics_cli.metrics import enabled_metrics
     from analytics_cli.render.collect import backfill_report, collect_report
     from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
@@ -136,7 +137,7 @@ def collect(
                     # database is used.
                     jobs = plan(settings, enabled_metrics(settings, only), source)
                     filled = None
-                    with db.resolved(settings, announce=announce) as live:
+                    with resolved(settings, announce=announce) as live:
                         try:
                             report = run_cycle(
                                 live,

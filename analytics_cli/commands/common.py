@@ -93,11 +93,11 @@ def load(ctx: typer.Context, path: Path | None = None) -> Settings:
     command itself, when there is one); their passwords join the scrub list."""
     given = globals_of(ctx)
     if not given.listening:
-        # Here, not in the global options' callback: the store package then loads only for
+        # Here, not in the global options' callback: the store's modules then load only for
         # a command that reads the settings, never for `show --help`.
-        from analytics_cli.store import layout
+        from analytics_cli.engines import notices
 
-        layout.listen(out.info)  # the store layout's notice: once per command, like other info
+        notices.listen(out.info)  # the store layout's notice: once per command, like other info
         given.listening = True
     if path is not None:
         given = replace(given, config=path)

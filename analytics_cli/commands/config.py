@@ -1,13 +1,13 @@
 """`config init`, `config show` and `config check`: write, show and check the configuration."""
 
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from analytics_cli.commands.common import announce, docs, globals_of, handled, load, out
+from analytics_cli.dsn import Dialect
 
 # Each command imports the library inside its body, not here: `--help` then starts
 # without loading psycopg, rich or the config parser. No `from __future__ import
@@ -28,13 +28,6 @@ PathArg = Annotated[
         show_default=False,
     ),
 ]
-
-
-class Dialect(StrEnum):
-    """The SQL dialect of the platform database (the source)."""
-
-    postgresql = "postgresql"
-    mysql = "mysql"
 
 
 @app.command("init", epilog=docs("configuration.md"))
@@ -108,12 +101,13 @@ def config_check(
     Prints each value and the time of the snapshot it was read in; writes nothing.
     Exit 0 ok, 1 some metrics failed, 2 config error, 3 database unreachable.
     """
-    from analytics_cli import check, db
+    from analytics_cli import check
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.config import check_failed, check_text
 
     with handled():
         settings = load(ctx, path)
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             report = check.check(live, explain=explain)
     out.write(check_text(live, report))
     check_failed(out, report)

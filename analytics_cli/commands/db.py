@@ -21,13 +21,13 @@ app = typer.Typer(
 @app.command("init", epilog=docs("architecture.md"))
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
-    from analytics_cli import db
     from analytics_cli.cycle.table import ensure_store
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.db import db_init as db_init_render
 
     with handled():
         settings = load(ctx)
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             created = ensure_store(live)
     db_init_render(out, settings.table, created)
 
@@ -48,15 +48,15 @@ def db_migrate(
     ] = 10_000,
 ) -> None:
     """Change the store table's shape (today: --partition)."""
-    from analytics_cli import db
     from analytics_cli import migrate as migrate_mod
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.db import migrated
 
     with handled():
         if not partition:
             fail("say what to migrate: --partition", hint="analytics-cli db migrate --partition")
         settings = load(ctx)
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             done = migrate_mod.migrate_partition(
                 live,
                 batch_size=batch_size,

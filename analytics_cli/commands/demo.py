@@ -55,15 +55,15 @@ def demo_cmd(
     collected, not invented. On a configured database it asks first (--yes
     skips the question) and never drops tables it did not create.
     """
-    from analytics_cli import db
     from analytics_cli import demo as demo_mod
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.demo import demo_next, demo_progress, demo_summary
 
     with handled():
         settings = load(ctx)
         if not settings.embedded:
             _confirm_demo(settings, days=days, yes=yes)
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             unit = "slots" if scale is Scale.small else "steps"
             with demo_progress(out, unit) as progress:
                 result = demo_mod.run(

@@ -70,7 +70,9 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import console, db, history, store
+    from analytics_cli import console, history
+    from analytics_cli.engines.base import Selection
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.export import exported
     from analytics_cli.render.show import no_table
 
@@ -83,7 +85,7 @@ def export(
         chosen_fmt = flags[0] if flags else "csv"
         settings = load(ctx)
         start, end, size = options.window(since, until, bucket)
-        sel = store.Selection(
+        sel = Selection(
             settings.table,
             start,
             end,
@@ -93,7 +95,7 @@ def export(
             where=options.where_pairs(where),
         )
         progress = output is not None and console.stderr_is_terminal() and not out.quiet
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             try:
                 rows = history.export(live, sel, chosen_fmt, output, progress=progress)
             except history.NoData:

@@ -31,7 +31,8 @@ def prune_cmd(
     ] = 10_000,
 ) -> None:
     """Delete old rows in small batches (no long lock); asks first on a terminal unless --yes."""
-    from analytics_cli import console, db, prune
+    from analytics_cli import console, prune
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.prune import prune_preview, prune_scope, pruned
     from analytics_cli.timeutil import parse_duration
 
@@ -43,7 +44,7 @@ def prune_cmd(
                 "refusing to delete without confirmation (no terminal)",
                 hint="add --yes to prune from a script or cron, or --dry-run to count",
             )
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             cutoff = prune.prune_cutoff(older)
             scope = prune_scope(cutoff, live.table)
             todo = prune.count_older(live, cutoff)

@@ -61,8 +61,9 @@ def report(
     and charts (SVG, drawn by matplotlib from the 'report' extra) are
     inline: no request leaves the page.
     """
-    from analytics_cli import db, history
+    from analytics_cli import history
     from analytics_cli import report as report_mod
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.export import report_written
     from analytics_cli.render.show import no_table
     from analytics_cli.timeutil import utcnow, zone
@@ -73,7 +74,7 @@ def report(
         start, end, _ = options.window(since, until, None, open_end=False)
         tzone = zone(tz)
         generated = utcnow()
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             try:
                 data = report_mod.report_data(
                     live,

@@ -70,7 +70,9 @@ def show(
     charts and tables (the bucket used is printed); json and csv give every stored
     point unless --bucket is given.
     """
-    from analytics_cli import db, history, store
+    from analytics_cli import history
+    from analytics_cli.engines.base import Selection
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.show import no_table, show_streamed, show_view
     from analytics_cli.render.show import show as show_render
     from analytics_cli.timeutil import zone
@@ -84,10 +86,8 @@ def show(
         if by is not None and (chosen is None or len(chosen) != 1):
             fail("--by needs exactly one metric type", hint="e.g. show --type X --by location")
         view = show_view(fmt.value if fmt else None, chosen, end - start, settings.interval)
-        sel = store.Selection(
-            settings.table, start, end, chosen, size, agg.value, where=pairs, by=by
-        )
-        with db.resolved(settings, announce=announce) as live:
+        sel = Selection(settings.table, start, end, chosen, size, agg.value, where=pairs, by=by)
+        with resolved(settings, announce=announce) as live:
             try:
                 if view.streamed:
                     show_streamed(out, history.show_rows(live, sel, view.mode), tzone)

@@ -25,12 +25,13 @@ def spool_list(
 ) -> None:
     """List every spool file: its slot and rows, or the other store it is for, or why it
     cannot be replayed; and the files set aside in rejected/. Connects to no database."""
-    from analytics_cli import db, spool
+    from analytics_cli import spool
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.spool import spool_listing
 
     with handled():
         settings = load(ctx)
-        with db.resolved(settings) as live:
+        with resolved(settings) as live:
             folder = spool.spool_dir(live)
             items = spool.summary(folder, spool.store_identity(live))
         aside = spool.rejected(folder)
@@ -49,13 +50,14 @@ def spool_drop(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove spool files that this configuration never replays; asks first on a terminal."""
-    from analytics_cli import console, db, spool
+    from analytics_cli import console, spool
+    from analytics_cli.engines.session import resolved
 
     with handled():
         if not (foreign or rejected):
             fail("nothing to drop", hint="name what to remove: --foreign, --rejected or both")
         settings = load(ctx)
-        with db.resolved(settings) as live:
+        with resolved(settings) as live:
             folder = spool.spool_dir(live)
             todo = spool.droppable(
                 folder, spool.store_identity(live), foreign=foreign, rejected_too=rejected

@@ -56,7 +56,8 @@ def status_cmd(
     Exit 1 when the newest row is older than --max-age, or with --anomalies when a value
     left its usual range or a configured limit, so it can drive an alert or a probe.
     """
-    from analytics_cli import db, status
+    from analytics_cli import status
+    from analytics_cli.engines.session import resolved
     from analytics_cli.render.status import (
         anomaly_findings,
         finding_line,
@@ -70,7 +71,7 @@ def status_cmd(
         settings = with_notify(load(ctx), alertmanager, webhook)
         limit = parse_duration(max_age, what="--max-age") if max_age else None
         found = None
-        with db.resolved(settings, announce=announce) as live:
+        with resolved(settings, announce=announce) as live:
             report = status.status(live, max_age=limit)
             if anomalies and report.store_error is None:
                 from analytics_cli import anomalies as anomalies_mod

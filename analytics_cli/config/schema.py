@@ -78,13 +78,13 @@ class MetricSpec:
     # True when its value at a past slot depends only on timestamped rows, so a missed slot
     # can be computed later, exactly (backfill, catch-up).
     backfill: bool = False
-    # Built-ins: the text for each other engine, as (engine, sql); ``sql`` is PostgreSQL's.
-    # A custom metric has one text, written in the dialect of the sources it runs on.
+    # Built-ins: the text for each engine, as (engine, sql), the default engine's first (also
+    # in ``sql``). A custom metric has one text, in the dialect of the sources it runs on.
     dialects: tuple[tuple[str, str], ...] = ()
 
     def sql_for(self, engine: str) -> str | None:
         """The text that runs on ``engine``; None when a built-in has none for it."""
-        if not self.builtin or engine == "postgresql":
+        if not self.builtin:
             return self.sql
         return dict(self.dialects).get(engine)
 
@@ -148,7 +148,7 @@ class Settings:
     store_dsn: str | None = None
     store_dsn_origin: str = "default"
     table: str = DEFAULT_TABLE
-    # "auto", "native" or "ir-engine" (the platform's own table; see store/irengine.py).
+    # "auto", "native" or "ir-engine" (the platform's own table; see engines/irengine.py).
     layout: str = "auto"
     interval: timedelta = timedelta(minutes=30)
     statement_timeout: timedelta = timedelta(seconds=30)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analytics_cli.console import atomic_write
+from analytics_cli.dsn import default_engine, engine_for, engine_named
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -14,31 +15,15 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG_PATH = Path("analytics-cli.toml")
 
-EXAMPLE_METRIC = {
-    "type": "registeredUsers",
-    "description": "Accounts that are neither guests nor deactivated",
-    "sql": (
-        "SELECT count(*) AS count\n"
-        'FROM "user"\n'
-        'WHERE "isGuest" = false AND "isDeactivated" IS NOT TRUE\n'
-    ),
-}
 
-# The same metric in MySQL/MariaDB's dialect: backticks, booleans as tinyint(1).
-EXAMPLE_METRIC_MYSQL = {
-    **EXAMPLE_METRIC,
-    "sql": (
-        "SELECT COUNT(*) AS `count`\n"
-        "FROM `user`\n"
-        "WHERE `isGuest` = 0 AND NOT (`isDeactivated` <=> 1)\n"
-    ),
-}
+def example_metric(dialect: str) -> dict[str, str]:
+    """The example custom metric (registered users), in the source's ``dialect``."""
+    return {
+        "type": "registeredUsers",
+        "description": "Accounts that are neither guests nor deactivated",
+        "sql": engine_named(dialect).starter.example_sql,
+    }
 
-_SOURCE_EXAMPLE = {
-    "postgresql": '# dsn = "postgresql://analytics@db.example.com/platform"',
-    "mysql": '# dsn = "mysql://analytics@db.example.com:3306/platform'
-    '?option_file=/etc/analytics-cli/my.cnf"',
-}
 
 _STARTER_HEADER = """\
 # analytics-cli configuration.
@@ -56,37 +41,12 @@ _STARTER_HEADER = """\
 
 """
 
-_STARTER_STORE = """
-# The database and table the samples are written to. Defaults to the source database.
-# dsn = "postgresql://analytics@db.example.com/metrics"
-"""
-
 _STARTER_COLLECT = """
 # interval: the slot length; schedule 'collect' at the same period (cron */30).
 # metrics: the built-in metrics to run; remove the key to run every built-in that
 # is enabled by default, including ones added by later versions. Custom [[metric]]
 # entries run unless they say enabled = false.
 # ping_url: a heartbeat URL called after each run (URL, or URL/fail on error).
-"""
-
-_STARTER_STORE_MYSQL = """
-# The database and table the samples are written to. Defaults to the source database,
-# where only the platform's own table can be the store (table = "analytics",
-# layout = "ir-engine"); the analytics-cli table with dimensions lives on PostgreSQL:
-# dsn = "postgresql://analytics@metrics.example.com/metrics"
-"""
-
-_STARTER_METRIC_MYSQL = """
-# Custom metrics: one row per cycle each, in the source's dialect (MySQL/MariaDB here).
-# The query must return exactly one row with a numeric column named count. Parameters:
-# %(slot)s (start of the slot, UTC) and %(interval_seconds)s (the interval in seconds).
-# Quote names with backticks; booleans are 0 and 1.
-"""
-
-_STARTER_METRIC = """
-# Custom metrics: one row per cycle each. The query must return exactly one row
-# with a numeric column named count. Parameters: %(slot)s (start of the slot,
-# timestamptz) and %(interval)s (the interval). Quote camelCase identifiers.
 """
 
 
@@ -104,12 +64,10 @@ def readable_toml(text: str) -> str:
 
 def dialect_of(dsn: str | None) -> str:
     """The SQL dialect of a source connection string (PostgreSQL when none is given)."""
-    from analytics_cli.dsn import MYSQL, engine_of
-
-    return "mysql" if dsn and engine_of(dsn) == MYSQL else "postgresql"
+    return engine_for(dsn).name
 
 
-def starter_config(path: Path, builtins: Sequence[MetricSpec], dialect: str = "postgresql") -> str:
+def starter_config(path: Path, builtins: Sequence[MetricSpec], dialect: str | None = None) -> str:
     """The text of a starter configuration: defaults, the ``builtins`` listed, one custom metric
     written in the source's ``dialect``."""
     from analytics_cli.config.dump import dump
@@ -133,21 +91,21 @@ def starter_config(path: Path, builtins: Sequence[MetricSpec], dialect: str = "p
             "metrics": [m.type for m in builtins if m.enabled],
         }
     }
-    mysql = dialect == "mysql"
-    metric_doc = {"metric": [EXAMPLE_METRIC_MYSQL if mysql else EXAMPLE_METRIC]}
-    store_note = _STARTER_STORE_MYSQL if mysql else _STARTER_STORE
+    dialect = dialect or default_engine().name
+    text = engine_named(dialect).starter
+    metric_doc = {"metric": [example_metric(dialect)]}
     return (
-        _STARTER_HEADER.format(path=path, source_example=_SOURCE_EXAMPLE[dialect])
-        + dump(store_doc).replace("[store]\n", "[store]" + store_note, 1)
+        _STARTER_HEADER.format(path=path, source_example=text.source_example)
+        + dump(store_doc).replace("[store]\n", "[store]" + text.store_note, 1)
         + "\n"
         + dump(collect_doc).replace("[collect]\n", "[collect]" + _STARTER_COLLECT, 1)
-        + (_STARTER_METRIC_MYSQL if mysql else _STARTER_METRIC)
+        + text.metric_note
         + readable_toml(dump(metric_doc))
     )
 
 
 def write_starter(
-    path: Path, builtins: Sequence[MetricSpec], *, force: bool, dialect: str = "postgresql"
+    path: Path, builtins: Sequence[MetricSpec], *, force: bool, dialect: str | None = None
 ) -> None:
     """Write the starter configuration (mode 0600); refuse to overwrite unless ``force``."""
     if path.is_dir():

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from analytics_cli.config.schema import MetricSpec, Settings
-from analytics_cli.db import store_session
+from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import floor_slot
 
 if TYPE_CHECKING:
-    from analytics_cli.store.layout import Layout
+    from analytics_cli.engines.base import Layout, Store
 
 Job = tuple[MetricSpec, str | None]  # a metric and the [[source]] it runs on (None: single/HTTP)
 Missing = list[tuple[datetime, list[Job]]]
@@ -58,14 +58,13 @@ def missing_slots(
     until: datetime,
     *,
     gaps_only: bool,
-    conn: Any = None,
+    found: Store | None = None,
     layout: Layout | None = None,
 ) -> Missing:
     """The slots in [since, until] (oldest first) where some of ``jobs`` has no row yet.
 
-    One query, on ``conn`` when given (the cycle's own store connection), else on a new one.
+    One query, on ``found`` when given (the cycle's own store), else on a new session.
     """
-    from analytics_cli.store.layout import detect
     from analytics_cli.timeutil import slots as slot_range
 
     wanted: dict[datetime, list[Job]] = {}
@@ -79,12 +78,14 @@ def missing_slots(
                 wanted.setdefault(at, []).append(job)
     if not wanted:
         return []
-    if conn is None:
-        with store_session(settings, doing="cannot read the store", read_only=True) as own:
-            found = detect(own, settings)
-            stored = found.stored_slots(own, since, until, jobs) if found is not None else set()
+    if found is None:
+        with open_store(settings, doing="cannot read the store", read_only=True) as own:
+            seen = own.detect()
+            stored = seen.stored_slots(own.conn, since, until, jobs) if seen is not None else set()
     else:
-        stored = layout.stored_slots(conn, since, until, jobs) if layout is not None else set()
+        stored = (
+            layout.stored_slots(found.conn, since, until, jobs) if layout is not None else set()
+        )
     earliest: dict[tuple[str, str | None], datetime] = {}
     for type_, source, at in stored:
         key = (type_, source)

@@ -55,7 +55,7 @@ def read_all(
     [[source]] that cannot be reached fails its own metrics only; with the single
     ``[source] dsn`` an unreachable database still stops the run (DatabaseError).
     """
-    from analytics_cli.sources.base import Source
+    from analytics_cli.engines.base import Source
 
     slots = slot if isinstance(slot, Mapping) else {spec.type: slot for spec, _ in jobs}
     opened: list[Source] = []

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from analytics_cli.config.schema import Settings
 from analytics_cli.cycle.read import Batch
 from analytics_cli.cycle.results import CycleReport
 from analytics_cli.cycle.table import write_refusing
+from analytics_cli.engines.base import SlotBusy
+from analytics_cli.engines.notices import notice
 from analytics_cli.errors import StoreError
 from analytics_cli.metrics import MetricFailure, Series
 from analytics_cli.timeutil import iso
 
 if TYPE_CHECKING:
-    from analytics_cli.store.layout import Layout
+    from analytics_cli.engines.base import Layout, Store
 
 
 def spool_cycle(
@@ -63,7 +65,7 @@ def spool_cycle(
     )
 
 
-def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -> None:
+def replay(found: Store, layout: Layout, settings: Settings, report: CycleReport) -> None:
     """Write every spooled cycle of this store, oldest first, each in its own transaction
     under its slot's lock, then remove its file. Counts the slots and rows written in
     ``report``.
@@ -78,9 +80,8 @@ def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -
     presence check of the next replay finds the rows, and nothing is written twice.
     """
     from analytics_cli import spool, spool_format
-    from analytics_cli.store.layout import notice
-    from analytics_cli.store.locks import SlotBusy
 
+    conn = found.conn
     identity = spool.store_identity(settings)
     folder = spool.spool_dir(settings)
     foreign: list[spool_format.Spooled] = []
@@ -104,7 +105,7 @@ def replay(conn: Any, layout: Layout, settings: Settings, report: CycleReport) -
                     ]
                     refused |= {o.type: o.error for o in outcomes if isinstance(o, MetricFailure)}
                     written, no = write_refusing(
-                        conn,
+                        found,
                         layout,
                         (cycle.slot, batch.collected_at, batch.source),
                         outcomes,

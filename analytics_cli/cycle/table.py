@@ -5,57 +5,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from analytics_cli.config.schema import Settings
-from analytics_cli.db import store_session
+from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import Refused
 from analytics_cli.metrics import MetricFailure, Outcome
 
 if TYPE_CHECKING:
-    from analytics_cli.store.layout import Layout
+    from analytics_cli.engines.base import Layout, Store
 
 
 def ensure_store(settings: Settings) -> bool:
     """Create the store table if it does not exist; True when it was created (``db init``)."""
-    from analytics_cli.store.layout import ensure
-
-    with store_session(
-        settings, doing="cannot prepare the store table", refused=_create_hint(settings)
-    ) as conn:
-        return ensure(conn, settings)[1]
+    refused = create_hint(settings)
+    with open_store(settings, doing="cannot prepare the store table", refused=refused) as found:
+        return found.ensure(refused=refused)[1]
 
 
-def _create_hint(settings: Settings) -> str:
+def create_hint(settings: Settings) -> str:
+    """What an account that may not create the store table needs, and how to get it."""
     return (
         f"creating {settings.table} needs CREATE on its schema: "
         "run 'analytics-cli db init' once as a role that has it"
     )
 
 
-def prepared_layout(conn: Any, settings: Settings) -> Layout:
-    """The store table's layout, created if missing; its own error line and grant hint."""
-    import psycopg
-
-    from analytics_cli.db import store_or_database_error
-    from analytics_cli.store.layout import ensure
-
-    try:
-        layout = ensure(conn, settings)[0]
-        conn.commit()
-        return layout
-    except psycopg.Error as exc:
-        raise store_or_database_error(
-            exc,
-            settings.store_dsn,
-            side="store",
-            doing="cannot prepare the store table",
-            refused=_create_hint(settings),
-        ) from None
+def prepared_layout(found: Store, settings: Settings) -> Layout:
+    """The store table's layout, created if missing (committed); its own error line and
+    grant hint."""
+    return found.ensure(refused=create_hint(settings))[0]
 
 
 def write_refusing(
-    conn: Any,
+    found: Store,
     layout: Layout,
     where: tuple[datetime, datetime, str | None],
     outcomes: Sequence[Outcome],
@@ -67,11 +50,10 @@ def write_refusing(
     own, so only the refused ones fail. Returns what was written and, per refused metric,
     why; an outage still raises (the caller spools).
     """
-    from analytics_cli.store.layout import refusals
-
+    conn = found.conn
     slot, collected_at, source = where
     try:
-        with conn.transaction(), refusals():
+        with conn.transaction(), found.refusals():
             return layout.write(conn, slot, collected_at, source, outcomes, replace=replace), {}
     except Refused:
         pass
@@ -81,7 +63,7 @@ def write_refusing(
         if isinstance(outcome, MetricFailure):
             continue
         try:
-            with conn.transaction(), refusals():
+            with conn.transaction(), found.refusals():
                 written |= layout.write(
                     conn, slot, collected_at, source, [outcome], replace=replace
                 )

@@ -12,7 +12,9 @@ from analytics_cli.cycle.read import Batch, read_all
 from analytics_cli.cycle.replay import replay, spool_cycle
 from analytics_cli.cycle.results import CycleReport, MetricResult, Status
 from analytics_cli.cycle.table import as_failures, prepared_layout, write_refusing
-from analytics_cli.db import grant_hint, store_session
+from analytics_cli.engines.base import SlotBusy
+from analytics_cli.engines.session import grant_hint
+from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import DatabaseError, StoreError
 from analytics_cli.metrics import MetricFailure, Outcome, Series, storable
 
@@ -33,8 +35,6 @@ def write_slot(
     written; committed together or not at all. When the store fails, the batches read go
     to the spool.
     """
-    from analytics_cli.store.locks import SlotBusy
-
     own = {t: s for t, s in slots.items() if s != report.slot}
     batches: list[Batch] | None = None
     try:
@@ -42,13 +42,14 @@ def write_slot(
             ("collect --replace", "UPDATE, DELETE") if replace else ("collect", "SELECT, INSERT")
         )
         refused = grant_hint(what, needs, settings.table, settings.store_dsn)
-        with store_session(
+        with open_store(
             settings, doing="store write failed, nothing was stored", refused=refused
-        ) as conn:
-            layout = prepared_layout(conn, settings)
+        ) as found:
+            layout = prepared_layout(found, settings)
+            conn = found.conn
             layout.refuse(settings, [spec for spec, _ in jobs])
             if settings.spool_enabled and replay_spool:
-                replay(conn, layout, settings, report)
+                replay(found, layout, settings, report)
             try:
                 with conn.transaction():
                     present: set[tuple[str, str | None]] = set()
@@ -78,7 +79,7 @@ def write_slot(
                         written: dict[str, bool] = {}
                         for at, outcomes in _by_slot(batch.outcomes, slots).items():
                             done, declined = write_refusing(
-                                conn,
+                                found,
                                 layout,
                                 (at, batch.collected_at, batch.source),
                                 outcomes,
@@ -98,7 +99,7 @@ def write_slot(
                             report.slot - settings.catch_up,
                             report.slot,
                             gaps_only=True,
-                            conn=conn,
+                            found=found,
                             layout=layout,
                         )
             except SlotBusy:

@@ -75,7 +75,7 @@ def prepare_source(conn: psycopg.Connection[Any]) -> bool:
                     )
                 )
     except psycopg.Error as exc:
-        from analytics_cli.db import one_line
+        from analytics_cli.dsn import one_line
 
         raise DatabaseError(
             f"cannot create the demo platform tables: {one_line(str(exc))}",

@@ -62,7 +62,7 @@ def check_store_target(settings: Settings) -> None:
 
 
 def _source(settings: Settings) -> psycopg.Connection[Any]:
-    from analytics_cli.db import connect
+    from analytics_cli.engines.postgresql.connect import connect
 
     assert settings.source_dsn is not None
     return connect(settings.source_dsn, settings, purpose="source", autocommit=True)
@@ -82,7 +82,7 @@ def run(
 
     from analytics_cli.cycle.run import run_cycle
     from analytics_cli.cycle.table import ensure_store
-    from analytics_cli.db import database_error
+    from analytics_cli.engines.postgresql.connect import database_error
 
     started = time.monotonic()
     check_store_target(settings)

@@ -37,7 +37,7 @@ def config_text(settings: Settings, toml: str) -> str:
 def check_text(settings: Settings, report: CheckReport) -> str:
     """``config check``: where it connected, every metric's value, and the plans with --explain."""
     # db loads psycopg: config init and config show, which share this module, do without it.
-    from analytics_cli.db import describe
+    from analytics_cli.dsn import describe
     from analytics_cli.metrics import MetricFailure
 
     assert settings.source_dsn is not None and settings.store_dsn is not None
@@ -89,7 +89,9 @@ def check_text(settings: Settings, report: CheckReport) -> str:
 
 def _grant_lines(settings: Settings, report: CheckReport) -> list[str]:
     """Each use of the store the account lacks a privilege for, with the GRANT that gives it."""
-    from analytics_cli.db import grant_hint  # psycopg, as in check_text
+    from analytics_cli.engines.session import (
+        grant_hint,  # the engines load on use, as in check_text
+    )
 
     lacking = [(use, needs, missing) for use, needs, missing in report.grants if missing]
     if not lacking:

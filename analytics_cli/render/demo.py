@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def demo_scope(settings: Settings, days: int) -> str:
     """What the demo is about to write on a configured database, for its question."""
-    from analytics_cli.db import describe
+    from analytics_cli.dsn import describe
 
     return (
         f"the demo creates the iR Engine platform tables in {describe(settings.source_dsn or '')} "

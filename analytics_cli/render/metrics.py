@@ -38,7 +38,7 @@ def metrics_text(
                 **({"sources": list(m.sources)} if m.sources is not None else {}),
                 **({"sql": m.sql} if show_sql and m.http is None else {}),
                 **(
-                    {"sql_by_engine": {"postgresql": m.sql, **dict(m.dialects)}}
+                    {"sql_by_engine": dict(m.dialects)}
                     if show_sql and m.builtin and m.http is None
                     else {}
                 ),
@@ -59,8 +59,7 @@ def metrics_text(
             if m.http is not None:
                 text = f"GET {m.http.url}\n{m.http.path}"
             elif m.builtin:
-                texts = [("postgresql", m.sql), *m.dialects]
-                text = "\n".join(f"-- on {engine}:\n{sql.strip()}" for engine, sql in texts)
+                text = "\n".join(f"-- on {engine}:\n{sql.strip()}" for engine, sql in m.dialects)
             else:
                 text = m.sql.strip()
             blocks.append(f"-- {m.type} ({', '.join(notes)}): {m.description}\n{text}\n")

@@ -121,7 +121,7 @@ def since_hint(stored: Span, now: datetime | None = None) -> str:
 
 def gaps(summary: Any, until: Any, interval: Any) -> int:
     """Missing slots of one type: slots from its first point in the window up to ``until``."""
-    from analytics_cli.store.read import slot_count
+    from analytics_cli.engines.reading import slot_count
     from analytics_cli.timeutil import floor_slot
 
     expected = slot_count(floor_slot(summary.first_at, interval), until, interval)

@@ -12,8 +12,8 @@ from analytics_cli.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
     from analytics_cli.anomalies import AnomalyReport, Finding
+    from analytics_cli.engines.base import Retention
     from analytics_cli.status import StatusReport
-    from analytics_cli.store.partitions import Retention
 
 
 def format_age(now: datetime, then: datetime | None) -> str:

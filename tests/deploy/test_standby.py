@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import tomli_w
 
-from analytics_cli.db import RECOVERY_CONFLICT_HINT
+from analytics_cli.engines.postgresql.connect import RECOVERY_CONFLICT_HINT
 from tests import platform_data
 from tests.conftest import Databases, cli
 from tests.deploy.conftest import Replica

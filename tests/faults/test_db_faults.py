@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded
 from tests.conftest import SCHEMA_SQL, Databases, proc_env, run_proc, spawn
 from tests.faults.conftest import (
     SLOT,

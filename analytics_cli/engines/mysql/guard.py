@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from analytics_cli.engines.base import Refused
+
 _WORD = re.compile(r"[A-Za-z0-9_$\u0080-\uffff]+")
 _QUERY_STARTS = ("SELECT", "WITH")
 # Locking reads see the newest committed rows, not the snapshot, and block the platform.
@@ -28,10 +30,6 @@ class Token:
     kind: str
     text: str
     offset: int
-
-
-class Refused(ValueError):
-    """The metric text is not a single read-only query; ``str()`` says why, in one line."""
 
 
 def tokens(text: str, *, backslash_escapes: bool = True, ansi_quotes: bool = False) -> list[Token]:

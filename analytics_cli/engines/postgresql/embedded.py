@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
 import pwd
 import signal
-import stat
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from analytics_cli.engines.postgresql.embedded_files import (
+    SYSTEM_USER,
+    as_root,
+    digest,
+    migrate,
+    pgdata_dir,
+    private_dir,
+    server_bins,
+    server_dir,
+    server_root,
+    system_user,
+)
 from analytics_cli.errors import AnalyticsError, ConfigError, DatabaseError, install_line
 
 SOURCE_DB = "platform"
 STORE_DB = "analytics"
 SERVER_USER = "postgres"
-# PostgreSQL refuses to run as root; as root the server runs as this unprivileged account.
-SYSTEM_USER = "embedded_postgres"
 PORT = 5432
 _SOCKET_MAX = 100
-# As root, the server's files live here, never inside the (private) home: one folder per
-# home, owned by the server account, so that no folder of the user's is ever opened up.
-SERVER_ROOT = Path("/var/lib/analytics-cli-embedded")
 # Peer authentication on the socket: the invoking user and the server account may use any
 # role; any other OS user only the role of its own name (and only if let into the folder).
 _IDENT_MAP = "analytics-cli"
@@ -79,152 +83,21 @@ class EmbeddedServer:
         return f"host={self.socket_dir} port={PORT} user={SERVER_USER} dbname={dbname}"
 
 
-def _as_root() -> bool:
-    return os.geteuid() == 0
-
-
-def _system_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
-            check=True,
-            capture_output=True,
-        )
-        return pwd.getpwnam(SYSTEM_USER)
-
-
 def _server_account() -> str:
     """The OS account the server runs as: as root ``SYSTEM_USER``, else the invoking user."""
-    return SYSTEM_USER if _as_root() else pwd.getpwuid(os.geteuid()).pw_name
-
-
-def _reachable_by_others(path: Path) -> bool:
-    """True when an account that is neither owner nor group can reach and read ``path``."""
-    for parent in path.parents:
-        if not parent.stat().st_mode & stat.S_IXOTH:
-            return False
-    return bool(path.stat().st_mode & stat.S_IROTH and path.stat().st_mode & stat.S_IXOTH)
-
-
-def _server_bins(bins: Path) -> Path:
-    """Binaries the server account can run: as root, a copy when the install is private.
-
-    A virtualenv under a private folder (``/root``, ``mktemp -d``) is not opened up: its
-    server (``pginstall``, and the wheel's ``.libs`` folder its rpath names) is copied once
-    per version next to the servers' data, in the same shape so the rpath still holds.
-    """
-    if not _as_root() or _reachable_by_others(bins / "postgres"):
-        return bins
-    install = bins.parent
-    package = install.parent
-    libs = package.parent / f"{package.name}.libs"
-    stamp = f"{install.resolve()}:{(bins / 'postgres').stat().st_mtime_ns}"
-    copy = SERVER_ROOT / f"pginstall-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
-    copied = copy / package.name / install.name / bins.name
-    if not (copied / "postgres").is_file():
-        import shutil
-        import tempfile
-
-        _server_root()
-        staging = Path(tempfile.mkdtemp(prefix=".pginstall-", dir=SERVER_ROOT))
-        shutil.copytree(install, staging / "copy" / package.name / install.name, symlinks=True)
-        if libs.is_dir():
-            shutil.copytree(libs, staging / "copy" / libs.name, symlinks=True)
-        for folder in (staging / "copy", staging / "copy" / package.name):
-            folder.chmod(0o755)
-        with suppress(OSError):  # another command copied it first
-            (staging / "copy").rename(copy)
-        shutil.rmtree(staging, ignore_errors=True)
-    return copied
+    return SYSTEM_USER if as_root() else pwd.getpwuid(os.geteuid()).pw_name
 
 
 def server_bin_dir() -> Path:
     """The server binaries as the server's account runs them (as root, a copy when private)."""
-    return _server_bins(bin_dir())
-
-
-def _server_root() -> Path:
-    """The root-owned folder of the servers' data (created 0711: entered, never listed)."""
-    SERVER_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
-    return SERVER_ROOT
-
-
-def _digest(home: Path) -> str:
-    return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
-
-
-def server_dir(home: Path) -> Path:
-    """Where the server's own files (``pgdata``, ``run``) live: the home, or as root a folder
-    of the server account under ``SERVER_ROOT`` (a private home stays private)."""
-    home = home.expanduser().absolute()
-    legacy = home / "pgdata"
-    if not _as_root() or (legacy / "postmaster.pid").exists():
-        # As root, a data folder an earlier version made inside the home is moved out on
-        # its next start (_migrate); while that version's server runs, it stays in use.
-        return home
-    return SERVER_ROOT / _digest(home)
-
-
-def _migrate(home: Path, pgdata: Path) -> None:
-    """Move a stopped data folder an earlier version made inside the home to ``pgdata``."""
-    legacy = home / "pgdata"
-    if legacy == pgdata or not (legacy / "PG_VERSION").exists():
-        return
-    if (pgdata / "PG_VERSION").exists():
-        return
-    import shutil
-
-    _server_root()
-    _private_dir(pgdata.parent, 0o750)
-    if pgdata.exists():
-        pgdata.rmdir()  # an empty folder left by an interrupted start
-    staging = pgdata.with_name(".pgdata-moving")
-    shutil.rmtree(staging, ignore_errors=True)  # what a copy cut short left, if anything
-    try:
-        os.rename(legacy, pgdata)  # one file system: all at once
-        return
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise DatabaseError(f"embedded PostgreSQL: cannot move {legacy}: {exc}") from None
-    # Another file system: copied whole beside the target (owners kept), renamed into place,
-    # and only then is the original removed. A copy cut short is never taken for the data
-    # folder: the next start throws it away and copies again from the original.
-    try:
-        shutil.copytree(legacy, staging, symlinks=True, copy_function=_copy_owned)
-        for folder, _, _ in os.walk(legacy):
-            info = os.lstat(folder)
-            os.lchown(staging / Path(folder).relative_to(legacy), info.st_uid, info.st_gid)
-        os.rename(staging, pgdata)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DatabaseError(
-            f"embedded PostgreSQL: cannot move {legacy} to {pgdata}: {exc}",
-            hint=f"the data is still in {legacy}; free space under {pgdata.parent} and rerun",
-        ) from None
-    shutil.rmtree(legacy)
-
-
-def _copy_owned(source: str, target: str) -> None:
-    """``shutil.copy2`` that keeps the owner too (the server's account owns its files)."""
-    import shutil
-
-    shutil.copy2(source, target, follow_symlinks=False)
-    info = os.lstat(source)
-    os.lchown(target, info.st_uid, info.st_gid)
-
-
-def pgdata_dir(home: Path) -> Path:
-    """The data directory of the embedded server of ``home``."""
-    return server_dir(home) / "pgdata"
+    return server_bins(bin_dir())
 
 
 def _run(args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     kwargs: dict[str, object] = {}
-    if _as_root():
+    if as_root():
         kwargs["user"] = SYSTEM_USER
-        kwargs["group"] = _system_user().pw_gid
+        kwargs["group"] = system_user().pw_gid
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         args, capture_output=True, text=True, timeout=timeout, cwd="/", **kwargs
     )
@@ -234,7 +107,7 @@ def _socket_dir(home: Path) -> Path:
     candidate = server_dir(home) / "run"
     if len(str(candidate)) + len(f"/.s.PGSQL.{PORT}") < _SOCKET_MAX:
         return candidate
-    return Path("/tmp") / f"analytics-cli-{_digest(home)}"
+    return Path("/tmp") / f"analytics-cli-{digest(home)}"
 
 
 class _Users:
@@ -305,50 +178,24 @@ def _running(bins: Path, pgdata: Path) -> bool:
     return _run([str(bins / "pg_ctl"), "-D", str(pgdata), "status"]).returncode == 0
 
 
-def _private_dir(path: Path, mode: int) -> None:
-    """Create ``path`` (its missing parents too) as a folder of the server's account with
-    ``mode``; an existing one must belong to that account or to us (a folder in /tmp may be
-    planted). Checked and changed through one descriptor opened without following a link, so
-    the folder cannot be swapped for a link between the check and the change."""
-    account = _system_user() if _as_root() else pwd.getpwuid(os.geteuid())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with suppress(FileExistsError):
-        path.mkdir(mode=mode)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        raise DatabaseError(f"embedded PostgreSQL: {path} is not a folder") from None
-    try:
-        if os.fstat(fd).st_uid not in {account.pw_uid, os.geteuid()}:
-            raise DatabaseError(
-                f"embedded PostgreSQL: {path} belongs to another user",
-                hint="remove it, or set $ANALYTICS_CLI_HOME to a shorter path of your own",
-            )
-        if _as_root():
-            os.fchown(fd, account.pw_uid, account.pw_gid)
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-
-
 def _prepare(bins: Path, home: Path, pgdata: Path, socket_dir: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    if _as_root() and pgdata.parent != home:
-        _server_root()
-        _private_dir(pgdata.parent, 0o750)
+    if as_root() and pgdata.parent != home:
+        server_root()
+        private_dir(pgdata.parent, 0o750)
         # Which home this folder serves, for an operator looking at SERVER_ROOT.
         marker = pgdata.parent / "home"
         if not marker.exists():
             marker.write_text(f"{home}\n")
     # The socket folder: the server's account, its group (empty unless an operator adds a
     # trusted account) and root; nobody else can even reach the socket.
-    _private_dir(socket_dir, 0o750 if _as_root() else 0o700)
-    if _as_root():
-        os.chown(socket_dir, -1, _system_user().pw_gid)
+    private_dir(socket_dir, 0o750 if as_root() else 0o700)
+    if as_root():
+        os.chown(socket_dir, -1, system_user().pw_gid)
     if not (pgdata / "PG_VERSION").exists():
         pgdata.mkdir(mode=0o700, exist_ok=True)
-        if _as_root():
-            os.chown(pgdata, _system_user().pw_uid, _system_user().pw_gid)
+        if as_root():
+            os.chown(pgdata, system_user().pw_uid, system_user().pw_gid)
         result = _run(
             [
                 str(bins / "initdb"),
@@ -392,8 +239,8 @@ def _access(pgdata: Path) -> None:
         tmp = path.with_name(f".{name}.tmp")
         tmp.write_text(text)
         tmp.chmod(0o600)
-        if _as_root():
-            account = _system_user()
+        if as_root():
+            account = system_user()
             os.chown(tmp, account.pw_uid, account.pw_gid)
         tmp.replace(path)
 
@@ -411,7 +258,7 @@ def _start(bins: Path, pgdata: Path, socket_dir: Path, options: str) -> None:
             str(pgdata / "server.log"),
             "-o",
             f"-c listen_addresses='' -k {socket_dir} -p {PORT} "
-            f"-c unix_socket_permissions={'0770' if _as_root() else '0700'} {options}".strip(),
+            f"-c unix_socket_permissions={'0770' if as_root() else '0700'} {options}".strip(),
             "start",
         ],
         timeout=90,
@@ -500,8 +347,8 @@ def server(
         # The lock comes first: waiting for it must stay interruptible.
         with _locked(home), _signals_held(pending):
             bins = server_bin_dir()
-            if _as_root():
-                _migrate(home, pgdata)
+            if as_root():
+                migrate(home, pgdata)
             _prepare(bins, home, pgdata, socket_dir)
             if not _running(bins, pgdata):
                 _access(pgdata)

@@ -1,48 +1,21 @@
-"""Connections: DSN resolution and redaction, timeouts, retries; the only module that connects."""
+"""PostgreSQL connections (psycopg): connecting with retries and time limits, error mapping,
+grant hints."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.dsn import (
-    MYSQL,
-    describe,
-    dsn_secrets,
-    engine_of,
-    one_line,
-    redact_dsn,
-    scheme_hint,
-    scrub,
-)
+from analytics_cli.dsn import describe, dsn_secrets, one_line, scheme_hint, scrub
 from analytics_cli.errors import ConfigError, DatabaseError, StoreError
-
-# Re-exported: the redaction helpers live in dsn.py, a leaf every layer may import.
-__all__ = [
-    "RECOVERY_CONFLICT_HINT",
-    "connect",
-    "database_error",
-    "describe",
-    "dsn_secrets",
-    "error_line",
-    "grant_hint",
-    "one_line",
-    "redact_dsn",
-    "resolved",
-    "scrub",
-    "session",
-    "set_statement_timeout",
-    "store_session",
-]
 
 if TYPE_CHECKING:
     import psycopg
 
     from analytics_cli.config.schema import Settings
+    from analytics_cli.engines.base import Job
 
 APPLICATION_NAME = "analytics-cli"
 
@@ -136,29 +109,13 @@ def database_error(
 
 def grant_hint(what: str, privileges: str, table: str, dsn: str | None) -> str:
     """``what`` needs ``privileges`` on the store table, and the GRANT that gives them, naming
-    the database and the table (MySQL: ``db.table``; PostgreSQL grants inside a database)."""
+    the database (PostgreSQL grants inside a database)."""
     import getpass
     import os
-    import re
 
     from psycopg.conninfo import conninfo_to_dict
 
     needs = privileges.replace(", ", " and ")
-    if dsn and engine_of(dsn) == MYSQL:
-        from analytics_cli.mysql_dsn import parse
-
-        params = parse(dsn)
-        account = params.user or getpass.getuser()
-
-        def name(part: str) -> str:
-            plain = re.fullmatch(r"[A-Za-z0-9_$]+", part) and not part.isdigit()
-            return part if plain else "`" + part.replace("`", "``") + "`"
-
-        parts = table.split(".")
-        if len(parts) == 1 and params.database:
-            parts.insert(0, params.database)
-        where = ".".join(name(p) for p in parts)
-        return f"{what} needs {needs} on {where}: GRANT {privileges} ON {where} TO '{account}'@'%'"
     try:
         conninfo = conninfo_to_dict(dsn or "")
     except Exception:
@@ -204,63 +161,32 @@ def lock_wait_line(exc: Exception, line: str) -> str:
 
 
 @contextmanager
-def session(
-    settings: Settings,
-    *,
-    side: str,
-    doing: str,
-    read_only: bool = False,
-    repeatable_read: bool = False,
-    dsn: str | None = None,
-    retries: int | None = None,
-    refused: str | None = None,
-) -> Iterator[psycopg.Connection[Any]]:
-    """The one way a job opens a connection: connect (with retries), a first transaction
+def session(dsn: str, settings: Settings, job: Job) -> Iterator[psycopg.Connection[Any]]:
+    """A PostgreSQL connection for one job: connect (with retries), a first transaction
     bounded by the statement timeout, read-only if asked; any database error becomes a
     one-line DatabaseError starting with ``doing``. Committed when the job ends without an
     error, rolled back otherwise; the connection is closed either way."""
     import psycopg
 
-    target = (
-        dsn if dsn is not None else (settings.store_dsn if side == "store" else settings.source_dsn)
-    )
-    assert target is not None
-    if engine_of(target) == MYSQL:
-        # The iR Engine's own analytics table in its MySQL/MariaDB database (store/mysql.py).
-        from analytics_cli import mysqldb
-
-        with mysqldb.session(
-            target,
-            settings,
-            side=side,
-            doing=doing,
-            read_only=read_only,
-            retries=settings.retries if retries is None else retries,
-            refused=refused,
-        ) as own:
-            yield own  # type: ignore[misc]
-        return
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
-    error = StoreError if side == "store" else DatabaseError
+    error = StoreError if job.side == "store" else DatabaseError
     try:
-        conn = connect(
-            target, settings, purpose=side, retries=settings.retries if retries is None else retries
-        )
+        conn = connect(dsn, settings, purpose=job.side, retries=job.retries)
     except StoreError:
         raise
     except DatabaseError as exc:
         raise error(str(exc), hint=exc.hint) from None
     try:
         with conn:
-            if read_only:
+            if job.read_only:
                 conn.read_only = True
-            if repeatable_read:
+            if job.repeatable_read:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             set_statement_timeout(conn, settings)
             yield conn
     except psycopg.Error as exc:
         raise store_or_database_error(
-            exc, target, side=side, doing=doing, refused=refused
+            exc, dsn, side=job.side, doing=job.doing, refused=job.refused
         ) from None
 
 
@@ -274,52 +200,3 @@ def store_or_database_error(
     denied = getattr(exc, "sqlstate", None) == INSUFFICIENT_PRIVILEGE
     error = StoreError if side == "store" and not denied else DatabaseError
     return error(str(mapped), hint=mapped.hint)
-
-
-def store_session(
-    settings: Settings,
-    *,
-    doing: str,
-    read_only: bool = False,
-    repeatable_read: bool = False,
-    retries: int | None = None,
-    refused: str | None = None,
-) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
-    """A session on the store database."""
-    return session(
-        settings,
-        side="store",
-        doing=doing,
-        read_only=read_only,
-        repeatable_read=repeatable_read,
-        retries=retries,
-        refused=refused,
-    )
-
-
-@contextmanager
-def resolved(settings: Settings, *, announce: Any = None) -> Iterator[Settings]:
-    """Settings with concrete DSNs; starts the embedded server when none is configured.
-
-    Every command that comes here uses the store: its driver must be there before anything
-    starts (a missing one is one line naming the extra, exit 2, never a spooled cycle).
-    """
-    if not settings.embedded:
-        if settings.store_dsn and engine_of(settings.store_dsn) == MYSQL:
-            from analytics_cli.mysqldb import require_pymysql
-
-            require_pymysql("stores")
-        yield settings
-        return
-    from analytics_cli import embedded
-
-    with embedded.server() as server:
-        if announce is not None and not server.nested:
-            announce(f"using the embedded PostgreSQL in {server.home} (no connection string set)")
-        yield replace(
-            settings,
-            source_dsn=server.dsn(embedded.SOURCE_DB),
-            source_dsn_origin="embedded",
-            store_dsn=server.dsn(embedded.STORE_DB),
-            store_dsn_origin="embedded",
-        )

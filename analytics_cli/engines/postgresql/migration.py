@@ -10,12 +10,17 @@ one short transaction: rename, sequence carried over, old table dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.store import partitions
-from analytics_cli.store.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.engines.base import Migrated, Store
+from analytics_cli.engines.irengine import not_applicable
+from analytics_cli.engines.postgresql import partitions
+from analytics_cli.engines.postgresql.locks import briefly, lock_schema
+from analytics_cli.engines.postgresql.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.engines.postgresql.native import NativeLayout, create_partitioned
 
 if TYPE_CHECKING:
     import psycopg
@@ -95,8 +100,6 @@ def start(conn: psycopg.Connection[Any], twin: Twin, now: datetime) -> int:
     """Build the twin (its months from the oldest row to next month) and the mirroring
     trigger, or find a started migration; the id to resume after."""
     from psycopg import sql
-
-    from analytics_cli.store.native import create_partitioned
 
     last = progress(conn, twin)
     if last is not None and _trigger_present(conn, twin):
@@ -234,3 +237,72 @@ def _carry_grants(conn: psycopg.Connection[Any], twin: Twin) -> None:
                 sql.SQL(" WITH GRANT OPTION" if grantable else ""),
             )
         )
+
+
+def migrate_partition(
+    store: Store, batch_size: int, progress: Callable[[int], None] | None
+) -> Migrated:
+    """Convert the store table, every row kept; resumable after an interruption."""
+    import psycopg
+
+    from analytics_cli.engines.postgresql.connect import database_error, set_statement_timeout
+    from analytics_cli.errors import ConfigError, DatabaseError
+    from analytics_cli.timeutil import utcnow
+
+    conn, settings = store.conn, store.settings
+    twin = Twin(settings.table)
+    batches = 0
+    layout = store.detect()
+    if layout is None:
+        raise ConfigError(
+            f"table {settings.table} does not exist: nothing to migrate",
+            hint="'analytics-cli db init' creates it, already partitioned",
+        )
+    if not isinstance(layout, NativeLayout):
+        raise not_applicable(settings.table)
+    if partitions.is_partitioned(conn, settings.table):
+        count, checksum = fingerprint(conn, settings.table)
+        return Migrated(count, checksum, 0, len(partitions.partitions(conn, settings.table)), True)
+    try:
+        lock_schema(conn, settings.table)
+        set_statement_timeout(conn, settings)
+        last = start(conn, twin, utcnow())
+        conn.commit()
+        while True:
+            set_statement_timeout(conn, settings)
+            after = copy_batch(conn, twin, last, batch_size)
+            conn.commit()
+            if after is None:
+                break
+            batches += 1
+            last = after
+            if progress is not None:
+                progress(last)
+        # One snapshot: the trigger keeps both tables equal at every committed instant.
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            before = fingerprint(conn, settings.table)
+            after_ = fingerprint(conn, twin.name)
+        if before != after_:
+            raise DatabaseError(
+                f"migration check failed: {settings.table} has {before[0]} rows, the "
+                f"partitioned copy {after_[0]} (or their checksums differ); "
+                f"{settings.table} was left in place",
+                hint="run 'analytics-cli db migrate --partition' again: it starts over",
+            )
+
+        def work() -> None:
+            set_statement_timeout(conn, settings)
+            swap(conn, twin, last)
+
+        briefly(conn, work)
+    except psycopg.Error as exc:
+        raise database_error(
+            exc,
+            settings.store_dsn,
+            doing=f"migration stopped after {batches} batches (run it again to resume)",
+            refused=f"migrating {settings.table} needs its ownership and CREATE on its "
+            "schema: run it as the role that ran 'analytics-cli db init'",
+        ) from None
+    count = len(partitions.partitions(conn, settings.table))
+    return Migrated(before[0], before[1], batches, count)

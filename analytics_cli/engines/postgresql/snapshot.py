@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.db import (
+from analytics_cli.engines import runner
+from analytics_cli.engines.base import Job, MetricPlan, Slots, Snapshot
+from analytics_cli.engines.postgresql.connect import (
     RECOVERY_CONFLICT_HINT,
     connect,
     database_error,
@@ -17,17 +19,13 @@ from analytics_cli.db import (
     session,
     set_statement_timeout,
 )
-from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MAX_COUNT_OCTETS,
     MAX_DIMENSION_OCTETS,
     MetricFailure,
     Outcome,
-    Series,
     groups,
 )
-from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
-from analytics_cli.sources.rows import sample_from, series_from, shared_from, with_dimensions_hint
 
 if TYPE_CHECKING:
     import psycopg
@@ -85,34 +83,11 @@ def _run_all(
     dsn: str,
 ) -> list[Outcome]:
     """Run metrics one after another on one connection (until ``stop`` is set)."""
-    outcomes: list[Outcome] = []
-    spare: psycopg.Connection[Any] | None = None
+    dialect = PostgresDialect(conn, settings, dsn)
     try:
-        for group in groups(specs, slots):
-            if stop is not None and stop.is_set():
-                break
-            done = run_group(
-                conn, group, slot=slots[group[0].type], interval=group[0].every or settings.interval
-            )
-            failed = next((o for o in done if isinstance(o, MetricFailure)), None)
-            if conn.broken and failed is not None and _replay_conflict(failed):
-                # A hot standby ends the session of a query in a savepoint that replay
-                # conflicts with: that metric fails alone, the rest read a fresh snapshot.
-                if spare is not None:
-                    spare.close()
-                conn = spare = connect(dsn, settings, purpose="source")
-                _begin_snapshot(conn, settings)
-            elif conn.broken:
-                detail = failed.error if failed is not None else "connection closed"
-                raise DatabaseError(
-                    "lost the connection to the source database while running "
-                    f"{group[0].type}: {detail}"
-                )
-            outcomes += done
+        return runner.run_all(dialect, specs, slots, settings.interval, stop)
     finally:
-        if spare is not None:
-            spare.close()
-    return outcomes
+        dialect.close()
 
 
 def _replay_conflict(outcome: Outcome) -> bool:
@@ -257,119 +232,8 @@ def _measured_columns(
     return f"SELECT {', '.join(columns)} FROM (\n{text}\n) AS q"
 
 
-def run_series(
-    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
-) -> Series | MetricFailure:
-    """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
-    import psycopg
-
-    params = {"slot": slot, "interval": interval}
-    dims = spec.dimensions
-    rows: list[Any] = []
-    try:
-        text = spec.sql.strip().rstrip(";")
-        with conn.transaction():
-            names = _columns(conn, text, params)
-            if "count" in names and sorted(names) == sorted(["count", *dims]):
-                # One row more than allowed tells "too many" without reading the rest.
-                query = _measured_columns(conn, text, ["count"], dims)
-                rows = conn.execute(query + f"\nLIMIT {spec.max_series + 1:d}", params).fetchall()
-    except psycopg.Error as exc:
-        return MetricFailure(spec.type, error_line(exc))
-    if "count" not in names:
-        return MetricFailure(spec.type, f"query returned no column named count (got {names})")
-    if sorted(names) != sorted(["count", *dims]):
-        return MetricFailure(
-            spec.type,
-            f"query columns {names} do not match count plus dimensions {list(dims)}",
-        )
-    return series_from(spec, rows, 0, 2)
-
-
-def run_shared(
-    conn: psycopg.Connection[Any],
-    specs: Sequence[MetricSpec],
-    *,
-    slot: datetime,
-    interval: timedelta,
-) -> list[Outcome]:
-    """Run one [[query]] ONCE for the metrics it fills (their columns only); a failing query
-    fails each of them with the same error, a missing column only its own metric."""
-    import psycopg
-
-    first = specs[0]
-    params = {"slot": slot, "interval": interval}
-    text = first.sql.strip().rstrip(";")
-    dims = first.dimensions
-    rows: list[Any] = []
-    try:
-        with conn.transaction():
-            names = _columns(conn, text, params)
-            wanted = [s.type for s in specs if s.type in names]
-            if wanted and all(d in names for d in dims):
-                limit = first.max_series + 1 if dims else 2
-                query = _measured_columns(conn, text, wanted, dims) + f"\nLIMIT {limit:d}"
-                rows = conn.execute(query, params).fetchall()
-    except psycopg.Error as exc:
-        return [MetricFailure(s.type, error_line(exc)) for s in specs]
-    return shared_from(specs, names, wanted, rows)
-
-
-def run_metric(
-    conn: psycopg.Connection[Any], spec: MetricSpec, *, slot: datetime, interval: timedelta
-) -> Outcome:
-    """Run one metric inside its own savepoint; any failure is returned, never raised."""
-    import psycopg
-
-    if spec.dimensional:
-        return run_series(conn, spec, slot=slot, interval=interval)
-    params = {"slot": slot, "interval": interval}
-    text = spec.sql.strip().rstrip(";")
-    try:
-        # LIMIT 2: a query returning millions of rows sends two; "more than one" is all
-        # that needs telling. Not a server-side cursor: cursors never run in parallel, and
-        # the big counts profit from parallel workers.
-        with conn.transaction():
-            rows = conn.execute(_measured(text) + "\nLIMIT 2", params).fetchall()
-    except psycopg.errors.UndefinedColumn as exc:
-        # Perhaps the query has no count column: name the columns it does have.
-        try:
-            with conn.transaction():
-                names = _columns(conn, text, params)
-        except psycopg.Error:
-            names = ["count"]
-        if "count" not in names:
-            return MetricFailure(spec.type, f"query returned no column named count (got {names})")
-        return MetricFailure(spec.type, error_line(exc))
-    except psycopg.Error as exc:
-        return MetricFailure(spec.type, error_line(exc))
-    if len(rows) > 1:
-        try:
-            with conn.transaction():
-                names = _columns(conn, text, params)
-        except psycopg.Error:
-            names = []
-        return with_dimensions_hint(sample_from(spec, rows, 0), names)
-    return sample_from(spec, rows, 0)
-
-
-def run_group(
-    conn: psycopg.Connection[Any],
-    specs: Sequence[MetricSpec],
-    *,
-    slot: datetime,
-    interval: timedelta,
-) -> list[Outcome]:
-    """One metric, or the metrics one [[query]] fills, run once inside their savepoint."""
-    if specs[0].query is not None:
-        return run_shared(conn, specs, slot=slot, interval=interval)
-    return [run_metric(conn, spec, slot=slot, interval=interval) for spec in specs]
-
-
 # ---------------------------------------------------------------------------- explain
 
-# A sequential scan over fewer rows than this is cheap whatever the plan says.
-LARGE_TABLE_ROWS = 100_000
 _COMPARISON = re.compile(r'"?(\w+)"?\s*(=|<>|<=|>=|<|>)')
 _NEGATED = re.compile(r'NOT\s+"?(\w+)"?')
 
@@ -386,41 +250,39 @@ def _quote(name: str) -> str:
 
 
 def suggest_index(table: str, columns: list[str], filter_text: str) -> str | None:
-    """A CREATE INDEX statement that lets the planner skip a sequential scan, or None.
+    """A CREATE INDEX statement that lets the planner skip a sequential scan, or None."""
+    return runner.suggest_index(
+        table, columns, filter_text, terms=_index_terms, statement=_index_statement
+    )
 
-    None also for a filter with OR (a fused query's): no single index serves every branch.
-    """
-    if not filter_text or re.search(r"\bOR\b", filter_text):
-        return None
-    known = set(columns)
-    ranged: list[str] = []
-    equal: list[str] = []
-    partial = []
+
+def _index_terms(filter_text: str) -> Iterator[runner.IndexTerm]:
+    """The columns a plan's filter compares; ``ended = false`` (or ``NOT ended``) is partial."""
     for match in _COMPARISON.finditer(filter_text):
         column, op = match.group(1), match.group(2)
-        if column not in known:
-            continue
         value = filter_text[match.end() : match.end() + 6].strip().lower()
         if column == "ended" and op == "=" and value.startswith("false"):
-            partial.append("ended = false")
+            yield column, "partial"
         elif op in ("<", ">", "<=", ">="):
-            ranged.append(column)
+            yield column, "range"
         else:
-            equal.append(column)
+            yield column, "equal"
     for match in _NEGATED.finditer(filter_text):
         column = match.group(1)
-        if column == "ended" and column in known:
-            partial.append("ended = false")
-        elif column in known:
-            equal.append(column)
-    keys = list(dict.fromkeys(equal + ranged))
+        yield column, "partial" if column == "ended" else "equal"
+
+
+def _index_statement(
+    table: str, columns: Sequence[str], keys: list[str], partial: list[str]
+) -> str | None:
+    """CREATE INDEX CONCURRENTLY (it blocks no writer), partial where the filter says so."""
     if not keys and not partial:
         return None
     if not keys:
-        keys = [c for c in ["userId", "locationId", "channelId", "id"] if c in known][:1]
+        keys = [c for c in ["userId", "locationId", "channelId", "id"] if c in columns][:1]
     statement = f"CREATE INDEX CONCURRENTLY ON {_quote(table)} ({', '.join(map(_quote, keys))})"
     if partial:
-        statement += " WHERE " + " AND ".join(dict.fromkeys(partial))
+        statement += " WHERE " + " AND ".join(f"{c} = false" for c in partial)
     return statement
 
 
@@ -428,53 +290,107 @@ def explain_snapshot(
     dsn: str, settings: Settings, specs: list[MetricSpec], slot: datetime
 ) -> list[MetricPlan]:
     """EXPLAIN ANALYZE every metric in one read-only snapshot; the platform is never changed."""
-    params = {"slot": slot, "interval": settings.interval}
-    with session(
-        settings,
-        side="source",
-        doing="source database error",
-        read_only=True,
-        repeatable_read=True,
-        dsn=dsn,
-    ) as conn:
-        return [_explain_one(conn, spec, params) for spec in specs]
+    job = Job("source", "source database error", read_only=True, repeatable_read=True)
+    with session(dsn, settings, job) as conn:
+        return runner.explain_all(
+            PostgresDialect(conn, settings, dsn), specs, slot, settings.interval
+        )
 
 
-def _explain_one(
-    conn: psycopg.Connection[Any], spec: MetricSpec, params: dict[str, Any]
-) -> MetricPlan:
-    import psycopg
+class PostgresDialect:
+    """PostgreSQL's statements for the snapshot runner, on one connection of the snapshot:
+    a savepoint keeps a failing metric from ending the transaction."""
 
-    plan = MetricPlan(spec.type)
-    text = spec.sql.strip().rstrip(";")
-    try:
-        with conn.transaction():
-            row = conn.execute(
-                "EXPLAIN (ANALYZE, FORMAT JSON) " + text,
-                params,
+    def __init__(self, conn: psycopg.Connection[Any], settings: Settings, dsn: str) -> None:
+        import psycopg
+
+        self.conn = conn
+        self.settings = settings
+        self.dsn = dsn
+        self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
+        # The connection opened after a replay conflict ended the first one's session.
+        self.spare: psycopg.Connection[Any] | None = None
+
+    def close(self) -> None:
+        """Close the connection this dialect opened itself, if any."""
+        if self.spare is not None:
+            self.spare.close()
+
+    def prepare(
+        self, spec: MetricSpec, slot: datetime, interval: timedelta
+    ) -> tuple[str, dict[str, Any]]:
+        """The metric's text, and %(slot)s and %(interval)s bound by the server."""
+        return spec.sql.strip().rstrip(";"), {"slot": slot, "interval": interval}
+
+    def guarded(self) -> contextlib.AbstractContextManager[Any]:
+        """A savepoint: a failing statement rolls back to it, the snapshot goes on."""
+        return self.conn.transaction()
+
+    def columns(self, text: str, params: Any) -> list[str]:
+        """The query's column names (LIMIT 0)."""
+        return _columns(self.conn, text, params)
+
+    def measured(self, text: str, limit: int, counts: Sequence[str], dims: Sequence[str]) -> str:
+        """The query with its count columns and dimensions size-checked by the server."""
+        if list(counts) == ["count"] and not dims:
+            return _measured(text) + f"\nLIMIT {limit:d}"
+        return _measured_columns(self.conn, text, counts, dims) + f"\nLIMIT {limit:d}"
+
+    def fetch(self, query: str, params: Any) -> list[Any]:
+        """Every row of one statement."""
+        return self.conn.execute(query, params).fetchall()
+
+    def missing_column(self, exc: Exception) -> bool:
+        """SQLSTATE 42703 (undefined column)."""
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.UndefinedColumn)
+
+    def error_line(self, exc: Exception) -> str:
+        """The server's primary message (a replay conflict with its hint)."""
+        return error_line(exc)
+
+    def lost(self) -> bool:
+        """True when the session is gone."""
+        return self.conn.broken
+
+    def recover(self, failed: MetricFailure) -> bool:
+        """A hot standby ends the session of a query in a savepoint that replay conflicts
+        with: that metric fails alone, the rest read a fresh snapshot."""
+        if not _replay_conflict(failed):
+            return False
+        self.close()
+        self.conn = self.spare = connect(self.dsn, self.settings, purpose="source")
+        _begin_snapshot(self.conn, self.settings)
+        return True
+
+    def verify(self, metric: str) -> None:
+        """Nothing to check: READ ONLY is the transaction's own, no statement can lift it."""
+
+    def plan(self, text: str, params: Any) -> runner.Plan:
+        """EXPLAIN ANALYZE in JSON: cost, time, and the sequential scans with their tables'
+        estimated rows and columns."""
+        row = self.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchone()
+        assert row is not None
+        doc = row[0][0]
+        scans = []
+        for node in _walk(doc["Plan"]):
+            if node.get("Node Type") != "Seq Scan" or "Relation Name" not in node:
+                continue
+            table = node["Relation Name"]
+            size = self.conn.execute(
+                "SELECT greatest(c.reltuples, 0)::bigint, "
+                "array(SELECT attname::text FROM pg_attribute a WHERE a.attrelid = c.oid "
+                "AND a.attnum > 0 AND NOT a.attisdropped) "
+                "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+                (_quote(node.get("Schema", "public")) + "." + _quote(table),),
             ).fetchone()
-            assert row is not None
-            doc = row[0][0]
-            plan.cost = float(doc["Plan"]["Total Cost"])
-            plan.time_ms = float(doc.get("Execution Time", 0.0))
-            for node in _walk(doc["Plan"]):
-                if node.get("Node Type") != "Seq Scan" or "Relation Name" not in node:
-                    continue
-                table = node["Relation Name"]
-                size = conn.execute(
-                    "SELECT greatest(c.reltuples, 0)::bigint, "
-                    "array(SELECT attname::text FROM pg_attribute a WHERE a.attrelid = c.oid "
-                    "AND a.attnum > 0 AND NOT a.attisdropped) "
-                    "FROM pg_class c WHERE c.oid = to_regclass(%s)",
-                    (_quote(node.get("Schema", "public")) + "." + _quote(table),),
-                ).fetchone()
-                rows, columns = (int(size[0]), list(size[1])) if size else (0, [])
-                if rows < LARGE_TABLE_ROWS:
-                    continue
-                filter_text = str(node.get("Filter", ""))
-                plan.scans.append(
-                    FullScan(table, rows, filter_text, suggest_index(table, columns, filter_text))
-                )
-    except psycopg.Error as exc:
-        plan.error = error_line(exc)
-    return plan
+            rows, columns = (int(size[0]), list(size[1])) if size else (0, [])
+            scans.append(runner.Scan(table, rows, columns, str(node.get("Filter", ""))))
+        return runner.Plan(
+            float(doc["Plan"]["Total Cost"]), float(doc.get("Execution Time", 0.0)), scans
+        )
+
+    def suggest_index(self, table: str, columns: list[str], condition: str) -> str | None:
+        """CREATE INDEX CONCURRENTLY, partial where the filter says so."""
+        return suggest_index(table, columns, condition)

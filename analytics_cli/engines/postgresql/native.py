@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from analytics_cli.engines.base import Key
+from analytics_cli.engines.irengine import EARLIEST, LATEST
+from analytics_cli.engines.postgresql import partitions
+from analytics_cli.engines.postgresql.locks import lock_schema
+from analytics_cli.engines.postgresql.names import NATIVE_COLUMNS, identifier, regclass_text
 from analytics_cli.errors import ConfigError
-from analytics_cli.store import partitions
-from analytics_cli.store.locks import lock_schema
-from analytics_cli.store.names import NATIVE_COLUMNS, identifier, regclass_text
 from analytics_cli.timeutil import utcnow
 
 NAME = "native"
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 
     from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
-    from analytics_cli.store.layout import Key
 
 
 @cache
@@ -168,7 +169,7 @@ class NativeLayout:
 
     def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
         """The slot's transaction-scoped advisory lock (store.locks)."""
-        from analytics_cli.store.locks import lock_cycle_slot
+        from analytics_cli.engines.postgresql.locks import lock_cycle_slot
 
         lock_cycle_slot(conn, settings, slot)
 
@@ -285,5 +286,3 @@ class NativeLayout:
 # NaN compares above every number in PostgreSQL, so this leaves out NaN, both infinities and
 # any count float8 (the charts) cannot hold.
 FINITE = "count BETWEEN -1e300 AND 1e300"
-EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-LATEST = datetime(9999, 12, 30, tzinfo=UTC)

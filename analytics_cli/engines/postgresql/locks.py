@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from analytics_cli.store.names import regclass_text
+from analytics_cli.engines.base import SlotBusy
+from analytics_cli.engines.postgresql.names import regclass_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -51,10 +52,6 @@ def briefly(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-class SlotBusy(Exception):
-    """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
-
-
 def lock_slot(
     conn: psycopg.Connection[Any], table: str, slot: datetime, *, statement_timeout: timedelta
 ) -> None:
@@ -68,7 +65,7 @@ def lock_slot(
     """
     import psycopg
 
-    from analytics_cli.db import lock_timeout_ms
+    from analytics_cli.engines.postgresql.connect import lock_timeout_ms
 
     wait_ms = int(max(statement_timeout.total_seconds() * 2, 60) * 1000)
     statement_ms = int(statement_timeout.total_seconds() * 1000)
@@ -90,7 +87,7 @@ def lock_slot(
 
 def lock_cycle_slot(conn: psycopg.Connection[Any], settings: Settings, slot: datetime) -> None:
     """The slot's advisory lock, every statement after it bounded by the statement timeout."""
-    from analytics_cli.db import set_statement_timeout
+    from analytics_cli.engines.postgresql.connect import set_statement_timeout
 
     set_statement_timeout(conn, settings)
     lock_slot(conn, settings.table, slot, statement_timeout=settings.statement_timeout)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.store.locks import lock_schema
-from analytics_cli.store.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.engines.base import Retention
+from analytics_cli.engines.postgresql.locks import lock_schema
+from analytics_cli.engines.postgresql.names import NATIVE_COLUMNS, identifier, regclass_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -253,18 +254,6 @@ def drop(conn: psycopg.Connection[Any], parts: list[Partition]) -> int:
         sql.SQL("DROP TABLE {}").format(sql.SQL(", ").join(part.ident() for part in parts))
     )
     return int(row[0]) if row and row[0] is not None else 0
-
-
-@dataclass(frozen=True)
-class Retention:
-    """What the store holds in time: its oldest row, and its monthly partitions if any."""
-
-    oldest: datetime | None
-    partitioned: bool
-    # Monthly partitions (the DEFAULT one aside), first and last month.
-    months: int = 0
-    first: datetime | None = None
-    last: datetime | None = None
 
 
 def retention(conn: psycopg.Connection[Any], table: str, types: list[str]) -> Retention:

@@ -1,26 +1,23 @@
-"""Reading the store back: selections, points, summaries, COPY statements, known types."""
+"""The PostgreSQL store's read SQL: selections, points, summaries, COPY statements, types."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.errors import ConfigError
-from analytics_cli.store import mysql
-from analytics_cli.store.names import identifier
-from analytics_cli.store.shapes import (
-    AGGREGATES,
+from analytics_cli.engines.base import (
     BUCKET_ORIGIN,
+    EXPORT_KEYS,
     NONE_LABEL,
     Point,
     Selection,
     TypeSummary,
 )
-
-__all__ = ["AGGREGATES", "BUCKET_ORIGIN", "NONE_LABEL", "Point", "Selection", "TypeSummary"]
+from analytics_cli.engines.postgresql.names import identifier
+from analytics_cli.engines.reading import check_aggregate
 
 if TYPE_CHECKING:
     import psycopg
@@ -29,8 +26,6 @@ if TYPE_CHECKING:
 
 def known_types(conn: psycopg.Connection[Any], table: str) -> list[str]:
     """Distinct metric types present in the store (uses the (type, timestamp) index)."""
-    if mysql.is_mysql(conn):
-        return mysql.known_types(conn, table)
     from psycopg import sql
 
     # A recursive skip-scan: one index probe per distinct type, fast on years of rows.
@@ -48,18 +43,6 @@ def known_types(conn: psycopg.Connection[Any], table: str) -> list[str]:
     return [row[0] for row in conn.execute(query)]
 
 
-def slot_count(since: datetime, until: datetime, interval: timedelta) -> int:
-    """How many slots of ``interval`` start in [since, until)."""
-    from analytics_cli.timeutil import floor_slot
-
-    first = floor_slot(since, interval)
-    if first < since:
-        first += interval
-    if first >= until:
-        return 0
-    return int((until - first - timedelta(microseconds=1)) // interval) + 1
-
-
 def relation(sel: Selection) -> sql.Composable:
     """What the read queries select from: the layout's relation, else the table itself."""
     return sel.source if sel.source is not None else identifier(sel.table)
@@ -68,8 +51,7 @@ def relation(sel: Selection) -> sql.Composable:
 def _aggregate(agg: str, totals: bool = False) -> sql.Composable:
     from psycopg import sql
 
-    if agg not in AGGREGATES:
-        raise ConfigError(f"invalid aggregate {agg!r}", hint="use one of: " + ", ".join(AGGREGATES))
+    check_aggregate(agg)
     if agg == "last":
         # A type's (and --by value's) slot totals have one row per slot: no tie to break.
         tie = "" if totals else ", id DESC"
@@ -230,7 +212,7 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
 
 def _iso_sql(column: sql.Composable) -> sql.Composable:
     """ISO 8601 UTC text of a timestamptz column, like timeutil.iso, in any session time zone
-    (DateStyle ISO: ``history.store_connection`` sets it).
+    (DateStyle ISO: ``PostgresStore.begin_reading`` sets it).
 
     PostgreSQL's own text of the UTC wall time (``2026-01-05 00:00:01.5``) with the space
     made a ``T`` and a ``Z`` appended: less than half of what ``to_char`` costs per row. The
@@ -239,14 +221,6 @@ def _iso_sql(column: sql.Composable) -> sql.Composable:
     from psycopg import sql
 
     return sql.SQL("replace(({c} AT TIME ZONE 'UTC')::text, ' ', 'T') || 'Z'").format(c=column)
-
-
-EXPORT_KEYS = ("type", "count", "timestamp", "metadata", "collected_at")
-
-
-def copy_header(fmt: str, keys: Sequence[str] = EXPORT_KEYS) -> bytes:
-    """The first line ``copy_statement``'s rows need: the CSV header (the keys), else none."""
-    return (",".join(keys) + "\n").encode() if fmt == "csv" else b""
 
 
 def copy_statement(
@@ -258,7 +232,7 @@ def copy_statement(
     same plan node, so PostgreSQL's parallel workers share both where it gives them. Its
     output columns carry no names the ORDER BY could take for the stored columns (the
     ISO 8601 text sorts differently from the time), which is why the CSV header is not
-    COPY's but ``copy_header``'s. JSON lines use CSV format with a quote and delimiter byte
+    COPY's but ``reading.copy_header``'s. JSON lines use CSV format with a quote and delimiter byte
     that JSON text never contains (PostgreSQL escapes control characters in JSON), so each
     line is the object verbatim.
     """
@@ -292,8 +266,6 @@ def copy_statement(
 
 def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
     """How many rows a selection yields (for progress bars and automatic bucketing)."""
-    if mysql.is_mysql(conn):
-        return mysql.count_rows(conn, sel)
     from psycopg import sql
 
     query = sql.SQL("SELECT count(*) FROM ({}) AS r").format(select_rows(sel))
@@ -304,8 +276,6 @@ def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
 def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
     """How many points fall in a selection's window, bucketing ignored: stored rows, or with
     ``sel.slot`` slot totals."""
-    if mysql.is_mysql(conn):
-        return mysql.count_points(conn, sel)
     from psycopg import sql
 
     query = sql.SQL("SELECT count(*) FROM {}").format(_source(sel))
@@ -315,8 +285,6 @@ def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
 
 def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
     """A selection's points, ordered by type and time."""
-    if mysql.is_mysql(conn):
-        return mysql.read_points(conn, sel)
     from psycopg.rows import class_row
 
     with conn.cursor(row_factory=class_row(Point)) as cur:
@@ -336,8 +304,6 @@ def top_values(
 ) -> tuple[list[str | None], int]:
     """The ``limit`` values of the --by key with the highest average count in the window
     (None for the series whose value is JSON null), and how many distinct values there are."""
-    if mysql.is_mysql(conn):
-        return [], 0  # no metadata: no value of any key
     from psycopg import sql
 
     assert sel.by is not None
@@ -357,8 +323,6 @@ def summaries(
     With --by, one summary per value of that key, named by the value."""
     if sel.slot is None:
         sel = replace(sel, slot=interval)
-    if mysql.is_mysql(conn):
-        return mysql.summaries(conn, sel)
     from psycopg import sql
     from psycopg.rows import class_row
 
@@ -383,8 +347,6 @@ def sparkline_values(
 ) -> dict[str, list[float | None]]:
     """Per type, ``width`` averages over equal slices of the window (None where empty), of the
     per-slot totals when ``sel.slot`` is set."""
-    if mysql.is_mysql(conn):
-        return mysql.sparkline_values(conn, sel, width)
     from psycopg import sql
 
     assert sel.since is not None and sel.until is not None
@@ -403,18 +365,8 @@ def sparkline_values(
     return result
 
 
-def total_points(
-    conn: psycopg.Connection[Any], sel: Selection, interval: timedelta, bucket: timedelta
-) -> list[Point]:
-    """Per type, the per-slot totals averaged over buckets of ``bucket`` (the slot itself when
-    ``bucket`` is the interval), ordered by type and time."""
-    return read_points(conn, replace(sel, slot=interval, bucket=bucket, agg="avg"))
-
-
 def first_metadata(conn: psycopg.Connection[Any], sel: Selection, name: str) -> dict[str, Any]:
     """The metadata of one row of ``name`` in the window (its dimension keys), ``{}`` if none."""
-    if mysql.is_mysql(conn):
-        return {}  # no metadata column
     from psycopg import sql
 
     query = sql.SQL(

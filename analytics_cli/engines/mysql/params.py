@@ -24,7 +24,7 @@ DEFAULT_PORT = 3306
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
 # Query parameters of the URL, with the aliases PyMySQL and the mysql client use.
-_QUERY_KEYS = {
+QUERY_KEYS = {
     "unix_socket": "unix_socket",
     "socket": "unix_socket",
     "ssl": "ssl",
@@ -158,9 +158,9 @@ def parse(dsn: str, env: Mapping[str, str] | None = None) -> MySQLParams:
         raise ConfigError(f"invalid source connection string: {reason}") from None
     query: dict[str, str] = {}
     for key, value in parse_qsl(url.query, keep_blank_values=True):
-        name = _QUERY_KEYS.get(key)
+        name = QUERY_KEYS.get(key)
         if name is None:
-            allowed = ", ".join(sorted(set(_QUERY_KEYS)))
+            allowed = ", ".join(sorted(set(QUERY_KEYS)))
             raise ConfigError(
                 f"invalid source connection string: unknown parameter {key!r}",
                 hint=f"MySQL parameters: {allowed}",

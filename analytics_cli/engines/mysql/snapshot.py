@@ -17,27 +17,24 @@ import json
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from analytics_cli.engines import runner
+from analytics_cli.engines.base import MetricPlan, Refused, Slots, Snapshot
+from analytics_cli.engines.mysql.connect import code as _code
+from analytics_cli.engines.mysql.connect import connect, quote_name, require_pymysql
+from analytics_cli.engines.mysql.connect import message as _message
+from analytics_cli.engines.mysql.flavor import Flavor, flavor_of
+from analytics_cli.engines.mysql.guard import check_query, table_aliases
+from analytics_cli.engines.mysql.params import MySQLParams, parse
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import (
     MAX_COUNT_OCTETS,
     MAX_DIMENSION_OCTETS,
     MetricFailure,
-    Outcome,
-    Series,
-    groups,
 )
-from analytics_cli.mysql_dsn import MySQLParams, parse
-from analytics_cli.mysqldb import code as _code
-from analytics_cli.mysqldb import connect, quote_name, require_pymysql
-from analytics_cli.mysqldb import message as _message
-from analytics_cli.sources.base import FullScan, MetricPlan, Slots, Snapshot
-from analytics_cli.sources.mysql_guard import Refused, check_query, table_aliases
-from analytics_cli.sources.rows import sample_from, series_from, shared_from, with_dimensions_hint
 
 if TYPE_CHECKING:
     import pymysql
@@ -50,52 +47,6 @@ PARAMETERS = ("slot", "interval_seconds")
 _BAD_FIELD = 1054
 # SERVER_STATUS_IN_TRANS_READONLY (MySQL 5.7+, MariaDB); PyMySQL's constants lack it.
 _IN_TRANS_READONLY = 0x2000
-# Large tables scanned in full are worth an index (the same bound as on PostgreSQL).
-LARGE_TABLE_ROWS = 100_000
-
-
-@dataclass(frozen=True)
-class Flavor:
-    """MariaDB or MySQL: the few names and statements that differ between them."""
-
-    mariadb: bool
-    version: str
-
-    @property
-    def name(self) -> str:
-        """``MariaDB`` or ``MySQL``."""
-        return "MariaDB" if self.mariadb else "MySQL"
-
-    @property
-    def read_only_variable(self) -> str:
-        """The session variable that says read-only (MySQL 8 dropped ``tx_read_only``)."""
-        return "@@tx_read_only" if self.mariadb else "@@transaction_read_only"
-
-    @property
-    def isolation_variable(self) -> str:
-        """The session variable that holds the isolation level."""
-        return "@@tx_isolation" if self.mariadb else "@@transaction_isolation"
-
-    def timeout_statement(self, limit: timedelta) -> str:
-        """Limit every statement of the session: MariaDB in seconds, MySQL 8 in ms (SELECT only)."""
-        if self.mariadb:
-            return f"SET SESSION max_statement_time = {max(limit.total_seconds(), 0.001):.3f}"
-        return f"SET SESSION max_execution_time = {max(1, round(limit.total_seconds() * 1000)):d}"
-
-    def is_timeout(self, code: int) -> bool:
-        """True for the error a statement past its time limit ends with."""
-        return code == (1969 if self.mariadb else 3024)
-
-    @property
-    def explain_prefix(self) -> str:
-        """MariaDB's ANALYZE runs the query and times it; MySQL's JSON plan only estimates."""
-        return "ANALYZE FORMAT=JSON " if self.mariadb else "EXPLAIN FORMAT=JSON "
-
-
-def flavor_of(version: str, comment: str) -> Flavor:
-    """Tell MariaDB from MySQL by ``VERSION()`` and ``@@version_comment``."""
-    mariadb = "mariadb" in version.lower() or "mariadb" in comment.lower()
-    return Flavor(mariadb, version)
 
 
 class MySQLSource:
@@ -114,8 +65,10 @@ class MySQLSource:
     def read(self, specs: Sequence[MetricSpec], slots: Slots) -> Snapshot:
         """Every spec's outcome from one snapshot."""
         with snapshot(self.params, self.settings, self._live) as session:
-            outcomes = session.run_all(specs, slots)
-            return Snapshot(session.collected_at, outcomes)
+            done = {
+                o.type: o for o in runner.run_all(session, specs, slots, self.settings.interval)
+            }
+            return Snapshot(session.collected_at, [done[spec.type] for spec in specs])
 
     def cancel(self) -> None:
         """From another thread: KILL QUERY the statement of a read in progress."""
@@ -125,13 +78,13 @@ class MySQLSource:
     def explain(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
         """Every spec's plan (MariaDB ANALYZE / MySQL EXPLAIN, JSON) in one read-only snapshot."""
         with snapshot(self.params, self.settings) as session:
-            return session.explain_all(specs, slot)
+            return runner.explain_all(session, specs, slot, self.settings.interval)
 
 
 @contextmanager
 def snapshot(
     params: MySQLParams, settings: Settings, live: list[int] | None = None
-) -> Iterator[_Session]:
+) -> Iterator[MySQLDialect]:
     """Connect and open the read-only snapshot; roll it back and close the connection after."""
     import pymysql
 
@@ -141,7 +94,7 @@ def snapshot(
     if live is not None:
         live.append(thread)
     try:
-        session = _Session(conn, params, settings)
+        session = MySQLDialect(conn, params, settings)
         session.begin()
         yield session
         conn.rollback()
@@ -226,10 +179,13 @@ def bound_parameters(slot: datetime, interval: timedelta) -> dict[str, Any]:
     return {"slot": naive, "interval_seconds": int(interval.total_seconds())}
 
 
-class _Session:
-    """One connection holding one read-only snapshot; runs and checks metrics in it."""
+class MySQLDialect:
+    """MySQL's statements for the snapshot runner, on the one connection holding the
+    read-only snapshot; checks after each metric that the snapshot still holds."""
 
     def __init__(self, conn: pymysql.Connection[Any], params: MySQLParams, settings: Settings):
+        import pymysql
+
         self.conn = conn
         self.params = params
         self.settings = settings
@@ -237,16 +193,18 @@ class _Session:
         self.collected_at = datetime.now(UTC)
         self.backslash_escapes = True
         self.ansi_quotes = False
+        # The driver's errors, caught per metric by the runner.
+        self.errors: tuple[type[Exception], ...] = (pymysql.err.Error,)
 
     # -- statements
 
-    def fetch(self, query: str) -> list[tuple[Any, ...]]:
+    def fetch(self, query: str, params: Any = None) -> list[Any]:
         """Run one statement (no parameters: they are bound already) and fetch its rows."""
         with self.conn.cursor() as cur:
             cur.execute(query)
             return list(cur.fetchall())
 
-    def columns(self, text: str) -> list[str]:
+    def columns(self, text: str, params: Any = None) -> list[str]:
         """The query's column names: planned, but no row is computed (LIMIT 0)."""
         with self.conn.cursor() as cur:
             cur.execute(f"SELECT * FROM (\n{text}\n) AS q LIMIT 0")
@@ -329,8 +287,13 @@ class _Session:
             exc = type(exc)(args[0], own_text(str(args[1])))
         return _message(exc, self.params.secrets)
 
-    def prepare(self, spec: MetricSpec, params: dict[str, Any]) -> str:
-        """The metric's text with its parameters bound, checked to be one plain query."""
+    def prepare(self, spec: MetricSpec, slot: datetime, interval: timedelta) -> tuple[str, None]:
+        """The metric's text with its parameters bound (by the client: the text is checked
+        as the server will read it), checked to be one plain query."""
+        return self.bind(spec, bound_parameters(slot, interval)), None
+
+    def bind(self, spec: MetricSpec, params: dict[str, Any]) -> str:
+        """The metric's text with ``params`` bound, checked to be one plain query."""
         text = spec.sql_for(ENGINE)
         if text is None:
             raise Refused(f"the built-in metric {spec.type} has no MySQL text")
@@ -357,161 +320,57 @@ class _Session:
             bound, backslash_escapes=self.backslash_escapes, ansi_quotes=self.ansi_quotes
         )
 
-    # -- metrics
+    def guarded(self) -> AbstractContextManager[Any]:
+        """Nothing: a failing query leaves the snapshot as it was (``verify`` checks)."""
+        return nullcontext()
 
-    def run_all(self, specs: Sequence[MetricSpec], slots: Slots) -> list[Outcome]:
-        """Run metrics (a [[query]] once for its metrics), checking the snapshot after each."""
-        done: dict[str, Outcome] = {}
-        for group in groups(specs, slots):
-            first = group[0]
-            params = bound_parameters(slots[first.type], first.every or self.settings.interval)
-            if first.query is not None:
-                outcomes = self.run_shared(group, params)
-            else:
-                outcomes = [self.run_metric(first, params)]
-            if not self.conn.open:
-                failed = next((o for o in outcomes if isinstance(o, MetricFailure)), None)
-                detail = failed.error if failed is not None else "connection closed"
-                raise DatabaseError(
-                    f"lost the connection to the source database while running {first.type}: "
-                    f"{detail}"
-                )
-            self.verify(first.type)
-            done |= {o.type: o for o in outcomes}
-        return [done[spec.type] for spec in specs]
+    def measured(self, text: str, limit: int, counts: Sequence[str], dims: Sequence[str]) -> str:
+        """The query as a derived table with its columns size-checked (``_measured``)."""
+        return _measured(text, limit, counts, dims)
 
-    def run_metric(self, spec: MetricSpec, params: dict[str, Any]) -> Outcome:
-        """Run one metric; any failure is returned, never raised."""
-        import pymysql
+    def missing_column(self, exc: Exception) -> bool:
+        """ER_BAD_FIELD_ERROR."""
+        return _code(exc) == _BAD_FIELD
 
-        try:
-            text = self.prepare(spec, params)
-        except Refused as exc:
-            return MetricFailure(spec.type, f"refused: {exc}")
-        if spec.dimensional:
-            return self.run_series(spec, text)
-        try:
-            # Two rows tell "more than one" without reading the rest.
-            rows = self.fetch(_measured(text, 2))
-        except pymysql.err.Error as exc:
-            if _code(exc) == _BAD_FIELD:
-                # Perhaps the query has no count column: name the columns it does have.
-                try:
-                    names = self.columns(text)
-                except pymysql.err.Error:
-                    names = ["count"]
-                if "count" not in names:
-                    return MetricFailure(
-                        spec.type, f"query returned no column named count (got {names})"
-                    )
-            return MetricFailure(spec.type, self.error_line(exc))
-        if len(rows) > 1:
-            try:
-                names = self.columns(text)
-            except pymysql.err.Error:
-                names = []
-            return with_dimensions_hint(sample_from(spec, rows, 0), names)
-        return sample_from(spec, rows, 0)
+    def lost(self) -> bool:
+        """True when the connection is closed."""
+        return not self.conn.open
 
-    def run_series(self, spec: MetricSpec, text: str) -> Series | MetricFailure:
-        """Run a dimensional metric: one Sample per row, at most ``max_series`` rows."""
-        import pymysql
+    def recover(self, failed: MetricFailure) -> bool:
+        """Never: MySQL cannot open the same snapshot again."""
+        return False
 
-        dims = spec.dimensions
-        rows: list[tuple[Any, ...]] = []
-        try:
-            names = self.columns(text)
-            if "count" in names and sorted(names) == sorted(["count", *dims]):
-                # One row more than allowed tells "too many" without reading the rest.
-                rows = self.fetch(_measured(text, spec.max_series + 1, dimensions=dims))
-        except pymysql.err.Error as exc:
-            return MetricFailure(spec.type, self.error_line(exc))
-        if "count" not in names:
-            return MetricFailure(spec.type, f"query returned no column named count (got {names})")
-        if sorted(names) != sorted(["count", *dims]):
-            return MetricFailure(
-                spec.type,
-                f"query columns {names} do not match count plus dimensions {list(dims)}",
-            )
-        return series_from(spec, rows, 0, 2)
+    def suggest_index(self, table: str, columns: list[str], condition: str) -> str | None:
+        """An online ALTER TABLE ... ADD INDEX (``suggest_index``)."""
+        return suggest_index(table, columns, condition)
 
-    def run_shared(self, specs: Sequence[MetricSpec], params: dict[str, Any]) -> list[Outcome]:
-        """Run one [[query]] ONCE for the metrics it fills (their columns only); a failing
-        query fails each of them with the same error, a missing column only its own metric."""
-        import pymysql
-
-        first = specs[0]
-        dims = first.dimensions
-        try:
-            text = self.prepare(first, params)
-        except Refused as exc:
-            return [MetricFailure(s.type, f"refused: {exc}") for s in specs]
-        rows: list[tuple[Any, ...]] = []
-        try:
-            names = self.columns(text)
-            wanted = [s.type for s in specs if s.type in names]
-            if wanted and all(d in names for d in dims):
-                limit = first.max_series + 1 if dims else 2
-                rows = self.fetch(_measured(text, limit, wanted, dims))
-        except pymysql.err.Error as exc:
-            return [MetricFailure(s.type, self.error_line(exc)) for s in specs]
-        return shared_from(specs, names, wanted, rows)
-
-    # -- plans
-
-    def explain_all(self, specs: Sequence[MetricSpec], slot: datetime) -> list[MetricPlan]:
-        """Every metric's plan, checking the snapshot after each."""
-        params = bound_parameters(slot, self.settings.interval)
-        plans = []
-        for spec in specs:
-            plans.append(self.explain_one(spec, params))
-            self.verify(spec.type)
-        return plans
-
-    def explain_one(self, spec: MetricSpec, params: dict[str, Any]) -> MetricPlan:
-        """One metric's plan: cost, time, and the full scans of large tables."""
-        import pymysql
-
-        plan = MetricPlan(spec.type)
-        try:
-            text = self.prepare(spec, params)
-        except Refused as exc:
-            plan.error = f"refused: {exc}"
-            return plan
-        try:
-            rows = self.fetch(f"{self.flavor.explain_prefix}SELECT * FROM (\n{text}\n) AS q")
-            doc = json.loads(str(rows[0][0]))
-            if self.flavor.mariadb:
-                plan.time_ms = float(doc.get("query_block", {}).get("r_total_time_ms", 0.0))
-            else:
-                # MySQL's JSON plan is an estimate only: time one real run of the metric.
-                started = time.monotonic()
-                self.fetch(_measured(text, 2))
-                plan.time_ms = (time.monotonic() - started) * 1000
-            accesses = list(_table_accesses(doc))
-            plan.cost = _cost(doc, accesses)
-            aliases = table_aliases(text)
-            for access in accesses:
-                if access.get("access_type") != "ALL":
-                    continue
-                alias = str(access.get("table_name", ""))
-                if not alias or alias.startswith("<"):
-                    continue  # a derived or temporary table of the query itself
-                table = aliases.get(alias, alias)
-                size, names = self.table_facts(table)
-                estimate = int(access.get("rows", access.get("rows_examined_per_scan", 0)) or 0)
-                size = max(size, estimate)
-                if size < LARGE_TABLE_ROWS:
-                    continue
-                condition = str(access.get("attached_condition", ""))
-                plan.scans.append(
-                    FullScan(table, size, condition, suggest_index(table, names, condition))
-                )
-        except pymysql.err.Error as exc:
-            plan.error = self.error_line(exc)
-        except (ValueError, KeyError, IndexError) as exc:
-            plan.error = f"unreadable plan: {exc}"
-        return plan
+    def plan(self, text: str, params: Any = None) -> runner.Plan:
+        """MariaDB's ANALYZE (or MySQL's EXPLAIN, timed by one real run), in JSON: cost, time,
+        and the full scans with their tables' estimated rows and columns."""
+        rows = self.fetch(f"{self.flavor.explain_prefix}SELECT * FROM (\n{text}\n) AS q")
+        doc = json.loads(str(rows[0][0]))
+        if self.flavor.mariadb:
+            time_ms = float(doc.get("query_block", {}).get("r_total_time_ms", 0.0))
+        else:
+            # MySQL's JSON plan is an estimate only: time one real run of the metric.
+            started = time.monotonic()
+            self.fetch(_measured(text, 2))
+            time_ms = (time.monotonic() - started) * 1000
+        accesses = list(_table_accesses(doc))
+        aliases = table_aliases(text)
+        scans = []
+        for access in accesses:
+            if access.get("access_type") != "ALL":
+                continue
+            alias = str(access.get("table_name", ""))
+            if not alias or alias.startswith("<"):
+                continue  # a derived or temporary table of the query itself
+            table = aliases.get(alias, alias)
+            size, names = self.table_facts(table)
+            estimate = int(access.get("rows", access.get("rows_examined_per_scan", 0)) or 0)
+            condition = str(access.get("attached_condition", ""))
+            scans.append(runner.Scan(table, max(size, estimate), names, condition))
+        return runner.Plan(_cost(doc, accesses), time_ms, scans)
 
     def table_facts(self, table: str) -> tuple[int, list[str]]:
         """The table's estimated row count and its column names (information_schema)."""
@@ -566,23 +425,27 @@ def suggest_index(table: str, columns: list[str], condition: str) -> str | None:
     """An online ``ALTER TABLE ... ADD INDEX`` that lets the server skip a full scan, or None.
 
     MySQL has no partial index: the equality columns (``ended = 0``) come first, then the
-    range columns (``createdAt > ...``). None for a condition with OR (a fused query's): no
-    single index serves every branch.
+    range columns (``createdAt > ...``).
     """
-    if not condition or re.search(r"\bor\b", condition, re.IGNORECASE):
-        return None
-    known = set(columns)
-    equal: list[str] = []
-    ranged: list[str] = []
+    return runner.suggest_index(
+        table, columns, condition, terms=_index_terms, statement=_index_statement
+    )
+
+
+def _index_terms(condition: str) -> Iterator[runner.IndexTerm]:
+    """The columns a condition compares for equality (``=``, ``<=>``) or a range."""
     for match in _CONDITION.finditer(condition):
         column, op = match.group(1), match.group(2).lower()
-        if column not in known:
-            continue
         if op in ("=", "<=>"):
-            equal.append(column)
+            yield column, "equal"
         elif op in ("<", ">", "<=", ">=", "between"):
-            ranged.append(column)
-    keys = list(dict.fromkeys(equal + [c for c in ranged if c not in equal]))
+            yield column, "range"
+
+
+def _index_statement(
+    table: str, columns: Sequence[str], keys: list[str], partial: list[str]
+) -> str | None:
+    """ALTER TABLE ... ADD INDEX, online (INPLACE, no lock)."""
     if not keys:
         return None
     names = ", ".join(quote_name(k) for k in keys)

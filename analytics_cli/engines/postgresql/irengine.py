@@ -1,4 +1,4 @@
-"""The ir-engine store layout: the platform's own analytics table, used exactly as it is."""
+"""The ir-engine layout on PostgreSQL: the platform's own analytics table, used as it is."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.errors import ConfigError
-from analytics_cli.store.names import identifier, regclass_text
+from analytics_cli.engines import irengine
+from analytics_cli.engines.base import Key
+from analytics_cli.engines.irengine import (
+    EARLIEST,
+    IR_ENGINE,
+    LATEST,
+    SHAPE_TEXT,
+    fit_count,
+    refuse_rows_with_metadata,
+)
+from analytics_cli.engines.postgresql.names import identifier, regclass_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -16,9 +25,6 @@ if TYPE_CHECKING:
 
     from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
-    from analytics_cli.store.layout import Key
-
-IR_ENGINE = "ir-engine"
 
 # The table the platform's knex migration creates, as PostgreSQL's format_type names it.
 # Nullability and constraints are not part of the match: the columns and types are.
@@ -29,8 +35,6 @@ SHAPE = (
     ("createdAt", "timestamp with time zone"),
     ("updatedAt", "timestamp with time zone"),
 )
-SHAPE_TEXT = 'id uuid, count integer, type varchar(255), "createdAt", "updatedAt"'
-INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 def table_shape(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]] | None:
@@ -52,79 +56,9 @@ def is_ir_engine(shape: Sequence[tuple[str, str]]) -> bool:
 
 
 def accept(settings: Settings, shape_text: str = SHAPE_TEXT) -> IrEngineLayout:
-    """The ir-engine layout for the table, unless the config insists on the native one.
-
-    ``shape_text`` names the columns as the store's engine types them (MySQL: store.mysql).
-    """
-    from analytics_cli.store.notices import notice
-
-    if settings.layout == "native":
-        raise ConfigError(
-            f"table {settings.table!r} is the iR Engine's own analytics table "
-            f'({SHAPE_TEXT}) but [store] layout is "native"; it was left untouched',
-            hint='set [store] layout = "ir-engine" to collect into it, '
-            'or point [store] table at another name, for example table = "analytics_cli"',
-        )
-    if settings.layout != IR_ENGINE:
-        notice(
-            f"table {settings.table} has the iR Engine layout ({shape_text}): "
-            'reading and writing it in that layout (set [store] layout = "ir-engine" '
-            "to say so in the config)"
-        )
+    """The ir-engine layout for the table, unless the config insists on the native one."""
+    irengine.accept(settings, shape_text)
     return IrEngineLayout(settings.table)
-
-
-def missing_table(settings: Settings) -> ConfigError:
-    """The error for ``layout = "ir-engine"`` when the platform's table is not there."""
-    return ConfigError(
-        f'[store] layout is "ir-engine" but table {settings.table!r} does not exist',
-        hint="the iR Engine's migrations create it: point [store] dsn at the platform "
-        "database, or remove [store] layout to let analytics-cli create its own table",
-    )
-
-
-def fit_count(outcome: Outcome) -> Outcome:
-    """A sample the integer ``count`` column can hold unchanged, or that metric's failure."""
-    from analytics_cli.metrics import MetricFailure, Sample
-
-    if isinstance(outcome, MetricFailure):
-        return outcome
-    if not isinstance(outcome, Sample) or outcome.metadata:
-        return MetricFailure(
-            outcome.type, "row has metadata, which the iR Engine table cannot store"
-        )
-    count = outcome.count
-    if count != count.to_integral_value():
-        return MetricFailure(
-            outcome.type,
-            f"count {count} is not a whole number; the iR Engine analytics table stores integers",
-        )
-    if not INT_MIN <= count <= INT_MAX:
-        return MetricFailure(
-            outcome.type,
-            f"count {count} does not fit the iR Engine analytics table's integer column "
-            f"({INT_MIN} to {INT_MAX})",
-        )
-    return outcome
-
-
-def refuse_rows_with_metadata(settings: Settings, specs: Sequence[MetricSpec]) -> None:
-    """Refuse metrics whose rows carry metadata: the iR Engine table has no column for it."""
-    names = [s.type for s in specs if s.dimensional]
-    if names:
-        raise ConfigError(
-            f"metric {', '.join(repr(n) for n in names)} has dimensions, which the iR Engine "
-            f"analytics table ({SHAPE_TEXT}) cannot store; nothing was collected",
-            hint="remove its dimensions, or store into an analytics-cli table: "
-            'set [store] table = "analytics_cli" (and remove [store] layout)',
-        )
-    if settings.sources:
-        raise ConfigError(
-            "[[source]] databases tag their rows with the source name, which the iR Engine "
-            f"analytics table ({SHAPE_TEXT}) cannot store; nothing was collected",
-            hint="use the single [source] dsn of the platform, "
-            'or set [store] table = "analytics_cli"',
-        )
 
 
 class IrEngineLayout:
@@ -143,7 +77,7 @@ class IrEngineLayout:
 
     def lock(self, conn: Any, settings: Settings, slot: datetime) -> None:
         """The slot's transaction-scoped advisory lock (store.locks)."""
-        from analytics_cli.store.locks import lock_cycle_slot
+        from analytics_cli.engines.postgresql.locks import lock_cycle_slot
 
         lock_cycle_slot(conn, settings, slot)
 
@@ -240,8 +174,6 @@ class IrEngineLayout:
         """How many rows in [since, until) have a type but no count (the column is nullable):
         the readers leave them out as gaps."""
         from psycopg import sql
-
-        from analytics_cli.store.native import EARLIEST, LATEST
 
         query = sql.SQL(
             "SELECT count(*) FROM {} WHERE type IS NOT NULL AND count IS NULL "

@@ -10,13 +10,15 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.dsn import one_line, scrub
+from analytics_cli.engines.mysql.flavor import flavor_of
 from analytics_cli.errors import DatabaseError, MissingExtra, StoreError
 
 if TYPE_CHECKING:
     import pymysql
 
     from analytics_cli.config.schema import Settings
-    from analytics_cli.mysql_dsn import MySQLParams
+    from analytics_cli.engines.base import Job
+    from analytics_cli.engines.mysql.params import MySQLParams
 
 APPLICATION_NAME = "analytics-cli"
 # Server errors that retrying cannot fix: wrong account, password or database.
@@ -127,6 +129,29 @@ def code(exc: BaseException) -> int | None:
     """The server's (or client's) error number of a PyMySQL error, None when it has none."""
     args = exc.args
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def grant_hint(what: str, privileges: str, table: str, dsn: str) -> str:
+    """``what`` needs ``privileges`` on the store table, and the GRANT that gives them, naming
+    the table as ``database.table`` (MySQL grants name the database)."""
+    import getpass
+    import re
+
+    from analytics_cli.engines.mysql.params import parse
+
+    needs = privileges.replace(", ", " and ")
+    params = parse(dsn)
+    account = params.user or getpass.getuser()
+
+    def name(part: str) -> str:
+        plain = re.fullmatch(r"[A-Za-z0-9_$]+", part) and not part.isdigit()
+        return part if plain else "`" + part.replace("`", "``") + "`"
+
+    parts = table.split(".")
+    if len(parts) == 1 and params.database:
+        parts.insert(0, params.database)
+    where = ".".join(name(p) for p in parts)
+    return f"{what} needs {needs} on {where}: GRANT {privileges} ON {where} TO '{account}'@'%'"
 
 
 # Errors that say the account lacks a privilege: an operator must grant it, no later run can.
@@ -248,13 +273,10 @@ def setup(session: Session, settings: Settings, *, read_only: bool) -> None:
     with session.conn.cursor() as cur:
         cur.execute("SELECT VERSION(), @@version_comment")
         version, comment = cur.fetchone() or ("", "")
-        session.mariadb = "mariadb" in f"{version} {comment}".lower()
+        flavor = flavor_of(str(version), str(comment or ""))
+        session.mariadb = flavor.mariadb
         cur.execute("SET time_zone = '+00:00'")
-        limit = settings.statement_timeout.total_seconds()
-        if session.mariadb:
-            cur.execute(f"SET SESSION max_statement_time = {max(limit, 0.001):.3f}")
-        else:
-            cur.execute(f"SET SESSION max_execution_time = {max(1, round(limit * 1000)):d}")
+        cur.execute(flavor.timeout_statement(settings.statement_timeout))
         if read_only:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -263,33 +285,25 @@ def setup(session: Session, settings: Settings, *, read_only: bool) -> None:
 
 
 @contextmanager
-def session(
-    dsn: str,
-    settings: Settings,
-    *,
-    side: str,
-    doing: str,
-    read_only: bool,
-    retries: int,
-    refused: str | None,
-) -> Iterator[Session]:
-    """``db.session`` for a mysql:// or mariadb:// store: connect, set the session up, run
-    the job, commit it; any server error becomes one line starting with ``doing``."""
+def session(dsn: str, settings: Settings, job: Job) -> Iterator[Session]:
+    """A session on a mysql:// or mariadb:// database: connect, set the session up, run
+    the job, commit it; any server error becomes one line starting with ``job.doing``."""
+    side = job.side
     require_pymysql("stores" if side == "store" else "sources")
     import pymysql
 
-    from analytics_cli.mysql_dsn import parse
+    from analytics_cli.engines.mysql.params import parse
 
     params = parse(dsn)
     # Store failures are typed apart: a cycle whose store fails can still be spooled.
     error = StoreError if side == "store" else DatabaseError
     try:
-        conn = connect(params, settings, purpose=side, retries=retries, autocommit=False)
+        conn = connect(params, settings, purpose=side, retries=job.retries, autocommit=False)
     except DatabaseError as exc:
         raise error(str(exc), hint=exc.hint) from None
     own = Session(conn, params)
     try:
-        setup(own, settings, read_only=read_only)
+        setup(own, settings, read_only=job.read_only)
         yield own
         own.commit()
     except pymysql.err.Error as exc:
@@ -297,7 +311,7 @@ def session(
         # A missing privilege needs an operator, not a later run: never spooled.
         cls = StoreError if side == "store" and not denied else DatabaseError
         raise cls(
-            f"{doing}: {message(exc, params.secrets)}", hint=refused if denied else None
+            f"{job.doing}: {message(exc, params.secrets)}", hint=job.refused if denied else None
         ) from None
     finally:
         with suppress(Exception):
