@@ -25,11 +25,9 @@ def spool_list(
 ) -> None:
     """List every spool file: its slot and rows, or the other store it is for, or why it
     cannot be replayed; and the files set aside in rejected/. Connects to no database."""
-    import json
-
     from analytics_cli import spool
     from analytics_cli.engines.session import resolved
-    from analytics_cli.timeutil import iso
+    from analytics_cli.render.spool import spool_listing
 
     with handled():
         settings = load(ctx)
@@ -37,33 +35,7 @@ def spool_list(
             folder = spool.spool_dir(live)
             items = spool.summary(folder, spool.store_identity(live))
         aside = spool.rejected(folder)
-    if as_json:
-        doc = {
-            "folder": str(folder),
-            "files": [
-                {
-                    "file": str(i.path),
-                    "slot": iso(i.slot) if i.slot else None,
-                    "rows": i.rows,
-                    "store": i.foreign,
-                    "problem": i.problem,
-                }
-                for i in items
-            ],
-            "rejected": [str(p) for p in aside],
-        }
-        out.write(json.dumps(doc, indent=2) + "\n")
-        return
-    lines = [f"spool folder {folder}: {len(items)} file(s), {len(aside)} set aside"]
-    for i in items:
-        if i.problem is not None:
-            lines.append(f"{i.path}  cannot be replayed: {i.problem}")
-        elif i.foreign is not None:
-            lines.append(f"{i.path}  another store: {i.foreign}")
-        else:
-            lines.append(f"{i.path}  slot {iso(i.slot) if i.slot else '?'}, {i.rows} row(s)")
-    lines += [f"{p}  set aside" for p in aside]
-    out.write("\n".join(lines) + "\n")
+    out.write(spool_listing(folder, items, aside, as_json=as_json))
 
 
 @app.command("drop", epilog=docs("operations.md"))

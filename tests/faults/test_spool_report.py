@@ -165,6 +165,13 @@ def test_files_of_another_store_are_listed_and_dropped(dbs: Databases, tmp_path:
     assert listed["files"] == [
         {"file": str(orphan), "slot": _slot(0), "rows": 2, "store": store, "problem": None}
     ]
+    assert (listed["folder"], listed["rejected"]) == (str(_folder(tmp_path)), [])
+    text = run_proc("-c", str(fixed), "spool", "list", env=env)
+    assert (text.exit_code, text.stdout) == (
+        0,
+        f"spool folder {_folder(tmp_path)}: 1 file(s), 0 set aside\n"
+        f"{orphan}  another store: {store}\n",
+    )
     refused = run_proc("-c", str(fixed), "spool", "drop", "--foreign", env=env)
     assert refused.exit_code == 2
     assert orphan.exists()
