@@ -457,6 +457,9 @@ def db_init(ctx: typer.Context) -> None:
         settings = _load(ctx)
         with db.resolved(settings, announce=_announce) as live:
             created = collect_mod.ensure_store(live)
+            from analytics_cli import rollups
+
+            rollups.init_built(live, progress=_months_progress())
     render.db_init(out, settings.table, created)
 
 
@@ -490,6 +493,46 @@ def db_migrate(
                 progress=lambda n: out.debug(f"copied through id {n}"),
             )
     render.migrated(out, settings.table, done)
+
+
+@db_app.command("rollup", epilog=docs("history.md"))
+def db_rollup(
+    ctx: typer.Context,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Rebuild the hourly and daily rollups from the stored rows (buckets older "
+            "than the rows kept stay). Native store only: not the iR Engine layout.",
+        ),
+    ] = False,
+) -> None:
+    """Hourly and daily rollups (native store only; not the iR Engine layout)."""
+    from analytics_cli import db, rollups
+
+    with handled():
+        if not rebuild:
+            fail("say what to do: --rebuild", hint="analytics-cli db rollup --rebuild")
+        settings = _load(ctx)
+        with db.resolved(settings, announce=_announce) as live:
+            done = rollups.rebuild(live, progress=_months_progress())
+    out.write(
+        f"rollups of {settings.table} rebuilt: {done.hourly} hourly rows, {done.chunks} month(s)\n"
+    )
+
+
+def _months_progress() -> Any:
+    """A progress line per rebuilt month on a terminal's stderr; nothing otherwise."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done == total else "\r"
+        print(f"rolling up: month {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
 
 
 # ---------------------------------------------------------------------------- show / export

@@ -270,7 +270,9 @@ def stream(
         raise ConfigError(f"invalid format {fmt!r}", hint="use csv, json or ndjson")
     if mysql.is_mysql(conn):
         return _stream_lines(mysql.export_lines(conn, sel, fmt, keys, order), fmt, sink, on_rows)
-    statement = store.copy_statement(sel, fmt, keys, order).as_string(conn)
+    from analytics_cli.store.rollup_read import planned
+
+    statement = store.copy_statement(planned(conn, sel), fmt, keys, order).as_string(conn)
     write = sink.write
     if fmt != "json":
         return copy_out(conn, statement, write, on_rows, first=store.copy_header(fmt, keys))

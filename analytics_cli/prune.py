@@ -107,6 +107,10 @@ def prune(
             return Pruned(
                 *mysql.prune(conn, settings.table, cutoff, batch_size, progress, refused=hint)
             )
+        # The rollups first: the hours and days of the rows about to go stay answerable.
+        from analytics_cli.rollups import before_prune
+
+        before_prune(conn, settings, cutoff)
         # Dropping needs ownership; a role with only DELETE prunes every row by DELETE.
         if (
             isinstance(layout, NativeLayout)

@@ -216,7 +216,7 @@ def detect(conn: psycopg.Connection[Any], settings: Settings) -> Layout | None:
 def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, bool]:
     """The layout of the store table, creating a native table when none exists (inside the
     caller's transaction); True when it was created. An iR Engine table is used as it is."""
-    from analytics_cli.store import irengine, mysql, native, partitions
+    from analytics_cli.store import irengine, mysql, native, partitions, rollup
     from analytics_cli.store.locks import lock_schema
     from analytics_cli.timeutil import utcnow
 
@@ -229,11 +229,14 @@ def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, b
     if isinstance(layout, native.NativeLayout):
         # Next month's partition before it is needed (a no-op on an unpartitioned table).
         partitions.ahead(conn, settings.table, utcnow())
+        # Rollups of an existing table start unbuilt (db init or db rollup --rebuild fill them).
+        rollup.ensure(conn, settings.table, settings.interval)
     if layout is not None:
         return layout, False
     if settings.layout == irengine.IR_ENGINE:
         raise irengine.missing_table(settings)
     created = native.ensure_table(conn, settings.table)
+    rollup.ensure(conn, settings.table, settings.interval)
     layout = native.accept(settings)
     _found.setdefault(conn, {})[settings.table] = layout
     return layout, created

@@ -230,8 +230,11 @@ class NativeLayout:
     ) -> dict[str, bool]:
         """Insert the batch in one statement (ON CONFLICT DO NOTHING, or update on replace)."""
         from analytics_cli.metrics import Sample, Series
+        from analytics_cli.store import rollup
 
         samples: list[Sample] = []
+        # Their hour and day are recomputed (a replaced series may have lost rows).
+        touched = [o.type for o in outcomes if isinstance(o, (Sample, Series))]
         for outcome in outcomes:
             if isinstance(outcome, Sample):
                 samples.append(outcome)
@@ -241,6 +244,7 @@ class NativeLayout:
                     delete_series(conn, self.table, slot, outcome.type, source)
                 samples.extend(outcome.samples)
         if not samples:
+            rollup.upkeep(conn, self.table, self.relation(), slot, touched)
             return {}
         partitions.cover(conn, self.table, slot)
         params = {
@@ -253,6 +257,8 @@ class NativeLayout:
         written = {
             row[0] for row in conn.execute(_unnest_insert(self.table, replace=replace), params)
         }
+        # The slot's rollups in the same transaction: they commit with its rows.
+        rollup.upkeep(conn, self.table, self.relation(), slot, touched)
         # Several rows per type (dimensions): written when any of them was.
         return {s.type: s.type in written for s in samples}
 

@@ -207,6 +207,10 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
         return sql.SQL(
             'SELECT type, count, "timestamp", metadata, collected_at FROM {} ' + orders[order]
         ).format(source)
+    if sel.rollup is not None:
+        from analytics_cli.store import rollup_read
+
+        return rollup_read.select_bucketed(sel)
     bucket = sql.Literal(sel.bucket) if literal else sql.Placeholder("bucket")
     origin = sql.Literal(BUCKET_ORIGIN) if literal else sql.Placeholder("origin")
     if sel.by is not None:
@@ -296,6 +300,9 @@ def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
         return mysql.count_rows(conn, sel)
     from psycopg import sql
 
+    from analytics_cli.store.rollup_read import planned
+
+    sel = planned(conn, sel)
     query = sql.SQL("SELECT count(*) FROM ({}) AS r").format(select_rows(sel))
     row = conn.execute(query, _params(sel)).fetchone()
     return int(row[0]) if row else 0
@@ -308,6 +315,10 @@ def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
         return mysql.count_points(conn, sel)
     from psycopg import sql
 
+    from analytics_cli.store import rollup_read
+
+    if sel.slot is not None and (found := rollup_read.probe(conn, sel)) is not None:
+        return rollup_read.count_points(conn, found)
     query = sql.SQL("SELECT count(*) FROM {}").format(_source(sel))
     row = conn.execute(query, _params(sel)).fetchone()
     return int(row[0]) if row else 0
@@ -319,6 +330,9 @@ def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
         return mysql.read_points(conn, sel)
     from psycopg.rows import class_row
 
+    from analytics_cli.store.rollup_read import planned
+
+    sel = planned(conn, sel)
     with conn.cursor(row_factory=class_row(Point)) as cur:
         from psycopg import sql
 
@@ -341,6 +355,11 @@ def top_values(
     from psycopg import sql
 
     assert sel.by is not None
+    from analytics_cli.store import rollup_read
+
+    if sel.slot is not None and (found := rollup_read.probe(conn, sel)) is not None:
+        rows = conn.execute(rollup_read.top_query(found, limit)).fetchall()
+        return [r[0] for r in rows], int(rows[0][2]) if rows else 0
     query = sql.SQL(
         "SELECT metadata->>%(by)s AS value, avg(count) AS mean, count(*) OVER () AS total "
         "FROM {} GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST LIMIT %(limit)s"
@@ -374,6 +393,10 @@ def summaries(
         'max(count) AS max, count(*) AS points, min("timestamp") AS first_at, '
         "count(*) AS slots FROM {} GROUP BY 1 ORDER BY 1"
     ).format(label, _source(sel))
+    from analytics_cli.store import rollup_read
+
+    if (found := rollup_read.probe(conn, sel)) is not None:
+        query = rollup_read.summaries_query(found, label)
     with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
         return cur.execute(query, _params(sel)).fetchall()
 

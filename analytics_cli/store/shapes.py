@@ -12,6 +12,8 @@ from analytics_cli.charts import NONE_LABEL as NONE_LABEL
 if TYPE_CHECKING:
     from psycopg import sql
 
+    from analytics_cli.grain import Plan
+
 # Buckets are aligned to a Monday midnight UTC so that daily and weekly buckets start on
 # calendar boundaries (date_bin's origin).
 BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
@@ -42,6 +44,8 @@ class Selection:
     # interval) is one point whose value is the sum of its rows (every series of a
     # dimensional metric, every [[source]]), kept apart per value of --by. None: the rows.
     slot: timedelta | None = None
+    # Where hourly and daily rollups answer a bucketed read (store.rollup_read sets it).
+    rollup: Plan | None = None
 
 
 @dataclass(frozen=True)
