@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from analytics_cli.errors import ConfigError
+from analytics_cli.retention import Retention
+from analytics_cli.retention import parse as retention_settings
 from analytics_cli.timeutil import format_duration, parse_duration
 
 DEFAULT_TABLE = "analytics"
@@ -178,6 +180,8 @@ class Settings:
     alerts: tuple[Alert, ...] = ()
     # [notify]: delivery of findings to Alertmanager or a webhook.
     notify: Notify = field(default_factory=Notify)
+    # [retention]: how long rows, hourly and daily rollups are kept (prune without --older-than).
+    retention: Retention = field(default_factory=Retention)
 
     def alert_for(self, name: str) -> Alert | None:
         """The hard limits of metric type ``name``, if any are configured."""
@@ -208,6 +212,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "source_concurrency": int,
         "catch_up": str,
     },
+    "retention": {"raw": str, "hourly": str, "daily": str},
     "notify": {
         "alertmanager": str,
         "webhook": str,
@@ -575,6 +580,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"{where}: store.spool is empty", hint="a folder, or spool = false")
     return Settings(
         notify=notify_settings(where, doc.get("notify", {})),
+        retention=retention_settings(str(where), doc.get("retention", {})),
         path=path,
         source_dsn=source.get("dsn"),
         source_dsn_origin=f"{path}: [source] dsn" if source.get("dsn") else "default",
@@ -977,6 +983,8 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
             for s in settings.sources
         ]
     doc["store"] = {**({"dsn": store} if store is not None else {}), "table": settings.table}
+    if settings.retention.configured:
+        doc["retention"] = settings.retention.dump()
     if settings.layout != "auto":
         doc["store"]["layout"] = settings.layout
     if not settings.spool_enabled:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from analytics_cli.history import ShowData, Span, Streamed
     from analytics_cli.status import StatusReport
     from analytics_cli.store.partitions import Retention
+    from analytics_cli.store.rollup import Reach
 
 # rich is imported inside the functions that draw for a terminal: plain output (cron, pipes)
 # never pays for its import.
@@ -802,6 +803,7 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
         return "\n".join(lines) + "\n"
     if report.table_exists:
         lines.append(retention_line(report.retention))
+        lines.append(rollups_line(report.retention, report.rollups))
     newest = report.newest
     verdict = "STALE" if report.stale else "ok"
     if newest is None:
@@ -850,6 +852,19 @@ def future_rows(out: Output, report: StatusReport) -> None:
             f"{', '.join(ahead)}: freshness is judged by the newest row up to now",
             types=list(ahead),
         )
+
+
+def rollups_line(r: Retention | None, reach: Reach | None) -> str:
+    """The hourly and daily rollups' reach (status)."""
+    if r is None:
+        return "rollups: do not apply to the iR Engine's table (its rows are read)"
+    if reach is None:
+        return "rollups: none (analytics-cli db init creates them)"
+    if not reach.built:
+        return "rollups: not built yet (analytics-cli db rollup --rebuild builds them)"
+    hourly = iso(reach.hourly) if reach.hourly else "none"
+    daily = iso(reach.daily) if reach.daily else "none"
+    return f"rollups: oldest hourly bucket {hourly}; oldest daily bucket {daily}"
 
 
 def retention_line(r: Retention | None) -> str:

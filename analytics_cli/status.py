@@ -10,10 +10,11 @@ from analytics_cli import store
 from analytics_cli.config import MetricSpec, Settings
 from analytics_cli.db import store_session
 from analytics_cli.errors import DatabaseError
-from analytics_cli.store import partitions
+from analytics_cli.store import partitions, rollup
 from analytics_cli.store.layout import Layout, detect
 from analytics_cli.store.native import NativeLayout
 from analytics_cli.store.partitions import Retention
+from analytics_cli.store.rollup import Reach
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class StatusReport:
     store_hint: str | None = None
     # The oldest row and the partitions (native store); None for the iR Engine's table.
     retention: Retention | None = None
+    # The hourly and daily rollups (None: none, or not the native table).
+    rollups: Reach | None = None
 
     @property
     def newest(self) -> datetime | None:
@@ -101,6 +104,7 @@ class StatusReport:
             "stale": self.stale,
             "exit_code": self.exit_code,
             "retention": _retention_dict(self.retention, self.table_exists),
+            "rollups": _rollups_dict(self.rollups),
             "spooled": [
                 {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
             ],
@@ -125,6 +129,17 @@ class StatusReport:
                 for m in self.metrics
             ],
         }
+
+
+def _rollups_dict(r: Reach | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "built": r.built,
+        "oldest_hourly": iso(r.hourly) if r.hourly else None,
+        "oldest_daily": iso(r.daily) if r.daily else None,
+        "raw_pruned_before": iso(r.raw_from) if r.raw_from else None,
+    }
 
 
 def _retention_dict(r: Retention | None, exists: bool) -> dict[str, Any] | None:
@@ -198,6 +213,7 @@ def _read_store(
         stored = store.known_types(conn, settings.table) if layout is not None else []
         if isinstance(layout, NativeLayout):
             report.retention = partitions.retention(conn, settings.table, stored)
+            report.rollups = rollup.reach(conn, settings.table)
         for name in [*enabled, *(t for t in stored if t not in enabled)]:
             if layout is None:
                 report.metrics.append(MetricStatus(name, True, None, 0, ()))

@@ -11,6 +11,7 @@ divided by the number of slots, as PostgreSQL's own avg computes it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -51,11 +52,21 @@ def exists(conn: psycopg.Connection[Any], table: str) -> bool:
     return bool(row and row[0])
 
 
+def _may(conn: psycopg.Connection[Any], table: str, privileges: str) -> bool:
+    """Whether this role has ``privileges`` on every rollup table (False when there are none)."""
+    row = conn.execute(
+        "SELECT bool_and(coalesce(has_table_privilege(to_regclass(t), %s), false)) "
+        "FROM unnest(%s::text[]) AS t",
+        (privileges, [regclass_text(conn, table + s) for s in (HOURLY, DAILY, STATE)]),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def state(conn: psycopg.Connection[Any], table: str) -> State | None:
-    """The rollups' state, None when the table has none."""
+    """The rollups' state, None when the table has none (or this role may not read them)."""
     from psycopg import sql
 
-    if not exists(conn, table):
+    if not _may(conn, table, "SELECT"):
         return None
     row = conn.execute(
         sql.SQL("SELECT slot, built, raw_from, hourly_from FROM {}").format(name(table, STATE))
@@ -69,6 +80,12 @@ def ensure(conn: psycopg.Connection[Any], table: str, slot: timedelta) -> bool:
     from psycopg import sql
 
     if exists(conn, table):
+        return False
+    schema = table.rpartition(".")[0] or None
+    row = conn.execute(
+        "SELECT has_schema_privilege(coalesce(%s, current_schema()), 'CREATE')", (schema,)
+    ).fetchone()
+    if not (row and row[0]):  # a role that may not create: cycles store rows as before
         return False
     lock_schema(conn, table)
     if exists(conn, table):
@@ -149,6 +166,14 @@ def upkeep(
         return
     st = state(conn, table)
     if st is None or not st.built:
+        return
+    if not _may(conn, table, "INSERT, DELETE"):
+        from analytics_cli.store.notices import notice
+
+        notice(
+            f"warning: this role may not write the rollups of {table} ({table}{HOURLY}, "
+            f"{table}{DAILY}: INSERT, DELETE): they miss this cycle until db rollup --rebuild"
+        )
         return
     _lock(conn, table)
     hour, day = floor_to(slot, HOUR), floor_to(slot, DAY)
@@ -306,3 +331,23 @@ def oldest(conn: psycopg.Connection[Any], table: str) -> tuple[datetime | None, 
         ).fetchone()
         found.append(row[0] if row else None)
     return found[0], found[1]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What the rollups hold, for ``status``: whether built, the oldest hourly and daily
+    bucket, and where stored rows were pruned (None: never)."""
+
+    built: bool
+    hourly: datetime | None = None
+    daily: datetime | None = None
+    raw_from: datetime | None = None
+
+
+def reach(conn: psycopg.Connection[Any], table: str) -> Reach | None:
+    """The rollups' reach, None when the table has none (or this role may not read them)."""
+    st = state(conn, table)
+    if st is None:
+        return None
+    hourly, daily = oldest(conn, table)
+    return Reach(st.built, hourly, daily, st.raw_from)
