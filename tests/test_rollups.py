@@ -159,3 +159,18 @@ def test_property_rollups_equal_rows(env: Databases, seed: int, offset: int, gap
     assert cli("db", "rollup", "--rebuild").exit_code == 0
     since = start + timedelta(minutes=seed % 180)
     compare(env, since, since + 2 * DAY - HOUR)
+
+
+def test_a_window_starting_before_the_history_is_unchanged_by_prune(env: Databases) -> None:
+    now = datetime.now(UTC)
+    start = floor_to(now, SLOT) - 5 * DAY
+    assert cli("db", "init").exit_code == 0
+    load(env, random.Random(5), start, 5 * 48, gap=0.0)
+    assert cli("db", "rollup", "--rebuild").exit_code == 0
+    show = ("show", "--type", "dim", "--since", "6d", "--bucket", "1d", "-f", "csv")
+    before = cli(*show)
+    assert cli("prune", "--older-than", "2d", "--yes").exit_code == 0
+    after = cli(*show)
+    assert after.exit_code == 0, after.stderr
+    assert (after.stdout, after.stderr) == (before.stdout, "")
+    assert len(after.stdout.splitlines()) >= 6

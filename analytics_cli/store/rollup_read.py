@@ -39,9 +39,34 @@ def planned(conn: psycopg.Connection[Any], sel: Selection) -> Selection:
                 "note: --where/--by picks several series of a type: read from stored rows, "
                 f"which begin at {grain._iso(st.raw_from)} (pruned before)"
             )
+    if found is not None and note is not None and found.raw and found.raw[0][0] == sel.since:
+        found, note = _leading_hour(conn, sel, found, note)
     if note:
         notice(note)
     return replace(sel, rollup=found) if found is not None else sel
+
+
+def _leading_hour(
+    conn: psycopg.Connection[Any], sel: Selection, plan: grain.Plan, note: str
+) -> tuple[grain.Plan, str | None]:
+    """The window's first partial hour when its rows are pruned: nothing is lost when its
+    hourly rollup is absent or starts at or after the window (then it is read whole)."""
+    from psycopg import sql
+
+    since, h0 = plan.raw[0]
+    assert since is not None and h0 is not None
+    row = conn.execute(
+        sql.SQL("SELECT min(first_at) FROM {} WHERE bucket = {} AND {}").format(
+            rollup.name(sel.table, rollup.HOURLY), sql.Literal(h0 - grain.HOUR), _picks(sel)
+        )
+    ).fetchone()
+    first = row[0] if row else None
+    if first is None:
+        return replace(plan, raw=plan.raw[1:]), None
+    if first >= since:
+        hours = ((h0 - grain.HOUR, h0), *plan.hours)
+        return replace(plan, raw=plan.raw[1:], hours=hours), None
+    return plan, note
 
 
 def _range(column: str, r: grain.Range) -> sql.Composable:

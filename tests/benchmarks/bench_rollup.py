@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -158,7 +157,7 @@ def measure(admin: str, series: int, runs: int) -> list[Result]:
                 ("show (overview)", ("show", "--since", "2y")),
                 ("export --bucket 1d --since 2y", ("export", "--bucket", "1d", "--since", "2y")),
                 ("export --since 30d (rows)", ("export", "--since", "30d")),
-                ("report --since 2y", ("report", "--since", "2y")),
+                ("report --since 2y", ("report", "--html", str(work / "r.html"), "--since", "2y")),
                 ("status", ("status",)),
                 ("db rollup --rebuild", ("db", "rollup", "--rebuild")),
                 ("prune --older-than 180d", ("prune", "--older-than", "180d", "--yes")),
