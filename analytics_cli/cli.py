@@ -495,7 +495,7 @@ def db_migrate(
     render.migrated(out, settings.table, done)
 
 
-@db_app.command("rollup", epilog=docs("history.md"))
+@db_app.command("rollup", epilog=docs("operations.md"))
 def db_rollup(
     ctx: typer.Context,
     rebuild: Annotated[

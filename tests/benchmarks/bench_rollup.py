@@ -59,7 +59,9 @@ def _now_slot() -> datetime:
 def load(dsn: str, series: int) -> tuple[int, datetime]:
     """Two years of ``series`` series every 30 minutes up to now: (rows, first slot)."""
     end = _now_slot()
-    start = end - timedelta(days=731)
+    # From the second whole hour of the window `--since 2y` opens: while the run lasts, no
+    # slot lies in the window's first partial hour, whose rows no rollup can tell apart.
+    start = (end - timedelta(days=730)).replace(minute=0) + timedelta(hours=2)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE analytics {COLUMNS} PARTITION BY RANGE ("timestamp")')  # type: ignore[call-overload]
         conn.execute("CREATE TABLE analytics_default PARTITION OF analytics DEFAULT")
@@ -134,8 +136,9 @@ def measure(admin: str, series: int, runs: int) -> list[Result]:
             raw = median_runs(max(1, runs // 2 + 1), lambda: timed(show, env))
             if raw_text != rolled_text or len(raw_text.splitlines()) < 700:
                 raise SystemExit("show on rollups and on rows disagree")
-            # Cycles into fresh slots before the history: each inserts its 200 rows.
-            slots = iter(first - SLOT * k for k in range(1, 1000))
+            # Cycles into fresh slots a month before the history (outside the window `show`
+            # reads): each inserts its rows and keeps its hour and day rolled up.
+            slots = iter(first - timedelta(days=30) - SLOT * k for k in range(1, 1000))
 
             def cycle() -> Run:
                 return timed(
@@ -165,6 +168,8 @@ def measure(admin: str, series: int, runs: int) -> list[Result]:
                 peaks[name] = timed(cli(*args), env) if name != "status" else _status(cli, env)
             after = _output(show, env)
             if after != rolled_text:
+                (work.parent / "bench-rollup-before.csv").write_text(rolled_text)
+                (work.parent / "bench-rollup-after.csv").write_text(after)
                 raise SystemExit("show --since 2y --bucket 1d changed after prune")
     finally:
         shutil.rmtree(work, ignore_errors=True)
