@@ -4,6 +4,7 @@ main_callback  # unused function (analytics_cli/cli.py:197)
 version  # unused variable (analytics_cli/cli.py:209)
 db_init  # unused function (analytics_cli/cli.py:334)
 db_migrate  # unused function (analytics_cli/cli.py:337)
+db_rollup  # unused function (a Typer command)
 large  # unused variable (analytics_cli/cli.py:640)
 postgresql  # Dialect member, chosen by name on the command line
 demo_cmd  # unused function (analytics_cli/cli.py:653)

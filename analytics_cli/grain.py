@@ -133,10 +133,3 @@ def _text(span: timedelta) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def retention_order(raw: timedelta | None, hourly: timedelta | None) -> str | None:
-    """Why a [retention] is refused: each coarser grain must be kept at least as long."""
-    if raw is not None and hourly is not None and hourly < raw:
-        return "[retention] hourly must be at least as long as raw"
-    return None

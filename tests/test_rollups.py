@@ -174,3 +174,32 @@ def test_a_window_starting_before_the_history_is_unchanged_by_prune(env: Databas
     assert after.exit_code == 0, after.stderr
     assert (after.stdout, after.stderr) == (before.stdout, "")
     assert len(after.stdout.splitlines()) >= 6
+
+
+def test_each_cycle_keeps_its_hour_and_day_rolled_up(env: Databases) -> None:
+    assert cli("db", "init").exit_code == 0
+    now = floor_to(datetime.now(UTC), SLOT)
+    for k in (1, 2, 3, 5, 8):  # slots of a few hours, and a --replace of one of them
+        assert cli("collect", "--at", (now - k * SLOT).isoformat()).exit_code in (0, 1)
+    assert cli("collect", "--at", (now - 2 * SLOT).isoformat(), "--replace").exit_code in (0, 1)
+    filled = cli("collect", "--backfill", "1d", "--only", "chatMessages")
+    assert filled.exit_code in (0, 1), filled.stderr
+    with env.store_conn() as conn:
+        hours = conn.execute("SELECT count(*) FROM analytics_hourly").fetchone()
+        assert hours is not None and hours[0] > 0
+    window = ("--since", "2d", "--until", (now + SLOT).isoformat())
+    set_built(env, False)
+    raw = {}
+    for args in (
+        ("--type", "chatMessages"),
+        ("--type", "activeInstances"),
+        ("--type", "instanceUsersByLocation", "--by", "location"),
+    ):
+        for bucket in ("1h", "1d"):
+            for agg in AGGREGATES:
+                cmd = ("show", *args, *window, "--bucket", bucket, "--agg", agg, "-f", "csv")
+                raw[cmd] = cli(*cmd).stdout
+    set_built(env, True)
+    for cmd, text in raw.items():
+        assert cli(*cmd).stdout == text, cmd
+    assert any(len(text.splitlines()) > 2 for text in raw.values())

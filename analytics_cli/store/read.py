@@ -208,9 +208,9 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
             'SELECT type, count, "timestamp", metadata, collected_at FROM {} ' + orders[order]
         ).format(source)
     if sel.rollup is not None:
-        from analytics_cli.store import rollup_read
+        from analytics_cli.store import rollup_read  # here: store/__init__ imports this module
 
-        return rollup_read.select_bucketed(sel)
+        return rollup_read.select_bucketed(sel, _totals)
     bucket = sql.Literal(sel.bucket) if literal else sql.Placeholder("bucket")
     origin = sql.Literal(BUCKET_ORIGIN) if literal else sql.Placeholder("origin")
     if sel.by is not None:
@@ -300,7 +300,7 @@ def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
         return mysql.count_rows(conn, sel)
     from psycopg import sql
 
-    from analytics_cli.store.rollup_read import planned
+    from analytics_cli.store.rollup_read import planned  # here: see select_rows
 
     sel = planned(conn, sel)
     query = sql.SQL("SELECT count(*) FROM ({}) AS r").format(select_rows(sel))
@@ -315,10 +315,10 @@ def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
         return mysql.count_points(conn, sel)
     from psycopg import sql
 
-    from analytics_cli.store import rollup_read
+    from analytics_cli.store import rollup_read  # here: store/__init__ imports this module
 
     if sel.slot is not None and (found := rollup_read.probe(conn, sel)) is not None:
-        return rollup_read.count_points(conn, found)
+        return rollup_read.count_points(conn, found, _totals)
     query = sql.SQL("SELECT count(*) FROM {}").format(_source(sel))
     row = conn.execute(query, _params(sel)).fetchone()
     return int(row[0]) if row else 0
@@ -330,7 +330,7 @@ def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
         return mysql.read_points(conn, sel)
     from psycopg.rows import class_row
 
-    from analytics_cli.store.rollup_read import planned
+    from analytics_cli.store.rollup_read import planned  # here: see select_rows
 
     sel = planned(conn, sel)
     with conn.cursor(row_factory=class_row(Point)) as cur:
@@ -355,10 +355,10 @@ def top_values(
     from psycopg import sql
 
     assert sel.by is not None
-    from analytics_cli.store import rollup_read
+    from analytics_cli.store import rollup_read  # here: store/__init__ imports this module
 
     if sel.slot is not None and (found := rollup_read.probe(conn, sel)) is not None:
-        rows = conn.execute(rollup_read.top_query(found, limit)).fetchall()
+        rows = conn.execute(rollup_read.top_query(found, limit, _totals)).fetchall()
         return [r[0] for r in rows], int(rows[0][2]) if rows else 0
     query = sql.SQL(
         "SELECT metadata->>%(by)s AS value, avg(count) AS mean, count(*) OVER () AS total "
@@ -393,10 +393,10 @@ def summaries(
         'max(count) AS max, count(*) AS points, min("timestamp") AS first_at, '
         "count(*) AS slots FROM {} GROUP BY 1 ORDER BY 1"
     ).format(label, _source(sel))
-    from analytics_cli.store import rollup_read
+    from analytics_cli.store import rollup_read  # here: store/__init__ imports this module
 
     if (found := rollup_read.probe(conn, sel)) is not None:
-        query = rollup_read.summaries_query(found, label)
+        query = rollup_read.summaries_query(found, label, _totals)
     with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
         return cur.execute(query, _params(sel)).fetchall()
 

@@ -4,7 +4,6 @@ columns, order and numbers as the bucketed query on the stored rows)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import grain
@@ -13,8 +12,13 @@ from analytics_cli.store.notices import notice
 from analytics_cli.store.shapes import BUCKET_ORIGIN, Selection
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import psycopg
     from psycopg import sql
+
+    # store.read's per-slot totals of a selection (literal values when the flag is set).
+    Totals = Callable[[Selection, bool], sql.Composable]
 
 
 def planned(conn: psycopg.Connection[Any], sel: Selection) -> Selection:
@@ -154,11 +158,10 @@ def _label(sel: Selection, column: str = "metadata") -> sql.Composable:
     )
 
 
-def _partials(sel: Selection, plan: grain.Plan) -> sql.Composable:
-    """Per type (and --by value) and piece of the window, the parts every aggregate needs."""
+def _partials(sel: Selection, plan: grain.Plan, totals: Totals) -> sql.Composable:
+    """Per type (and --by value) and piece of the window, the parts every aggregate needs;
+    ``totals`` is the stored rows' per-slot totals query (store.read's)."""
     from psycopg import sql
-
-    from analytics_cli.store.read import _totals
 
     pieces: list[sql.Composable] = [
         sql.SQL(
@@ -173,7 +176,7 @@ def _partials(sel: Selection, plan: grain.Plan) -> sql.Composable:
             sql.SQL(
                 'SELECT type, "timestamp", metadata, 1, count, count, count, "timestamp", "timestamp", '
                 "count, collected_at FROM ({}) AS e"
-            ).format(_totals(edge, literal=True))
+            ).format(totals(edge, True))
         )
     return sql.SQL(" UNION ALL ").join(pieces)
 
@@ -187,7 +190,7 @@ AGGREGATES = {
 }
 
 
-def select_bucketed(sel: Selection) -> sql.Composed:
+def select_bucketed(sel: Selection, totals: Totals) -> sql.Composed:
     """The bucketed SELECT of ``read.select_rows`` (same columns and order) from the plan."""
     from psycopg import sql
 
@@ -201,7 +204,7 @@ def select_bucketed(sel: Selection) -> sql.Composed:
         agg=sql.SQL(AGGREGATES[sel.agg]),
         bucket=sql.Literal(sel.bucket),
         origin=sql.Literal(BUCKET_ORIGIN),
-        parts=_partials(sel, sel.rollup),
+        parts=_partials(sel, sel.rollup, totals),
     )
 
 
@@ -214,25 +217,25 @@ def probe(conn: psycopg.Connection[Any], sel: Selection) -> Selection | None:
     return found if found.rollup is not None else None
 
 
-def partials(sel: Selection) -> sql.Composable:
+def partials(sel: Selection, totals: Totals) -> sql.Composable:
     """The planned selection's pieces (type, at, metadata, n, sum, min, max, first_at,
     last_at, last, collected_at) as a FROM item."""
     from psycopg import sql
 
     assert sel.rollup is not None
-    return sql.SQL("({}) AS p").format(_partials(sel, sel.rollup))
+    return sql.SQL("({}) AS p").format(_partials(sel, sel.rollup, totals))
 
 
-def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
+def count_points(conn: psycopg.Connection[Any], sel: Selection, totals: Totals) -> int:
     """How many slot totals ``sel`` holds, counted in the rollups."""
     from psycopg import sql
 
-    query = sql.SQL("SELECT coalesce(sum(n), 0) FROM {}").format(partials(sel))
+    query = sql.SQL("SELECT coalesce(sum(n), 0) FROM {}").format(partials(sel, totals))
     row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
 
-def summaries_query(sel: Selection, label: sql.Composable) -> sql.Composed:
+def summaries_query(sel: Selection, label: sql.Composable, totals: Totals) -> sql.Composed:
     """``read.summaries``' query (same columns and numbers) over the rollups."""
     from psycopg import sql
 
@@ -241,26 +244,14 @@ def summaries_query(sel: Selection, label: sql.Composable) -> sql.Composed:
         "max(last_at) AS latest_at, min(min) AS min, sum(sum) / sum(n)::numeric AS avg, "
         "max(max) AS max, sum(n)::bigint AS points, min(first_at) AS first_at, "
         "sum(n)::bigint AS slots FROM {} GROUP BY 1 ORDER BY 1"
-    ).format(label, partials(sel))
+    ).format(label, partials(sel, totals))
 
 
-def top_query(sel: Selection, limit: int) -> sql.Composed:
+def top_query(sel: Selection, limit: int, totals: Totals) -> sql.Composed:
     """``read.top_values``' query over the rollups: the --by values by their mean."""
     from psycopg import sql
 
     return sql.SQL(
         "SELECT metadata->>{by} AS value, sum(sum) / sum(n)::numeric AS mean, "
         "count(*) OVER () AS total FROM {p} GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST LIMIT {n}"
-    ).format(p=partials(sel), by=sql.Literal(sel.by), n=sql.Literal(limit))
-
-
-def oldest_raw(conn: psycopg.Connection[Any], table: str) -> datetime | None:
-    """The oldest stored row's slot, None for an empty table."""
-    from psycopg import sql
-
-    from analytics_cli.store.names import identifier
-
-    row = conn.execute(
-        sql.SQL('SELECT min("timestamp") FROM {}').format(identifier(table))
-    ).fetchone()
-    return row[0] if row else None
+    ).format(p=partials(sel, totals), by=sql.Literal(sel.by), n=sql.Literal(limit))
