@@ -152,8 +152,8 @@ def measure(admin: str, series: int, runs: int) -> list[Result]:
             upkeep = median_runs(runs * 2, cycle)
             peaks: dict[str, Run] = {
                 "show --since 2y --bucket 1d": rolled,
-                "collect (200 series, upkeep)": upkeep,
-                "db init (rollups of 7 M rows)": init,
+                f"collect ({series} series, upkeep)": upkeep,
+                f"db init (rollups of {rows:,} rows)": init,
             }
             for name, args in (
                 ("show --since 2y (auto bucket)", ("show", "--type", "usage", "--since", "2y")),
