@@ -39,6 +39,7 @@ def parse(where: str, doc: Mapping[str, Any]) -> Retention:
     """``[retention]`` of the file ``where``: durations or "forever", each grain kept at least
     as long as the finer one before it (the coarser grain is built from it)."""
     found: list[timedelta | None] = []
+    texts = [str(doc.get(name, FOREVER)) for name in GRAINS]
     for name in GRAINS:
         text = doc.get(name, FOREVER)
         if text.strip().lower() == FOREVER:
@@ -57,8 +58,8 @@ def parse(where: str, doc: Mapping[str, Any]) -> Retention:
         short, long = found[a], found[b]
         if short is not None and long is not None and long < short:
             raise ConfigError(
-                f"{where}: retention.{GRAINS[b]} ({format_duration(long)}) is shorter than "
-                f"retention.{GRAINS[a]} ({format_duration(short)})",
+                f"{where}: retention.{GRAINS[b]} ({texts[b]}) is shorter than "
+                f"retention.{GRAINS[a]} ({texts[a]})",
                 hint=f"keep {GRAINS[b]} at least as long as {GRAINS[a]}: it is built from it",
             )
     if found[0] is not None and found[0] < timedelta(days=2):

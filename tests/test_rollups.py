@@ -6,6 +6,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -203,3 +204,52 @@ def test_each_cycle_keeps_its_hour_and_day_rolled_up(env: Databases) -> None:
     for cmd, text in raw.items():
         assert cli(*cmd).stdout == text, cmd
     assert any(len(text.splitlines()) > 2 for text in raw.values())
+
+
+def test_config_check_refuses_a_retention_it_cannot_keep(env: Databases, tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    for body, said in (
+        (
+            'raw = "1y"\nhourly = "180d"',
+            "retention.hourly (180d) is shorter than retention.raw (1y)",
+        ),
+        ('raw = "six months"', "invalid retention.raw 'six months'"),
+        ('raw = "1h"', "retention.raw must be at least 2d"),
+        ('weekly = "1y"', "weekly"),
+    ):
+        path.write_text(f"[retention]\n{body}\n")
+        result = cli("--config", str(path), "config", "check")
+        assert result.exit_code == 2, (body, result.stderr)
+        first = result.stderr.splitlines()[0]
+        assert first.startswith("error: ") and said in first, (body, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_prune_without_older_than_applies_the_retention(env: Databases, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    start = floor_to(now, DAY) - 6 * DAY
+    assert cli("db", "init").exit_code == 0
+    load(env, random.Random(3), start, 6 * 48, gap=0.2)
+    assert cli("db", "rollup", "--rebuild").exit_code == 0
+    path = tmp_path / "c.toml"
+    path.write_text('[retention]\nraw = "2d"\nhourly = "4d"\ndaily = "forever"\n')
+    daily = ("--config", str(path), "show", "--type", "dim", "--since", "7d", "--bucket", "1d")
+    before = cli(*daily, "-f", "csv")
+    done = cli("--config", str(path), "prune", "--yes")
+    assert done.exit_code == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("deleted ") and "older than" in lines[0]
+    assert lines[1].startswith("deleted ") and " hourly rollup rows older than " in lines[1]
+    assert not lines[1].startswith("deleted 0 ")
+    with env.store_conn() as conn:
+        oldest = conn.execute("SELECT min(bucket) FROM analytics_hourly").fetchone()
+        raw = conn.execute('SELECT min("timestamp") FROM analytics').fetchone()
+    assert oldest is not None and oldest[0] >= now - 4 * DAY - HOUR
+    assert raw is not None and raw[0] >= now - 2 * DAY - SLOT
+    after = cli(*daily, "-f", "csv")
+    assert (after.exit_code, after.stdout) == (0, before.stdout)
+    hourly = cli("--config", str(path), "show", "--type", "dim", "--since", "6d", "--bucket", "3h")
+    assert hourly.exit_code == 0
+    assert "hourly rollups begin at" in hourly.stderr
+    status = cli("status")
+    assert "rollups: oldest hourly bucket " in status.stdout

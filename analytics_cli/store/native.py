@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from analytics_cli.errors import ConfigError
 from analytics_cli.store import partitions
 from analytics_cli.store.locks import lock_schema
-from analytics_cli.store.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.store.names import FINITE, NATIVE_COLUMNS, identifier, regclass_text
 from analytics_cli.timeutil import utcnow
 
 NAME = "native"
@@ -288,8 +288,5 @@ class NativeLayout:
         return int(row[0]) if row else 0
 
 
-# NaN compares above every number in PostgreSQL, so this leaves out NaN, both infinities and
-# any count float8 (the charts) cannot hold.
-FINITE = "count BETWEEN -1e300 AND 1e300"
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)

@@ -221,7 +221,9 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
             'date_bin({bucket}, "timestamp", {origin}) AS "timestamp", '
             "jsonb_build_object({by}::text, metadata->>{by}::text) AS metadata, "
             "max(collected_at) AS collected_at "
-            "FROM {source} GROUP BY 1, 3, 4 ORDER BY 1, 3, 4::text"
+            # By the value too: ``4::text`` would be a constant, leaving the values of one
+            # bucket in whatever order the plan gives.
+            "FROM {source} GROUP BY 1, 3, 4 ORDER BY 1, 3, 4"
         ).format(
             agg=_aggregate(sel.agg, totals), bucket=bucket, origin=origin, by=by, source=source
         )

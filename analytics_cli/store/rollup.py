@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli.grain import DAY, HOUR, ORIGIN, State, ceil_to, floor_to
 from analytics_cli.store.locks import lock_schema
-from analytics_cli.store.names import identifier, regclass_text
+from analytics_cli.store.names import FINITE, identifier, regclass_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -100,13 +100,27 @@ def ensure(conn: psycopg.Connection[Any], table: str, slot: timedelta) -> bool:
             "raw_from timestamptz, hourly_from timestamptz)"
         ).format(name(table, STATE))
     )
-    conn.execute(
-        sql.SQL("INSERT INTO {} (slot, built) SELECT %s, NOT EXISTS (SELECT 1 FROM {})").format(
-            name(table, STATE), identifier(table)
-        ),
+    row = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (slot, built) SELECT %s, NOT EXISTS (SELECT 1 FROM {}) RETURNING built"
+        ).format(name(table, STATE), identifier(table)),
         (slot,),
-    )
+    ).fetchone()
+    if row and row[0]:  # empty: the index costs nothing now (else the rebuild makes it)
+        gap_index(conn, table)
     return True
+
+
+def gap_index(conn: psycopg.Connection[Any], table: str) -> None:
+    """Index the rows no reader can draw (NaN, infinities): then the gaps every read counts
+    cost an index probe, not a pass over the window's rows that the rollups spare."""
+    from psycopg import sql
+
+    conn.execute(
+        sql.SQL('CREATE INDEX IF NOT EXISTS {} ON {} ("timestamp") WHERE NOT ({})').format(
+            sql.Identifier(table.rpartition(".")[2] + "_gaps"), identifier(table), sql.SQL(FINITE)
+        )
+    )
 
 
 def _lock(conn: psycopg.Connection[Any], table: str) -> None:
@@ -237,6 +251,8 @@ def rebuild(
             conn.execute(sql.SQL("TRUNCATE {}").format(name(table, suffix)))
         conn.commit()
         st = State(slot, False, st.raw_from, st.hourly_from)
+    gap_index(conn, table)
+    conn.commit()
     span = _raw_span(conn, table)
     written = 0
     if span is not None:

@@ -199,7 +199,7 @@ def select_bucketed(sel: Selection, totals: Totals) -> sql.Composed:
     return sql.SQL(
         'SELECT type, {agg} AS count, date_bin({bucket}, at, {origin}) AS "timestamp", '
         "metadata, max(collected_at) AS collected_at FROM ({parts}) AS p "
-        "GROUP BY 1, 3, 4 ORDER BY 1, 3" + (", 4::text" if by else "")
+        "GROUP BY 1, 3, 4 ORDER BY 1, 3" + (", 4" if by else "")
     ).format(
         agg=sql.SQL(AGGREGATES[sel.agg]),
         bucket=sql.Literal(sel.bucket),
@@ -209,11 +209,12 @@ def select_bucketed(sel: Selection, totals: Totals) -> sql.Composed:
 
 
 def probe(conn: psycopg.Connection[Any], sel: Selection) -> Selection | None:
-    """``sel`` planned as hourly buckets when rollups answer it, for window-wide reads
-    (points, summaries, top values); None when the stored rows must answer."""
+    """``sel`` planned as daily buckets (whole days from the daily rollups, whole hours from
+    the hourly ones) for window-wide reads: points, summaries, top values; None when the
+    stored rows must answer."""
     from datetime import timedelta
 
-    found = planned(conn, replace(sel, bucket=timedelta(hours=1), agg="sum"))
+    found = planned(conn, replace(sel, bucket=timedelta(days=1), agg="sum"))
     return found if found.rollup is not None else None
 
 
