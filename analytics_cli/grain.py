@@ -33,6 +33,8 @@ class Plan:
     days: Range | None
     hours: tuple[Range, ...]
     raw: tuple[Range, ...]
+    # The rows of the window's first partial hour (raw[0]) were pruned.
+    edge_pruned: bool = False
 
 
 def floor_to(moment: datetime, step: timedelta) -> datetime:
@@ -103,15 +105,14 @@ def plan(
                 for r in ((h0, d0), (d1, h1))
                 if r[0] is not None and r[1] is not None and r[0] < r[1]
             )
-    notes = []
-    if raw and _before(raw[0][0], state.raw_from) and raw[0][0] == since:
-        notes.append(_raw_gone(since, state))
+    edge = bool(raw) and raw[0][0] == since and _before(since, state.raw_from)
+    note = None
     if any(_before(start, state.hourly_from) for start, _ in hours):
-        notes.append(
+        note = (
             f"note: hourly rollups begin at {_iso(state.hourly_from)} (pruned before): "
             "use a --bucket of whole days for older history"
         )
-    return Plan(days, hours, raw), next((n for n in notes if n), None)
+    return Plan(days, hours, raw, edge), note
 
 
 def _raw_gone(since: datetime | None, state: State) -> str | None:
@@ -121,6 +122,11 @@ def _raw_gone(since: datetime | None, state: State) -> str | None:
         f"note: stored rows begin at {_iso(state.raw_from)} (pruned before): the window's "
         "first partial hour is left out"
     )
+
+
+def edge_note(since: datetime, state: State) -> str | None:
+    """The line saying the window's first partial hour is lost (its rows were pruned)."""
+    return _raw_gone(since, state)
 
 
 def _iso(moment: datetime | None) -> str:

@@ -43,22 +43,29 @@ def planned(conn: psycopg.Connection[Any], sel: Selection) -> Selection:
                 "note: --where/--by picks several series of a type: read from stored rows, "
                 f"which begin at {grain._iso(st.raw_from)} (pruned before)"
             )
-    if found is not None and note is not None and found.raw and found.raw[0][0] == sel.since:
-        found, note = _leading_hour(conn, sel, found, note)
+    if found is not None and found.edge_pruned:
+        assert st is not None
+        found, edge = _leading_hour(conn, sel, found, st)
+        note = note or edge
     if note:
         notice(note)
     return replace(sel, rollup=found) if found is not None else sel
 
 
 def _leading_hour(
-    conn: psycopg.Connection[Any], sel: Selection, plan: grain.Plan, note: str
+    conn: psycopg.Connection[Any], sel: Selection, plan: grain.Plan, st: grain.State
 ) -> tuple[grain.Plan, str | None]:
     """The window's first partial hour when its rows are pruned: nothing is lost when its
-    hourly rollup is absent or starts at or after the window (then it is read whole)."""
+    hourly rollup is absent (and was never pruned) or starts at or after the window (then
+    it is read whole); else the line that says the hour is left out."""
     from psycopg import sql
 
     since, h0 = plan.raw[0]
     assert since is not None and h0 is not None
+    plan = replace(plan, edge_pruned=False)
+    note = grain.edge_note(since, st)
+    if st.hourly_from is not None and h0 - grain.HOUR < st.hourly_from:
+        return plan, note
     row = conn.execute(
         sql.SQL("SELECT min(first_at) FROM {} WHERE bucket = {} AND {}").format(
             rollup.name(sel.table, rollup.HOURLY), sql.Literal(h0 - grain.HOUR), _picks(sel)
