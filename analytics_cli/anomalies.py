@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from analytics_cli import store
-from analytics_cli.config import Alert, Settings
+from analytics_cli.config.schema import Alert, Settings
 from analytics_cli.db import store_session
 from analytics_cli.store.layout import detect, selection
 from analytics_cli.timeutil import iso, utcnow

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.db import store_session
 from analytics_cli.store import grants
 from analytics_cli.store.layout import detect
@@ -51,7 +51,8 @@ class CheckReport:
 
 def check(settings: Settings, *, explain: bool = False) -> CheckReport:
     """Connect to both databases and run every enabled metric read-only; write nothing."""
-    from analytics_cli.cycle import flatten, plan, read_all
+    from analytics_cli.cycle.plan import plan
+    from analytics_cli.cycle.read import flatten, read_all
     from analytics_cli.metrics import enabled_metrics
 
     specs = enabled_metrics(settings)

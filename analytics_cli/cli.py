@@ -20,7 +20,7 @@ from analytics_cli.console import LogFormat, Output
 from analytics_cli.errors import AnalyticsError, DatabaseError, Interrupted, missing_extra
 
 if TYPE_CHECKING:
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.monitor import CycleMonitor
 
 # The commands import the library inside their bodies, not here: `--help`, `--version`
@@ -89,9 +89,9 @@ class Globals:
 
     def settings(self) -> Settings:
         """Load the effective settings; warnings go to stderr."""
-        from analytics_cli import config
+        from analytics_cli.config.load import load
 
-        settings = config.load(self.config, dsn=self.dsn)
+        settings = load(self.config, dsn=self.dsn)
         for warning in settings.warnings:
             out.warn(warning)
         return settings
@@ -250,7 +250,8 @@ def _with_notify(settings: Settings, alertmanager: str | None, webhook: str | No
     """The settings with --alertmanager / --webhook in place of [notify]'s URLs."""
     from dataclasses import replace
 
-    from analytics_cli.config import check_notify_url, url_secrets
+    from analytics_cli.config.dump import url_secrets
+    from analytics_cli.config.validate import check_notify_url
 
     notify = settings.notify
     if alertmanager is not None:
@@ -367,13 +368,17 @@ def collect(
     """
     import dataclasses
 
-    from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, notify, render
+    from analytics_cli import db, notify
+    from analytics_cli.cycle.backfill import backfill as run_backfill
+    from analytics_cli.cycle.plan import plan as plan_jobs
+    from analytics_cli.cycle.results import CycleReport
+    from analytics_cli.cycle.run import run_cycle
     from analytics_cli.metrics import enabled_metrics
+    from analytics_cli.render import collect as render
     from analytics_cli.timeutil import check_slot_time, parse_duration, parse_timestamp, utcnow
 
     settings: Settings | None = None
-    report: collect_mod.CycleReport | None = None
+    report: CycleReport | None = None
     failure: AnalyticsError | None = None
     failed: DatabaseError | None = None
     with _cycle_hooks(textfile, ping_url, dry_run) as hooks:
@@ -391,11 +396,11 @@ def collect(
                         settings = dataclasses.replace(settings, spool_enabled=False)
                     # Configuration errors (an unknown --only type) surface before any
                     # database is used.
-                    jobs = collect_mod.plan(settings, enabled_metrics(settings, only), source)
+                    jobs = plan_jobs(settings, enabled_metrics(settings, only), source)
                     filled = None
                     with db.resolved(settings, announce=_announce) as live:
                         try:
-                            report = collect_mod.run_cycle(
+                            report = run_cycle(
                                 live,
                                 at=when,
                                 only=only,
@@ -405,7 +410,7 @@ def collect(
                             )
                         except DatabaseError as exc:
                             # Exit 3 keeps the cycle's report: shown below, after the error.
-                            if not isinstance(exc.report, collect_mod.CycleReport):
+                            if not isinstance(exc.report, CycleReport):
                                 raise
                             report, failed = exc.report, exc
                         if failed is None:
@@ -414,7 +419,7 @@ def collect(
                             with out.steps(
                                 "backfill", "slots", "written", every=BACKFILL_LOG_EVERY
                             ) as step:
-                                filled = collect_mod.backfill(
+                                filled = run_backfill(
                                     live,
                                     jobs,
                                     since=report.slot - window,
@@ -450,13 +455,14 @@ def collect(
 @db_app.command("init", epilog=docs("architecture.md"))
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
-    from analytics_cli import cycle as collect_mod
-    from analytics_cli import db, render
+    from analytics_cli import db
+    from analytics_cli.cycle.table import ensure_store
+    from analytics_cli.render import db as render
 
     with handled():
         settings = _load(ctx)
         with db.resolved(settings, announce=_announce) as live:
-            created = collect_mod.ensure_store(live)
+            created = ensure_store(live)
             from analytics_cli import rollups
 
             rollups.init_built(live, progress=_months_progress())
@@ -479,8 +485,9 @@ def db_migrate(
     ] = 10_000,
 ) -> None:
     """Change the store table's shape (today: --partition)."""
-    from analytics_cli import db, render
+    from analytics_cli import db
     from analytics_cli import migrate as migrate_mod
+    from analytics_cli.render import db as render
 
     with handled():
         if not partition:
@@ -687,7 +694,8 @@ def show(
     charts and tables (the bucket used is printed); json and csv give every stored
     point unless --bucket is given.
     """
-    from analytics_cli import db, history, render, store
+    from analytics_cli import db, history, store
+    from analytics_cli.render import show as render
     from analytics_cli.timeutil import zone
 
     with handled():
@@ -769,7 +777,9 @@ def export(
     CSV comes straight from PostgreSQL's COPY. With --output the file appears only
     when the export is complete; a closed pipe (| head) ends quietly.
     """
-    from analytics_cli import console, db, history, render, store
+    from analytics_cli import console, db, history, store
+    from analytics_cli.render import export as render
+    from analytics_cli.render.show import no_table
 
     with handled():
         flags = [f for f, on in (("csv", csv), ("json", as_json), ("ndjson", ndjson)) if on]
@@ -788,7 +798,7 @@ def export(
             try:
                 rows = history.export(live, sel, chosen_fmt, output, progress=progress)
             except history.NoData:
-                render.no_table(out, settings.table)
+                no_table(out, settings.table)
                 return
     render.exported(out, rows, output)
 
@@ -840,8 +850,10 @@ def report(
     and charts (SVG, drawn by matplotlib from the 'report' extra) are
     inline: no request leaves the page.
     """
-    from analytics_cli import db, history, render
+    from analytics_cli import db, history
     from analytics_cli import report as report_mod
+    from analytics_cli.render import export as render
+    from analytics_cli.render.show import no_table
     from analytics_cli.timeutil import utcnow, zone
 
     with handled():
@@ -862,7 +874,7 @@ def report(
                     top=top,
                 )
             except history.NoData:
-                render.no_table(out, settings.table)
+                no_table(out, settings.table)
                 return
         report_mod.write_report(data, html, tzone)
     render.report_written(out, html, len(data.metrics))
@@ -910,8 +922,9 @@ def demo_cmd(
     collected, not invented. On a configured database it asks first (--yes
     skips the question) and never drops tables it did not create.
     """
-    from analytics_cli import db, render
+    from analytics_cli import db
     from analytics_cli import demo as demo_mod
+    from analytics_cli.render import demo as render
 
     with handled():
         settings = _load(ctx)
@@ -935,7 +948,8 @@ def demo_cmd(
 
 
 def _confirm_demo(settings: Settings, *, days: int, yes: bool) -> None:
-    from analytics_cli import console, render
+    from analytics_cli import console
+    from analytics_cli.render import demo as render
 
     if yes:
         return
@@ -1031,7 +1045,9 @@ def config_init(
     ] = None,
 ) -> None:
     """Write a starter configuration: defaults, the built-in metrics, an example custom metric."""
-    from analytics_cli import render, starter
+    from analytics_cli.config import starter
+    from analytics_cli.metrics import builtin_metrics
+    from analytics_cli.render import config as render
 
     source = _globals(ctx).dsn or os.environ.get("ANALYTICS_SOURCE_DSN")
     chosen = (
@@ -1039,20 +1055,24 @@ def config_init(
     )
     with handled():
         if str(path) == "-":
-            out.write(starter.starter_config(starter.DEFAULT_CONFIG_PATH, chosen))
+            out.write(
+                starter.starter_config(starter.DEFAULT_CONFIG_PATH, builtin_metrics(), chosen)
+            )
             return
-        starter.write_starter(path, force=force, dialect=chosen)
+        starter.write_starter(path, builtin_metrics(), force=force, dialect=chosen)
     render.starter_written(out, path)
 
 
 @config_app.command("show", epilog=docs("configuration.md"))
 def config_show(ctx: typer.Context, path: PathArg = None) -> None:
     """Print the effective configuration (file + environment + flags) as TOML, passwords redacted."""
-    from analytics_cli import config, render, starter
+    from analytics_cli.config import starter
+    from analytics_cli.config.dump import dump, to_document
+    from analytics_cli.render import config as render
 
     with handled():
         settings = _load_from(ctx, path)
-    text = starter.readable_toml(config.dump(config.to_document(settings)))
+    text = starter.readable_toml(dump(to_document(settings)))
     out.write(render.config_text(settings, text))
 
 
@@ -1074,7 +1094,8 @@ def config_check(
     Prints each value and the time of the snapshot it was read in; writes nothing.
     Exit 0 ok, 1 some metrics failed, 2 config error, 3 database unreachable.
     """
-    from analytics_cli import check, db, render
+    from analytics_cli import check, db
+    from analytics_cli.render import config as render
 
     with handled():
         settings = _load_from(ctx, path)
@@ -1092,8 +1113,8 @@ def metrics_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
     """List the metrics: type, built-in or custom, enabled, description."""
-    from analytics_cli import render
     from analytics_cli.metrics import all_metrics, enabled_metrics
+    from analytics_cli.render import metrics as render
 
     with handled():
         settings = _load(ctx)
@@ -1140,7 +1161,8 @@ def status_cmd(
     Exit 1 when the newest row is older than --max-age, or with --anomalies when a value
     left its usual range or a configured limit, so it can drive an alert or a probe.
     """
-    from analytics_cli import db, render, status
+    from analytics_cli import db, status
+    from analytics_cli.render import status as render
     from analytics_cli.timeutil import parse_duration
 
     with _cycle_hooks(None, ping_url) as _hooks, handled():
@@ -1193,7 +1215,8 @@ def prune_cmd(
     ] = 10_000,
 ) -> None:
     """Delete old rows in small batches (no long lock); asks first on a terminal unless --yes."""
-    from analytics_cli import console, db, prune, render
+    from analytics_cli import console, db, prune
+    from analytics_cli.render import prune as render
     from analytics_cli.timeutil import parse_duration
 
     with handled():

@@ -42,7 +42,7 @@ __all__ = [
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 APPLICATION_NAME = "analytics-cli"
 

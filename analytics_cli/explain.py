@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from analytics_cli.sources.base import MetricPlan
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
 
 
 def explain(settings: Settings, specs: list[MetricSpec], slot: datetime) -> list[MetricPlan]:

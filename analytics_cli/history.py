@@ -18,7 +18,7 @@ from analytics_cli.store.layout import Layout, selection
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 FORMATS = ("csv", "json", "ndjson")
 

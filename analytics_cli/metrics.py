@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def builtin_metrics() -> tuple[MetricSpec, ...]:
     (a metric's own, or that of the [[query]] of the same name that fills it)."""
     from dataclasses import replace
 
-    from analytics_cli.config import metric_spec, with_queries
+    from analytics_cli.config.validate import metric_spec, with_queries
 
     texts: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for engine in DIALECT_PACKS:
@@ -214,7 +214,7 @@ def unstorable(sample: Sample) -> str | None:
     """Why the store cannot hold this row as it is, or None: the checks a live cycle and a
     spooled one both pass (a type the config accepts, a finite count in range, dimension
     values of text without a NUL byte, numbers or nulls)."""
-    from analytics_cli.config import METRIC_TYPE_RE
+    from analytics_cli.config.schema import METRIC_TYPE_RE
 
     if not isinstance(sample.type, str) or not METRIC_TYPE_RE.fullmatch(sample.type):
         return f"type {cut(repr(sample.type))} is not a valid metric type"

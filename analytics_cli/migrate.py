@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.db import database_error, set_statement_timeout, store_session
 from analytics_cli.errors import ConfigError, DatabaseError
 from analytics_cli.store import migration, mysql, partitions

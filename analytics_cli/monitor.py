@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analytics_cli import __version__
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.console import atomic_write
 from analytics_cli.db import store_session
 from analytics_cli.errors import AnalyticsError, ConfigError
@@ -19,7 +19,7 @@ from analytics_cli.timeutil import utcnow
 
 if TYPE_CHECKING:
     from analytics_cli.console import Output
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.cycle.results import CycleReport
 
 PING_TIMEOUT = 5.0
 

@@ -15,7 +15,7 @@ from analytics_cli.errors import DatabaseError, MissingExtra, StoreError
 if TYPE_CHECKING:
     import pymysql
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.mysql_dsn import MySQLParams
 
 APPLICATION_NAME = "analytics-cli"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.db import database_error, grant_hint, set_statement_timeout, store_session
 from analytics_cli.store import mysql, partitions
 from analytics_cli.store.layout import detect

@@ -14,14 +14,14 @@ from analytics_cli import __version__, store
 from analytics_cli.console import atomic_output
 from analytics_cli.errors import MissingExtra
 from analytics_cli.history import auto_bucket, check_types, store_connection
-from analytics_cli.render import number
+from analytics_cli.render.text import number
 from analytics_cli.store.layout import selection
 from analytics_cli.timeutil import floor_slot, format_duration, iso, when, zone_name
 
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 # A chart of more points than this is bucketed (the bucket is named under it).
 CHART_POINTS = 1500

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.db import database_error, grant_hint, store_session
 from analytics_cli.errors import ConfigError
 from analytics_cli.store import rollup

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import store
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.db import store_session
 from analytics_cli.errors import DatabaseError
 from analytics_cli.store import partitions, rollup

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_cli import anomalies, config, demo
+from analytics_cli import anomalies, demo
+from analytics_cli.config.load import load
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 from tests.conftest import Databases, cli
 from tests.test_demo import empty_source  # noqa: F401 (a fixture)
@@ -94,7 +95,7 @@ def test_four_clean_weeks_raise_nothing(env: Databases, tmp_path: Path) -> None:
 def test_clean_weeks_raise_nothing_at_any_time_of_the_last_day(env: Databases) -> None:
     # The same history judged as status would have judged it at each slot of its last day.
     newest = generate(env, weeks=5, seed=3)
-    settings = config.load(env={"ANALYTICS_STORE_DSN": env.store}, discover=False)
+    settings = load(env={"ANALYTICS_STORE_DSN": env.store}, discover=False)
     for k in range(48):
         report = anomalies.anomalies(settings, now=newest - k * INTERVAL + timedelta(seconds=1))
         assert report.findings == [], (k, report.findings)
@@ -284,7 +285,7 @@ def test_four_weeks_of_the_demo_raise_nothing(
     monkeypatch.setenv("ANALYTICS_SOURCE_DSN", empty_source)
     monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.store)
     now = datetime(2026, 11, 30, 21, 10, tzinfo=UTC)
-    settings = config.load(discover=False)
+    settings = load(discover=False)
     result = demo.run(settings, days=28, seed=1, now=now)
     assert result.failed == 0
     last = floor_slot(now, INTERVAL)

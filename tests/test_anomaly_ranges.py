@@ -16,8 +16,8 @@ from decimal import Decimal
 import pytest
 from psycopg.types.json import Jsonb
 
-from analytics_cli import config
 from analytics_cli.anomalies import MetricCheck, anomalies, check
+from analytics_cli.config.load import load
 from tests.conftest import Databases, cli
 
 LATEST = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -176,7 +176,7 @@ def test_the_same_range_from_the_store(dbs: Databases, monkeypatch: pytest.Monke
                     "VALUES ('visits', %s, %s, %s)",
                     (half, at, Jsonb({"part": part})),
                 )
-    settings = config.load(env={"ANALYTICS_STORE_DSN": dbs.store}, discover=False)
+    settings = load(env={"ANALYTICS_STORE_DSN": dbs.store}, discover=False)
     report = anomalies(settings, now=LATEST + timedelta(minutes=10))
     [visits] = [c for c in report.checks if c.type == "visits"]
     assert judged(visits) == (105.0, 15.0, 6, 4)

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from analytics_cli import config
+from analytics_cli.config.dump import dump, to_document
+from analytics_cli.config.load import load
 from analytics_cli.db import describe, dsn_secrets, redact_dsn
 from analytics_cli.errors import ConfigError
 from tests.conftest import cli
 
 
 def test_no_file_gives_defaults(tmp_path: Path) -> None:
-    settings = config.load(env={"HOME": str(tmp_path)})
+    settings = load(env={"HOME": str(tmp_path)})
     assert settings.path is None
     assert settings.table == "analytics"
     assert settings.interval == timedelta(minutes=30)
@@ -31,29 +32,29 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     user.parent.mkdir(parents=True)
     user.write_text('[store]\ntable = "from_user"\n')
     env = {"HOME": str(home)}
-    assert config.load(env=env).table == "from_user"
+    assert load(env=env).table == "from_user"
     (tmp_path / "analytics-cli.toml").write_text('[store]\ntable = "from_cwd"\n')
     monkeypatch.chdir(tmp_path)
-    assert config.load(env=env).table == "from_cwd"
+    assert load(env=env).table == "from_cwd"
     named = tmp_path / "named.toml"
     named.write_text('[store]\ntable = "from_env"\n')
-    assert config.load(env={**env, "ANALYTICS_CLI_CONFIG": str(named)}).table == "from_env"
+    assert load(env={**env, "ANALYTICS_CLI_CONFIG": str(named)}).table == "from_env"
     flag = tmp_path / "flag.toml"
     flag.write_text('[store]\ntable = "from_flag"\n')
-    assert config.load(flag, env={**env, "ANALYTICS_CLI_CONFIG": str(named)}).table == "from_flag"
+    assert load(flag, env={**env, "ANALYTICS_CLI_CONFIG": str(named)}).table == "from_flag"
 
 
 def test_dsn_precedence(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[source]\ndsn = "dbname=file_src"\n[store]\ndsn = "dbname=file_store"\n')
-    s = config.load(path, env={})
+    s = load(path, env={})
     assert (s.source_dsn, s.store_dsn) == ("dbname=file_src", "dbname=file_store")
-    s = config.load(path, env={"ANALYTICS_DSN": "dbname=both"})
+    s = load(path, env={"ANALYTICS_DSN": "dbname=both"})
     assert (s.source_dsn, s.store_dsn) == ("dbname=both", "dbname=both")
-    s = config.load(path, env={"ANALYTICS_DSN": "dbname=both", "ANALYTICS_STORE_DSN": "dbname=st"})
+    s = load(path, env={"ANALYTICS_DSN": "dbname=both", "ANALYTICS_STORE_DSN": "dbname=st"})
     assert (s.source_dsn, s.store_dsn) == ("dbname=both", "dbname=st")
     assert s.store_dsn_origin == "$ANALYTICS_STORE_DSN"
-    s = config.load(
+    s = load(
         path,
         dsn="dbname=flag",
         env={"ANALYTICS_SOURCE_DSN": "dbname=x", "ANALYTICS_DSN": "dbname=y"},
@@ -64,13 +65,13 @@ def test_dsn_precedence(tmp_path: Path) -> None:
 def test_one_side_configured_serves_both(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[source]\ndsn = "dbname=only_source"\n')
-    s = config.load(path, env={})
+    s = load(path, env={})
     assert s.store_dsn == "dbname=only_source"
     assert not s.embedded
 
 
 def test_libpq_environment_counts_as_configuration() -> None:
-    s = config.load(env={"PGHOST": "db.internal"}, discover=False)
+    s = load(env={"PGHOST": "db.internal"}, discover=False)
     assert s.source_dsn == "" and s.store_dsn == ""
     assert not s.embedded
 
@@ -116,7 +117,7 @@ def test_strict_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        config.load(path, env={})
+        load(path, env={})
     assert message in str(info.value)
     assert str(path) in str(info.value)
 
@@ -143,12 +144,12 @@ def test_password_in_world_readable_file_warns(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[source]\ndsn = "postgresql://u:hunter2@localhost/db"\n')
     os.chmod(path, 0o644)
-    settings = config.load(path, env={})
+    settings = load(path, env={})
     assert len(settings.warnings) == 1
     assert "readable by other users" in settings.warnings[0]
     assert "hunter2" not in settings.warnings[0]
     os.chmod(path, 0o600)
-    assert config.load(path, env={}).warnings == ()
+    assert load(path, env={}).warnings == ()
 
 
 @pytest.mark.parametrize(
@@ -174,10 +175,10 @@ def test_dump_round_trips(tmp_path: Path) -> None:
         '[store]\ntable = "metrics.analytics"\n[collect]\ninterval = "15m"\n'
         '[[metric]]\ntype = "x"\nsql = "SELECT 1 AS count"\ndescription = "one"\n'
     )
-    settings = config.load(path, env={})
+    settings = load(path, env={})
     again = tmp_path / "again.toml"
-    again.write_text(config.dump(config.to_document(settings)))
-    reloaded = config.load(again, env={})
+    again.write_text(dump(to_document(settings)))
+    reloaded = load(again, env={})
     assert reloaded.table == settings.table
     assert reloaded.interval == settings.interval
     assert reloaded.custom == settings.custom

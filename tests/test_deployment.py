@@ -31,8 +31,9 @@ import psycopg
 import pytest
 import yaml
 
-from analytics_cli import config, spool
-from analytics_cli.config import Settings
+from analytics_cli import spool
+from analytics_cli.config.load import load as load_config
+from analytics_cli.config.schema import Settings
 from tests.conftest import Databases, Result, cli
 from tests.faults.conftest import tcp_dsn, unix_target
 from tests.faults.test_spool import Switch
@@ -352,7 +353,7 @@ def test_cronjob_spool_lies_on_the_persistent_volume(tmp_path: Path) -> None:
     for name in ("configmap.yaml", "configmap.postgresql.yaml"):
         path = tmp_path / name
         path.write_text(load(K8S / name)["data"]["config.toml"])
-        folder = str(spool.spool_dir(config.load(path, env={}), env))
+        folder = str(spool.spool_dir(load_config(path, env={}), env))
         (mount,) = [m for m in container["volumeMounts"] if under(folder, m["mountPath"])]
         assert not mount.get("readOnly", False), name
         volume = volumes[mount["name"]]
@@ -446,7 +447,7 @@ def test_configmap_for_the_ir_engine_checks_on_mariadb(
     """The default ConfigMap, with the Secret's one DSN, against the iR Engine's MySQL."""
     seed_users_mysql(mysql_platform)
     monkeypatch.setenv("ANALYTICS_DSN", mysql_platform.url)
-    settings = config.load(configmap_toml("configmap.yaml", tmp_path), env={})
+    settings = load_config(configmap_toml("configmap.yaml", tmp_path), env={})
     assert settings.layout == "ir-engine"
     values = check_values(configmap_toml("configmap.yaml", tmp_path))
     assert list(values) == [*BUILTINS, "registeredUsers"]

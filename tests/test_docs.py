@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_cli import config
+from analytics_cli.config import schema
+from analytics_cli.config.validate import settings_from_file
 from tests.conftest import cli
 from tests.test_cli import _commands
 
@@ -23,13 +24,13 @@ PACKAGE = ROOT / "analytics_cli"
 
 def schema_keys() -> set[str]:
     """Every key the config loader accepts, spelt as the reference's first column."""
-    keys = {f"{section}.{key}" for section, table in config._SCHEMA.items() for key in table}
-    keys |= {f"[[metric]].{key}" for key in config._METRIC_KEYS}
-    keys |= {f"[[metric]].http.{key}" for key in config._HTTP_KEYS}
-    keys |= {f"[[metric]].alert.{key}" for key in config._ALERT_KEYS}
-    keys |= {f"[[query]].{key}" for key in config._QUERY_KEYS}
-    keys |= {f"[[source]].{key}" for key in config._SOURCE_KEYS}
-    keys |= {f"[alert].TYPE.{key}" for key in config._ALERT_KEYS}
+    keys = {f"{section}.{key}" for section, table in schema.SCHEMA.items() for key in table}
+    keys |= {f"[[metric]].{key}" for key in schema.METRIC_KEYS}
+    keys |= {f"[[metric]].http.{key}" for key in schema.HTTP_KEYS}
+    keys |= {f"[[metric]].alert.{key}" for key in schema.ALERT_KEYS}
+    keys |= {f"[[query]].{key}" for key in schema.QUERY_KEYS}
+    keys |= {f"[[source]].{key}" for key in schema.SOURCE_KEYS}
+    keys |= {f"[alert].TYPE.{key}" for key in schema.ALERT_KEYS}
     return keys
 
 
@@ -58,23 +59,23 @@ def test_the_configuration_reference_lists_every_key_of_the_schema_and_no_other(
 def test_the_reference_defaults_are_the_loader_defaults() -> None:
     rows = reference_rows()
     defaults = {
-        "store.table": config.DEFAULT_TABLE,
-        "collect.interval": config.DEFAULT_INTERVAL,
-        "collect.statement_timeout": config.DEFAULT_STATEMENT_TIMEOUT,
-        "collect.connect_timeout": config.DEFAULT_CONNECT_TIMEOUT,
-        "collect.retries": str(config.DEFAULT_RETRIES),
-        "collect.source_concurrency": str(config.DEFAULT_SOURCE_CONCURRENCY),
-        "collect.catch_up": f"{config.DEFAULT_CATCH_UP_HOURS}h",
-        "[[metric]].max_series": str(config.DEFAULT_MAX_SERIES),
-        "[[query]].max_series": str(config.DEFAULT_MAX_SERIES),
-        "[[metric]].http.timeout": config.DEFAULT_HTTP_TIMEOUT,
+        "store.table": schema.DEFAULT_TABLE,
+        "collect.interval": schema.DEFAULT_INTERVAL,
+        "collect.statement_timeout": schema.DEFAULT_STATEMENT_TIMEOUT,
+        "collect.connect_timeout": schema.DEFAULT_CONNECT_TIMEOUT,
+        "collect.retries": str(schema.DEFAULT_RETRIES),
+        "collect.source_concurrency": str(schema.DEFAULT_SOURCE_CONCURRENCY),
+        "collect.catch_up": f"{schema.DEFAULT_CATCH_UP_HOURS}h",
+        "[[metric]].max_series": str(schema.DEFAULT_MAX_SERIES),
+        "[[query]].max_series": str(schema.DEFAULT_MAX_SERIES),
+        "[[metric]].http.timeout": schema.DEFAULT_HTTP_TIMEOUT,
     }
     assert {key: rows[key][1] for key in defaults} == {k: f"`{v}`" for k, v in defaults.items()}
     # The settings a file without [collect] gets are the ones the page states.
-    settings = config.settings_from_file(None, {})
-    assert str(settings.retries) == str(config.DEFAULT_RETRIES)
+    settings = settings_from_file(None, {})
+    assert str(settings.retries) == str(schema.DEFAULT_RETRIES)
     layouts = rows["store.layout"][2]
-    assert all(f"`{name}`" in layouts for name in config.STORE_LAYOUTS)
+    assert all(f"`{name}`" in layouts for name in schema.STORE_LAYOUTS)
 
 
 # ---------------------------------------------------------------- each command's page

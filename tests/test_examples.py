@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from analytics_cli import config
+from analytics_cli.config.load import load
 from analytics_cli.timeutil import utcnow
 from tests.conftest import Databases, cli
 from tests.mariadb_server import MySQLPlatform
@@ -69,7 +69,7 @@ def test_examples_exist() -> None:
 def test_example_toml_passes_config_check(path: Path, env: Databases) -> None:  # noqa: F811
     with env.source_conn() as conn:
         seed_platform(conn)
-    settings = config.load(path, env={})
+    settings = load(path, env={})
     values = check_values(path)
     assert list(values) == [*BUILTINS, *(m.type for m in settings.custom)]
     assert values["activeInstances"] == "2"
@@ -135,8 +135,8 @@ def test_mysql_custom_metric_examples_count_what_they_say(
 
 
 def test_mysql_examples_are_the_postgresql_ones_in_their_dialect() -> None:
-    mysql = config.load(EXAMPLES / "custom-metrics.mysql.toml", env={}).custom
-    postgresql = config.load(EXAMPLES / "custom-metrics.toml", env={}).custom
+    mysql = load(EXAMPLES / "custom-metrics.mysql.toml", env={}).custom
+    postgresql = load(EXAMPLES / "custom-metrics.toml", env={}).custom
     assert [(m.type, m.description) for m in mysql] == [(m.type, m.description) for m in postgresql]
     for metric in mysql:
         assert '"' not in metric.sql, metric.type  # backticks, not PostgreSQL's quotes
@@ -144,7 +144,7 @@ def test_mysql_examples_are_the_postgresql_ones_in_their_dialect() -> None:
 
 
 def test_example_custom_metrics_use_the_documented_parameters() -> None:
-    settings = config.load(EXAMPLES / "custom-metrics.toml", env={})
+    settings = load(EXAMPLES / "custom-metrics.toml", env={})
     texts = [m.sql for m in settings.custom]
     assert any("%(slot)s" in t for t in texts)
     assert any("%(interval)s" in t for t in texts)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analytics_cli.config import HttpSpec, MetricSpec
+from analytics_cli.config.schema import HttpSpec, MetricSpec
 from analytics_cli.errors import ConfigError
 from analytics_cli.jsonpath import evaluate, parse_path, parse_quantity
 from analytics_cli.metrics import builtin_metrics

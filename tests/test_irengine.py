@@ -489,9 +489,10 @@ def test_textfile_reads_an_already_collected_slot(ir: Databases, tmp_path: Path)
 
 def test_counts_are_decimal_in_reads(ir: Databases) -> None:
     # The integer column is read as numeric, like the native layout's count.
-    from analytics_cli import config, history, store
+    from analytics_cli import history, store
+    from analytics_cli.config.load import load
 
-    settings = config.load(None, env={"ANALYTICS_DSN": ir.source}, discover=False)
+    settings = load(None, env={"ANALYTICS_DSN": ir.source}, discover=False)
     data = history.show_data(
         settings,
         store.Selection(settings.table, SLOT - 3 * INTERVAL, SLOT + INTERVAL, ("activeInstances",)),

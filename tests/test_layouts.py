@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from analytics_cli.config import MetricSpec, Settings
+from analytics_cli.config.schema import MetricSpec, Settings
 from analytics_cli.metrics import MetricFailure, Sample
 from analytics_cli.store.layout import Layout, detect, ensure
 from tests.conftest import Databases

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.errors import DatabaseError
 from analytics_cli.metrics import Sample, Series, builtin_metrics
 from analytics_cli.mysql_dsn import parse

@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
-from analytics_cli import config
+from analytics_cli.config.dump import notify_document
+from analytics_cli.config.load import load
+from analytics_cli.config.validate import notify_settings
 from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import iso
 from tests.conftest import Databases, cli
@@ -153,7 +155,7 @@ def test_notify_table_is_validated_and_dumped(tmp_path: Path) -> None:
         'timeout = "3s"\nretries = 1\nresolve_after = "2h"\n'
         'labels = { env = "prod", team = "platform" }\n'
     )
-    settings = config.load(path, env={})
+    settings = load(path, env={})
     notify = settings.notify
     assert notify.alertmanager == "http://am.example:9093"
     assert notify.webhook_format == "slack"
@@ -171,7 +173,7 @@ def test_notify_table_is_validated_and_dumped(tmp_path: Path) -> None:
     assert 'alertmanager = "http://am.example:9093"' in shown.stdout
     assert 'token_file = "/run/secrets/am-token"' in shown.stdout
     # The dumped table reads back to the same settings (the secret path aside).
-    assert config.notify_settings(path, config.notify_document(notify, redact=False)) == notify
+    assert notify_settings(path, notify_document(notify, redact=False)) == notify
 
 
 @pytest.mark.parametrize(
@@ -194,7 +196,7 @@ def test_bad_notify_settings_are_refused(tmp_path: Path, text: str, message: str
     path = tmp_path / "n.toml"
     path.write_text(f"[notify]\n{text}\n")
     with pytest.raises(ConfigError, match=re.escape(message)):
-        config.load(path, env={})
+        load(path, env={})
     result = cli("-c", str(path), "config", "show")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
@@ -681,7 +683,7 @@ def test_the_commented_notify_example_loads(tmp_path: Path) -> None:
     assert block is not None
     path = tmp_path / "n.toml"
     path.write_text("".join(line[2:] + "\n" for line in block.group(0).splitlines()))
-    notify = config.load(path, env={}).notify
+    notify = load(path, env={}).notify
     assert notify.alertmanager == "http://alertmanager:9093"
     assert notify.webhook_format == "slack"
     assert notify.labels == (("env", "prod"),)

@@ -18,7 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from analytics_cli import config, starter
+from analytics_cli.config import starter
+from analytics_cli.config.load import load
 from analytics_cli.metrics import builtin_metrics
 from analytics_cli.monitor import ping_target, textfile_text
 from analytics_cli.timeutil import floor_slot, iso, utcnow
@@ -149,7 +150,7 @@ def test_config_init_writes_a_loadable_starter(tmp_path: Path) -> None:
     doc = tomllib.loads(path.read_text())
     assert doc["collect"]["metrics"] == BUILTINS
     assert doc["metric"] == [starter.EXAMPLE_METRIC]
-    settings = config.load(path, env={})
+    settings = load(path, env={})
     assert settings.metrics == tuple(BUILTINS)
     assert [m.type for m in settings.custom] == ["registeredUsers"]
     assert settings.interval == INTERVAL

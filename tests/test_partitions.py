@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.prune import prune
 from analytics_cli.store.layout import ensure
 from analytics_cli.store.partitions import create_month, month_of, next_month

@@ -19,7 +19,7 @@ import pytest
 
 from analytics_cli import embedded, errors
 from analytics_cli.metrics import builtin_metrics
-from analytics_cli.render import DEMO_NEXT, demo_next_text
+from analytics_cli.render.demo import DEMO_NEXT, demo_next_text
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

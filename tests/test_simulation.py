@@ -16,19 +16,21 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from analytics_cli.demo import events as sim_events
 from analytics_cli.demo import simulation as sim
-from analytics_cli.demo.simulation import (
+from analytics_cli.demo import state as sim_state
+from analytics_cli.demo.events import (
     Agenda,
     Arrive,
     JoinMedia,
     LeaveMedia,
     LeaveWorld,
-    Platform,
     Scheduled,
     SignUp,
-    State,
     Visit,
 )
+from analytics_cli.demo.simulation import Platform
+from analytics_cli.demo.state import State
 
 HALF_HOUR = timedelta(minutes=30)
 LAST = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)  # a Sunday night
@@ -101,16 +103,16 @@ def test_slot_range_ends_at_the_last_slot() -> None:
 
 
 def test_the_handler_table_covers_every_event_class() -> None:
-    events = set(typing.get_args(sim.Event))
+    events = set(typing.get_args(sim_events.Event))
     assert events == {SignUp, Arrive, Visit, LeaveWorld, JoinMedia, LeaveMedia}
-    assert set(sim.HANDLERS) == events
-    for event, handler in sim.HANDLERS.items():
+    assert set(sim_events.HANDLERS) == events
+    for event, handler in sim_events.HANDLERS.items():
         # Each handler takes the event class it is filed under.
         assert typing.get_type_hints(handler)["event"] is event, handler.__name__
 
 
 def test_events_are_frozen_dataclasses() -> None:
-    for event in typing.get_args(sim.Event):
+    for event in typing.get_args(sim_events.Event):
         fields = [f.name for f in dataclasses.fields(event)]
         made = event(*[0] * len(fields))
         for name in [*fields, "other"]:
@@ -125,17 +127,17 @@ def test_events_are_frozen_dataclasses() -> None:
 
 def small_state(*, users: int, end: int = 10**9) -> State:
     """A state whose every visit goes to the first location, with ``users`` users."""
-    state = sim.new_state(seed=11, end=end, launched=0)
-    weights = (1.0,) + (0.0,) * (sim.LOCATIONS - 1)
+    state = sim_state.new_state(seed=11, end=end, launched=0)
+    weights = (1.0,) + (0.0,) * (sim_state.LOCATIONS - 1)
     state.catalogue = dataclasses.replace(state.catalogue, location_weights=weights)
     for _ in range(users):
-        sim.add_user(state, 100)
+        sim_state.add_user(state, 100)
     return state
 
 
 def test_a_sign_up_adds_a_user_who_arrives_soon() -> None:
     state = small_state(users=0)
-    caused = sim.step(state, 5000, SignUp())
+    caused = sim_events.step(state, 5000, SignUp())
     assert len(state.users) == 1
     assert state.rows["user"] == [state.users[0]]
     assert state.users[0].created == 5000
@@ -147,53 +149,53 @@ def test_a_sign_up_adds_a_user_who_arrives_soon() -> None:
 
 def test_an_online_user_does_not_arrive_twice() -> None:
     state = small_state(users=1)
-    first = sim.step(state, 1000, Arrive(0))
+    first = sim_events.step(state, 1000, Arrive(0))
     assert state.online == {0}
     assert isinstance(first[0][1], LeaveWorld)
     rows = {t: len(r) for t, r in state.rows.items()}
-    assert sim.step(state, 1001, Arrive(0)) == []
+    assert sim_events.step(state, 1001, Arrive(0)) == []
     assert {t: len(r) for t, r in state.rows.items()} == rows
 
 
 def test_a_full_instance_opens_another_and_the_last_user_out_ends_it() -> None:
-    state = small_state(users=sim.MAX_USERS_PER_INSTANCE + 1)
+    state = small_state(users=sim_state.MAX_USERS_PER_INSTANCE + 1)
     leaves = []
-    for user in range(sim.MAX_USERS_PER_INSTANCE + 1):
+    for user in range(sim_state.MAX_USERS_PER_INSTANCE + 1):
         # The last one visits once; the others have one more visit after this one.
-        hops = 1 if user == sim.MAX_USERS_PER_INSTANCE else 2
-        caused = sim.step(state, 1000 + user, Visit(user, hops))
+        hops = 1 if user == sim_state.MAX_USERS_PER_INSTANCE else 2
+        caused = sim_events.step(state, 1000 + user, Visit(user, hops))
         leaves.append(next(e for _, e in caused if isinstance(e, LeaveWorld)))
-    assert [e.instance for e in leaves] == [0] * sim.MAX_USERS_PER_INSTANCE + [1]
+    assert [e.instance for e in leaves] == [0] * sim_state.MAX_USERS_PER_INSTANCE + [1]
     assert state.rooms.world == {0: [0, 1]}
-    assert state.rooms.users == {0: sim.MAX_USERS_PER_INSTANCE, 1: 1}
+    assert state.rooms.users == {0: sim_state.MAX_USERS_PER_INSTANCE, 1: 1}
     peers = [r.values[6] for r in state.rows["instance-attendance"]]
-    assert peers == [*range(sim.MAX_USERS_PER_INSTANCE), 0]
+    assert peers == [*range(sim_state.MAX_USERS_PER_INSTANCE), 0]
 
     # The lone user of the second instance leaves with no hops left: it ends, they go offline.
-    state.online.add(sim.MAX_USERS_PER_INSTANCE)
-    assert sim.step(state, 2000, leaves[-1]) == []
+    state.online.add(sim_state.MAX_USERS_PER_INSTANCE)
+    assert sim_events.step(state, 2000, leaves[-1]) == []
     assert state.rows["instance"][1].ended == 2000
     assert state.rows["instance-attendance"][-1].ended == 2000
     assert state.rooms.world == {0: [0]}
     assert 1 not in state.rooms.users
-    assert sim.MAX_USERS_PER_INSTANCE not in state.online
+    assert sim_state.MAX_USERS_PER_INSTANCE not in state.online
 
     # Users of the first one leave with a hop left: each is due to visit again; the last ends it.
     for number, leave in enumerate(leaves[:-1], start=1):
-        caused = sim.step(state, 3000 + number, leave)
+        caused = sim_events.step(state, 3000 + number, leave)
         assert len(caused) == 1
         moment, event = caused[0]
         assert event == Visit(leave.user, 1)
         assert 3000 + number + 20 <= moment <= 3000 + number + 180
         ended = state.rows["instance"][0].ended
-        assert ended == (3000 + number if number == sim.MAX_USERS_PER_INSTANCE else None)
-    assert state.rooms == sim.Rooms(world={0: []}, media={}, users={})
+        assert ended == (3000 + number if number == sim_state.MAX_USERS_PER_INSTANCE else None)
+    assert state.rooms == sim_state.Rooms(world={0: []}, media={}, users={})
 
 
 def test_a_call_is_shared_by_the_channel_and_chats_stop_at_the_end() -> None:
     state = small_state(users=2, end=10_000)
-    one = sim.step(state, 9000, JoinMedia(user=0, channel=4, stay=600))
-    two = sim.step(state, 9100, JoinMedia(user=1, channel=4, stay=3000))
+    one = sim_events.step(state, 9000, JoinMedia(user=0, channel=4, stay=600))
+    two = sim_events.step(state, 9100, JoinMedia(user=1, channel=4, stay=3000))
     assert one == [(9600, LeaveMedia(channel=4, instance=0, attendance=0))]
     assert two == [(12100, LeaveMedia(channel=4, instance=0, attendance=1))]
     assert state.rooms.media == {4: 0}
@@ -208,10 +210,10 @@ def test_a_call_is_shared_by_the_channel_and_chats_stop_at_the_end() -> None:
     chat = [m for m in state.rows["message"] if not m.values[2]]
     assert all(m.created < 10_000 for m in chat)
     assert {m.values[3] for m in state.rows["message"]} == {state.catalogue.channels[4].values[0]}
-    assert sim.step(state, 9600, one[0][1]) == []
+    assert sim_events.step(state, 9600, one[0][1]) == []
     assert state.rooms.media == {4: 0}
     assert instance == state.rows["instance"][0]
-    assert sim.step(state, 12100, two[0][1]) == []
+    assert sim_events.step(state, 12100, two[0][1]) == []
     assert state.rooms.media == {}
     assert state.rows["instance"][0].ended == 12100
 
@@ -248,13 +250,13 @@ def assert_consistent(run: Run) -> None:
         for row in table_rows:
             assert row.created <= end, table
             assert row.ended is None or row.created <= row.ended <= end, table
-            assert row.ended is None or table in sim.ENDABLE, table
+            assert row.ended is None or table in sim_state.ENDABLE, table
 
     users = {r.values[0]: r for r in rows["user"]}
     locations = {r.values[0]: r for r in rows["location"]}
     channels = {str(r.values[0]) for r in rows["channel"]}
     instances = {r.values[0]: r for r in rows["instance"]}
-    by_instance: dict[object, list[sim.SimRow]] = defaultdict(list)
+    by_instance: dict[object, list[sim_state.SimRow]] = defaultdict(list)
     for att in rows["instance-attendance"]:
         instance = instances[att.values[4]]
         by_instance[att.values[4]].append(att)
@@ -287,16 +289,16 @@ def assert_consistent(run: Run) -> None:
             assert not open_
             assert instance.ended == max(a.ended or 0 for a in held)
         if instance.values[6] is not None:
-            assert peak(held) <= sim.MAX_USERS_PER_INSTANCE
-            assert max(a.values[6] for a in held) < sim.MAX_USERS_PER_INSTANCE
+            assert peak(held) <= sim_state.MAX_USERS_PER_INSTANCE
+            assert max(a.values[6] for a in held) < sim_state.MAX_USERS_PER_INSTANCE
     # One call per channel at a time, and one world at a time per user.
-    media_by_channel: dict[object, list[sim.SimRow]] = defaultdict(list)
+    media_by_channel: dict[object, list[sim_state.SimRow]] = defaultdict(list)
     for instance in instances.values():
         if instance.values[3] is not None:
             media_by_channel[instance.values[3]].append(instance)
     for calls in media_by_channel.values():
         assert peak(calls) == 1
-    worlds_by_user: dict[object, list[sim.SimRow]] = defaultdict(list)
+    worlds_by_user: dict[object, list[sim_state.SimRow]] = defaultdict(list)
     for att in rows["instance-attendance"]:
         if not att.values[2]:
             worlds_by_user[att.values[3]].append(att)
@@ -316,7 +318,7 @@ def assert_consistent(run: Run) -> None:
     assert all(moment > end for moment, _ in pending)
     assert [m for m, _ in run.trace] == sorted(m for m, _ in run.trace)
     assert all(m <= end for m, _ in run.trace)
-    warm_up = platform.first - sim.WARM_UP
+    warm_up = platform.first - sim_state.WARM_UP
     assert handled[SignUp] == sum(u.created > warm_up for u in rows["user"])
     worlds = [a for a in rows["instance-attendance"] if not a.values[2]]
     assert handled[LeaveWorld] == sum(a.ended is not None for a in worlds)
@@ -354,7 +356,7 @@ def assert_consistent(run: Run) -> None:
     assert state.online == in_world | between
 
 
-def peak(spans: list[sim.SimRow]) -> int:
+def peak(spans: list[sim_state.SimRow]) -> int:
     """The most rows open at once (a row is open from its creation to its end)."""
     changes = sorted(
         [(r.created, 1) for r in spans] + [(r.ended, -1) for r in spans if r.ended is not None],
@@ -414,10 +416,10 @@ def at(text: str) -> int:
 
 def test_rhythm_peaks_in_the_evening_and_on_weekends() -> None:
     # 2026-11-28 is a Saturday, 2026-11-30 a Monday.
-    assert sim.rhythm(at("2026-11-28T19:00")) == pytest.approx(1.3)
-    assert sim.rhythm(at("2026-11-30T19:00")) == pytest.approx(0.8)
-    assert sim.rhythm(at("2026-11-30T07:00")) == pytest.approx(0.08)
-    monday = [sim.rhythm(at("2026-11-30T00:00") + 60 * m) for m in range(24 * 60)]
+    assert sim_state.rhythm(at("2026-11-28T19:00")) == pytest.approx(1.3)
+    assert sim_state.rhythm(at("2026-11-30T19:00")) == pytest.approx(0.8)
+    assert sim_state.rhythm(at("2026-11-30T07:00")) == pytest.approx(0.08)
+    monday = [sim_state.rhythm(at("2026-11-30T00:00") + 60 * m) for m in range(24 * 60)]
     assert monday.index(max(monday)) == 19 * 60
     assert monday.index(min(monday)) == 7 * 60
 
@@ -425,19 +427,21 @@ def test_rhythm_peaks_in_the_evening_and_on_weekends() -> None:
 @given(moment=st.integers(min_value=0, max_value=4_000_000_000))
 def test_rhythm_stays_between_its_floor_and_the_days_evening(moment: int) -> None:
     day = moment - moment % 86400
-    value = sim.rhythm(moment)
-    weekly = sim.WEEKLY[sim.utc(moment).weekday()]
+    value = sim_state.rhythm(moment)
+    weekly = sim_state.WEEKLY[sim_state.utc(moment).weekday()]
     assert 0.1 * weekly - 1e-12 <= value <= weekly + 1e-12
-    assert value <= sim.rhythm(day + 19 * 3600) + 1e-12
+    assert value <= sim_state.rhythm(day + 19 * 3600) + 1e-12
 
 
 def test_arrivals_follow_the_rhythm() -> None:
     # A week ending on a Sunday night: evenings beat nights, weekends beat weekdays.
     start, end = at("2026-11-23T00:00"), at("2026-11-29T23:59")
-    moments = list(sim.arrivals(random.Random(4), start, end, sim.PEAK_SESSIONS_PER_HOUR))
+    moments = list(
+        sim_state.arrivals(random.Random(4), start, end, sim_state.PEAK_SESSIONS_PER_HOUR)
+    )
     assert moments == sorted(moments)
     assert start < moments[0] and moments[-1] <= end + 1
-    when = [sim.utc(m) for m in moments]
+    when = [sim_state.utc(m) for m in moments]
     evening = sum(17 <= w.hour < 22 for w in when)
     night = sum(2 <= w.hour < 7 for w in when)
     assert evening > 3 * night
@@ -445,8 +449,8 @@ def test_arrivals_follow_the_rhythm() -> None:
     weekday = sum(w.weekday() < 5 for w in when) / 5
     assert weekend > 1.2 * weekday
     # About the expected count: the integral of the rate over the week.
-    expected = sum(sim.rhythm(start + s) for s in range(0, end - start, 60)) / 60
-    assert 0.9 < len(moments) / (expected * sim.PEAK_SESSIONS_PER_HOUR) < 1.1
+    expected = sum(sim_state.rhythm(start + s) for s in range(0, end - start, 60)) / 60
+    assert 0.9 < len(moments) / (expected * sim_state.PEAK_SESSIONS_PER_HOUR) < 1.1
 
 
 # ---------------------------------------------------------------------------- the slot plan
@@ -483,7 +487,9 @@ def test_every_change_lands_in_the_first_slot_that_sees_it() -> None:
 def test_the_simulation_imports_no_database_driver() -> None:
     code = (
         "import sys\n"
+        "import analytics_cli.demo.events\n"
         "import analytics_cli.demo.simulation\n"
+        "import analytics_cli.demo.state\n"
         "print(sorted(m for m in ('psycopg', 'pymysql') if m in sys.modules))\n"
     )
     done = subprocess.run(

@@ -166,10 +166,10 @@ def latest_totals(rows: list[tuple[Any, ...]]) -> dict[str, tuple[datetime, Deci
 
 def anomaly_values(env: dict[str, str], now: datetime) -> dict[str, tuple[Any, Any]]:
     """What the anomaly check judges: each metric's latest value and its slot."""
-    from analytics_cli import config
     from analytics_cli.anomalies import anomalies
+    from analytics_cli.config.load import load
 
-    settings = config.load(None, env=env, discover=False)
+    settings = load(None, env=env, discover=False)
     return {c.type: (c.at, c.value) for c in anomalies(settings, now=now).checks if c.value}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from analytics_cli import spool
+from analytics_cli import spool, spool_format
 from analytics_cli.metrics import Sample, Series
 
 STORE = {"engine": "postgresql", "host": "db", "port": "5432", "dbname": "a", "user": "u",
@@ -31,7 +31,7 @@ SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
 def test_a_version_2_file_reads_back_exactly() -> None:
-    cycle = spool.decode(V2)
+    cycle = spool_format.decode(V2)
     assert (cycle.table, cycle.slot, cycle.replace, cycle.store) == (
         "analytics",
         SLOT,
@@ -58,20 +58,20 @@ def test_a_version_2_file_reads_back_exactly() -> None:
     assert cycle.belongs(STORE)
     assert not cycle.belongs({**STORE, "host": "other"})
     # What the writer makes of it reads back the same.
-    assert spool.decode(spool._encode(cycle)) == cycle
+    assert spool_format.decode(spool_format.encode(cycle)) == cycle
 
 
 def test_a_version_1_file_names_only_its_table() -> None:
     doc = json.loads(V2)
     doc["version"] = 1
     del doc["store"]
-    cycle = spool.decode(json.dumps(doc))
+    cycle = spool_format.decode(json.dumps(doc))
     assert cycle.store is None
     assert cycle.belongs({**STORE, "host": "anywhere"})
     assert not cycle.belongs({**STORE, "table": "other"})
     # A version 1 file's "store", if any, is not read.
     doc["store"] = "ignored"
-    assert spool.decode(json.dumps(doc)).store is None
+    assert spool_format.decode(json.dumps(doc)).store is None
 
 
 def _changed(**changes: Any) -> str:
@@ -111,13 +111,13 @@ def _changed(**changes: Any) -> str:
     ],
 )  # fmt: skip
 def test_anything_else_is_corrupt(text: str, reason: str) -> None:
-    with pytest.raises(spool.Corrupt) as caught:
-        spool.decode(text)
+    with pytest.raises(spool_format.Corrupt) as caught:
+        spool_format.decode(text)
     assert str(caught.value) == reason
 
 
 def test_an_offset_other_than_utc_is_the_same_instant() -> None:
-    cycle = spool.decode(_changed(slot="2026-11-29T11:00:00+01:00"))
+    cycle = spool_format.decode(_changed(slot="2026-11-29T11:00:00+01:00"))
     assert cycle.slot == SLOT
     assert cycle.slot.utcoffset() == timezone(timedelta(hours=1)).utcoffset(None)
 

@@ -15,8 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from analytics_cli import config
-from analytics_cli.cycle import backfill, plan, run_cycle
+from analytics_cli.config.load import load
+from analytics_cli.config.schema import Settings
+from analytics_cli.cycle import backfill, plan
+from analytics_cli.cycle.run import run_cycle
 from analytics_cli.metrics import enabled_metrics
 from analytics_cli.status import status
 from tests import platform_data
@@ -30,7 +32,7 @@ HALF = timedelta(minutes=30)
 
 def _settings(
     tmp: Path, dbs: Databases, body: str, *, source: str | None = None, **collect: object
-) -> config.Settings:
+) -> Settings:
     """A config file: [collect] (no built-in metric unless ``metrics`` names some), the test's
     databases (or another ``source``), and ``body``."""
     path = tmp / "c.toml"
@@ -41,7 +43,7 @@ def _settings(
     text += f"[store]\ndsn = {json.dumps(dbs.store)}\n"
     path.write_text(text + body)
     path.chmod(0o600)
-    return config.load(path, env={})
+    return load(path, env={})
 
 
 def _rows(dbs: Databases, type_: str) -> list[tuple[datetime, Decimal]]:

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.metrics import Sample, builtin_metrics
 from analytics_cli.sources import open_source
 from tests.conftest import Databases

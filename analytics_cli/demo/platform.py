@@ -9,7 +9,8 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.demo.simulation import COLUMNS, ENDABLE, Plan, Platform, SimRow, utc
+from analytics_cli.demo.simulation import Plan, Platform
+from analytics_cli.demo.state import COLUMNS, ENDABLE, SimRow, utc
 from analytics_cli.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:

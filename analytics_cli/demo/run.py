@@ -22,8 +22,8 @@ from analytics_cli.timeutil import floor_slot, utcnow
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.config.schema import Settings
+    from analytics_cli.cycle.results import CycleReport
 
 
 @dataclass
@@ -80,7 +80,8 @@ def run(
     """Build the demo platform and collect its history (``settings`` must hold concrete DSNs)."""
     import psycopg
 
-    from analytics_cli.cycle import ensure_store, run_cycle
+    from analytics_cli.cycle.run import run_cycle
+    from analytics_cli.cycle.table import ensure_store
     from analytics_cli.db import database_error
 
     started = time.monotonic()
@@ -130,7 +131,7 @@ def _run_large(
     progress: Progress | None,
 ) -> DemoResult:
     """Build a large platform server-side and collect the current slot once."""
-    from analytics_cli.cycle import run_cycle
+    from analytics_cli.cycle.run import run_cycle
 
     total = LARGE_STEPS + 1
     if progress:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec
+    from analytics_cli.config.schema import MetricSpec
     from analytics_cli.metrics import Outcome
 
 

@@ -15,7 +15,7 @@ from analytics_cli.errors import ConfigError
 from analytics_cli.jsonpath import evaluate, parse_path
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec
+    from analytics_cli.config.schema import MetricSpec
     from analytics_cli.metrics import MetricFailure, Sample
 
 # A metrics API answer for a few hundred nodes is well under a megabyte; cap far above that.

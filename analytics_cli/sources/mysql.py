@@ -42,7 +42,7 @@ from analytics_cli.sources.rows import sample_from, series_from, shared_from, wi
 if TYPE_CHECKING:
     import pymysql
 
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
 
 ENGINE = "mysql"
 # The parameters a MySQL metric may use (documented in packs/mysql.toml and docs/mysql.md).

@@ -32,7 +32,7 @@ from analytics_cli.sources.rows import sample_from, series_from, shared_from, wi
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
 
 ENGINE = "postgresql"
 

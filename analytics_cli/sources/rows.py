@@ -16,7 +16,7 @@ from analytics_cli.metrics import (
 )
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec
+    from analytics_cli.config.schema import MetricSpec
 
 
 def sample_from(spec: MetricSpec, rows: Sequence[Any], at: int) -> Sample | MetricFailure:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
     from analytics_cli.store.read import Selection
 

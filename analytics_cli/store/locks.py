@@ -12,7 +12,7 @@ from analytics_cli.store.names import regclass_text
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 
 def lock_schema(conn: psycopg.Connection[Any], table: str) -> None:

@@ -29,7 +29,7 @@ from analytics_cli.store.irengine import (
 )
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
     from analytics_cli.metrics import Outcome
     from analytics_cli.store.layout import Key
     from analytics_cli.store.shapes import Point, Selection, TypeSummary

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.charts import NONE_LABEL as NONE_LABEL
-
 if TYPE_CHECKING:
     from psycopg import sql
 
     from analytics_cli.grain import Plan
+
+# The name of the --by series whose rows have no value (JSON null) for the key.
+NONE_LABEL = "(none)"
 
 # Buckets are aligned to a Monday midnight UTC so that daily and weekly buckets start on
 # calendar boundaries (date_bin's origin).

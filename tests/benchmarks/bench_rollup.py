@@ -221,7 +221,7 @@ def _read_seconds(dsn: str, runs: int) -> float:
     """Median time of show's read (history.show_data) of two years in daily buckets."""
     import statistics
 
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
     from analytics_cli.history import show_data
     from analytics_cli.store import Selection
 

@@ -13,7 +13,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from analytics_cli import config as config_mod
+from analytics_cli.config.dump import dump, to_document
+from analytics_cli.config.load import load
 from analytics_cli.errors import ConfigError
 from analytics_cli.metrics import builtin_metrics, enabled_metrics
 from analytics_cli.timeutil import parse_duration, parse_timestamp, parse_when
@@ -216,9 +217,9 @@ def _load(text: str | bytes) -> None:
         else:
             path.write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
-            settings = config_mod.load(path, env={})
+            settings = load(path, env={})
             enabled_metrics(settings)
-            config_mod.dump(config_mod.to_document(settings))
+            dump(to_document(settings))
         except ConfigError as exc:
             assert str(exc).strip()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import tomli_w
 
-from analytics_cli import spool
-from analytics_cli.config import Settings
+from analytics_cli import spool, spool_format
+from analytics_cli.config.schema import Settings
 from analytics_cli.metrics import Sample
 from tests.conftest import Databases, proc_env, run_proc
 from tests.faults.conftest import write_config
@@ -96,11 +96,13 @@ def _markers_config(tmp: Path, dbs: Databases, metrics: list[tuple[str, str]]) -
 def _spool_file(tmp: Path, dbs: Databases, i: int, rows: dict[str, int]) -> Path:
     """A cycle of this store for slot ``i`` spooled by hand: one plain row per type."""
     slot = BASE + timedelta(minutes=30 * i)
-    batch = spool.from_outcomes(
+    batch = spool_format.from_outcomes(
         None, slot, [Sample(name, Decimal(value)) for name, value in rows.items()]
     )
     identity = spool.store_identity(Settings(store_dsn=dbs.store))
-    return spool.write(_folder(tmp), spool.Spooled("analytics", slot, False, (batch,), identity))
+    return spool.write(
+        _folder(tmp), spool_format.Spooled("analytics", slot, False, (batch,), identity)
+    )
 
 
 def test_nul_in_a_spooled_type_is_set_aside_and_collection_goes_on(

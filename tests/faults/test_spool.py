@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from analytics_cli import spool
-from analytics_cli.config import Settings
+from analytics_cli import spool, spool_format
+from analytics_cli.config.schema import Settings
 from analytics_cli.metrics import Sample
 from tests.conftest import Databases, run_proc, spawn
 from tests.faults.conftest import (
@@ -160,7 +160,7 @@ def test_store_down_for_three_cycles_then_back(
         text = path.read_text()
         assert SECRET not in text
         doc = json.loads(text)
-        assert doc["version"] == spool.VERSION
+        assert doc["version"] == spool_format.VERSION
         assert doc["store"] == {
             "engine": "postgresql",
             "host": "127.0.0.1",
@@ -169,7 +169,7 @@ def test_store_down_for_three_cycles_then_back(
             "user": str(params.get("user") or "postgres"),
             "table": "analytics",
         }
-        spooled_at.append(spool.decode(text).batches[0].collected_at)
+        spooled_at.append(spool_format.decode(text).batches[0].collected_at)
     switch.start()  # the store is back, under the same connection string
     shown = run_proc("-c", str(config), "status", env=env)
     assert (
@@ -198,11 +198,11 @@ def test_store_down_for_three_cycles_then_back(
 def _spool_for(folder: Path, identity: dict[str, str] | None, i: int, value: int) -> Path:
     """A spooled slot ``i`` holding ``value``, read at the slot's time plus a minute."""
     slot = BASE + timedelta(minutes=30 * i)
-    batch = spool.from_outcomes(
+    batch = spool_format.from_outcomes(
         None, slot + timedelta(minutes=1), [Sample("markers", Decimal(value))]
     )
     table = identity["table"] if identity else "analytics"
-    return spool.write(folder, spool.Spooled(table, slot, False, (batch,), identity))
+    return spool.write(folder, spool_format.Spooled(table, slot, False, (batch,), identity))
 
 
 def test_replay_takes_only_this_stores_files_oldest_first(
@@ -265,11 +265,11 @@ def test_file_of_the_old_format_is_replayed_by_its_table(dbs: Databases, tmp_pat
     legacy = _spool_for(folder, None, 0, 7)
     doc = json.loads(legacy.read_text())
     assert doc["version"] == 1 and "store" not in doc  # as the first spool format wrote it
-    other_table = spool.Spooled(
+    other_table = spool_format.Spooled(
         "elsewhere",
         BASE,
         False,
-        (spool.from_outcomes(None, BASE, [Sample("markers", Decimal(9))]),),
+        (spool_format.from_outcomes(None, BASE, [Sample("markers", Decimal(9))]),),
     )
     kept = spool.write(folder, other_table)
     config = _config(tmp_path, dbs, dbs.store)
@@ -345,8 +345,8 @@ def _spool_many(tmp: Path, settings: Settings, n: int) -> None:
     identity = spool.store_identity(settings)
     for i in range(n):
         slot = BASE + timedelta(minutes=30 * i)
-        batch = spool.from_outcomes(None, slot, [Sample("markers", Decimal(i))])
-        spool.write(folder, spool.Spooled("analytics", slot, False, (batch,), identity))
+        batch = spool_format.from_outcomes(None, slot, [Sample("markers", Decimal(i))])
+        spool.write(folder, spool_format.Spooled("analytics", slot, False, (batch,), identity))
 
 
 def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_path: Path) -> None:
@@ -377,7 +377,7 @@ def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_
     [
         ("{not json", "unreadable spool file"),
         (json.dumps({"kind": "something else"}), "not an analytics-cli spool file"),
-        (json.dumps({"kind": spool.KIND, "version": 99}), "spool format version 99"),
+        (json.dumps({"kind": spool_format.KIND, "version": 99}), "spool format version 99"),
     ],
 )
 def test_foreign_or_corrupt_file_is_set_aside(

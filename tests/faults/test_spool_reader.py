@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics_cli import spool
-from analytics_cli.config import Settings
+from analytics_cli import spool, spool_format
+from analytics_cli.config.schema import Settings
 from analytics_cli.metrics import Sample
 from tests.conftest import Databases, proc_env, run_proc
 from tests.faults.conftest import write_config
@@ -57,9 +57,9 @@ def _stored(dsn: str) -> list[tuple[str, str, str]]:
 def _cycle(dbs: Databases, folder: Path, i: int, count: str = "5") -> Path:
     """A valid cycle of this store for slot ``i``, then its count rewritten as given."""
     slot = BASE + timedelta(minutes=30 * i)
-    batch = spool.from_outcomes(None, slot, [Sample("plain", Decimal(5))])
+    batch = spool_format.from_outcomes(None, slot, [Sample("plain", Decimal(5))])
     identity = spool.store_identity(Settings(store_dsn=dbs.store))
-    path = spool.write(folder, spool.Spooled("analytics", slot, False, (batch,), identity))
+    path = spool.write(folder, spool_format.Spooled("analytics", slot, False, (batch,), identity))
     if count != "5":
         doc = json.loads(path.read_text())
         doc["batches"][0]["entries"][0]["rows"][0][0] = count

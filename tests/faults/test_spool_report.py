@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psycopg
 
-from analytics_cli import spool
-from analytics_cli.config import Settings
+from analytics_cli import spool, spool_format
+from analytics_cli.config.schema import Settings
 from analytics_cli.metrics import Sample, Series
 from tests.conftest import Databases, proc_env, run_proc
 from tests.faults.conftest import write_config
@@ -120,8 +120,8 @@ def test_spooled_written_counts_rows_not_files(dbs: Databases, tmp_path: Path) -
         ),
     ):
         slot = BASE + timedelta(minutes=30 * i)
-        batch = spool.from_outcomes(None, slot, outcomes)
-        spool.write(folder, spool.Spooled("analytics", slot, False, (batch,), identity))
+        batch = spool_format.from_outcomes(None, slot, outcomes)
+        spool.write(folder, spool_format.Spooled("analytics", slot, False, (batch,), identity))
     result = run_proc("-c", str(config), "collect", "--at", _slot(2), env=env)
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[-1].endswith(" spooled_written=3")

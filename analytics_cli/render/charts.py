@@ -5,8 +5,8 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-# The name of the --by series whose rows have no value (JSON null) for the key.
-NONE_LABEL = "(none)"
+from analytics_cli.store.shapes import NONE_LABEL
+
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24
 CHART_HEIGHT = 12

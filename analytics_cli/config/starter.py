@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analytics_cli.console import atomic_write
 from analytics_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from analytics_cli.config.schema import MetricSpec
 
 DEFAULT_CONFIG_PATH = Path("analytics-cli.toml")
 
@@ -104,18 +109,17 @@ def dialect_of(dsn: str | None) -> str:
     return "mysql" if dsn and engine_of(dsn) == MYSQL else "postgresql"
 
 
-def starter_config(path: Path, dialect: str = "postgresql") -> str:
-    """The text of a starter configuration: defaults, every built-in listed, one custom metric
+def starter_config(path: Path, builtins: Sequence[MetricSpec], dialect: str = "postgresql") -> str:
+    """The text of a starter configuration: defaults, the ``builtins`` listed, one custom metric
     written in the source's ``dialect``."""
-    from analytics_cli.config import (
+    from analytics_cli.config.dump import dump
+    from analytics_cli.config.schema import (
         DEFAULT_CONNECT_TIMEOUT,
         DEFAULT_INTERVAL,
         DEFAULT_RETRIES,
         DEFAULT_STATEMENT_TIMEOUT,
         DEFAULT_TABLE,
-        dump,
     )
-    from analytics_cli.metrics import builtin_metrics
 
     # tomli-w writes no comments, so each section is dumped on its own and annotated.
     store_doc = {"store": {"table": DEFAULT_TABLE}}
@@ -126,7 +130,7 @@ def starter_config(path: Path, dialect: str = "postgresql") -> str:
             "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
             "retries": DEFAULT_RETRIES,
             # The default set: built-ins marked enabled = false stay out until added here.
-            "metrics": [m.type for m in builtin_metrics() if m.enabled],
+            "metrics": [m.type for m in builtins if m.enabled],
         }
     }
     mysql = dialect == "mysql"
@@ -142,7 +146,9 @@ def starter_config(path: Path, dialect: str = "postgresql") -> str:
     )
 
 
-def write_starter(path: Path, *, force: bool, dialect: str = "postgresql") -> None:
+def write_starter(
+    path: Path, builtins: Sequence[MetricSpec], *, force: bool, dialect: str = "postgresql"
+) -> None:
     """Write the starter configuration (mode 0600); refuse to overwrite unless ``force``."""
     if path.is_dir():
         raise ConfigError(f"{path} is a directory")
@@ -150,4 +156,4 @@ def write_starter(path: Path, *, force: bool, dialect: str = "postgresql") -> No
         raise ConfigError(f"{path} already exists", hint="use --force to overwrite it")
     if not path.parent.is_dir():
         raise ConfigError(f"directory {path.parent} does not exist")
-    atomic_write(path, starter_config(path, dialect), mode=0o600)
+    atomic_write(path, starter_config(path, builtins, dialect), mode=0o600)
