@@ -17,7 +17,8 @@ import pytest
 
 from analytics_cli.config.load import load
 from analytics_cli.config.schema import Settings
-from analytics_cli.cycle import backfill, plan
+from analytics_cli.cycle.backfill import backfill
+from analytics_cli.cycle.plan import plan
 from analytics_cli.cycle.run import run_cycle
 from analytics_cli.metrics import enabled_metrics
 from analytics_cli.status import status
