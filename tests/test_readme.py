@@ -47,12 +47,6 @@ NO_STDOUT = {
         "demo rows carry no source: that tag comes from several [[source]] databases"
     ),
     "analytics-cli export > analytics.csv": "written to analytics.csv",
-    "analytics-cli show --type activeInstances --since 61d --bucket 1d -f csv > before.csv": (
-        "written to before.csv"
-    ),
-    "analytics-cli show --type activeInstances --since 61d --bucket 1d -f csv > after.csv": (
-        "written to after.csv"
-    ),
     "analytics-cli export --since 2026-01-01 --output history.csv": "written to history.csv",
     "analytics-cli export --csv > analytics.csv": "written to analytics.csv",
     "analytics-cli collect": "the cycle's lines go to stderr",
