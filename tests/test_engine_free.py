@@ -12,11 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "analytics_cli"
 ENGINE_FREE = (
     "anomalies.py",
     "check.py",
+    "grain.py",
     "history.py",
     "migrate.py",
     "monitor.py",
     "prune.py",
     "report.py",
+    "rollups.py",
     "status.py",
     *sorted(f"cycle/{p.name}" for p in (PACKAGE / "cycle").glob("*.py")),
 )

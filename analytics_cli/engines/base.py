@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from analytics_cli.config.schema import MetricSpec, Settings
+    from analytics_cli.engines.rollups import Rollups
+    from analytics_cli.grain import Plan
     from analytics_cli.metrics import Outcome
 
 # --- Engine and Source: connecting, the consistent read-only snapshot --------------------
@@ -58,13 +60,10 @@ class Refused(ValueError):
 
 
 class Source(Protocol):
-    """A platform database of one engine, reached through one connection string.
-
-    ``read`` opens ONE consistent read-only snapshot, runs every spec in it (a failing or
-    hostile metric fails alone) and closes it; it raises DatabaseError only when the
-    database cannot be reached or the snapshot is lost. ``explain`` does the same with the
-    engine's plan of each query.
-    """
+    """A platform database of one engine, reached through one connection string. ``read``
+    opens ONE consistent read-only snapshot, runs every spec in it (a failing or hostile
+    metric fails alone) and closes it; it raises DatabaseError only when the database cannot
+    be reached or the snapshot is lost. ``explain`` does the same with each query's plan."""
 
     engine: str
 
@@ -111,10 +110,8 @@ class Starter:
 
 class Engine(Protocol):
     """One database engine, chosen once from the connection string's scheme (``dsn.engine_for``).
-
-    ``name`` is the engine's name and the dialect of its metric pack. The text-only methods
-    (``readable``, ``passwords``, ``describe``, ``identity``) never connect.
-    """
+    ``name`` is its name and its metric pack's dialect; the text-only methods (``readable``,
+    ``passwords``, ``describe``, ``identity``) never connect."""
 
     @property
     def name(self) -> str:
@@ -225,6 +222,7 @@ class Selection:
     # interval) is one point whose value is the sum of its rows (every series of a
     # dimensional metric, every [[source]]), kept apart per value of --by. None: the rows.
     slot: timedelta | None = None
+    rollup: Plan | None = None  # where rollups answer a bucketed read (the engine sets it)
 
 
 @dataclass(frozen=True)
@@ -362,10 +360,8 @@ class Layout(Protocol):
 class Store(Protocol):
     """The analytics table of one store database, with its Layout inside: everything a
     command reads, writes, prunes or checks there. One per engine; commands never ask which.
-
-    A Store lives inside the session ``engines.stores.open_store`` opened: committed when
-    the command's work ends without an error, rolled back otherwise.
-    """
+    It lives inside the session ``engines.stores.open_store`` opened: committed when the
+    command's work ends without an error, rolled back otherwise."""
 
     settings: Settings
     table: str
@@ -376,6 +372,7 @@ class Store(Protocol):
     creates_table: bool
     # What prune needs besides DELETE on this engine (PostgreSQL locks each batch's rows).
     prune_grants: tuple[str, ...]
+    rollups: Rollups  # the hourly and daily rollups (engines.rollups), or NoRollups
 
     def begin_reading(self) -> None:
         """Session settings the readers rely on (the text of times and strings)."""

@@ -32,7 +32,9 @@ from analytics_cli.engines.postgresql import (
 )
 from analytics_cli.engines.postgresql.names import identifier
 from analytics_cli.engines.postgresql.native import NativeLayout
+from analytics_cli.engines.postgresql.rollup_keep import PostgresRollups
 from analytics_cli.engines.reading import check_format
+from analytics_cli.engines.rollups import Rollups
 
 if TYPE_CHECKING:
     import psycopg
@@ -51,6 +53,7 @@ class PostgresStore:
         self.conn = conn
         self.settings = settings
         self.table = settings.table
+        self.rollups: Rollups = PostgresRollups(conn, settings)
 
     def begin_reading(self) -> None:
         """The session settings the readers rely on: UTF-8 text, and a timestamptz's text in
@@ -246,7 +249,9 @@ class PostgresStore:
         batch_size: int,
         progress: Callable[[int], None] | None,
     ) -> tuple[int, int, int]:
-        """Expired monthly partitions dropped whole, the rest in short DELETE transactions."""
+        """Expired monthly partitions dropped whole, the rest in short DELETE transactions.
+        The rollups first: the hours and days of the rows about to go stay answerable."""
+        self.rollups.before_prune(layout, cutoff)
         return prune.prune(self.conn, self.settings, layout, cutoff, batch_size, progress)
 
     def migrate_partition(
