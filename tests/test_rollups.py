@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from analytics_cli.engines.base import AGGREGATES
 from analytics_cli.grain import DAY, HOUR, floor_to
-from tests.conftest import Databases, cli
+from tests.conftest import Databases, cli, run_proc
 
 SLOT = timedelta(minutes=30)
 BUCKETS = ("1h", "3h", "1d", "2d")
@@ -253,3 +254,63 @@ def test_prune_without_older_than_applies_the_retention(env: Databases, tmp_path
     assert "hourly rollups begin at" in hourly.stderr
     status = cli("status")
     assert "rollups: oldest hourly bucket " in status.stdout
+
+
+def worked_example() -> list[list[str]]:
+    """The commands of docs/operations.md's worked example on the demo, one list a line."""
+    import shlex
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text("utf-8")
+    after = page[page.index("A worked example on the demo") :]
+    start = after.index("```text\n") + len("```text\n")
+    block = after[start : after.index("```", start)]
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert all(c[0] == "analytics-cli" for c in commands), commands
+    return [c[1:] for c in commands]
+
+
+@pytest.fixture
+def fresh_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A HOME of its own outside pytest's base folder (the embedded server, run as an
+    unprivileged account when root, needs search permission on every parent folder)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="analytics-cli-rollups-test-", dir="/tmp"))
+    folder.chmod(0o755)
+    monkeypatch.setenv("HOME", str(folder))
+    monkeypatch.chdir(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_docs_worked_example_keeps_the_chart(fresh_home: Path) -> None:
+    # The page's commands as written, on the embedded default of a fresh HOME; ``> file``
+    # is the shell's redirection of the command's output.
+    commands = worked_example()
+    assert [c[0] for c in commands] == ["demo", "show", "prune", "show", "show"]
+    outputs = []
+    for command in commands:
+        target = None
+        if ">" in command:
+            at = command.index(">")
+            command, target = command[:at], command[at + 1]
+        done = run_proc(*command, timeout=1800)
+        assert done.exit_code == 0, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+        if target is not None:
+            (fresh_home / target).write_text(done.stdout)
+        outputs.append(done)
+    before = (fresh_home / "before.csv").read_text()
+    after = (fresh_home / "after.csv").read_text()
+    # The daily buckets of the sixty days are all there, and prune did delete rows.
+    assert len(before.splitlines()) >= 60
+    assert outputs[2].stdout.startswith("deleted ") and not outputs[2].stdout.startswith(
+        "deleted 0 "
+    )
+    assert after == before
+    chart = outputs[4].stdout
+    assert "activeInstances" in chart
