@@ -440,6 +440,22 @@ def test_prune_deletes_only_older_rows(ir: MySQLPlatform) -> None:
     assert at_slot(ir) == platform_data.EXPECTED
 
 
+def test_rollups_do_not_apply_to_the_platform_table(ir: MySQLPlatform) -> None:
+    assert cli("collect", "--at", AT).exit_code == 0
+    rebuilt = cli("db", "rollup", "--rebuild")
+    assert rebuilt.exit_code == 2
+    assert rebuilt.stderr.splitlines()[0] == (
+        "error: rollups do not apply to the iR Engine layout (the platform's table): "
+        "its history is read from its rows"
+    )
+    assert "Traceback" not in rebuilt.stderr
+    status = cli("status")
+    assert "rollups: do not apply to the iR Engine's table (its rows are read)" in (
+        status.stdout.splitlines()
+    )
+    assert json.loads(cli("status", "--json").stdout)["rollups"] is None
+
+
 def test_the_dashboards_query_reads_the_new_rows(ir: MySQLPlatform) -> None:
     assert cli("collect", "--at", AT).exit_code == 0
     # The admin dashboard's Feathers find: per type, createdAt within 30 days of the
