@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from analytics_cli.config.schema import Alert, Settings
-from analytics_cli.engines.base import Selection
 from analytics_cli.engines.reading import total_points
+from analytics_cli.engines.shapes import Selection
 from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import iso, utcnow
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from analytics_cli.config.schema import Settings
-from analytics_cli.engines.base import USES
+from analytics_cli.engines.shapes import USES
 from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import floor_slot, utcnow
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from analytics_cli.console import RowProgress, atomic_output
-from analytics_cli.engines.base import EXPORT_KEYS, Layout, Point, Selection, Store, TypeSummary
+from analytics_cli.engines.base import Layout, Store
 from analytics_cli.engines.reading import FORMATS as FORMATS
+from analytics_cli.engines.shapes import EXPORT_KEYS, Point, Selection, TypeSummary
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:

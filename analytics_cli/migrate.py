@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from analytics_cli.config.schema import Settings
-from analytics_cli.engines.base import Migrated
+from analytics_cli.engines.shapes import Migrated
 from analytics_cli.engines.stores import open_store
 
 __all__ = ["MIGRATE_BATCH", "Migrated", "migrate_partition"]

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli import __version__
 from analytics_cli.console import atomic_output
-from analytics_cli.engines.base import NONE_LABEL, Layout, Selection, Store, TypeSummary
+from analytics_cli.engines.base import Layout, Store
 from analytics_cli.engines.reading import slot_count, total_points
+from analytics_cli.engines.shapes import NONE_LABEL, Selection, TypeSummary
 from analytics_cli.errors import MissingExtra
 from analytics_cli.history import auto_bucket, check_types, reading_store
 from analytics_cli.render.text import number

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from analytics_cli.config.schema import MetricSpec, Settings
-from analytics_cli.engines.base import Layout, Retention, Store
+from analytics_cli.engines.base import Layout, Store
+from analytics_cli.engines.shapes import Reach, Retention
 from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import DatabaseError
 from analytics_cli.timeutil import floor_slot, iso, utcnow
@@ -59,6 +60,8 @@ class StatusReport:
     store_hint: str | None = None
     # The oldest row and the partitions (native store); None for the iR Engine's table.
     retention: Retention | None = None
+    # The hourly and daily rollups (None: none, or not the native table).
+    rollups: Reach | None = None
 
     @property
     def newest(self) -> datetime | None:
@@ -94,6 +97,7 @@ class StatusReport:
             "stale": self.stale,
             "exit_code": self.exit_code,
             "retention": _retention_dict(self.retention, self.table_exists),
+            "rollups": _rollups_dict(self.rollups),
             "spooled": [
                 {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
             ],
@@ -118,6 +122,17 @@ class StatusReport:
                 for m in self.metrics
             ],
         }
+
+
+def _rollups_dict(r: Reach | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "built": r.built,
+        "oldest_hourly": iso(r.hourly) if r.hourly else None,
+        "oldest_daily": iso(r.daily) if r.daily else None,
+        "raw_pruned_before": iso(r.raw_from) if r.raw_from else None,
+    }
 
 
 def _retention_dict(r: Retention | None, exists: bool) -> dict[str, Any] | None:
@@ -191,6 +206,7 @@ def _read_store(
         stored = found.known_types() if layout is not None else []
         if layout is not None:
             report.retention = found.retention(layout, stored)
+            report.rollups = found.rollups.reach(layout)
         for name in [*enabled, *(t for t in stored if t not in enabled)]:
             if layout is None:
                 report.metrics.append(MetricStatus(name, True, None, 0, ()))

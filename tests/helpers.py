@@ -19,7 +19,7 @@ from analytics_cli import spool, spool_format
 from analytics_cli.engines.postgresql.native import ensure_table
 
 if TYPE_CHECKING:
-    from analytics_cli.metrics import Outcome
+    from analytics_cli.samples import Outcome
     from tests.conftest import Databases
 
 # Generous: the machine is shared; a wait ends as soon as its condition holds.

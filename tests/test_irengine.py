@@ -487,7 +487,7 @@ def test_counts_are_decimal_in_reads(ir: Databases) -> None:
     # The integer column is read as numeric, like the native layout's count.
     from analytics_cli import history
     from analytics_cli.config.load import load
-    from analytics_cli.engines.base import Selection
+    from analytics_cli.engines.shapes import Selection
 
     settings = load(None, env={"ANALYTICS_DSN": ir.source}, discover=False)
     data = history.show_data(

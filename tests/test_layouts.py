@@ -102,9 +102,9 @@ def test_fit_and_refuse(store: tuple[Any, Layout]) -> None:
 
 def test_report_and_anomaly_reads_agree_on_both_layouts(store: tuple[Any, Layout]) -> None:
     # report and status --anomalies read per-slot totals through the layout's relation.
-    from analytics_cli.engines.base import Selection
     from analytics_cli.engines.postgresql.store import PostgresStore
     from analytics_cli.engines.reading import total_points
+    from analytics_cli.engines.shapes import Selection
 
     conn, layout = store
     found = PostgresStore(conn, Settings(table=layout.table))

@@ -346,9 +346,9 @@ def test_export_text_of_odd_names_is_exactly_this(ir: MySQLPlatform, fmt: str) -
     use) both give the literal text above, for any type text."""
     from decimal import Decimal
 
-    from analytics_cli.engines.base import EXPORT_KEYS
     from analytics_cli.engines.mysql import store as mysql_store
     from analytics_cli.engines.reading import row_lines
+    from analytics_cli.engines.shapes import EXPORT_KEYS
     from analytics_cli.history import SHOW_KEYS
 
     with ir.connect() as conn, conn.cursor() as cur:
@@ -436,6 +436,22 @@ def test_prune_deletes_only_older_rows(ir: MySQLPlatform) -> None:
     assert result.stdout.startswith("deleted 2 rows older than 2026-11-28T23:")
     assert [r[0] for r in table_rows(ir) if r[0].startswith("00000000")] == [OLD_ROWS[2][0]]
     assert at_slot(ir) == platform_data.EXPECTED
+
+
+def test_rollups_do_not_apply_to_the_platform_table(ir: MySQLPlatform) -> None:
+    assert cli("collect", "--at", AT).exit_code == 0
+    rebuilt = cli("db", "rollup", "--rebuild")
+    assert rebuilt.exit_code == 2
+    assert rebuilt.stderr.splitlines()[0] == (
+        "error: rollups do not apply to the iR Engine layout (the platform's table): "
+        "its history is read from its rows"
+    )
+    assert "Traceback" not in rebuilt.stderr
+    status = cli("status")
+    assert "rollups: do not apply to the iR Engine's table (its rows are read)" in (
+        status.stdout.splitlines()
+    )
+    assert json.loads(cli("status", "--json").stdout)["rollups"] is None
 
 
 def test_the_dashboards_query_reads_the_new_rows(ir: MySQLPlatform) -> None:

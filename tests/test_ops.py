@@ -470,10 +470,11 @@ def test_status_reports_latest_slot_and_missing_slots(env: Databases) -> None:
     ]
     # Slots that can be computed later are named with the command that fills them;
     # activeInstances (counted "now") cannot be and is not named.
-    assert lines[-3] == (
+    assert lines[-4] == (
         "missing slots of chatMessages can be computed: analytics-cli collect --backfill 1d"
     )
-    assert lines[-2].startswith(f"retention: oldest row {iso(current - 100 * INTERVAL)}; ")
+    assert lines[-3].startswith(f"retention: oldest row {iso(current - 100 * INTERVAL)}; ")
+    assert lines[-2].startswith("rollups: ")
     assert lines[-1].startswith(f"newest row: {iso(current)} (")
     assert lines[-1].endswith(" ago, max age 1h): ok")
 
@@ -489,10 +490,10 @@ def test_status_after_the_first_cycle_says_there_is_no_history_yet(env: Database
     assert [r[0] for r in rows] == list(BUILTINS)
     assert {r[-2] for r in rows} == {"-"}
     assert "0/0" not in result.stdout
-    assert lines[-3] == (
+    assert lines[-4] == (
         "no history yet before the current slot: missing slots are counted from the next one"
     )
-    assert lines[-2].startswith("retention: oldest row ")
+    assert lines[-3].startswith("retention: oldest row ")
     # One slot later the count starts.
     insert_rows(env, [(name, current - INTERVAL, 1) for name in BUILTINS])
     later = cli("status").stdout

@@ -369,9 +369,14 @@ def test_status_shows_the_oldest_row_and_the_partitions(env: Databases) -> None:
     lines = text.stdout.splitlines()
     # Nov 2025, Jan 2026 (on demand), this month and next (ahead); DEFAULT not counted.
     months = len({datetime(2025, 11, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), this})
-    assert lines[-2] == (
+    assert lines[-3] == (
         f"retention: oldest row 2025-11-03T10:00:00Z; {months + 1} monthly partitions, "
         f"2025-11 to {next_month(this):%Y-%m}"
+    )
+    # Each cycle kept its hour and day rolled up.
+    assert lines[-2] == (
+        "rollups: oldest hourly bucket 2025-11-03T10:00:00Z; "
+        "oldest daily bucket 2025-11-03T00:00:00Z"
     )
     doc = json.loads(cli("status", "--json").stdout)
     assert doc["retention"] == {
@@ -391,7 +396,7 @@ def test_status_of_an_unpartitioned_table_names_the_migration(env: Databases) ->
         cli("collect", "--at", "2025-11-03T10:00:00Z", "--only", "activeInstances").exit_code == 0
     )
     lines = cli("status").stdout.splitlines()
-    assert lines[-2] == (
+    assert lines[-3] == (
         "retention: oldest row 2025-11-03T10:00:00Z; not partitioned "
         "(analytics-cli db migrate --partition converts it)"
     )
@@ -405,9 +410,10 @@ def test_status_of_the_ir_engine_table_says_partitions_do_not_apply(
     monkeypatch.setenv("ANALYTICS_SOURCE_DSN", dbs.source)
     monkeypatch.setenv("ANALYTICS_STORE_DSN", dbs.source)
     lines = cli("status").stdout.splitlines()
-    assert lines[-2] == (
+    assert lines[-3] == (
         "retention: partitions and partition pruning do not apply to the iR Engine's table"
     )
+    assert lines[-2] == "rollups: do not apply to the iR Engine's table (its rows are read)"
     doc = json.loads(cli("status", "--json").stdout)
     assert doc["retention"] == {"applies": False}
 

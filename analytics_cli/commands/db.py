@@ -1,10 +1,11 @@
-"""`db init` and `db migrate`: create and reshape the store table."""
+"""`db init`, `db migrate` and `db rollup`: create and reshape the store table, roll it up."""
 
 from typing import Annotated
 
 import typer
 
 from analytics_cli.commands.common import announce, docs, fail, handled, load, out
+from analytics_cli.commands.rollup import db_rollup, months_progress
 
 # Each command imports the library inside its body, not here: `--help` then starts
 # without loading psycopg, rich or the config parser. No `from __future__ import
@@ -21,6 +22,7 @@ app = typer.Typer(
 @app.command("init", epilog=docs("architecture.md"))
 def db_init(ctx: typer.Context) -> None:
     """Create the analytics table if it does not exist (safe to run again)."""
+    from analytics_cli import rollups
     from analytics_cli.cycle.table import ensure_store
     from analytics_cli.engines.session import resolved
     from analytics_cli.render.db import db_init as db_init_render
@@ -29,6 +31,7 @@ def db_init(ctx: typer.Context) -> None:
         settings = load(ctx)
         with resolved(settings, announce=announce) as live:
             created = ensure_store(live)
+            rollups.init_built(live, progress=months_progress())
     db_init_render(out, settings.table, created)
 
 
@@ -63,3 +66,6 @@ def db_migrate(
                 progress=lambda n: out.debug(f"copied through id {n}"),
             )
     migrated(out, settings.table, done)
+
+
+app.command("rollup", epilog=docs("operations.md"))(db_rollup)

@@ -71,8 +71,8 @@ def export(
     when the export is complete; a closed pipe (| head) ends quietly.
     """
     from analytics_cli import console, history
-    from analytics_cli.engines.base import Selection
     from analytics_cli.engines.session import resolved
+    from analytics_cli.engines.shapes import Selection
     from analytics_cli.render.export import exported
     from analytics_cli.render.show import no_table
 

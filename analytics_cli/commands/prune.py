@@ -1,6 +1,6 @@
 """`prune`: delete old rows in small batches."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,13 +15,15 @@ from analytics_cli.commands.common import announce, fail, handled, load, out
 def prune_cmd(
     ctx: typer.Context,
     older_than: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--older-than",
             help="Delete rows whose slot is older than this duration: 90d, 26w, 1y (365 days). "
-            "Months are not a unit (their length varies): write days.",
+            "Months are not a unit (their length varies): write days. Default: [retention] "
+            "raw, then the hourly and daily rollups past their [retention].",
+            show_default=False,
         ),
-    ],
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count the rows that would be deleted.")
     ] = False,
@@ -38,13 +40,22 @@ def prune_cmd(
 
     with handled():
         settings = load(ctx)
-        older = parse_duration(older_than, what="--older-than")
+        kept = settings.retention
+        if older_than is None and not kept.configured:
+            fail(
+                "say how old: --older-than, or [retention] in the config",
+                hint='e.g. prune --older-than 180d, or [retention] raw = "180d"',
+            )
+        older = parse_duration(older_than, what="--older-than") if older_than else kept.raw
         if not (dry_run or yes or console.stdin_is_terminal()):
             fail(
                 "refusing to delete without confirmation (no terminal)",
                 hint="add --yes to prune from a script or cron, or --dry-run to count",
             )
         with resolved(settings, announce=announce) as live:
+            if older is None:  # [retention] keeps rows forever: only rollups expire
+                _prune_rollups(live, kept if older_than is None else None, dry_run)
+                return
             cutoff = prune.prune_cutoff(older)
             scope = prune_scope(cutoff, live.table)
             todo = prune.count_older(live, cutoff)
@@ -59,4 +70,20 @@ def prune_cmd(
                 batch_size=batch_size,
                 progress=lambda n: out.debug(f"deleted {n} rows so far"),
             )
-    out.write(pruned(done.rows, done.batches, scope, dropped=done.dropped))
+            out.write(pruned(done.rows, done.batches, scope, dropped=done.dropped))
+            _prune_rollups(live, kept if older_than is None else None, dry_run)
+
+
+def _prune_rollups(settings: Any, kept: Any, dry_run: bool) -> None:
+    """[retention] hourly and daily: drop the rollup buckets older than theirs."""
+    from analytics_cli import prune, rollups
+
+    if kept is None or dry_run:
+        return
+    for grain, older in (("hourly", kept.hourly), ("daily", kept.daily)):
+        if older is not None:
+            cutoff = prune.prune_cutoff(older)
+            gone = rollups.prune_grain(settings, grain, cutoff)
+            out.write(
+                f"deleted {gone} {grain} rollup rows older than {cutoff:%Y-%m-%dT%H:%M:%SZ}\n"
+            )

@@ -71,8 +71,8 @@ def show(
     point unless --bucket is given.
     """
     from analytics_cli import history
-    from analytics_cli.engines.base import Selection
     from analytics_cli.engines.session import resolved
+    from analytics_cli.engines.shapes import Selection
     from analytics_cli.render.show import no_table, show_streamed, show_view
     from analytics_cli.render.show import show as show_render
     from analytics_cli.timeutil import zone

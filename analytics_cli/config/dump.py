@@ -75,6 +75,14 @@ def to_document(settings: Settings, *, redact: bool = True) -> dict[str, Any]:
             for s in settings.sources
         ]
     doc["store"] = {**({"dsn": store} if store is not None else {}), "table": settings.table}
+    kept = settings.retention
+    if kept.configured:
+        doc["retention"] = {
+            name: format_duration(value) if value is not None else "forever"
+            for name, value in zip(
+                ("raw", "hourly", "daily"), (kept.raw, kept.hourly, kept.daily), strict=True
+            )
+        }
     if settings.layout != "auto":
         doc["store"]["layout"] = settings.layout
     if not settings.spool_enabled:

@@ -139,6 +139,21 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """[retention]: how long each grain is kept; None: forever (or not said: prune then needs
+    --older-than)."""
+
+    raw: timedelta | None = None
+    hourly: timedelta | None = None
+    daily: timedelta | None = None
+
+    @property
+    def configured(self) -> bool:
+        """Whether any grain has a limit."""
+        return any(v is not None for v in (self.raw, self.hourly, self.daily))
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one invocation."""
 
@@ -174,6 +189,8 @@ class Settings:
     alerts: tuple[Alert, ...] = ()
     # [notify]: delivery of findings to Alertmanager or a webhook.
     notify: Notify = field(default_factory=Notify)
+    # [retention]: how long rows, hourly and daily rollups are kept (prune without --older-than).
+    retention: Retention = field(default_factory=lambda: Retention())
 
     def alert_for(self, name: str) -> Alert | None:
         """The hard limits of metric type ``name``, if any are configured."""
@@ -204,6 +221,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "source_concurrency": int,
         "catch_up": str,
     },
+    "retention": {"raw": str, "hourly": str, "daily": str},
     "notify": {
         "alertmanager": str,
         "webhook": str,

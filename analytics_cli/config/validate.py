@@ -33,6 +33,7 @@ from analytics_cli.config.schema import (
     HttpSpec,
     MetricSpec,
     Notify,
+    Retention,
     Settings,
     SourceSpec,
 )
@@ -144,6 +145,7 @@ def settings_from_file(path: Path | None, doc: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"{where}: store.spool is empty", hint="a folder, or spool = false")
     return Settings(
         notify=notify_settings(where, doc.get("notify", {})),
+        retention=retention_settings(str(where), doc.get("retention", {})),
         path=path,
         source_dsn=source.get("dsn"),
         source_dsn_origin=f"{path}: [source] dsn" if source.get("dsn") else "default",
@@ -410,3 +412,41 @@ def metric_spec(item: Mapping[str, Any], *, where: str, builtin: bool) -> Metric
         every=every,
         backfill=backfill,
     )
+
+
+RETENTION_GRAINS = ("raw", "hourly", "daily")
+
+
+def retention_settings(where: str, doc: Mapping[str, Any]) -> Retention:
+    """``[retention]`` of the file ``where``: durations or "forever", each grain kept at least
+    as long as the finer one before it (the coarser grain is built from it)."""
+    found: list[timedelta | None] = []
+    texts = [str(doc.get(name, "forever")) for name in RETENTION_GRAINS]
+    for name in RETENTION_GRAINS:
+        text = doc.get(name, "forever")
+        if text.strip().lower() == "forever":
+            found.append(None)
+            continue
+        try:
+            value = parse_duration(text, what=f"retention.{name}")
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{where}: {exc}", hint='a duration such as "180d" or "2y", or "forever"'
+            ) from None
+        if value <= timedelta(0):
+            raise ConfigError(f'{where}: retention.{name} must be more than 0, or "forever"')
+        found.append(value)
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        short, long = found[a], found[b]
+        if short is not None and long is not None and long < short:
+            raise ConfigError(
+                f"{where}: retention.{RETENTION_GRAINS[b]} ({texts[b]}) is shorter than "
+                f"retention.{RETENTION_GRAINS[a]} ({texts[a]})",
+                hint=f"keep {RETENTION_GRAINS[b]} at least as long as {RETENTION_GRAINS[a]}: it is built from it",
+            )
+    if found[0] is not None and found[0] < timedelta(days=2):
+        raise ConfigError(
+            f"{where}: retention.raw must be at least 2d",
+            hint="the rows of the last day feed the rollups and the anomalies",
+        )
+    return Retention(found[0], found[1], found[2])

@@ -11,8 +11,8 @@ from analytics_cli.config.schema import Settings
 from analytics_cli.cycle.read import Batch
 from analytics_cli.cycle.results import CycleReport
 from analytics_cli.cycle.table import write_refusing
-from analytics_cli.engines.base import SlotBusy
 from analytics_cli.engines.notices import notice
+from analytics_cli.engines.shapes import SlotBusy
 from analytics_cli.errors import StoreError
 from analytics_cli.samples import MetricFailure, Series
 from analytics_cli.timeutil import iso

@@ -12,8 +12,8 @@ from analytics_cli.cycle.read import Batch, read_all
 from analytics_cli.cycle.replay import replay, spool_cycle
 from analytics_cli.cycle.results import CycleReport, MetricResult, Status
 from analytics_cli.cycle.table import as_failures, prepared_layout, write_refusing
-from analytics_cli.engines.base import SlotBusy
 from analytics_cli.engines.session import grant_hint
+from analytics_cli.engines.shapes import SlotBusy
 from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import DatabaseError, StoreError
 from analytics_cli.samples import MetricFailure, Outcome, Series, storable

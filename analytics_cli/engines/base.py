@@ -8,9 +8,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
+
+from analytics_cli.engines.shapes import (
+    Ends,
+    Key,
+    Migrated,
+    Point,
+    Reach,
+    Rebuilt,
+    Retention,
+    Selection,
+    TypeSummary,
+)
 
 if TYPE_CHECKING:
     from analytics_cli.config.schema import MetricSpec, Settings
@@ -58,13 +70,10 @@ class Refused(ValueError):
 
 
 class Source(Protocol):
-    """A platform database of one engine, reached through one connection string.
-
-    ``read`` opens ONE consistent read-only snapshot, runs every spec in it (a failing or
-    hostile metric fails alone) and closes it; it raises DatabaseError only when the
-    database cannot be reached or the snapshot is lost. ``explain`` does the same with the
-    engine's plan of each query.
-    """
+    """A platform database of one engine, reached through one connection string. ``read``
+    opens ONE consistent read-only snapshot, runs every spec in it (a failing or hostile
+    metric fails alone) and closes it; it raises DatabaseError only when the database cannot
+    be reached or the snapshot is lost. ``explain`` does the same with each query's plan."""
 
     engine: str
 
@@ -111,10 +120,8 @@ class Starter:
 
 class Engine(Protocol):
     """One database engine, chosen once from the connection string's scheme (``dsn.engine_for``).
-
-    ``name`` is the engine's name and the dialect of its metric pack. The text-only methods
-    (``readable``, ``passwords``, ``describe``, ``identity``) never connect.
-    """
+    ``name`` is its name and its metric pack's dialect; the text-only methods (``readable``,
+    ``passwords``, ``describe``, ``identity``) never connect."""
 
     @property
     def name(self) -> str:
@@ -171,118 +178,6 @@ class Engine(Protocol):
 
 
 # --- Store: the analytics table behind one interface -------------------------------------
-
-# The name of the --by series whose rows have no value (JSON null) for the key.
-NONE_LABEL = "(none)"
-
-# A metric and the [[source]] it runs on (None: the single source, or an HTTP metric).
-Key = tuple[str, str | None]
-
-# Buckets are aligned to a Monday midnight UTC so that daily and weekly buckets start on
-# calendar boundaries (date_bin's origin).
-BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
-
-AGGREGATES = ("avg", "min", "max", "sum", "last")
-
-# The columns of an export, in order.
-EXPORT_KEYS = ("type", "count", "timestamp", "metadata", "collected_at")
-
-# What each use of the store writes with: a cycle inserts; --replace updates and deletes
-# a slot's old rows; prune deletes, locking each batch (FOR UPDATE: UPDATE on PostgreSQL).
-USES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("collect", ("INSERT",)),
-    ("collect --replace", ("UPDATE", "DELETE")),
-    ("prune", ("DELETE", "UPDATE")),
-)
-WRITES = ("INSERT", "UPDATE", "DELETE")
-
-
-class SlotBusy(Exception):
-    """Another run held the slot's lock for longer than the wait: it is collecting the slot."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which rows to read: table, types (None = all), half-open window, optional bucketing."""
-
-    table: str
-    since: datetime | None = None
-    until: datetime | None = None
-    types: tuple[str, ...] | None = None
-    bucket: timedelta | None = None
-    agg: str = "avg"
-    # What to read from instead of the table itself: the layout's mapping of its columns to
-    # the native ones (Store.selection sets it), None for the native table. Only the
-    # engine that set it reads it.
-    source: Any = None
-    # --where key=value pairs: rows whose metadata contains all of them.
-    where: tuple[tuple[str, str], ...] = ()
-    # --by key: one series per metadata value (bucketing keeps the values apart), limited
-    # to by_values when given (the top N).
-    by: str | None = None
-    by_values: tuple[str | None, ...] | None = None
-    # Read per-slot totals instead of rows: each slot (``"timestamp"`` floored to this
-    # interval) is one point whose value is the sum of its rows (every series of a
-    # dimensional metric, every [[source]]), kept apart per value of --by. None: the rows.
-    slot: timedelta | None = None
-
-
-@dataclass(frozen=True)
-class Point:
-    """One point of a series: a stored row, or one bucket's aggregate (metadata None)."""
-
-    type: str
-    timestamp: datetime
-    count: Decimal
-    metadata: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class TypeSummary:
-    """One metric type over a window: latest value, min/avg/max, points and distinct slots."""
-
-    type: str
-    latest: Decimal
-    latest_at: datetime
-    min: Decimal
-    avg: Decimal
-    max: Decimal
-    points: int
-    first_at: datetime
-    slots: int
-
-
-@dataclass(frozen=True)
-class Retention:
-    """What the store holds in time: its oldest row, and its monthly partitions if any."""
-
-    oldest: datetime | None
-    partitioned: bool
-    # Monthly partitions (the DEFAULT one aside), first and last month.
-    months: int = 0
-    first: datetime | None = None
-    last: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Ends:
-    """One metric type's stored time range: its first row, its newest row up to now, and its
-    newest row of all (later than now when a clock or --at was wrong)."""
-
-    first: datetime | None
-    newest: datetime | None
-    last: datetime | None
-
-
-@dataclass(frozen=True)
-class Migrated:
-    """What a migration did: rows (checked equal by count and checksum), batches, partitions."""
-
-    rows: int
-    checksum: int
-    batches: int
-    partitions: int
-    already: bool = False
 
 
 class Layout(Protocol):
@@ -362,10 +257,8 @@ class Layout(Protocol):
 class Store(Protocol):
     """The analytics table of one store database, with its Layout inside: everything a
     command reads, writes, prunes or checks there. One per engine; commands never ask which.
-
-    A Store lives inside the session ``engines.stores.open_store`` opened: committed when
-    the command's work ends without an error, rolled back otherwise.
-    """
+    It lives inside the session ``engines.stores.open_store`` opened: committed when the
+    command's work ends without an error, rolled back otherwise."""
 
     settings: Settings
     table: str
@@ -376,6 +269,7 @@ class Store(Protocol):
     creates_table: bool
     # What prune needs besides DELETE on this engine (PostgreSQL locks each batch's rows).
     prune_grants: tuple[str, ...]
+    rollups: Rollups  # the hourly and daily rollups (engines.rollups), or NoRollups
 
     def begin_reading(self) -> None:
         """Session settings the readers rely on (the text of times and strings)."""
@@ -497,4 +391,31 @@ class Store(Protocol):
         self, batch_size: int, progress: Callable[[int], None] | None
     ) -> Migrated:
         """Convert an unpartitioned native table into a monthly-partitioned one."""
+        ...
+
+
+class Rollups(Protocol):
+    """The hourly and daily rollups of one Store's table."""
+
+    def rebuild(self, progress: Callable[[int, int], None] | None) -> Rebuilt:
+        """Rebuild them from the rows the store holds (older buckets are kept); ConfigError
+        (NOT_APPLICABLE) on a table that has none."""
+        ...
+
+    def init_built(self, progress: Callable[[int, int], None] | None) -> bool:
+        """``db init``: build them when the table has rows but no built rollups; True if
+        it did."""
+        ...
+
+    def before_prune(self, layout: Layout, cutoff: datetime) -> None:
+        """Roll up what a prune is about to delete and record the cut (committed)."""
+        ...
+
+    def prune_grain(self, grain: str, cutoff: datetime) -> int:
+        """Delete the ``hourly`` or ``daily`` buckets that start before ``cutoff``; how many
+        went."""
+        ...
+
+    def reach(self, layout: Layout) -> Reach | None:
+        """How far they reach; None when there are none (or not on this layout)."""
         ...

@@ -15,17 +15,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from analytics_cli.engines.base import (
+from analytics_cli.engines.base import Layout, Store
+from analytics_cli.engines.notices import notice
+from analytics_cli.engines.shapes import (
     AGGREGATES,
     BUCKET_ORIGIN,
     EXPORT_KEYS,
-    Layout,
     Point,
     Selection,
-    Store,
     TypeSummary,
 )
-from analytics_cli.engines.notices import notice
 from analytics_cli.errors import ConfigError
 
 # One stored row, or one slot total, or one bucket: type, count, timestamp, collected_at.

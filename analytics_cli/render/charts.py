@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-from analytics_cli.engines.base import NONE_LABEL
+from analytics_cli.engines.shapes import NONE_LABEL
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24

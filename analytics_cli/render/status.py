@@ -12,7 +12,7 @@ from analytics_cli.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
     from analytics_cli.anomalies import AnomalyReport, Finding
-    from analytics_cli.engines.base import Retention
+    from analytics_cli.engines.shapes import Reach, Retention
     from analytics_cli.status import StatusReport
 
 
@@ -70,6 +70,7 @@ def status_text(report: StatusReport, *, as_json: bool) -> str:
         return "\n".join(lines) + "\n"
     if report.table_exists:
         lines.append(retention_line(report.retention))
+        lines.append(rollups_line(report.retention, report.rollups))
     newest = report.newest
     verdict = "STALE" if report.stale else "ok"
     if newest is None:
@@ -118,6 +119,19 @@ def future_rows(out: Output, report: StatusReport) -> None:
             f"{', '.join(ahead)}: freshness is judged by the newest row up to now",
             types=list(ahead),
         )
+
+
+def rollups_line(r: Retention | None, reach: Reach | None) -> str:
+    """The hourly and daily rollups' reach (status)."""
+    if r is None:
+        return "rollups: do not apply to the iR Engine's table (its rows are read)"
+    if reach is None:
+        return "rollups: none (analytics-cli db init creates them)"
+    if not reach.built:
+        return "rollups: not built yet (analytics-cli db rollup --rebuild builds them)"
+    hourly = iso(reach.hourly) if reach.hourly else "none"
+    daily = iso(reach.daily) if reach.daily else "none"
+    return f"rollups: oldest hourly bucket {hourly}; oldest daily bucket {daily}"
 
 
 def retention_line(r: Retention | None) -> str:

@@ -34,9 +34,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from analytics_cli.engines.base import EXPORT_KEYS, Selection
 from analytics_cli.engines.postgresql import read
 from analytics_cli.engines.postgresql.native import ensure_table
+from analytics_cli.engines.shapes import EXPORT_KEYS, Selection
 from analytics_cli.metrics import builtin_metrics
 from tests.benchmarks.common import (
     Result,

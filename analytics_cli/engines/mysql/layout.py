@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.engines.base import WRITES, Key, SlotBusy
 from analytics_cli.engines.irengine import (
     EARLIEST,
     IR_ENGINE,
@@ -25,6 +24,7 @@ from analytics_cli.engines.irengine import (
     missing_table,
     refuse_rows_with_metadata,
 )
+from analytics_cli.engines.shapes import WRITES, Key, SlotBusy
 from analytics_cli.errors import ConfigError
 
 if TYPE_CHECKING:

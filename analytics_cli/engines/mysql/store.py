@@ -16,19 +16,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.engines import reading
-from analytics_cli.engines.base import (
-    Ends,
-    Layout,
-    Migrated,
-    Point,
-    Retention,
-    Selection,
-    TypeSummary,
-)
+from analytics_cli.engines.base import Layout, Rollups
 from analytics_cli.engines.irengine import not_applicable
 from analytics_cli.engines.mysql import layout as mysql_layout
 from analytics_cli.engines.mysql.layout import aware, naive, quote
 from analytics_cli.engines.reading import Row
+from analytics_cli.engines.rollups import NoRollups
+from analytics_cli.engines.shapes import Ends, Migrated, Point, Retention, Selection, TypeSummary
 
 if TYPE_CHECKING:
     from analytics_cli.config.schema import Settings
@@ -80,6 +74,8 @@ class MySQLStore:
         self.conn = conn
         self.settings = settings
         self.table = settings.table
+        # The iR Engine's table has no rollups: its history is read from its rows.
+        self.rollups: Rollups = NoRollups()
 
     def begin_reading(self) -> None:
         """Nothing to set: the session is UTC from the start and the text is formatted here."""

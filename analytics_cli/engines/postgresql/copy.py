@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from analytics_cli.engines.base import Selection
 from analytics_cli.engines.postgresql.read import copy_statement
+from analytics_cli.engines.postgresql.rollup_read import planned
 from analytics_cli.engines.reading import BLOCK_BYTES, copy_header
+from analytics_cli.engines.shapes import Selection
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,7 +29,7 @@ def stream(
     Every format is a server-side ``COPY … TO STDOUT``: rows arrive one at a time and are
     written straight through, so memory stays flat however many rows there are.
     """
-    statement = copy_statement(sel, fmt, keys, order).as_string(conn)
+    statement = copy_statement(planned(conn, sel), fmt, keys, order).as_string(conn)
     write = sink.write
     if fmt != "json":
         return copy_out(conn, statement, write, on_rows, first=copy_header(fmt, keys))

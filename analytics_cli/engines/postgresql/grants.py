@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytics_cli.engines.base import WRITES
 from analytics_cli.engines.postgresql.names import regclass_text
+from analytics_cli.engines.shapes import WRITES
 
 
 def privileges(conn: Any, table: str, exists: bool) -> set[str]:

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.engines import irengine
-from analytics_cli.engines.base import Key
 from analytics_cli.engines.irengine import (
     EARLIEST,
     IR_ENGINE,
@@ -18,6 +17,7 @@ from analytics_cli.engines.irengine import (
     refuse_rows_with_metadata,
 )
 from analytics_cli.engines.postgresql.names import identifier, regclass_text
+from analytics_cli.engines.shapes import Key
 
 if TYPE_CHECKING:
     import psycopg

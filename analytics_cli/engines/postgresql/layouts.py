@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_cli.engines.base import Layout
 from analytics_cli.engines.irengine import IR_ENGINE, missing_table
-from analytics_cli.engines.postgresql import irengine, native, partitions
+from analytics_cli.engines.postgresql import irengine, native, partitions, rollup
 from analytics_cli.engines.postgresql.locks import lock_schema
 
 if TYPE_CHECKING:
@@ -86,11 +86,14 @@ def ensure(conn: psycopg.Connection[Any], settings: Settings) -> tuple[Layout, b
     if isinstance(layout, native.NativeLayout):
         # Next month's partition before it is needed (a no-op on an unpartitioned table).
         partitions.ahead(conn, settings.table, utcnow())
+        # Rollups of an existing table start unbuilt (db init or db rollup --rebuild fill them).
+        rollup.ensure(conn, settings.table, settings.interval)
     if layout is not None:
         return layout, False
     if settings.layout == IR_ENGINE:
         raise missing_table(settings)
     created = native.ensure_table(conn, settings.table)
+    rollup.ensure(conn, settings.table, settings.interval)
     layout = native.accept(settings)
     _found.setdefault(conn, {})[settings.table] = layout
     return layout, created

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from analytics_cli.engines.base import SlotBusy
 from analytics_cli.engines.postgresql.names import regclass_text
+from analytics_cli.engines.shapes import SlotBusy
 
 if TYPE_CHECKING:
     import psycopg

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.engines.base import Migrated, Store
+from analytics_cli.engines.base import Store
 from analytics_cli.engines.irengine import not_applicable
 from analytics_cli.engines.postgresql import partitions
 from analytics_cli.engines.postgresql.locks import briefly, lock_schema
 from analytics_cli.engines.postgresql.names import NATIVE_COLUMNS, identifier, regclass_text
 from analytics_cli.engines.postgresql.native import NativeLayout, create_partitioned
+from analytics_cli.engines.shapes import Migrated
 
 if TYPE_CHECKING:
     import psycopg

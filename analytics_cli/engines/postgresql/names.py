@@ -10,6 +10,9 @@ if TYPE_CHECKING:
 
 
 NATIVE_COLUMNS = ("id", "type", "count", "timestamp", "collected_at", "metadata")
+# NaN compares above every number in PostgreSQL, so this leaves out NaN, both infinities and
+# any count float8 (the charts) cannot hold.
+FINITE = "count BETWEEN -1e300 AND 1e300"
 
 
 def identifier(table: str) -> sql.Identifier:

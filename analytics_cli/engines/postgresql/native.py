@@ -9,11 +9,16 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.engines.base import Key
 from analytics_cli.engines.irengine import EARLIEST, LATEST
-from analytics_cli.engines.postgresql import partitions
+from analytics_cli.engines.postgresql import partitions, rollup
 from analytics_cli.engines.postgresql.locks import lock_schema
-from analytics_cli.engines.postgresql.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.engines.postgresql.names import (
+    FINITE,
+    NATIVE_COLUMNS,
+    identifier,
+    regclass_text,
+)
+from analytics_cli.engines.shapes import Key
 from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import utcnow
 
@@ -233,6 +238,8 @@ class NativeLayout:
         from analytics_cli.samples import Sample, Series
 
         samples: list[Sample] = []
+        # Their hour and day are recomputed (a replaced series may have lost rows).
+        touched = [o.type for o in outcomes if isinstance(o, (Sample, Series))]
         for outcome in outcomes:
             if isinstance(outcome, Sample):
                 samples.append(outcome)
@@ -242,6 +249,7 @@ class NativeLayout:
                     delete_series(conn, self.table, slot, outcome.type, source)
                 samples.extend(outcome.samples)
         if not samples:
+            rollup.upkeep(conn, self.table, self.relation(), slot, touched)
             return {}
         partitions.cover(conn, self.table, slot)
         params = {
@@ -254,6 +262,8 @@ class NativeLayout:
         written = {
             row[0] for row in conn.execute(_unnest_insert(self.table, replace=replace), params)
         }
+        # The slot's rollups in the same transaction: they commit with its rows.
+        rollup.upkeep(conn, self.table, self.relation(), slot, touched)
         # Several rows per type (dimensions): written when any of them was.
         return {s.type: s.type in written for s in samples}
 
@@ -281,8 +291,3 @@ class NativeLayout:
         names = list(types) if types is not None else None
         row = conn.execute(query, (since or EARLIEST, until or LATEST, names, names)).fetchone()
         return int(row[0]) if row else 0
-
-
-# NaN compares above every number in PostgreSQL, so this leaves out NaN, both infinities and
-# any count float8 (the charts) cannot hold.
-FINITE = "count BETWEEN -1e300 AND 1e300"

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.engines.base import Retention
 from analytics_cli.engines.postgresql.locks import lock_schema
 from analytics_cli.engines.postgresql.names import NATIVE_COLUMNS, identifier, regclass_text
+from analytics_cli.engines.shapes import Retention
 
 if TYPE_CHECKING:
     import psycopg

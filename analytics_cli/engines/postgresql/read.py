@@ -8,7 +8,10 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.engines.base import (
+from analytics_cli.engines.postgresql import rollup_read
+from analytics_cli.engines.postgresql.names import identifier
+from analytics_cli.engines.reading import check_aggregate
+from analytics_cli.engines.shapes import (
     BUCKET_ORIGIN,
     EXPORT_KEYS,
     NONE_LABEL,
@@ -16,8 +19,6 @@ from analytics_cli.engines.base import (
     Selection,
     TypeSummary,
 )
-from analytics_cli.engines.postgresql.names import identifier
-from analytics_cli.engines.reading import check_aggregate
 
 if TYPE_CHECKING:
     import psycopg
@@ -189,6 +190,8 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
         return sql.SQL(
             'SELECT type, count, "timestamp", metadata, collected_at FROM {} ' + orders[order]
         ).format(source)
+    if sel.rollup is not None:
+        return rollup_read.select_bucketed(sel, _totals)
     bucket = sql.Literal(sel.bucket) if literal else sql.Placeholder("bucket")
     origin = sql.Literal(BUCKET_ORIGIN) if literal else sql.Placeholder("origin")
     if sel.by is not None:
@@ -199,7 +202,9 @@ def select_rows(sel: Selection, *, literal: bool = False, order: str = "type") -
             'date_bin({bucket}, "timestamp", {origin}) AS "timestamp", '
             "jsonb_build_object({by}::text, metadata->>{by}::text) AS metadata, "
             "max(collected_at) AS collected_at "
-            "FROM {source} GROUP BY 1, 3, 4 ORDER BY 1, 3, 4::text"
+            # By the value too: ``4::text`` would be a constant, leaving the values of one
+            # bucket in whatever order the plan gives.
+            "FROM {source} GROUP BY 1, 3, 4 ORDER BY 1, 3, 4"
         ).format(
             agg=_aggregate(sel.agg, totals), bucket=bucket, origin=origin, by=by, source=source
         )
@@ -268,6 +273,7 @@ def count_rows(conn: psycopg.Connection[Any], sel: Selection) -> int:
     """How many rows a selection yields (for progress bars and automatic bucketing)."""
     from psycopg import sql
 
+    sel = rollup_read.planned(conn, sel)
     query = sql.SQL("SELECT count(*) FROM ({}) AS r").format(select_rows(sel))
     row = conn.execute(query, _params(sel)).fetchone()
     return int(row[0]) if row else 0
@@ -278,6 +284,8 @@ def count_points(conn: psycopg.Connection[Any], sel: Selection) -> int:
     ``sel.slot`` slot totals."""
     from psycopg import sql
 
+    if sel.slot is not None and (found := rollup_read.probe(conn, sel)) is not None:
+        return rollup_read.count_points(conn, found, _totals)
     query = sql.SQL("SELECT count(*) FROM {}").format(_source(sel))
     row = conn.execute(query, _params(sel)).fetchone()
     return int(row[0]) if row else 0
@@ -287,6 +295,7 @@ def read_points(conn: psycopg.Connection[Any], sel: Selection) -> list[Point]:
     """A selection's points, ordered by type and time."""
     from psycopg.rows import class_row
 
+    sel = rollup_read.planned(conn, sel)
     with conn.cursor(row_factory=class_row(Point)) as cur:
         from psycopg import sql
 
@@ -307,6 +316,9 @@ def top_values(
     from psycopg import sql
 
     assert sel.by is not None
+    if sel.slot is not None and (found := rollup_read.probe(conn, sel)) is not None:
+        rows = conn.execute(rollup_read.top_query(found, limit, _totals)).fetchall()
+        return [r[0] for r in rows], int(rows[0][2]) if rows else 0
     query = sql.SQL(
         "SELECT metadata->>%(by)s AS value, avg(count) AS mean, count(*) OVER () AS total "
         "FROM {} GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST LIMIT %(limit)s"
@@ -338,6 +350,8 @@ def summaries(
         'max(count) AS max, count(*) AS points, min("timestamp") AS first_at, '
         "count(*) AS slots FROM {} GROUP BY 1 ORDER BY 1"
     ).format(label, _source(sel))
+    if (found := rollup_read.probe(conn, sel)) is not None:
+        query = rollup_read.summaries_query(found, label, _totals)
     with conn.cursor(row_factory=class_row(TypeSummary)) as cur:
         return cur.execute(query, _params(sel)).fetchall()
 

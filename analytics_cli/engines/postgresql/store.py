@@ -12,15 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli.engines import reading
-from analytics_cli.engines.base import (
-    Ends,
-    Layout,
-    Migrated,
-    Point,
-    Retention,
-    Selection,
-    TypeSummary,
-)
+from analytics_cli.engines.base import Layout, Rollups
 from analytics_cli.engines.postgresql import (
     copy,
     grants,
@@ -32,7 +24,9 @@ from analytics_cli.engines.postgresql import (
 )
 from analytics_cli.engines.postgresql.names import identifier
 from analytics_cli.engines.postgresql.native import NativeLayout
+from analytics_cli.engines.postgresql.rollup_keep import PostgresRollups
 from analytics_cli.engines.reading import check_format
+from analytics_cli.engines.shapes import Ends, Migrated, Point, Retention, Selection, TypeSummary
 
 if TYPE_CHECKING:
     import psycopg
@@ -51,6 +45,7 @@ class PostgresStore:
         self.conn = conn
         self.settings = settings
         self.table = settings.table
+        self.rollups: Rollups = PostgresRollups(conn, settings)
 
     def begin_reading(self) -> None:
         """The session settings the readers rely on: UTF-8 text, and a timestamptz's text in
@@ -246,7 +241,9 @@ class PostgresStore:
         batch_size: int,
         progress: Callable[[int], None] | None,
     ) -> tuple[int, int, int]:
-        """Expired monthly partitions dropped whole, the rest in short DELETE transactions."""
+        """Expired monthly partitions dropped whole, the rest in short DELETE transactions.
+        The rollups first: the hours and days of the rows about to go stay answerable."""
+        self.rollups.before_prune(layout, cutoff)
         return prune.prune(self.conn, self.settings, layout, cutoff, batch_size, progress)
 
     def migrate_partition(
