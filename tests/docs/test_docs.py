@@ -11,10 +11,10 @@ import pytest
 
 from analytics_cli.config import schema
 from analytics_cli.config.validate import settings_from_file
+from tests.config.test_cli import _commands
 from tests.conftest import cli
-from tests.test_cli import _commands
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PACKAGE = ROOT / "analytics_cli"
 
@@ -98,7 +98,7 @@ def test_every_help_names_a_page_that_describes_the_command(command: str) -> Non
 # span or an output block must still be produced by some message template of the code.
 PREFIXES = ("error: ", "warning: ", "hint: ", "anomaly: ")
 # Quoted output without such a prefix: the start of the code spans to check. (The
-# key=value summary lines are compared with real runs in tests/test_readme.py.)
+# key=value summary lines are compared with real runs in tests/docs/test_readme.py.)
 QUOTED = (
     "the newest stored slot of",
     "missing slots of",

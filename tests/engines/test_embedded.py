@@ -18,7 +18,7 @@ import pytest
 from analytics_cli.engines.postgresql import embedded, embedded_files
 from analytics_cli.errors import DatabaseError
 from tests.conftest import proc_env, run_proc, spawn
-from tests.test_demo import assert_server_gone, outside_tmp, postgres_processes
+from tests.demo.test_demo import assert_server_gone, outside_tmp, postgres_processes
 
 MISSING = [
     "error: no connection string is configured and the embedded PostgreSQL "

@@ -488,7 +488,7 @@ def test_report_and_anomalies_read_the_table(ir: MySQLPlatform, tmp_path: Path) 
 def test_the_documented_grants_and_what_a_narrower_account_is_told(
     ir: MySQLPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    page = (Path(__file__).resolve().parent.parent / "docs" / "ir-engine.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "ir-engine.md").read_text()
     section = page[page.index("## On MySQL or MariaDB (the iR Engine's own database)") :]
     grants = section[section.index("CREATE USER 'analytics'") :]
     grants = grants[: grants.index("```")].replace("platform.", f"{ir.name}.")

@@ -15,7 +15,7 @@ from kubernetes_validate import utils as kv
 
 from tests import required
 
-CRON = Path(__file__).resolve().parent.parent / "cron"
+CRON = Path(__file__).resolve().parents[2] / "cron"
 MANIFESTS = sorted((CRON / "kubernetes").glob("*.yaml"))
 # Every Kubernetes version whose schemas the installed kubernetes-validate bundles.
 K8S_VERSIONS = sorted(set(kv.all_versions()), key=lambda v: tuple(int(p) for p in v.split(".")))
@@ -155,7 +155,7 @@ def test_systemd_service() -> None:
     assert service["EnvironmentFile"] == "/etc/analytics-cli/env"
     assert {key: service.get(key) for key in HARDENING} == HARDENING
     # The spool's folder: systemd makes /var/lib/analytics-cli, owned by the dynamic user,
-    # and passes it as $STATE_DIRECTORY (tests/test_deployment.py runs the tool so).
+    # and passes it as $STATE_DIRECTORY (tests/ops/test_deployment.py runs the tool so).
     assert service["StateDirectory"] == "analytics-cli"
     assert service["StateDirectoryMode"] == "0700"
     assert "ReadWritePaths" not in service

@@ -28,8 +28,8 @@ from analytics_cli.errors import ConfigError
 from analytics_cli.timeutil import iso
 from tests.conftest import Databases, cli
 from tests.helpers import wait_for
+from tests.ops.test_anomalies import config_file, env, findings, generate  # noqa: F401 (env)
 from tests.prometheus_servers import Server, alertmanager
-from tests.test_anomalies import config_file, env, findings, generate  # noqa: F401 (env)
 
 WEEK = timedelta(days=7)
 
@@ -679,7 +679,7 @@ def test_delivery_costs_one_request_per_run_whatever_the_findings(
 
 
 def test_the_commented_notify_example_loads(tmp_path: Path) -> None:
-    text = (Path(__file__).resolve().parent.parent / "examples" / "analytics-cli.toml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "examples" / "analytics-cli.toml").read_text()
     block = re.search(r"^# \[notify\]\n(?:# .*\n)+", text, re.M)
     assert block is not None
     path = tmp_path / "n.toml"

@@ -195,7 +195,7 @@ def test_sigterm_during_slow_metric_exits_143_and_writes_nothing(
 
 def test_foreign_analytics_table_is_left_untouched(dbs: Databases) -> None:
     # The source database holds the iR Engine's own analytics table; with one more column it
-    # is neither the analytics-cli nor the iR Engine layout (see test_irengine.py for that).
+    # is neither the analytics-cli nor the iR Engine layout (see tests/store/test_irengine.py for that).
     with dbs.source_conn() as conn:
         conn.execute("ALTER TABLE analytics ADD COLUMN note text")
         conn.execute(

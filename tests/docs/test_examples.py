@@ -1,5 +1,5 @@
 """The files in examples/ work against a real iR Engine database (the ConfigMaps' TOML:
-tests/test_deployment.py)."""
+tests/ops/test_deployment.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from analytics_cli.config.load import load
 from analytics_cli.timeutil import utcnow
 from tests.conftest import Databases, cli
 from tests.mariadb_server import MySQLPlatform
-from tests.test_ops import BUILTINS, _uid, env, seed_platform  # noqa: F401  (env is a fixture)
+from tests.ops.test_ops import BUILTINS, _uid, env, seed_platform  # noqa: F401  (env is a fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-# feathers*.toml read an HTTP API: tests/test_mysql_feathers.py runs them against a local one.
+# feathers*.toml read an HTTP API: tests/engines/test_mysql_feathers.py runs them against a local one.
 # *.mysql.toml are written for the iR Engine's MySQL/MariaDB database, the others for
 # PostgreSQL: each is checked against its own engine.
 TOML_EXAMPLES = sorted(

@@ -109,7 +109,7 @@ def platforms(draw: st.DrawFn) -> dict[str, Any]:
 
 
 # Every window edge at once, with repeat visits (DISTINCT) and a visit of nobody: pinned so
-# that no run of the property tests depends on drawing it (tests/test_windows.py has the
+# that no run of the property tests depends on drawing it (tests/engines/test_windows.py has the
 # hand counts).
 EDGE_PLATFORM: dict[str, Any] = {
     "scenes": 0,

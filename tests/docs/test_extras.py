@@ -15,8 +15,8 @@ import pytest
 from analytics_cli import errors
 from tests.conftest import Databases, Result, proc_env
 
-ROOT = Path(__file__).resolve().parent.parent
-WITHOUT = Path(__file__).resolve().parent / "without.py"
+ROOT = Path(__file__).resolve().parents[2]
+WITHOUT = Path(__file__).resolve().parents[1] / "without.py"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 NAME = PYPROJECT["project"]["name"]
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from analytics_cli.engines.postgresql.native import ensure_table
 from tests.conftest import Databases, cli, proc_env, run_proc, with_db
-from tests.test_show import load_fixed
+from tests.history.test_show import load_fixed
 
 # PostgreSQL text cannot hold NUL and jsonb refuses \u0000; everything else is fair game.
 TEXT = st.text(

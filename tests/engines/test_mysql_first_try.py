@@ -108,7 +108,7 @@ def test_config_check_reports_the_mysql_store_privileges(
 
 def _readme_mysql_accounts(database: str, user: str, password: str) -> str:
     """The manual's SQL that creates the collector's MySQL account, for this server."""
-    page = (Path(__file__).resolve().parent.parent / "docs" / "mysql.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "mysql.md").read_text()
     section = page[page.index("## From nothing to the crontab line") :]
     block = section[section.index("```sql\n") + 7 :]
     block = block[: block.index("```")]

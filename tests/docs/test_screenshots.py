@@ -12,7 +12,7 @@ import pytest
 from tests.chromium import chromium_path
 from tests.required import unavailable
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "screenshots.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshots.py"
 
 
 @pytest.mark.slow

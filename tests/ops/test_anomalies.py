@@ -15,8 +15,8 @@ from analytics_cli import anomalies, demo
 from analytics_cli.config.load import load
 from analytics_cli.timeutil import floor_slot, iso, utcnow
 from tests.conftest import Databases, cli
-from tests.test_demo import empty_source  # noqa: F401 (a fixture)
-from tests.test_ops import _Recorder, monitor  # noqa: F401 (a fixture)
+from tests.demo.test_demo import empty_source  # noqa: F401 (a fixture)
+from tests.ops.test_ops import _Recorder, monitor  # noqa: F401 (a fixture)
 
 INTERVAL = timedelta(minutes=30)
 WEEK = timedelta(days=7)

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Databases, cli
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "feathers.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "feathers.toml"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.feathers-test.sig"
 AT = "2026-11-29T10:10:00Z"
 # What the platform holds, per service: the totals a find with $limit=0 reports.

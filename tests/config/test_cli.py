@@ -13,7 +13,7 @@ from analytics_cli import __version__
 from analytics_cli.cli import app
 from tests.conftest import cli, run_proc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _commands() -> list[str]:
@@ -146,7 +146,7 @@ def test_every_command_has_help_and_a_docs_mention(command: str) -> None:
     assert doc is not None, f"{command} has no help text"
     # Square brackets in help strings are rich markup: an unescaped "[[source]]" vanishes.
     assert "[]" not in result.stdout
-    # The page its help names describes it (tests/test_docs.py checks which page).
+    # The page its help names describes it (tests/docs/test_docs.py checks which page).
     page = re.search(r"Manual: (docs/[\w-]+\.md)", result.stdout)
     assert page is not None, f"{command} --help names no page of the manual"
     text = (ROOT / page.group(1)).read_text()

@@ -35,14 +35,14 @@ from analytics_cli import spool
 from analytics_cli.config.load import load as load_config
 from analytics_cli.config.schema import Settings
 from tests.conftest import Databases, Result, cli
+from tests.docs.test_examples import check_values
 from tests.faults.conftest import tcp_dsn, unix_target
 from tests.faults.test_spool import Switch
 from tests.mariadb_server import MySQLPlatform
-from tests.test_cron import crontab_entries
-from tests.test_examples import check_values
-from tests.test_ops import BUILTINS
+from tests.ops.test_cron import crontab_entries
+from tests.ops.test_ops import BUILTINS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CRON = ROOT / "cron"
 K8S = CRON / "kubernetes"
 # systemd's PATH for services (its compiled-in default).

@@ -578,7 +578,7 @@ def test_unix_socket_option_file_and_mysql_variables(
 def test_a_select_only_account_with_the_documented_grants(
     my: MySQLPlatform, dbs: Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    page = (Path(__file__).resolve().parent.parent / "docs" / "mysql.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "mysql.md").read_text()
     grants = page[page.index("CREATE USER 'analytics'") :]
     grants = grants[: grants.index("```")].replace("platform", my.name)
     grants = grants.replace("'change-me'", "'ro-pw-123'")

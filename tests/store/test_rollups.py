@@ -260,7 +260,7 @@ def worked_example() -> list[list[str]]:
     """The commands of docs/operations.md's worked example on the demo, one list a line."""
     import shlex
 
-    page = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text("utf-8")
+    page = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text("utf-8")
     after = page[page.index("A worked example on the demo") :]
     start = after.index("```text\n") + len("```text\n")
     block = after[start : after.index("```", start)]

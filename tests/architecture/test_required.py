@@ -13,7 +13,7 @@ import pytest
 from tests import required
 from tests.conftest import proc_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Each guard as the suite uses it, collected from a file outside tests/ so that only these
 # run. clean_env is imported too: autouse, it deletes ANALYTICS_* before each test, as in
@@ -26,7 +26,7 @@ from tests.chromium import browser
 from tests.conftest import clean_env
 from tests.mariadb_server import mariadb
 from tests.pgbouncer_server import pgbouncer
-from tests.test_cron import (
+from tests.ops.test_cron import (
     test_crontab_is_accepted_by_crontab_command,
     test_systemd_calendar_fires_at_00_and_30,
 )

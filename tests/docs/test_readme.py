@@ -22,7 +22,7 @@ from analytics_cli.engines.postgresql import embedded
 from analytics_cli.metrics import builtin_metrics
 from analytics_cli.render.demo import DEMO_NEXT, demo_next_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 MKDOCS = ROOT / "mkdocs.yml"
@@ -228,7 +228,7 @@ def playground() -> Iterator[tuple[Path, dict[str, str]]]:
         shim = home / "bin"
         shim.mkdir()
         # As installed by the README's first command: the other extras' modules are absent.
-        without = Path(__file__).resolve().parent / "without.py"
+        without = Path(__file__).resolve().parents[1] / "without.py"
         (shim / "analytics-cli").write_text(
             f'#!/bin/sh\nexec "{sys.executable}" "{without}" "{not_installed_first()}" -- "$@"\n'
         )

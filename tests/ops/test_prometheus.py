@@ -18,7 +18,7 @@ from analytics_cli.monitor import textfile_text
 from tests.conftest import Databases, cli
 from tests.prometheus_servers import Server, binary, http_get, node_exporter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "examples" / "prometheus"
 RULES = RULES_DIR / "analytics-cli.rules.yml"
 RULE_TESTS = RULES_DIR / "analytics-cli.rules.test.yml"
@@ -179,9 +179,9 @@ def test_end_to_end_prometheus_and_the_tool_alert_into_one_alertmanager(
     rules, Alertmanager receives its alert and the tool's own; the anomaly resolves."""
     from analytics_cli.timeutil import utcnow
     from tests.helpers import wait_for
+    from tests.ops.test_anomalies import generate
+    from tests.ops.test_notify import heal
     from tests.prometheus_servers import alertmanager, prometheus
-    from tests.test_anomalies import generate
-    from tests.test_notify import heal
 
     folder = tmp_path / "textfile"
     folder.mkdir()
