@@ -12,7 +12,7 @@ from analytics_cli.engines.base import Layout
 from analytics_cli.engines.postgresql import layouts, rollup
 from analytics_cli.engines.postgresql.native import NativeLayout
 from analytics_cli.engines.shapes import NOT_APPLICABLE, Reach, Rebuilt
-from analytics_cli.errors import ConfigError
+from analytics_cli.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
     import psycopg
@@ -52,6 +52,17 @@ class PostgresRollups:
                 progress(done, total)
 
         try:
+            if not rollup.ensure(self.conn, settings.table, settings.interval) and (
+                rollup.state(self.conn, settings.table) is None
+            ):
+                self.conn.rollback()
+                t = settings.table
+                raise DatabaseError(
+                    "rollup rebuild: this role may not create or read the rollup tables",
+                    hint=f"run db init as the owner of {t}, or GRANT SELECT, INSERT, DELETE "
+                    f"ON {t}{rollup.HOURLY}, {t}{rollup.DAILY} and SELECT, UPDATE ON "
+                    f"{t}{rollup.STATE} to this role",
+                )
             written = rollup.rebuild(
                 self.conn, settings.table, layout.relation(), settings.interval, counted
             )
@@ -74,8 +85,13 @@ class PostgresRollups:
         if not isinstance(layouts.detect(self.conn, self.settings), NativeLayout):
             return False
         st = rollup.state(self.conn, self.settings.table)
+        if st is None:
+            # No rollup tables yet, or this role may not read them. One that may not create
+            # them either (a collector with SELECT and INSERT) leaves them to the owner.
+            rollup.ensure(self.conn, self.settings.table, self.settings.interval)
+            st = rollup.state(self.conn, self.settings.table)
         self.conn.commit()
-        if st is not None and st.built and st.slot == self.settings.interval:
+        if st is None or (st.built and st.slot == self.settings.interval):
             return False
         self.rebuild(progress)
         return True
