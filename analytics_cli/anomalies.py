@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from analytics_cli import store
-from analytics_cli.config import Alert, Settings
-from analytics_cli.db import store_session
-from analytics_cli.store.layout import detect, selection
+from analytics_cli.config.schema import Alert, Settings
+from analytics_cli.engines.reading import total_points
+from analytics_cli.engines.shapes import Selection
+from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import iso, utcnow
 
 WEEK = timedelta(days=7)
@@ -171,13 +171,13 @@ def anomalies(settings: Settings, *, now: datetime | None = None) -> AnomalyRepo
     enabled = [m.type for m in enabled_metrics(settings)]
     every = {m.type: m.every for m in all_metrics(settings) if m.every is not None}
     since = now - (WEEKS + 1) * WEEK
-    with store_session(settings, doing="store database error", read_only=True) as conn:
-        layout = detect(conn, settings)
+    with open_store(settings, doing="store database error", read_only=True) as found:
+        layout = found.detect()
         if layout is None:
             return report
-        sel = selection(layout, store.Selection(settings.table, since=since, until=now), conn)
+        sel = found.selection(layout, Selection(settings.table, since=since, until=now))
         series: dict[str, dict[datetime, Decimal]] = {}
-        for point in store.total_points(conn, sel, settings.interval, settings.interval):
+        for point in total_points(found, sel, settings.interval, settings.interval):
             series.setdefault(point.type, {})[point.timestamp] = point.count
     for name in [*enabled, *(t for t in series if t not in enabled)]:
         # A value older than this is history, not the present (status reports staleness):

@@ -6,16 +6,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from analytics_cli.config import Settings
-from analytics_cli.db import store_session
-from analytics_cli.store import grants
-from analytics_cli.store.layout import detect
-from analytics_cli.store.mysql import is_mysql
+from analytics_cli.config.schema import Settings
+from analytics_cli.engines.shapes import USES
+from analytics_cli.engines.stores import open_store
 from analytics_cli.timeutil import floor_slot, utcnow
 
 if TYPE_CHECKING:
-    from analytics_cli.metrics import MetricFailure, Sample
-    from analytics_cli.sources.base import MetricPlan
+    from analytics_cli.engines.base import MetricPlan
+    from analytics_cli.samples import MetricFailure, Sample
 
 
 @dataclass
@@ -39,7 +37,7 @@ class CheckReport:
     @property
     def failed(self) -> int:
         """How many metrics failed."""
-        from analytics_cli.metrics import MetricFailure
+        from analytics_cli.samples import MetricFailure
 
         return sum(1 for o in self.outcomes if isinstance(o, MetricFailure))
 
@@ -51,39 +49,43 @@ class CheckReport:
 
 def check(settings: Settings, *, explain: bool = False) -> CheckReport:
     """Connect to both databases and run every enabled metric read-only; write nothing."""
-    from analytics_cli.cycle import flatten, plan, read_all
+    from analytics_cli.cycle.plan import plan
+    from analytics_cli.cycle.read import flatten, read_all
     from analytics_cli.metrics import enabled_metrics
 
     specs = enabled_metrics(settings)
-    with store_session(settings, doing="store database error", read_only=True) as conn:
-        layout = detect(conn, settings)
+    with open_store(settings, doing="store database error", read_only=True) as found:
+        layout = found.detect()
         if layout is not None:
             layout.refuse(settings, specs)
-        held = grants.privileges(conn, settings.table, layout is not None)
-        mysql = is_mysql(conn)
+        held = found.privileges(layout is not None)
+        creates, prune_grants = found.creates_table, found.prune_grants
     exists = layout is not None
     slot = floor_slot(utcnow(), settings.interval)
     # Every source in its own snapshot, then the HTTP metrics (as one collect cycle reads).
     batches = read_all(settings, plan(settings, specs, None), slot)
     collected_at = min((b.collected_at for b in batches), default=utcnow())
     report = CheckReport(slot, collected_at, exists, flatten(batches))
-    report.grants = needed_grants(held, exists=exists, mysql=mysql)
+    report.grants = needed_grants(
+        held, exists=exists, creates_table=creates, prune_grants=prune_grants
+    )
     if explain:
         report.plans = plans(settings, slot)
     return report
 
 
 def needed_grants(
-    held: set[str], *, exists: bool, mysql: bool
+    held: set[str], *, exists: bool, creates_table: bool, prune_grants: tuple[str, ...]
 ) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     """Each use of the store, what it needs and what of that is missing. An absent table is
-    created by the first collect (CREATE in its schema; MySQL never creates it)."""
-    if not exists and not mysql:
+    created by the first collect (CREATE in its schema) where the store creates tables;
+    prune needs DELETE and what the store's batches lock with (``prune_grants``)."""
+    if not exists and creates_table:
         return [("collect", ("CREATE",), () if "CREATE" in held else ("CREATE",))]
     found: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
-    for use, needs in grants.USES:
-        if mysql and use == "prune":
-            needs = ("DELETE",)  # batches are deleted by LIMIT, no row lock taken first
+    for use, needs in USES:
+        if use == "prune":
+            needs = ("DELETE", *prune_grants)
         found.append((use, needs, tuple(p for p in needs if p not in held)))
     return found
 

@@ -56,7 +56,7 @@ class Output:
     def hide(self, *dsns: str | None) -> None:
         """Every password these connection strings carry is scrubbed from all later output."""
         # db stays out of the start-up path of --help: imported when a DSN is seen.
-        from analytics_cli.db import dsn_secrets
+        from analytics_cli.dsn import dsn_secrets
 
         for dsn in dsns:
             self.secrets |= dsn_secrets(dsn)
@@ -64,7 +64,7 @@ class Output:
     def line(self, level: str, message: str, **fields: Any) -> None:
         """Write one stderr line at ``level`` whatever the verbosity (the summary, errors)."""
         # db stays out of the start-up path of --help: imported when a line is written.
-        from analytics_cli.db import scrub
+        from analytics_cli.dsn import scrub
 
         # Scrubbed first: a secret cut in two would no longer be found.
         message = cut_long_words(scrub(message, self.secrets))
@@ -107,7 +107,7 @@ class Output:
 
     def write(self, text: str) -> None:
         """Write text to stdout with every known password scrubbed."""
-        from analytics_cli.db import scrub
+        from analytics_cli.dsn import scrub
 
         sys.stdout.write(scrub(text, self.secrets))
 

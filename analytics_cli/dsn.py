@@ -1,27 +1,40 @@
-"""Connection strings: which engine, which secrets they carry, and how to show them safely."""
+"""Connection strings: which engine, which secrets they carry, and how to show them safely.
+
+The registry below is the ONE place an engine is chosen; this module needs no driver (each
+engine's own reading of its strings is imported only when a string of it is read).
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
-from functools import cache
+from enum import StrEnum
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-POSTGRESQL = "postgresql"
-MYSQL = "mysql"
-# Schemes that select the MySQL/MariaDB engine; everything else is libpq's business.
-MYSQL_SCHEMES = ("mysql", "mariadb")
+if TYPE_CHECKING:
+    from analytics_cli.engines.base import Engine
+
+# Scheme (before any "+driver") -> the package of its engine, which holds ``ENGINE``.
+ENGINES = {
+    "mysql": "analytics_cli.engines.mysql",
+    "mariadb": "analytics_cli.engines.mysql",
+}
+# libpq's key=value text, postgresql:// and every other scheme: libpq's business.
+DEFAULT_ENGINE = "analytics_cli.engines.postgresql"
+
+
+class Dialect(StrEnum):
+    """The engines' names, each the dialect of its metric pack, the default engine's first
+    (`config init --dialect` offers them without loading an engine)."""
+
+    postgresql = "postgresql"
+    mysql = "mysql"
+
 
 # Userinfo of a URL in ANY scheme (a typo such as "postgresq://" must not leak either).
 _URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#\s]*:)([^@/?#\s]*)(@)")
 _SECRET_KEY = r"(?:(?:ssl)?(?:password|passwd|pwd)|oauth_client_secret|scram_(?:client|server)_key)"
-# libpq's parameters that hold a secret.
-_SECRET_PARAMS = (
-    "password",
-    "sslpassword",
-    "oauth_client_secret",
-    "scram_client_key",
-    "scram_server_key",
-)
 _KV_PASSWORD = re.compile(
     rf"""({_SECRET_KEY}\s*=\s*)('(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|(?:\\.|[^\s&;'"\\])+)""",
     re.IGNORECASE,
@@ -46,12 +59,30 @@ def scheme(dsn: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
-def engine_of(dsn: str) -> str:
-    """``mysql`` for mysql:// and mariadb:// URLs (``+driver`` suffixes allowed), else ``postgresql``."""
-    found = scheme(dsn)
-    if found is not None and found.split("+", 1)[0] in MYSQL_SCHEMES:
-        return MYSQL
-    return POSTGRESQL
+def engine_for(dsn: str | None) -> Engine:
+    """The engine of a connection string, from its scheme (``+driver`` suffixes allowed)."""
+    found = scheme(dsn) if dsn else None
+    module = ENGINES.get(found.split("+", 1)[0], DEFAULT_ENGINE) if found else DEFAULT_ENGINE
+    # Imported by name: this leaf stays free of the engines (and their drivers) until used.
+    engine: Engine = importlib.import_module(module).ENGINE
+    return engine
+
+
+def default_engine() -> Engine:
+    """The engine of libpq's key=value text: its dialect is that of a metric's own ``sql``
+    and of the built-in pack's ``packs/<name>.toml``."""
+    return engine_for(None)
+
+
+def all_engines() -> tuple[Engine, ...]:
+    """Every engine of the registry, the default one first."""
+    modules = dict.fromkeys([DEFAULT_ENGINE, *ENGINES.values()])
+    return tuple(importlib.import_module(m).ENGINE for m in modules)
+
+
+def engine_named(name: str) -> Engine:
+    """The engine whose dialect is ``name`` (``config init --dialect``)."""
+    return next(e for e in all_engines() if e.name == name)
 
 
 def dsn_secrets(dsn: str | None) -> set[str]:
@@ -84,35 +115,13 @@ def dsn_secrets(dsn: str | None) -> set[str]:
 
 
 def _readable(dsn: str) -> bool:
-    """True when the string reads as a connection string (libpq's, or a MySQL URL)."""
-    if engine_of(dsn) == MYSQL:
-        try:
-            url = urlsplit(dsn.strip())
-            _ = url.port  # raises on a port that is not a number
-            # A socket-only URL (mysql://?unix_socket=...) names no host and is readable.
-            return url.port is not None or bool(url.hostname) or "unix_socket=" in url.query
-        except ValueError:
-            return False
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        conninfo_to_dict(dsn)
-    except Exception:
-        return False
-    return True
+    """True when the string reads as a connection string of its engine."""
+    return engine_for(dsn).readable(dsn)
 
 
 def _parsed_passwords(dsn: str) -> set[str]:
-    """The password as libpq (key=value or URI) or, for a URL, the URL parser reads it."""
-    found: set[str] = set()
-    if engine_of(dsn) == POSTGRESQL:
-        try:
-            from psycopg.conninfo import conninfo_to_dict
-
-            params = conninfo_to_dict(dsn)
-            found |= {str(params[k]) for k in _SECRET_PARAMS if params.get(k)}
-        except Exception:
-            pass
+    """The password as the engine's driver or, for a URL, the URL parser reads it."""
+    found = engine_for(dsn).passwords(dsn)
     if scheme(dsn) is not None:
         try:
             password = urlsplit(dsn.strip()).password
@@ -151,16 +160,10 @@ def _guessed_passwords(dsn: str, *, parsed: bool) -> set[str]:
     return found
 
 
-@cache
 def _plain_params() -> frozenset[str]:
-    """libpq's parameter names that hold no secret."""
-    try:
-        from psycopg import pq
-
-        names = {o.keyword.decode() for o in pq.Conninfo.get_defaults()}
-    except Exception:
-        names = {"host", "hostaddr", "port", "dbname", "user", "connect_timeout", "sslmode"}
-    return frozenset(names - set(_SECRET_PARAMS))
+    """libpq's parameter names that hold no secret: a string no engine can read is taken as
+    libpq's key=value text."""
+    return engine_for(None).plain_params()
 
 
 def _kv_values(dsn: str, start: int, *, parsed: bool) -> set[str]:
@@ -224,7 +227,7 @@ def scheme_hint(dsn: str) -> str | None:
     name = found.group(1).lower()
     if name in ("postgresql", "postgres") and found.group(0).rstrip().endswith("://"):
         return None
-    if name.split("+", 1)[0] in MYSQL_SCHEMES:
+    if name.split("+", 1)[0] in ENGINES:
         return (
             "this database is reached through libpq, which reads PostgreSQL connection strings only"
         )
@@ -244,24 +247,12 @@ def describe(dsn: str) -> str:
 
 
 def _describe(dsn: str) -> str:
-    if engine_of(dsn) == MYSQL:
-        try:
-            url = urlsplit(dsn)
-            parts = (url.username, url.hostname or "localhost", url.port, url.path.lstrip("/"))
-        except ValueError:
-            return redact_dsn(dsn)
-        return _name(unquote(parts[0]) if parts[0] else None, *parts[1:])
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        params = conninfo_to_dict(dsn)
-    except Exception:
-        return redact_dsn(dsn)
-    host = str(params.get("host") or params.get("hostaddr") or "local socket")
-    return _name(params.get("user"), host, params.get("port"), params.get("dbname"))
+    found = engine_for(dsn).describe(dsn)
+    return redact_dsn(dsn) if found is None else found
 
 
-def _name(user: object, host: str, port: object, dbname: object) -> str:
+def name_of(user: object, host: str, port: object, dbname: object) -> str:
+    """``user@host:port/dbname``, leaving out what is not given."""
     where = f"{host}:{port}" if port else host
     text = f"{user}@{where}" if user else where
     return f"{text}/{dbname}" if dbname else text

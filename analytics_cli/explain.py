@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from analytics_cli.sources.base import MetricPlan
+from analytics_cli.engines.base import MetricPlan
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec, Settings
+    from analytics_cli.config.schema import MetricSpec, Settings
 
 
 def explain(settings: Settings, specs: list[MetricSpec], slot: datetime) -> list[MetricPlan]:

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analytics_cli import __version__
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
 from analytics_cli.console import atomic_write
-from analytics_cli.db import store_session
+from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import AnalyticsError, ConfigError
-from analytics_cli.store import mysql
-from analytics_cli.store.layout import detect
 from analytics_cli.timeutil import utcnow
 
 if TYPE_CHECKING:
     from analytics_cli.console import Output
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.cycle.results import CycleReport
 
 PING_TIMEOUT = 5.0
 
@@ -35,21 +33,11 @@ def check_textfile_path(path: Path) -> None:
 def slot_values(settings: Settings, slot: datetime) -> dict[str, Decimal]:
     """The value of each metric type stored at one slot: the sum of its rows (every series
     of a dimensional metric, every [[source]]), as show and the report define it."""
-    from psycopg import sql
-
-    with store_session(settings, doing="store database error", read_only=True, retries=0) as conn:
-        layout = detect(conn, settings)
+    with open_store(settings, doing="store database error", read_only=True, retries=0) as found:
+        layout = found.detect()
         if layout is None:
             return {}
-        if mysql.is_mysql(conn):
-            return mysql.slot_values(conn, settings.table, slot)
-        rows = conn.execute(
-            sql.SQL('SELECT type, sum(count) FROM {} WHERE "timestamp" = %s GROUP BY type').format(
-                layout.relation()
-            ),
-            (slot,),
-        ).fetchall()
-    return {str(r[0]): Decimal(r[1]) for r in rows}
+        return found.slot_values(layout, slot)
 
 
 def _label(value: str) -> str:

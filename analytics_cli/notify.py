@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analytics_cli import __version__
-from analytics_cli.config import Notify, Settings
+from analytics_cli.config.schema import Notify, Settings
 from analytics_cli.timeutil import format_duration, iso, utcnow
 
 if TYPE_CHECKING:
     from analytics_cli.anomalies import AnomalyReport, Finding
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.cycle.results import CycleReport
     from analytics_cli.status import StatusReport
 
 # A firing alert's endsAt, in [collect] intervals ahead, unless [notify] resolve_after says.

@@ -10,18 +10,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli import __version__, store
+from analytics_cli import __version__
 from analytics_cli.console import atomic_output
+from analytics_cli.engines.base import Layout, Store
+from analytics_cli.engines.reading import slot_count, total_points
+from analytics_cli.engines.shapes import NONE_LABEL, Selection, TypeSummary
 from analytics_cli.errors import MissingExtra
-from analytics_cli.history import auto_bucket, check_types, store_connection
-from analytics_cli.render import number
-from analytics_cli.store.layout import selection
+from analytics_cli.history import auto_bucket, check_types, reading_store
+from analytics_cli.render.text import number
 from analytics_cli.timeutil import floor_slot, format_duration, iso, when, zone_name
 
 if TYPE_CHECKING:
-    import psycopg
-
-    from analytics_cli.config import Settings
+    from analytics_cli.config.schema import Settings
 
 # A chart of more points than this is bucketed (the bucket is named under it).
 CHART_POINTS = 1500
@@ -37,8 +37,8 @@ class MetricReport:
     type: str
     description: str
     every: timedelta
-    summary: store.TypeSummary | None
-    previous: store.TypeSummary | None
+    summary: TypeSummary | None
+    previous: TypeSummary | None
     gaps: int
     # The chart: label → points (one series, or the top --by values of a dimensional metric).
     series: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
@@ -89,17 +89,17 @@ def report_data(
     from analytics_cli.metrics import all_metrics
 
     specs = {m.type: m for m in all_metrics(settings)}
-    with store_connection(settings) as (conn, layout):
-        check_types(conn, settings.table, list(types) if types else None)
+    with reading_store(settings) as (found, layout):
+        check_types(found, list(types) if types else None)
         if since is None:
-            since = _default_since(conn, layout, settings, types, until)
+            since = _default_since(found, layout, settings, types, until)
         data = ReportData(settings.table, since, until, generated, settings.interval)
         # A slot's value is the sum of its rows, in the headline and the charts alike.
-        base = selection(layout, store.Selection(settings.table, since, until, types), conn)
+        base = found.selection(layout, Selection(settings.table, since, until, types))
         base = replace(base, slot=settings.interval)
-        current = {s.type: s for s in store.summaries(conn, base, settings.interval)}
+        current = {s.type: s for s in found.summaries(base, settings.interval)}
         before = replace(base, since=data.previous_since, until=since)
-        previous = {s.type: s for s in store.summaries(conn, before, settings.interval)}
+        previous = {s.type: s for s in found.summaries(before, settings.interval)}
         names = list(types) if types else sorted(current)
         for name in names:
             spec = specs.get(name)
@@ -119,14 +119,14 @@ def report_data(
                     if by is not None
                     else (spec.dimensions[0] if spec and spec.dimensions else None)
                 )
-                metric = _chart(conn, base, metric, key, top, settings.interval)
+                metric = _chart(found, base, metric, key, top, settings.interval)
             data.metrics.append(metric)
     return data
 
 
 def _default_since(
-    conn: psycopg.Connection[Any],
-    layout: Any,
+    found: Store,
+    layout: Layout,
     settings: Settings,
     types: tuple[str, ...] | None,
     until: datetime,
@@ -136,27 +136,27 @@ def _default_since(
     from analytics_cli.history import stored_span
 
     earliest = until - DEFAULT_SPAN
-    sel = selection(layout, store.Selection(settings.table, earliest, until, types))
-    span = stored_span(conn, sel)
+    sel = found.selection(layout, Selection(settings.table, earliest, until, types), say_gaps=False)
+    span = stored_span(found, sel)
     if span is None or span.oldest >= until:
         return earliest
     return max(earliest, floor_slot(span.oldest, settings.interval))
 
 
-def _gaps(summary: store.TypeSummary | None, until: datetime, every: timedelta) -> int:
+def _gaps(summary: TypeSummary | None, until: datetime, every: timedelta) -> int:
     """Slots of the metric's schedule missing from its first one in the window until the
     current slot (which may still be collecting)."""
     if summary is None:
         return 0
     end = floor_slot(until, every)
-    expected = store.slot_count(floor_slot(summary.first_at, every), end, every)
+    expected = slot_count(floor_slot(summary.first_at, every), end, every)
     present = summary.slots - (1 if summary.latest_at >= end else 0)
     return max(0, expected - present)
 
 
 def _chart(
-    conn: psycopg.Connection[Any],
-    base: store.Selection,
+    found: Store,
+    base: Selection,
     metric: MetricReport,
     key: str | None,
     top: int,
@@ -166,19 +166,19 @@ def _chart(
     assert metric.summary is not None
     sel = replace(base, types=(metric.type,))
     span = base.until - base.since if base.until and base.since else interval
-    if key is not None and store.first_metadata(conn, sel, metric.type).get(key) is not None:
+    if key is not None and found.first_metadata(sel, metric.type).get(key) is not None:
         by_sel = replace(sel, by=key)
-        values, total = store.top_values(conn, by_sel, top)
+        values, total = found.top_values(by_sel, top)
         by_sel = replace(by_sel, by_values=tuple(values))
-        points = store.count_points(conn, by_sel)
+        points = found.count_points(by_sel)
         bucket = auto_bucket(span, points // max(len(values), 1), CHART_POINTS) or interval
         by_sel = replace(by_sel, bucket=bucket, agg="avg")
         series: dict[str, list[tuple[datetime, float]]] = {
-            store.NONE_LABEL if v is None else v: [] for v in values
+            NONE_LABEL if v is None else v: [] for v in values
         }
-        for p in store.read_points(conn, by_sel):
+        for p in found.read_points(by_sel):
             value = (p.metadata or {}).get(key)
-            label = store.NONE_LABEL if value is None else str(value)
+            label = NONE_LABEL if value is None else str(value)
             series.setdefault(label, []).append((p.timestamp, float(p.count)))
         return replace(
             metric,
@@ -188,7 +188,7 @@ def _chart(
             by_total=total,
         )
     bucket = auto_bucket(span, metric.summary.slots, CHART_POINTS) or interval
-    line = [(p.timestamp, float(p.count)) for p in store.total_points(conn, sel, interval, bucket)]
+    line = [(p.timestamp, float(p.count)) for p in total_points(found, sel, interval, bucket)]
     return replace(
         metric, series={metric.type: line}, bucket=bucket if bucket != interval else None
     )

@@ -1,7 +1,7 @@
 -- The analytics-cli store table. {table} is the quoted, possibly schema-qualified name.
 -- Braces are doubled because this text is a psycopg.sql.SQL template.
--- Range-partitioned by month on "timestamp" (store/partitions.py creates the months), so
--- that prune drops whole months. The partition key is part of every unique key; rows of
+-- Range-partitioned by month on "timestamp" (engines/postgresql/partitions.py creates the
+-- months), so that prune drops whole months. The partition key is part of every unique key; rows of
 -- a month without its own partition land in {default}, moved out when the month is made.
 CREATE TABLE {table} (
     id            bigint GENERATED ALWAYS AS IDENTITY,

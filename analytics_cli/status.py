@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from analytics_cli import store
-from analytics_cli.config import MetricSpec, Settings
-from analytics_cli.db import store_session
+from analytics_cli.config.schema import MetricSpec, Settings
+from analytics_cli.engines.base import Layout, Store
+from analytics_cli.engines.shapes import Reach, Retention
+from analytics_cli.engines.stores import open_store
 from analytics_cli.errors import DatabaseError
-from analytics_cli.store import partitions
-from analytics_cli.store.layout import Layout, detect
-from analytics_cli.store.native import NativeLayout
-from analytics_cli.store.partitions import Retention
 from analytics_cli.timeutil import floor_slot, iso, utcnow
-
-if TYPE_CHECKING:
-    import psycopg
 
 STATUS_WINDOW = timedelta(hours=24)
 
@@ -66,6 +60,8 @@ class StatusReport:
     store_hint: str | None = None
     # The oldest row and the partitions (native store); None for the iR Engine's table.
     retention: Retention | None = None
+    # The hourly and daily rollups (None: none, or not the native table).
+    rollups: Reach | None = None
 
     @property
     def newest(self) -> datetime | None:
@@ -101,6 +97,7 @@ class StatusReport:
             "stale": self.stale,
             "exit_code": self.exit_code,
             "retention": _retention_dict(self.retention, self.table_exists),
+            "rollups": _rollups_dict(self.rollups),
             "spooled": [
                 {"slot": iso(slot) if slot else None, "file": path} for slot, path in self.spooled
             ],
@@ -125,6 +122,17 @@ class StatusReport:
                 for m in self.metrics
             ],
         }
+
+
+def _rollups_dict(r: Reach | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "built": r.built,
+        "oldest_hourly": iso(r.hourly) if r.hourly else None,
+        "oldest_daily": iso(r.daily) if r.daily else None,
+        "raw_pruned_before": iso(r.raw_from) if r.raw_from else None,
+    }
 
 
 def _retention_dict(r: Retention | None, exists: bool) -> dict[str, Any] | None:
@@ -192,12 +200,13 @@ def _read_store(
     settings: Settings, report: StatusReport, enabled: list[str], specs: dict[str, MetricSpec]
 ) -> None:
     window_start, window_end = report.window_start, report.window_end
-    with store_session(settings, doing="store database error", read_only=True) as conn:
-        layout = detect(conn, settings)
+    with open_store(settings, doing="store database error", read_only=True) as found:
+        layout = found.detect()
         report.table_exists = layout is not None
-        stored = store.known_types(conn, settings.table) if layout is not None else []
-        if isinstance(layout, NativeLayout):
-            report.retention = partitions.retention(conn, settings.table, stored)
+        stored = found.known_types() if layout is not None else []
+        if layout is not None:
+            report.retention = found.retention(layout, stored)
+            report.rollups = found.rollups.reach(layout)
         for name in [*enabled, *(t for t in stored if t not in enabled)]:
             if layout is None:
                 report.metrics.append(MetricStatus(name, True, None, 0, ()))
@@ -205,7 +214,7 @@ def _read_store(
             spec = specs.get(name)
             every = spec.every if spec is not None else None
             status = _metric_status(
-                conn,
+                found,
                 settings,
                 layout,
                 name,
@@ -230,7 +239,7 @@ def _read_store(
 
 
 def _metric_status(
-    conn: psycopg.Connection[Any],
+    found: Store,
     settings: Settings,
     layout: Layout,
     name: str,
@@ -240,46 +249,13 @@ def _metric_status(
     every: timedelta | None,
     now: datetime,
 ) -> MetricStatus:
-    from analytics_cli.store import mysql
-    from analytics_cli.timeutil import EPOCH, slots
+    from analytics_cli.timeutil import slots
 
     step = every or settings.interval
-    if mysql.is_mysql(conn):
-        ends = mysql.span(conn, settings.table, name)
-        first, newest = ends if ends is not None else (None, None)
-        future = None
-        if newest is not None and newest > now:
-            future, newest = newest, mysql.newest_until(conn, settings.table, name, now)
-        latest = floor_slot(newest, step) if newest else newest
-        if first is None or not enabled:
-            return MetricStatus(name, enabled, latest, 0, (), future=future)
-        start = max(window_start, floor_slot(first, step))
-        expected = [s for s in slots(floor_slot(start, step), window_end, step) if s >= start]
-        present = mysql.slots_with_rows(conn, settings.table, name, start, window_end, step)
-        missing = tuple(s for s in expected if s not in present)
-        return MetricStatus(name, enabled, latest, len(expected), missing, future=future)
-    from psycopg import sql
-
-    table = store.identifier(settings.table)
-    column = sql.Identifier(layout.time_column)
-    # A row anywhere in a slot fills that slot, floored as collect floors the current time
-    # (the iR Engine's old collector wrote "createdAt" at arbitrary times; collect's own
-    # rows sit at the slot start, which the flooring keeps).
-    slot_of = sql.SQL("date_bin({}, {}, {})").format(sql.Literal(step), column, sql.Literal(EPOCH))
-    # max/min on the (type, "timestamp") index: three probes, however long the history.
     # A row dated after now is no sign of life: the newest row up to now is what counts.
-    probe = sql.SQL("SELECT {}({}) FROM {} WHERE type = %(t)s{}")
-    up_to_now = sql.SQL(" AND {} <= %(now)s").format(column)
-    row = conn.execute(
-        sql.SQL("SELECT ({}), ({}), ({})").format(
-            probe.format(sql.SQL("max"), column, table, up_to_now),
-            probe.format(sql.SQL("min"), column, table, sql.SQL("")),
-            probe.format(sql.SQL("max"), column, table, sql.SQL("")),
-        ),
-        {"t": name, "now": now},
-    ).fetchone()
-    newest, first, last = (row[0], row[1], row[2]) if row else (None, None, None)
-    future = last if last is not None and last > now else None
+    ends = found.ends(layout, name, now)
+    first, newest = ends.first, ends.newest
+    future = ends.last if ends.last is not None and ends.last > now else None
     latest = floor_slot(newest, step) if newest else newest
     if first is None or not enabled:
         # A metric no longer enabled is expected to have gaps: none are reported.
@@ -288,14 +264,6 @@ def _metric_status(
     start = max(window_start, floor_slot(first, step))
     # The metric's own slots that have begun before the window's end.
     expected = [s for s in slots(floor_slot(start, step), window_end, step) if s >= start]
-    present = {
-        r[0]
-        for r in conn.execute(
-            sql.SQL("SELECT DISTINCT {} FROM {} WHERE type = %s AND {} >= %s AND {} < %s").format(
-                slot_of, table, column, column
-            ),
-            (name, start, window_end),
-        )
-    }
+    present = found.slots_with_rows(layout, name, start, window_end, step)
     missing = tuple(s for s in expected if s not in present)
     return MetricStatus(name, enabled, latest, len(expected), missing, future=future)

@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded, embedded_files
 from tests import required  # noqa: F401 (reads the ANALYTICS_REQUIRE_* switches now)
 from tests.scratch import with_db
 
@@ -87,9 +87,9 @@ def _require_passwords_over_tcp(dsn: str, address: str) -> None:
 
 def pytest_sessionfinish() -> None:
     """Remove the embedded servers' data (kept outside their homes as root) of homes gone."""
-    if not embedded.SERVER_ROOT.is_dir():
+    if not embedded_files.SERVER_ROOT.is_dir():
         return
-    for folder in embedded.SERVER_ROOT.iterdir():
+    for folder in embedded_files.SERVER_ROOT.iterdir():
         marker = folder / "home"
         if marker.is_file() and not Path(marker.read_text().strip()).exists():
             shutil.rmtree(folder, ignore_errors=True)

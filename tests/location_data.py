@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 
+from tests.helpers import insert_platform_rows
+
 SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 # Counted by hand from the rows below. Two locations are named "Arena": counted together.
@@ -52,10 +54,7 @@ def independent_counts(conn: psycopg.Connection[tuple[object, ...]], metric: str
 
 def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Insert the dataset into a database that has the iR Engine schema."""
-    for table, row in rows():
-        names = ", ".join(f'"{name}"' for name in row)
-        marks = ", ".join(["%s"] * len(row))
-        conn.execute(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', tuple(row.values()))
+    insert_platform_rows(conn, rows())
 
 
 def load_mysql(conn: Any) -> None:

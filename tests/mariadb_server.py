@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.helpers import free_port
 from tests.required import unavailable
 
 SCHEMA_SQL = Path(__file__).resolve().parent.parent / "analytics_cli" / "ir_engine_schema.mysql.sql"
@@ -62,12 +63,6 @@ def missing() -> str | None:
     except ImportError:
         return "PyMySQL is not installed (pip install -e '.[dev]')"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -218,7 +213,7 @@ def server(
             timeout=180,
         )
         tls_options = _certificates(run) if tls else []
-        port = _free_port()
+        port = free_port()
         sock = run / "mysqld.sock"
         log = home / "error.log"
         proc = subprocess.Popen(

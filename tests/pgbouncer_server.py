@@ -7,10 +7,8 @@ import getpass
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded
+from tests.helpers import free_port, wait_for
 from tests.required import unavailable
 
 # Another binary than the one on PATH or in /usr/sbin (Debian's place for it).
@@ -89,12 +88,6 @@ def _account() -> pwd.struct_passwd:
         return pwd.getpwnam(ACCOUNT)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _server_role(admin_dsn: str, name: str) -> None:
     """A login role named like the account: peer authentication on a Unix socket matches it."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -133,17 +126,16 @@ pidfile = {folder}/pgbouncer.pid
 
 
 def _wait_ready(bouncer: Bouncer, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"pgbouncer exited with {proc.returncode}: {bouncer.log()}")
-        try:
-            bouncer.show("SHOW VERSION")
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pgbouncer did not answer: {bouncer.log()}") from None
-            time.sleep(0.1)
+        bouncer.show("SHOW VERSION")
+        return True
+
+    try:
+        wait_for("pgbouncer", answers, deadline=30, errors=(psycopg.OperationalError,))
+    except AssertionError:
+        raise RuntimeError(f"pgbouncer did not answer: {bouncer.log()}") from None
 
 
 @contextlib.contextmanager
@@ -156,7 +148,7 @@ def running(admin_dsn: str, mode: str) -> Iterator[Bouncer]:
     _server_role(admin_dsn, account.pw_name)
     folder = Path(tempfile.mkdtemp(prefix=f"analytics-cli-pgbouncer-{mode}-"))
     try:
-        port = _free_port()
+        port = free_port()
         (folder / "pgbouncer.ini").write_text(
             _config(admin_dsn, mode, port, account.pw_name, folder)
         )

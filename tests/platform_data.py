@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 
+from tests.helpers import insert_platform_rows
+
 SLOT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 S = timedelta(seconds=1)
@@ -46,10 +48,7 @@ def _id(name: str) -> uuid.UUID:
 
 def load(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Insert the dataset into a database that has the iR Engine schema."""
-    for table, row in rows():
-        names = ", ".join(f'"{name}"' for name in row)
-        marks = ", ".join(["%s"] * len(row))
-        conn.execute(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', tuple(row.values()))
+    insert_platform_rows(conn, rows())
 
 
 def load_mysql(conn: Any) -> None:

@@ -11,23 +11,17 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tests import required
-
-# Generous: the machine is shared; the wait ends as soon as the condition holds.
-DEADLINE = 90.0
-
-T = TypeVar("T")
+from tests.helpers import free_port, wait_for
 
 
 def binary(name: str) -> str:
@@ -42,32 +36,6 @@ def binary(name: str) -> str:
         }.get(name, name)
         required.unavailable("PROMETHEUS", f"{name} is not installed (apt-get install {package})")
     return found
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(what: str, probe: Callable[[], T | None], deadline: float = DEADLINE) -> T:
-    """Poll ``probe`` until it returns something other than None (or fail after the deadline)."""
-    end = time.monotonic() + deadline
-    delay = 0.05
-    # Only the message is kept: the exception itself, held in this frame, would make a
-    # cycle with its traceback and keep whatever it holds (a connection) until a later GC.
-    last = ""
-    while time.monotonic() < end:
-        try:
-            value = probe()
-        except (OSError, ValueError) as exc:
-            last, value = str(exc), None
-        if value is not None:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    raise AssertionError(f"timed out waiting for {what}" + (f" (last: {last})" if last else ""))
 
 
 def http_get(url: str) -> str:

@@ -8,16 +8,8 @@ from analytics_cli.demo.platform import (
     schema_tables,
 )
 from analytics_cli.demo.run import DemoResult, Progress, check_store_target, run
-from analytics_cli.demo.simulation import (
-    COLUMNS,
-    ENDABLE,
-    Plan,
-    Platform,
-    SimRow,
-    plan,
-    rhythm,
-    simulate,
-)
+from analytics_cli.demo.simulation import Plan, Platform, plan, simulate
+from analytics_cli.demo.state import COLUMNS, ENDABLE, SimRow, rhythm
 
 __all__ = [
     "COLUMNS",

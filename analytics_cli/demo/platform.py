@@ -9,7 +9,8 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from analytics_cli.demo.simulation import COLUMNS, ENDABLE, Plan, Platform, SimRow, utc
+from analytics_cli.demo.simulation import Plan, Platform
+from analytics_cli.demo.state import COLUMNS, ENDABLE, SimRow, utc
 from analytics_cli.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def prepare_source(conn: psycopg.Connection[Any]) -> bool:
                     )
                 )
     except psycopg.Error as exc:
-        from analytics_cli.db import one_line
+        from analytics_cli.dsn import one_line
 
         raise DatabaseError(
             f"cannot create the demo platform tables: {one_line(str(exc))}",

@@ -22,8 +22,8 @@ from analytics_cli.timeutil import floor_slot, utcnow
 if TYPE_CHECKING:
     import psycopg
 
-    from analytics_cli.config import Settings
-    from analytics_cli.cycle import CycleReport
+    from analytics_cli.config.schema import Settings
+    from analytics_cli.cycle.results import CycleReport
 
 
 @dataclass
@@ -62,7 +62,7 @@ def check_store_target(settings: Settings) -> None:
 
 
 def _source(settings: Settings) -> psycopg.Connection[Any]:
-    from analytics_cli.db import connect
+    from analytics_cli.engines.postgresql.connect import connect
 
     assert settings.source_dsn is not None
     return connect(settings.source_dsn, settings, purpose="source", autocommit=True)
@@ -80,8 +80,9 @@ def run(
     """Build the demo platform and collect its history (``settings`` must hold concrete DSNs)."""
     import psycopg
 
-    from analytics_cli.cycle import ensure_store, run_cycle
-    from analytics_cli.db import database_error
+    from analytics_cli.cycle.run import run_cycle
+    from analytics_cli.cycle.table import ensure_store
+    from analytics_cli.engines.postgresql.connect import database_error
 
     started = time.monotonic()
     check_store_target(settings)
@@ -130,7 +131,7 @@ def _run_large(
     progress: Progress | None,
 ) -> DemoResult:
     """Build a large platform server-side and collect the current slot once."""
-    from analytics_cli.cycle import run_cycle
+    from analytics_cli.cycle.run import run_cycle
 
     total = LARGE_STEPS + 1
     if progress:

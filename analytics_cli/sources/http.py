@@ -15,8 +15,8 @@ from analytics_cli.errors import ConfigError
 from analytics_cli.jsonpath import evaluate, parse_path
 
 if TYPE_CHECKING:
-    from analytics_cli.config import MetricSpec
-    from analytics_cli.metrics import MetricFailure, Sample
+    from analytics_cli.config.schema import MetricSpec
+    from analytics_cli.samples import MetricFailure, Sample
 
 # A metrics API answer for a few hundred nodes is well under a megabyte; cap far above that.
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -140,7 +140,7 @@ def run_http_metric(
     spec: MetricSpec, env: Mapping[str, str] | None = None
 ) -> Sample | MetricFailure:
     """Fetch and reduce one HTTP metric; any failure is returned, never raised."""
-    from analytics_cli.metrics import MetricFailure, Sample, check_count
+    from analytics_cli.samples import MetricFailure, Sample, check_count
 
     assert spec.http is not None
     try:

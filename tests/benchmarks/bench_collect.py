@@ -33,7 +33,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded
 from analytics_cli.metrics import builtin_metrics
 from tests.benchmarks.common import Result, admin_server, print_table
 from tests.benchmarks.common import timed as common_timed

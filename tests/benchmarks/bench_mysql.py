@@ -36,8 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from analytics_cli.engines.mysql.snapshot import bound_parameters
 from analytics_cli.metrics import builtin_metrics
-from analytics_cli.sources.mysql import bound_parameters
 from tests.benchmarks.common import Result, admin_server, median_runs, print_table, timed
 from tests.mariadb_server import ADMIN_PASSWORD, ADMIN_USER, SCHEMA_SQL, MariaDB, server
 from tests.metric_definitions import MYSQL

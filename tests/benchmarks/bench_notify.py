@@ -29,8 +29,8 @@ from tests.scratch import scratch_database
 def measure(admin: str, metrics: int, runs: int) -> list[Result]:
     """Time status --anomalies with and without delivery; count Alertmanager's requests."""
     from analytics_cli.timeutil import floor_slot, utcnow
+    from tests.ops.test_notify import http_server
     from tests.prometheus_servers import alertmanager
-    from tests.test_notify import http_server
 
     work = Path(tempfile.mkdtemp(prefix="analytics-cli-bench-notify-"))
     with scratch_database(admin, "bench_notify_store") as store:

@@ -27,9 +27,9 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from analytics_cli.config import Settings
+from analytics_cli.config.schema import Settings
+from analytics_cli.engines.postgresql.partitions import create_month, next_month
 from analytics_cli.prune import prune
-from analytics_cli.store.partitions import create_month, next_month
 from tests.benchmarks.common import Result, admin_server, print_table
 from tests.scratch import scratch_database
 

@@ -34,7 +34,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from analytics_cli import store
+from analytics_cli.engines.postgresql import read
+from analytics_cli.engines.postgresql.native import ensure_table
+from analytics_cli.engines.shapes import EXPORT_KEYS, Selection
 from analytics_cli.metrics import builtin_metrics
 from tests.benchmarks.common import (
     Result,
@@ -60,7 +62,7 @@ def load(dsn: str, rows: int) -> float:
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         step = (SPAN - timedelta(minutes=1)).total_seconds() / rows
         conn.execute(
             'INSERT INTO analytics (type, count, "timestamp", collected_at) '
@@ -80,7 +82,7 @@ def load_pack(dsn: str, rows: int) -> float:
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
-            store.ensure_table(conn, "analytics")
+            ensure_table(conn, "analytics")
         conn.execute(
             'INSERT INTO analytics (type, count, "timestamp", collected_at) '
             "SELECT t, g %% 1000, date_trunc('hour', now()) - make_interval(mins => g * 30), "
@@ -97,9 +99,7 @@ def export_psql_query(conn: psycopg.Connection[object]) -> str:
 
     The statement's timestamps rely on the session being on UTC: the psql runs get PGTZ.
     """
-    statement = store.copy_statement(
-        store.Selection("analytics"), "csv", store.EXPORT_KEYS
-    ).as_string(conn)
+    statement = read.copy_statement(Selection("analytics"), "csv", EXPORT_KEYS).as_string(conn)
     prefix, suffix = "COPY (", ") TO STDOUT (FORMAT csv)"
     assert statement.startswith(prefix) and statement.endswith(suffix), statement
     inner = statement[len(prefix) : -len(suffix)]
@@ -108,7 +108,7 @@ def export_psql_query(conn: psycopg.Connection[object]) -> str:
 
 def show_psql_query(conn: psycopg.Connection[object]) -> str:
     """The date_bin query `show --bucket 1h` runs, with the window computed by the server."""
-    sel = store.Selection(
+    sel = Selection(
         "analytics",
         datetime(2000, 1, 1, tzinfo=UTC),
         datetime(2000, 1, 2, tzinfo=UTC),
@@ -116,7 +116,7 @@ def show_psql_query(conn: psycopg.Connection[object]) -> str:
         timedelta(hours=1),
         "avg",
     )
-    text = store.select_rows(sel, literal=True).as_string(conn)
+    text = read.select_rows(sel, literal=True).as_string(conn)
     text = text.replace("'2000-01-01 00:00:00+00:00'::timestamptz", "now() - interval '30 days'")
     text = text.replace("'2000-01-02 00:00:00+00:00'::timestamptz", "now()")
     assert "now() - interval '30 days'" in text and "now()" in text, text

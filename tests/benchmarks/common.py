@@ -22,7 +22,7 @@ def admin_server(dsn: str | None) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from analytics_cli import embedded
+    from analytics_cli.engines.postgresql import embedded
 
     home = Path(tempfile.mkdtemp(prefix="analytics-cli-bench-"))
     try:

@@ -10,7 +10,10 @@ Starts one throwaway embedded PostgreSQL (or uses --dsn), then runs:
 - bench_show_export: export --csv over 2 M stored rows vs psql's raw \\copy of the table, and
   show --bucket over the same rows vs psql;
 - bench_prune: prune of one year by dropping monthly partitions vs the batched DELETE of the
-  same rows (120 series every 30 minutes for 13 months, 2.3 M rows).
+  same rows (120 series every 30 minutes for 13 months, 2.3 M rows);
+- bench_rollup: show --since 2y --bucket 1d on the hourly/daily rollups vs the stored rows
+  (200 series every 30 minutes for two years, 7 M rows), a collect cycle with rollup
+  upkeep vs without, and the peak RSS of every command on that store.
 Every ratio compares the tool and psql measured in the same run on the same server.
 --quick shrinks the data (100 k users, 500 k attendance, 1 M stored rows) for a smoke run.
 """
@@ -27,7 +30,13 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks import bench_collect, bench_cycle, bench_prune, bench_show_export
+from tests.benchmarks import (
+    bench_collect,
+    bench_cycle,
+    bench_prune,
+    bench_rollup,
+    bench_show_export,
+)
 from tests.benchmarks.common import admin_server, print_table
 
 
@@ -52,6 +61,7 @@ def main() -> None:
         results += bench_cycle.measure(admin, args.runs)
         results += bench_show_export.measure(admin, rows, max(3, args.runs // 2))
         results += bench_prune.measure(admin, 10 if args.quick else 120)
+        results += bench_rollup.measure(admin, 10 if args.quick else 200, max(1, args.runs // 2))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print_table(f"analytics-cli benchmarks ({machine}; PostgreSQL {server})", results)
 

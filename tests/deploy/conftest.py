@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded
 from tests import platform_data
 from tests.conftest import SCHEMA_SQL
 

@@ -197,6 +197,16 @@ def test_replace_and_prune_name_the_privilege_they_need(dbs: Databases, narrow: 
         f"GRANT UPDATE, DELETE ON analytics TO {narrow.store_role}",
     ]
     assert summary.startswith("collect slot=") and " stored=0 " in summary
+    # The rollups are the table owner's: a role that may neither create nor read them is
+    # told so in one line, with the GRANT, and nothing is half-built.
+    rebuilt = cli("db", "rollup", "--rebuild")
+    assert (rebuilt.exit_code, rebuilt.stdout) == (3, "")
+    assert rebuilt.stderr.splitlines() == [
+        "error: rollup rebuild: this role may not create or read the rollup tables",
+        "hint: run db init as the owner of analytics, or GRANT SELECT, INSERT, DELETE ON "
+        "analytics_hourly, analytics_daily and SELECT, UPDATE ON analytics_rollup_state to "
+        "this role",
+    ]
     pruned = cli("prune", "--older-than", "1d", "--yes")
     assert (pruned.exit_code, pruned.stdout) == (3, "")
     assert pruned.stderr == (

@@ -12,10 +12,11 @@ import psycopg
 import pytest
 import tomli_w
 
-from analytics_cli.db import RECOVERY_CONFLICT_HINT
+from analytics_cli.engines.postgresql.connect import RECOVERY_CONFLICT_HINT
 from tests import platform_data
 from tests.conftest import Databases, cli
 from tests.deploy.conftest import Replica
+from tests.helpers import write_config
 
 AT = "2026-11-29T10:10:00Z"  # inside platform_data.SLOT
 
@@ -26,8 +27,7 @@ def _config(path: Path, replica: Replica, dbs: Databases, **collect: Any) -> Pat
         "store": {"dsn": dbs.store},
         "collect": {"retries": 0, **collect},
     }
-    path.write_text(tomli_w.dumps(doc))
-    return path
+    return write_config(path, doc)
 
 
 def _counts(stdout: str) -> dict[str, int]:

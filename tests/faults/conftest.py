@@ -7,13 +7,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
-import tomli_w
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.conftest import Databases, proc_env
@@ -27,45 +25,9 @@ SLOW_SQL = (
 )
 
 
-def write_config(
-    path: Path,
-    metrics: Sequence[tuple[str, str]] = (),
-    *,
-    builtins: list[str] | None = None,
-    collect: dict[str, Any] | None = None,
-    store: dict[str, Any] | None = None,
-    source: dict[str, Any] | None = None,
-) -> Path:
-    """A config file with custom metrics; built-ins are off unless listed."""
-    doc: dict[str, Any] = {
-        "collect": {"metrics": [] if builtins is None else builtins, **(collect or {})}
-    }
-    if store:
-        doc["store"] = store
-    if source:
-        doc["source"] = source
-    if metrics:
-        doc["metric"] = [{"type": name, "sql": sql} for name, sql in metrics]
-    path.write_text(tomli_w.dumps(doc))
-    path.chmod(0o600)
-    return path
-
-
 def env_for(dbs: Databases, **extra: str) -> dict[str, str]:
     """A subprocess environment collecting from the test's source into its store."""
     return proc_env(ANALYTICS_SOURCE_DSN=dbs.source, ANALYTICS_STORE_DSN=dbs.store, **extra)
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    """Poll until ``predicate`` returns something truthy; fail after a generous bound."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def backends(admin: str, dbname: str, **where: str) -> list[dict[str, Any]]:

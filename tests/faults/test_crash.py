@@ -18,9 +18,8 @@ from tests.faults.conftest import (
     env_for,
     finish,
     slot_rows,
-    wait_for,
-    write_config,
 )
+from tests.helpers import custom_config, wait_until
 
 METRICS = [
     ("first", "SELECT 1 AS count"),
@@ -31,7 +30,7 @@ COMPLETE = [("first", "1"), ("last", "3"), ("slowMetric", "2")]
 
 
 def _config(tmp_path: Path) -> Path:
-    return write_config(tmp_path / "faults.toml", METRICS)
+    return custom_config(tmp_path / "faults.toml", METRICS)
 
 
 def _start_slow(dbs: Databases, config: Path) -> tuple[subprocess.Popen[str], int]:
@@ -40,7 +39,7 @@ def _start_slow(dbs: Databases, config: Path) -> tuple[subprocess.Popen[str], in
         "-c", str(config), "collect", "--at", SLOT,
         env=env_for(dbs, PGOPTIONS="-c analytics_test.sleep=600"),
     )  # fmt: skip
-    running = wait_for(
+    running = wait_until(
         lambda: backends(dbs.admin, dbs.source_name, wait_event="PgSleep"),
         "the slow metric to run",
     )
@@ -53,7 +52,7 @@ def _terminate(dbs: Databases, pid: int) -> None:
 
 
 def _no_backends_left(dbs: Databases) -> None:
-    wait_for(
+    wait_until(
         lambda: not backends(dbs.admin, dbs.store_name),
         "the killed run's store session to end",
     )
@@ -96,7 +95,7 @@ def test_kill9_while_rows_are_written_writes_nothing(dbs: Databases, tmp_path: P
             (SLOT,),
         )
         proc = spawn("-c", str(config), "collect", "--at", SLOT, env=env_for(dbs))
-        wait_for(
+        wait_until(
             lambda: backends(dbs.admin, dbs.store_name, wait_event_type="Lock", query="INSERT"),
             "the collector's INSERT to wait",
         )
@@ -151,7 +150,7 @@ def test_signal_while_rows_are_written(
             "INSERT INTO analytics (type, count, \"timestamp\") VALUES ('last', 99, %s)", (SLOT,)
         )
         proc = spawn("-c", str(config), "collect", "--at", SLOT, env=env_for(dbs))
-        wait_for(
+        wait_until(
             lambda: backends(dbs.admin, dbs.store_name, wait_event_type="Lock", query="INSERT"),
             "the collector's INSERT to wait",
         )

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from analytics_cli import embedded
+from analytics_cli.engines.postgresql import embedded
 from tests.conftest import SCHEMA_SQL, Databases, proc_env, run_proc, spawn
 from tests.faults.conftest import (
     SLOT,
@@ -21,9 +21,8 @@ from tests.faults.conftest import (
     finish,
     slot_rows,
     tcp_dsn,
-    wait_for,
-    write_config,
 )
+from tests.helpers import custom_config, wait_until
 
 
 def _pg_ctl(server: embedded.EmbeddedServer, action: str) -> None:
@@ -85,7 +84,7 @@ def test_source_connection_killed_mid_cycle(
     dbs: Databases, tmp_path: Path, proxy_factory: Callable[..., Proxy]
 ) -> None:
     proxy = proxy_factory()
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         METRICS,
         collect={"retries": 3},
@@ -96,7 +95,7 @@ def test_source_connection_killed_mid_cycle(
         "-c", str(config), "collect", "--at", SLOT,
         env=proc_env(PGOPTIONS="-c analytics_test.sleep=600"),
     )  # fmt: skip
-    running = wait_for(
+    running = wait_until(
         lambda: backends(dbs.admin, dbs.source_name, wait_event="PgSleep"), "the slow metric"
     )
     connections = len(proxy.accepted)
@@ -117,7 +116,7 @@ def test_source_connection_killed_mid_cycle(
 
 
 def test_store_connection_killed_mid_write(dbs: Databases, tmp_path: Path) -> None:
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml", [("a", "SELECT 1 AS count"), ("b", "SELECT 2 AS count")]
     )
     assert run_proc("-c", str(config), "db", "init", env=env_for(dbs)).exit_code == 0
@@ -127,7 +126,7 @@ def test_store_connection_killed_mid_write(dbs: Databases, tmp_path: Path) -> No
             "INSERT INTO analytics (type, count, \"timestamp\") VALUES ('b', 99, %s)", (SLOT,)
         )
         proc = spawn("-c", str(config), "collect", "--at", SLOT, env=env_for(dbs))
-        waiting = wait_for(
+        waiting = wait_until(
             lambda: backends(dbs.admin, dbs.store_name, wait_event_type="Lock", query="INSERT"),
             "the collector's INSERT to wait",
         )
@@ -160,7 +159,7 @@ def test_one_retry_for_a_refused_first_connection(
     code: int,
 ) -> None:
     proxy = proxy_factory(refuse_first=1)
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         [("one", "SELECT 1 AS count")],
         collect={"retries": retries},
@@ -191,7 +190,7 @@ def test_retries_are_bounded_and_back_off(
     dbs: Databases, tmp_path: Path, proxy_factory: Callable[..., Proxy]
 ) -> None:
     proxy = proxy_factory(refuse_first=1000)
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         [("one", "SELECT 1 AS count")],
         collect={"retries": 2},
@@ -211,7 +210,7 @@ def test_connect_timeout_against_a_silent_server(
     dbs: Databases, tmp_path: Path, proxy_factory: Callable[..., Proxy]
 ) -> None:
     silent = proxy_factory(mute=True)
-    config = write_config(
+    config = custom_config(
         tmp_path / "c.toml",
         [("one", "SELECT 1 AS count")],
         collect={"retries": 0, "connect_timeout": "2s"},

@@ -13,12 +13,14 @@ import tomli_w
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from analytics_cli import config as config_mod
+from analytics_cli.config.dump import dump, to_document
+from analytics_cli.config.load import load
 from analytics_cli.errors import ConfigError
 from analytics_cli.metrics import builtin_metrics, enabled_metrics
 from analytics_cli.timeutil import parse_duration, parse_timestamp, parse_when
 from tests.conftest import Databases, cli
-from tests.faults.conftest import SLOT, write_config
+from tests.faults.conftest import SLOT
+from tests.helpers import custom_config
 
 INJECTIONS = [
     "x' OR 'a'='a",
@@ -42,7 +44,7 @@ def _tables(dbs: Databases) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
 @pytest.fixture
 def collected(dbs: Databases, tmp_path: Path) -> Path:
     """A store with one collected slot and a config pointing at it."""
-    path = write_config(
+    path = custom_config(
         tmp_path / "h.toml",
         [("ok", "SELECT 1 AS count")],
         source={"dsn": dbs.source},
@@ -112,7 +114,7 @@ def test_collect_only_and_at_injection_is_refused(
     ],
 )
 def test_store_table_injection_is_refused(dbs: Databases, tmp_path: Path, table: str) -> None:
-    path = write_config(
+    path = custom_config(
         tmp_path / "t.toml",
         [("ok", "SELECT 1 AS count")],
         source={"dsn": dbs.source},
@@ -135,7 +137,7 @@ def test_store_table_injection_is_refused(dbs: Databases, tmp_path: Path, table:
 
 def test_odd_but_valid_table_name_is_quoted(dbs: Databases, tmp_path: Path) -> None:
     # Upper case and $ are legal identifiers: quoted, they name exactly that table.
-    path = write_config(
+    path = custom_config(
         tmp_path / "t.toml",
         [("ok", "SELECT 1 AS count")],
         source={"dsn": dbs.source},
@@ -216,9 +218,9 @@ def _load(text: str | bytes) -> None:
         else:
             path.write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
-            settings = config_mod.load(path, env={})
+            settings = load(path, env={})
             enabled_metrics(settings)
-            config_mod.dump(config_mod.to_document(settings))
+            dump(to_document(settings))
         except ConfigError as exc:
             assert str(exc).strip()
 
@@ -327,7 +329,7 @@ def test_fuzz_times_through_the_cli(text: str) -> None:
 
 def test_json_report_of_hostile_metric_names_is_valid(dbs: Databases, tmp_path: Path) -> None:
     # Metric names are restricted, so even the report and the store's JSON stay clean.
-    path = write_config(
+    path = custom_config(
         tmp_path / "m.toml",
         [("a.b:c-d_e", "SELECT 1 AS count")],
         source={"dsn": dbs.source},
@@ -336,7 +338,7 @@ def test_json_report_of_hostile_metric_names_is_valid(dbs: Databases, tmp_path: 
     result = cli("-c", str(path), "collect", "--at", SLOT, "--json")
     assert result.exit_code == 0, result.stderr
     assert [m["type"] for m in json.loads(result.stdout)["metrics"]] == ["a.b:c-d_e"]
-    bad = write_config(
+    bad = custom_config(
         tmp_path / "bad.toml", [("x'; DROP TABLE analytics; --", "SELECT 1 AS count")]
     )
     refused = cli("-c", str(bad), "collect")

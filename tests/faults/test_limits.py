@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import Databases
-from tests.faults.conftest import SLOT, env_for, slot_rows, write_config
+from tests.faults.conftest import SLOT, env_for, slot_rows
+from tests.helpers import custom_config
 
 # Generous: the collector needs about 50 MB; a 100 MB value loaded into it would pass 300 MB.
 MAX_RSS_MB = 200
@@ -58,7 +59,7 @@ def _run_measured(args: list[str], env: dict[str, str], tmp: Path) -> tuple[int,
 
 
 def test_runaway_metrics_are_refused_with_bounded_memory(dbs: Databases, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "limits.toml", RUNAWAY)
+    config = custom_config(tmp_path / "limits.toml", RUNAWAY)
     code, out, err, peak_mb = _run_measured(
         ["-c", str(config), "collect", "--at", SLOT, "--json"], env_for(dbs), tmp_path
     )

@@ -9,14 +9,14 @@ import psycopg
 import pytest
 
 from tests.conftest import Databases, cli
-from tests.faults.conftest import write_config
+from tests.helpers import custom_config
 
 SLOT = "2026-01-01T00:00:00Z"
 
 
 def _config(tmp_path: Path) -> Path:
     # A one-second statement timeout: any wait longer than that used to read as a slow query.
-    return write_config(
+    return custom_config(
         tmp_path / "c.toml",
         [("one", "SELECT 1 AS count")],
         collect={"statement_timeout": "1s", "retries": 0},

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from tests.conftest import Databases, cli
-from tests.faults.conftest import SLOT, write_config
+from tests.faults.conftest import SLOT
+from tests.helpers import custom_config
 
 SEED = """
 INSERT INTO "user" (id, name, "createdAt", "updatedAt")
@@ -68,7 +69,7 @@ def test_writing_metrics_fail_alone_and_change_nothing(dbs: Databases, tmp_path:
     with dbs.source_conn() as conn:
         conn.execute(SEED)  # type: ignore[call-overload]
     before = _fingerprint(dbs)
-    config = write_config(
+    config = custom_config(
         tmp_path / "ro.toml",
         [
             ("usersBefore", 'SELECT count(*) AS count FROM "user"'),
@@ -116,7 +117,7 @@ def test_a_read_only_violation_is_reported_by_the_server(dbs: Databases, tmp_pat
         )
         conn.execute(SEED)  # type: ignore[call-overload]
     before = _fingerprint(dbs)
-    config = write_config(
+    config = custom_config(
         tmp_path / "ro.toml",
         [("sneaky", "SELECT sneaky() AS count"), ("ok", "SELECT 7 AS count")],
         source={"dsn": dbs.source},

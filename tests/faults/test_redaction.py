@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +16,6 @@ from urllib.parse import quote, unquote
 
 import psycopg
 import pytest
-import tomli_w
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -25,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_cli.dsn import describe, dsn_secrets, redact_dsn, scrub
 from tests.conftest import Result, cli, proc_env, run_proc, with_db
+from tests.helpers import free_port, write_config
 
 # Printable ASCII (space, quotes, backslash, "@:/?#&=%" included) and a few non-ASCII letters.
 ALPHABET = "".join(chr(c) for c in range(0x20, 0x7F)) + "éü€"
@@ -37,14 +36,8 @@ PASSWORDS = st.builds(
 )
 
 
-def _closed_port() -> int:
-    """A local TCP port nobody listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-PORT = _closed_port()
+# A local TCP port nobody listens on: connecting is refused at once.
+PORT = free_port()
 HOST = f"127.0.0.1:{PORT}"
 ENC = "enc"  # the password percent-encoded
 RAW = "raw"  # the password as it is (malformed when it holds URL or libpq syntax)
@@ -288,8 +281,7 @@ def _invocation(
             source=[{"name": "eu", "dsn_env": "PLATFORM_EU_DSN"}], store={"dsn": valid.store}
         )
     path = folder / f"redact-{uuid.uuid4().hex[:8]}.toml"
-    path.write_text(tomli_w.dumps(doc))
-    path.chmod(0o600)
+    write_config(path, doc)
     return ["-c", str(path), *args], env
 
 

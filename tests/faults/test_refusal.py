@@ -8,13 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-import tomli_w
 
 from analytics_cli import spool
-from analytics_cli.config import Settings
-from analytics_cli.metrics import Sample
+from analytics_cli.config.schema import Settings
+from analytics_cli.samples import Sample
 from tests.conftest import Databases, proc_env, run_proc
-from tests.faults.conftest import write_config
+from tests.helpers import custom_config, spool_file, write_config
 from tests.mariadb_server import MySQLPlatform
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -57,8 +56,7 @@ def _nul_config(tmp: Path, source: str, store: str) -> Path:
             {"type": "plain", "sql": "SELECT 7 AS count"},
         ],
     }
-    path.write_text(tomli_w.dumps(doc))
-    path.chmod(0o600)
+    write_config(path, doc)
     return path
 
 
@@ -84,7 +82,7 @@ def test_nul_in_a_dimension_fails_that_metric_only(
 
 
 def _markers_config(tmp: Path, dbs: Databases, metrics: list[tuple[str, str]]) -> Path:
-    return write_config(
+    return custom_config(
         tmp / "c.toml",
         metrics,
         collect={"retries": 0, "connect_timeout": "1s"},
@@ -96,11 +94,9 @@ def _markers_config(tmp: Path, dbs: Databases, metrics: list[tuple[str, str]]) -
 def _spool_file(tmp: Path, dbs: Databases, i: int, rows: dict[str, int]) -> Path:
     """A cycle of this store for slot ``i`` spooled by hand: one plain row per type."""
     slot = BASE + timedelta(minutes=30 * i)
-    batch = spool.from_outcomes(
-        None, slot, [Sample(name, Decimal(value)) for name, value in rows.items()]
-    )
     identity = spool.store_identity(Settings(store_dsn=dbs.store))
-    return spool.write(_folder(tmp), spool.Spooled("analytics", slot, False, (batch,), identity))
+    outcomes = [Sample(name, Decimal(value)) for name, value in rows.items()]
+    return spool_file(_folder(tmp), slot, outcomes, identity)
 
 
 def test_nul_in_a_spooled_type_is_set_aside_and_collection_goes_on(
@@ -227,7 +223,7 @@ def test_a_check_the_mariadb_store_fails_refuses_that_metric(
     # CHECK as error 4025, which PyMySQL raises as an OperationalError.
     with mysql_platform.connect() as conn, conn.cursor() as cur:
         cur.execute("ALTER TABLE analytics ADD CONSTRAINT no_negatives CHECK (count >= 0)")
-    config = write_config(
+    config = custom_config(
         tmp_path / "my.toml",
         [("negative", "SELECT -1 AS count"), ("plain", "SELECT 7 AS count")],
         collect={"retries": 0},

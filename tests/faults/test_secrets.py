@@ -16,7 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import PASSWORD_HOST, Databases, Result, cli, proc_env, run_proc
-from tests.faults.conftest import SLOT, write_config
+from tests.faults.conftest import SLOT
+from tests.helpers import custom_config
 
 PASSWORD = "Zq7-secret_Pw"
 # Characters that need quoting or escaping in a conninfo, a URI and JSON.
@@ -121,7 +122,7 @@ def test_errors_do_not_print_the_password(dbs: Databases, tmp_path: Path, passwo
 
 
 def test_a_real_process_with_the_password_in_every_place(dbs: Databases, tmp_path: Path) -> None:
-    config = write_config(
+    config = custom_config(
         tmp_path / "s.toml",
         [("ok", "SELECT 1 AS count"), ("bad", "SELECT 'x'::int AS count")],
         source={"dsn": _kv(dbs.source, PASSWORD)},
@@ -228,7 +229,7 @@ def test_password_role_right_and_wrong(
 def test_config_with_password_readable_by_others_warns(
     dbs: Databases, tmp_path: Path, mode: int, warned: bool
 ) -> None:
-    config = write_config(
+    config = custom_config(
         tmp_path / "pw.toml",
         [("ok", "SELECT 1 AS count")],
         source={"dsn": _kv(dbs.source, PASSWORD)},
@@ -247,7 +248,7 @@ def test_config_with_password_readable_by_others_warns(
 
 
 def test_config_without_password_does_not_warn(dbs: Databases, tmp_path: Path) -> None:
-    config = write_config(
+    config = custom_config(
         tmp_path / "nopw.toml",
         [("ok", "SELECT 1 AS count")],
         source={"dsn": dbs.source},

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from analytics_cli import spool
-from analytics_cli.config import Settings
-from analytics_cli.metrics import Sample
+from analytics_cli import spool, spool_format
+from analytics_cli.config.schema import Settings
+from analytics_cli.samples import Sample
 from tests.conftest import Databases, run_proc, spawn
 from tests.faults.conftest import (
     Proxy,
@@ -28,9 +28,8 @@ from tests.faults.conftest import (
     proc_env,
     tcp_dsn,
     unix_target,
-    wait_for,
-    write_config,
 )
+from tests.helpers import custom_config, spool_file, wait_until
 from tests.scratch import scratch_database
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,7 +54,7 @@ def _mark(dbs: Databases) -> None:
 
 
 def _config(tmp: Path, dbs: Databases, store: str, **store_extra: object) -> Path:
-    return write_config(
+    return custom_config(
         tmp / f"c-{abs(hash(store)) % 10_000}.toml",
         [("markers", "SELECT count(*) AS count FROM marker")],
         collect={"retries": 0, "connect_timeout": "1s"},
@@ -160,7 +159,7 @@ def test_store_down_for_three_cycles_then_back(
         text = path.read_text()
         assert SECRET not in text
         doc = json.loads(text)
-        assert doc["version"] == spool.VERSION
+        assert doc["version"] == spool_format.VERSION
         assert doc["store"] == {
             "engine": "postgresql",
             "host": "127.0.0.1",
@@ -169,7 +168,7 @@ def test_store_down_for_three_cycles_then_back(
             "user": str(params.get("user") or "postgres"),
             "table": "analytics",
         }
-        spooled_at.append(spool.decode(text).batches[0].collected_at)
+        spooled_at.append(spool_format.decode(text).batches[0].collected_at)
     switch.start()  # the store is back, under the same connection string
     shown = run_proc("-c", str(config), "status", env=env)
     assert (
@@ -198,11 +197,15 @@ def test_store_down_for_three_cycles_then_back(
 def _spool_for(folder: Path, identity: dict[str, str] | None, i: int, value: int) -> Path:
     """A spooled slot ``i`` holding ``value``, read at the slot's time plus a minute."""
     slot = BASE + timedelta(minutes=30 * i)
-    batch = spool.from_outcomes(
-        None, slot + timedelta(minutes=1), [Sample("markers", Decimal(value))]
-    )
     table = identity["table"] if identity else "analytics"
-    return spool.write(folder, spool.Spooled(table, slot, False, (batch,), identity))
+    return spool_file(
+        folder,
+        slot,
+        [Sample("markers", Decimal(value))],
+        identity,
+        table=table,
+        collected_at=slot + timedelta(minutes=1),
+    )
 
 
 def test_replay_takes_only_this_stores_files_oldest_first(
@@ -265,13 +268,7 @@ def test_file_of_the_old_format_is_replayed_by_its_table(dbs: Databases, tmp_pat
     legacy = _spool_for(folder, None, 0, 7)
     doc = json.loads(legacy.read_text())
     assert doc["version"] == 1 and "store" not in doc  # as the first spool format wrote it
-    other_table = spool.Spooled(
-        "elsewhere",
-        BASE,
-        False,
-        (spool.from_outcomes(None, BASE, [Sample("markers", Decimal(9))]),),
-    )
-    kept = spool.write(folder, other_table)
+    kept = spool_file(folder, BASE, [Sample("markers", Decimal(9))], None, table="elsewhere")
     config = _config(tmp_path, dbs, dbs.store)
     result = run_proc("-c", str(config), "collect", "--at", _slot(1), env=_env(tmp_path))
     assert result.exit_code == 0, result.stderr
@@ -325,7 +322,7 @@ def test_connection_killed_mid_write_spools(dbs: Databases, tmp_path: Path) -> N
                 ).fetchall()
             return [int(r[0]) for r in rows]
 
-        pids = wait_for(waiting, "the run waiting for the slot lock")
+        pids = wait_until(waiting, "the run waiting for the slot lock")
         holder.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
         code, out, err = finish(proc)
         holder.execute("ROLLBACK")
@@ -345,8 +342,7 @@ def _spool_many(tmp: Path, settings: Settings, n: int) -> None:
     identity = spool.store_identity(settings)
     for i in range(n):
         slot = BASE + timedelta(minutes=30 * i)
-        batch = spool.from_outcomes(None, slot, [Sample("markers", Decimal(i))])
-        spool.write(folder, spool.Spooled("analytics", slot, False, (batch,), identity))
+        spool_file(folder, slot, [Sample("markers", Decimal(i))], identity)
 
 
 def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_path: Path) -> None:
@@ -357,7 +353,7 @@ def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_
     total = 500
     _spool_many(tmp_path, Settings(store_dsn=dbs.store), total)
     proc = spawn("-c", str(config), "collect", "--at", _slot(total + 1), env=env)
-    wait_for(lambda: len(_stored(dbs)) >= 3, "the first replayed slots", timeout=60)
+    wait_until(lambda: len(_stored(dbs)) >= 3, "the first replayed slots", timeout=60)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert 0 < len(spool.pending(_folder(tmp_path))) < total
@@ -377,7 +373,7 @@ def test_kill_9_while_flushing_loses_and_duplicates_nothing(dbs: Databases, tmp_
     [
         ("{not json", "unreadable spool file"),
         (json.dumps({"kind": "something else"}), "not an analytics-cli spool file"),
-        (json.dumps({"kind": spool.KIND, "version": 99}), "spool format version 99"),
+        (json.dumps({"kind": spool_format.KIND, "version": 99}), "spool format version 99"),
     ],
 )
 def test_foreign_or_corrupt_file_is_set_aside(

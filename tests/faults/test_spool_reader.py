@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from analytics_cli import spool
-from analytics_cli.config import Settings
-from analytics_cli.metrics import Sample
+from analytics_cli.config.schema import Settings
+from analytics_cli.samples import Sample
 from tests.conftest import Databases, proc_env, run_proc
-from tests.faults.conftest import write_config
+from tests.helpers import custom_config, spool_file
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -36,7 +36,7 @@ def _folder(tmp: Path) -> Path:
 
 
 def _config(tmp: Path, dbs: Databases) -> Path:
-    return write_config(
+    return custom_config(
         tmp / "c.toml",
         [("plain", "SELECT 7 AS count")],
         collect={"retries": 0, "connect_timeout": "1s"},
@@ -57,9 +57,8 @@ def _stored(dsn: str) -> list[tuple[str, str, str]]:
 def _cycle(dbs: Databases, folder: Path, i: int, count: str = "5") -> Path:
     """A valid cycle of this store for slot ``i``, then its count rewritten as given."""
     slot = BASE + timedelta(minutes=30 * i)
-    batch = spool.from_outcomes(None, slot, [Sample("plain", Decimal(5))])
     identity = spool.store_identity(Settings(store_dsn=dbs.store))
-    path = spool.write(folder, spool.Spooled("analytics", slot, False, (batch,), identity))
+    path = spool_file(folder, slot, [Sample("plain", Decimal(5))], identity)
     if count != "5":
         doc = json.loads(path.read_text())
         doc["batches"][0]["entries"][0]["rows"][0][0] = count

@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg
 
 from analytics_cli import spool
-from analytics_cli.config import Settings
-from analytics_cli.metrics import Sample, Series
+from analytics_cli.config.schema import Settings
+from analytics_cli.samples import Sample, Series
 from tests.conftest import Databases, proc_env, run_proc
-from tests.faults.conftest import write_config
+from tests.helpers import custom_config, spool_file
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 DOWN = "host=127.0.0.1 port=1 dbname=nowhere user=nobody connect_timeout=1"
@@ -34,7 +34,7 @@ def _folder(tmp: Path) -> Path:
 
 
 def _config(tmp: Path, dbs: Databases, store: str, name: str = "c.toml") -> Path:
-    return write_config(
+    return custom_config(
         tmp / name,
         [("plain", "SELECT 7 AS count"), ("other", "SELECT 2 AS count")],
         collect={"retries": 0, "connect_timeout": "1s"},
@@ -120,8 +120,7 @@ def test_spooled_written_counts_rows_not_files(dbs: Databases, tmp_path: Path) -
         ),
     ):
         slot = BASE + timedelta(minutes=30 * i)
-        batch = spool.from_outcomes(None, slot, outcomes)
-        spool.write(folder, spool.Spooled("analytics", slot, False, (batch,), identity))
+        spool_file(folder, slot, outcomes, identity)
     result = run_proc("-c", str(config), "collect", "--at", _slot(2), env=env)
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[-1].endswith(" spooled_written=3")
@@ -166,6 +165,13 @@ def test_files_of_another_store_are_listed_and_dropped(dbs: Databases, tmp_path:
     assert listed["files"] == [
         {"file": str(orphan), "slot": _slot(0), "rows": 2, "store": store, "problem": None}
     ]
+    assert (listed["folder"], listed["rejected"]) == (str(_folder(tmp_path)), [])
+    text = run_proc("-c", str(fixed), "spool", "list", env=env)
+    assert (text.exit_code, text.stdout) == (
+        0,
+        f"spool folder {_folder(tmp_path)}: 1 file(s), 0 set aside\n"
+        f"{orphan}  another store: {store}\n",
+    )
     refused = run_proc("-c", str(fixed), "spool", "drop", "--foreign", env=env)
     assert refused.exit_code == 2
     assert orphan.exists()

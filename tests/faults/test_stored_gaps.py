@@ -11,14 +11,14 @@ import pytest
 
 from analytics_cli.timeutil import floor_slot, utcnow
 from tests.conftest import Databases, proc_env, run_proc
-from tests.faults.conftest import write_config
+from tests.helpers import custom_config
 from tests.mariadb_server import MySQLPlatform
 
 STEP = timedelta(minutes=30)
 
 
 def _config(tmp: Path, store: str, source: str) -> Path:
-    return write_config(
+    return custom_config(
         tmp / "c.toml",
         [("plain", "SELECT 7 AS count")],
         collect={"retries": 0},

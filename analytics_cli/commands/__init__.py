@@ -1,0 +1,1 @@
+"""The commands, one module per command group: option declarations → one core call → one render call."""

@@ -1,0 +1,1 @@
+"""Configuration: schema (a leaf), load and validate, dump, and the starter file."""
