@@ -185,6 +185,38 @@ def test_collect_with_select_and_insert_only(
         assert "error: store" not in done.stderr and "permission" not in done.stderr
 
 
+def documented_rollup_grants() -> list[str]:
+    """The statements of the docs' SQL block on the rollups' grants."""
+    text = GRANTS_PAGE.read_text()
+    section = text[text.index("Hourly and daily rollups") :]
+    block = section[
+        section.index("```sql\n") + 7 : section.index("```", section.index("```sql") + 6)
+    ]
+    code = " ".join(line.split("--", 1)[0] for line in block.splitlines())
+    return [s.strip() for s in code.split(";") if s.strip()]
+
+
+def test_the_documented_rollup_grants_let_each_cycle_keep_its_hour(
+    dbs: Databases, narrow: Roles
+) -> None:
+    statements = documented_rollup_grants()
+    assert statements and all(" TO analytics_" in s for s in statements)
+    with psycopg.connect(dbs.store, autocommit=True) as conn:
+        for statement in statements:
+            named = statement.replace("analytics_writer", narrow.store_role)
+            named = named.replace("analytics_reader", narrow.source_role)
+            conn.execute(named.encode())
+    done = cli("collect", "--at", AT)
+    assert done.exit_code == 0, done.stderr
+    assert "rollups" not in done.stderr
+    with psycopg.connect(dbs.store) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM analytics_hourly WHERE bucket = date_trunc('hour', %s::timestamptz)",
+            (AT,),
+        ).fetchone()
+    assert row is not None and row[0] > 0
+
+
 def test_replace_and_prune_name_the_privilege_they_need(dbs: Databases, narrow: Roles) -> None:
     assert cli("collect", "--at", AT).exit_code == 0
     replaced = cli("collect", "--at", AT, "--replace")

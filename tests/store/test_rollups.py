@@ -256,6 +256,40 @@ def test_prune_without_older_than_applies_the_retention(env: Databases, tmp_path
     assert "rollups: oldest hourly bucket " in status.stdout
 
 
+def test_an_interval_changed_after_a_prune_never_loses_the_older_buckets(
+    env: Databases, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    start = floor_to(now, DAY) - 6 * DAY
+    assert cli("db", "init").exit_code == 0
+    load(env, random.Random(5), start, 6 * 48, gap=0.1)
+    assert cli("db", "rollup", "--rebuild").exit_code == 0
+    assert cli("prune", "--older-than", "2d", "--yes").exit_code == 0
+    daily = ("show", "--type", "dim", "--since", "7d", "--bucket", "1d", "-f", "csv")
+    before = cli(*daily)
+    with env.store_conn() as conn:
+        kept = conn.execute("SELECT count(*), min(bucket) FROM analytics_daily").fetchone()
+    assert kept is not None and kept[0] > 0 and kept[1] < now - 3 * DAY
+    # Rebuilt for a 15-minute interval from rows that begin two days ago, four days of
+    # buckets would go: each command that would rebuild refuses in one line instead.
+    path = tmp_path / "c.toml"
+    path.write_text('[collect]\ninterval = "15m"\n')
+    for args in (
+        ("prune", "--older-than", "1d", "--yes"),
+        ("db", "init"),
+        ("db", "rollup", "--rebuild"),
+    ):
+        done = cli("--config", str(path), *args)
+        assert done.exit_code == 2, (args, done.stderr)
+        first, hint = done.stderr.splitlines()
+        assert first.startswith("error: the rollups of analytics were kept for a 30m interval")
+        assert "would lose the older buckets" in first
+        assert hint.startswith("hint: set [collect] interval back to 30m")
+    with env.store_conn() as conn:
+        assert conn.execute("SELECT count(*), min(bucket) FROM analytics_daily").fetchone() == kept
+    assert cli(*daily).stdout == before.stdout
+
+
 def worked_example() -> list[list[str]]:
     """The commands of docs/operations.md's worked example on the demo, one list a line."""
     import shlex

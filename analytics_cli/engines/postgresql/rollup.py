@@ -48,12 +48,19 @@ def exists(conn: psycopg.Connection[Any], table: str) -> bool:
     return bool(row and row[0])
 
 
-def _may(conn: psycopg.Connection[Any], table: str, privileges: str) -> bool:
-    """Whether this role has ``privileges`` on every rollup table (False when there are none)."""
+def _may(
+    conn: psycopg.Connection[Any],
+    table: str,
+    privileges: Sequence[str],
+    suffixes: Sequence[str] = (HOURLY, DAILY, STATE),
+) -> bool:
+    """Whether this role has every one of ``privileges`` on each of the rollup tables named
+    by ``suffixes`` (False when there are none). One privilege a call: has_table_privilege
+    with a list is true when ANY of them is held."""
     row = conn.execute(
-        "SELECT bool_and(coalesce(has_table_privilege(to_regclass(t), %s), false)) "
-        "FROM unnest(%s::text[]) AS t",
-        (privileges, [regclass_text(conn, table + s) for s in (HOURLY, DAILY, STATE)]),
+        "SELECT bool_and(coalesce(has_table_privilege(to_regclass(t), p), false)) "
+        "FROM unnest(%s::text[]) AS t, unnest(%s::text[]) AS p",
+        ([regclass_text(conn, table + s) for s in suffixes], list(privileges)),
     ).fetchone()
     return bool(row and row[0])
 
@@ -62,7 +69,7 @@ def state(conn: psycopg.Connection[Any], table: str) -> State | None:
     """The rollups' state, None when the table has none (or this role may not read them)."""
     from psycopg import sql
 
-    if not _may(conn, table, "SELECT"):
+    if not _may(conn, table, ("SELECT",)):
         return None
     row = conn.execute(
         sql.SQL("SELECT slot, built, raw_from, hourly_from FROM {}").format(name(table, STATE))
@@ -177,7 +184,9 @@ def upkeep(
     st = state(conn, table)
     if st is None or not st.built:
         return
-    if not _may(conn, table, "INSERT, DELETE"):
+    # The cycle's upkeep reads, deletes and inserts the hourly and daily rows; the state it
+    # only reads (above): the grants docs/deployments.md prints.
+    if not _may(conn, table, ("SELECT", "INSERT", "DELETE"), (HOURLY, DAILY)):
         from analytics_cli.engines.notices import notice
 
         notice(
@@ -240,6 +249,17 @@ def rebuild(
     st = state(conn, table)
     assert st is not None
     if st.slot != slot:  # built for another interval: nothing of it can be kept
+        if st.raw_from is not None:
+            # Rebuilt from the rows alone, the buckets older than them would be lost.
+            from analytics_cli.errors import ConfigError
+
+            raise ConfigError(
+                f"the rollups of {table} were kept for a {_text(st.slot)} interval, and "
+                f"[collect] interval is {_text(slot)}: rebuilding them from the stored rows "
+                f"(which begin at {st.raw_from.isoformat()}) would lose the older buckets",
+                hint=f"set [collect] interval back to {_text(st.slot)}, or keep the rollups "
+                f"in another table (a new [store] table) for the new interval",
+            )
         conn.execute(
             sql.SQL("UPDATE {} SET slot = %s, built = false").format(name(table, STATE)), (slot,)
         )
@@ -352,3 +372,12 @@ def reach(conn: psycopg.Connection[Any], table: str) -> Reach | None:
         return None
     hourly, daily = oldest(conn, table)
     return Reach(st.built, hourly, daily, st.raw_from)
+
+
+def _text(interval: timedelta) -> str:
+    """An interval as the config writes it (``30m``, ``1h``, ``90s``)."""
+    seconds = int(interval.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
